@@ -1,0 +1,34 @@
+import type { X509Certificate } from 'node:crypto'
+import type { Clock } from '../clock.js'
+import { x5tS256 } from '../crypto/thumbprint.js'
+import type { Store } from '../db/store.js'
+import type { CertificateRecord } from '../db/types.js'
+import { CAError } from '../errors.js'
+
+/**
+ * The mTLS identity of a request (CONTRACT "mTLS"): a peer certificate that chained to our
+ * CA in the handshake, is inside its validity window now, and is known and `valid` in the
+ * database — checked on every request, because a keep-alive connection outlives both
+ * expiry and revocation.
+ */
+export async function authenticateClientCertificate(
+  peer: { authorized: boolean; certificate: X509Certificate | undefined },
+  deps: { store: Store; clock: Clock },
+): Promise<CertificateRecord> {
+  const cert = peer.certificate
+  if (!cert) throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'a client certificate issued by this CA is required')
+  if (!peer.authorized) {
+    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate does not chain to this CA or is outside its validity period')
+  }
+  const record = await deps.store.certificates.get(cert.serialNumber.toLowerCase())
+  // The thumbprint check ties the row to these exact bytes, not just to a serial.
+  if (!record || record.thumbprint !== x5tS256(cert.raw)) {
+    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is not known to this CA')
+  }
+  if (record.status !== 'valid') throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is revoked')
+  const now = deps.clock.now().getTime()
+  if (now < record.notBefore || now >= record.notAfter) {
+    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate has expired or is not yet valid')
+  }
+  return record
+}

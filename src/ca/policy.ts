@@ -1,0 +1,76 @@
+import type { Config } from '../config/load.js'
+import { formatDuration, parseDuration } from '../config/duration.js'
+import { CAError } from '../errors.js'
+import type { ParsedCsr } from '../x509/csr.js'
+
+/** What an identity method (enrolment, renewal) authorises a CSR to receive. */
+export interface Grant {
+  readonly spiffeId: string
+  readonly allowedDnsNames: readonly string[]
+  /** The entry's own cap, if any; certificates.max_ttl applies on top. */
+  readonly entryMaxTtlMs: number | null
+}
+
+/** A check on the CSR against the grant (smallstep's CsrValidator, fail closed). */
+type CsrValidator = (csr: ParsedCsr, grant: Grant, config: Config) => void
+
+const notCA: CsrValidator = (csr) => {
+  if (csr.requestsCA) {
+    throw new CAError('ERR_POLICY_DENIED', 'the CSR asks for basicConstraints CA:true; certbound issues only end-entity certificates')
+  }
+}
+
+const allowedKeyType: CsrValidator = (csr, _g, config) => {
+  if (!config.certificates.allowedKeyTypes.includes(csr.keyType)) {
+    throw new CAError(
+      'ERR_KEY_UNSUPPORTED',
+      `key type ${csr.keyType} is not allowed here; allowed: ${config.certificates.allowedKeyTypes.join(', ')}`,
+    )
+  }
+}
+
+const uriMatchesIdentity: CsrValidator = (csr, grant) => {
+  for (const uri of csr.uris) {
+    if (uri !== grant.spiffeId) {
+      throw new CAError('ERR_POLICY_DENIED', `the CSR names URI SAN "${uri}", but this identity is ${grant.spiffeId}`)
+    }
+  }
+}
+
+const dnsNamesAllowed: CsrValidator = (csr, grant) => {
+  for (const name of csr.dnsNames) {
+    if (!grant.allowedDnsNames.includes(name.toLowerCase())) {
+      throw new CAError('ERR_POLICY_DENIED', `DNS name "${name}" is not allowed for ${grant.spiffeId}`)
+    }
+  }
+}
+
+const noOtherNames: CsrValidator = (csr) => {
+  if (csr.ipAddresses.length > 0 || csr.emails.length > 0) {
+    throw new CAError('ERR_POLICY_DENIED', 'IP address and e-mail SANs are not issued to workloads')
+  }
+}
+
+const VALIDATORS: readonly CsrValidator[] = [notCA, allowedKeyType, uriMatchesIdentity, noOtherNames, dnsNamesAllowed]
+
+/** Runs every CSR check; the CA never copies anything from the CSR that these did not allow. */
+export function validateCsr(csr: ParsedCsr, grant: Grant, config: Config): void {
+  for (const validate of VALIDATORS) validate(csr, grant, config)
+}
+
+/**
+ * The ttl to issue: the request's, else min(default_ttl, cap). A request over
+ * min(entry cap, max_ttl) is refused, never clamped (CONTRACT "Certificates").
+ */
+export function resolveTtl(requested: unknown, grant: Grant, config: Config): number {
+  const cap = Math.min(grant.entryMaxTtlMs ?? Infinity, config.certificates.maxTtlMs)
+  if (requested === undefined || requested === null) return Math.min(config.certificates.defaultTtlMs, cap)
+  const ms = typeof requested === 'string' ? parseDuration(requested) : undefined
+  if (ms === undefined) {
+    throw new CAError('ERR_BAD_REQUEST', `"ttl" must be a duration string such as "30s", "15m", "1h" or "7d"`)
+  }
+  if (ms > cap) {
+    throw new CAError('ERR_TTL_TOO_LONG', `ttl ${requested} is over the maximum of ${formatDuration(cap)} for ${grant.spiffeId}`)
+  }
+  return ms
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander'
+import { systemClock } from '../clock.js'
+import { loadConfig, type Config } from '../config/load.js'
+import { issueAdminCredential } from '../ca/init.js'
+import { caExists, loadCaMaterial } from '../ca/material.js'
+import { openStore } from '../db/store.js'
+import { CAError } from '../errors.js'
+import { initialize, startServer } from '../main.js'
+import { SigningKeys } from '../tokens/keys.js'
+import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js'
+
+function configOf(cmd: Command): Config {
+  const opts = cmd.optsWithGlobals() as { config?: string }
+  return loadConfig(opts.config ?? process.env.CERTBOUND_CONFIG ?? 'ca-config.yaml')
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+}
+
+/** Runs an admin API call with the admin credential and prints the JSON answer. */
+async function api(cmd: Command, method: string, path: string, body?: unknown): Promise<void> {
+  const client = new AdminClient(configOf(cmd), cmd.optsWithGlobals() as AdminClientOptions)
+  try {
+    print(await client.call(method, path, body))
+  } finally {
+    await client.close()
+  }
+}
+
+function adminCommand(name: string, description: string): Command {
+  return new Command(name)
+    .description(description)
+    .option('--server <url>', 'server URL (default: from server.listen; env CERTBOUND_SERVER)')
+    .option('--cert <file>', 'admin client certificate (default: data_dir/admin/admin.pem)')
+    .option('--key <file>', 'admin private key (default: data_dir/admin/admin-key.pem)')
+    .option('--ca-bundle <file>', 'trust bundle for the server (default: data_dir/ca/bundle.pem)')
+}
+
+const enc = encodeURIComponent
+
+export function buildCli(): Command {
+  const program = new Command('certbound')
+    .description('workload-identity CA with certificate-bound tokens (RFC 8705)')
+    .option('--config <file>', 'config file (default ./ca-config.yaml; env CERTBOUND_CONFIG)')
+    .showHelpAfterError()
+
+  program.command('serve').description('start the HTTPS server (initialises data_dir on first start)').action(async (_o, cmd: Command) => {
+    const running = await startServer(configOf(cmd))
+    let stopping = false
+    const stop = (signal: string) => {
+      if (stopping) return
+      stopping = true
+      process.stderr.write(`certbound: ${signal}: shutting down\n`)
+      void running.close().then(() => process.exit(0))
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+  })
+
+  program.command('init').description('create the CA, server certificate, signing key and first admin credential').action(async (_o, cmd: Command) => {
+    const config = configOf(cmd)
+    if (caExists(config.dataDir)) throw new CAError('ERR_CA_EXISTS', `a CA already exists in ${config.dataDir}; refusing to overwrite it`)
+    const store = openStore(config.dataDir, config.database)
+    try {
+      const ca = await initialize(config, store)
+      print({ data_dir: config.dataDir, root_serial: ca.root.serialHex, intermediate_serial: ca.intermediate.serialHex, admin: config.admin.spiffeIds[0] })
+    } finally {
+      store.close()
+    }
+  })
+
+  program
+    .command('admin-credential')
+    .description('issue a new admin client certificate locally from the CA key (recovers a lost or expired credential)')
+    .option('--spiffe-id <id>', 'one of admin.spiffe_ids (default: the first)')
+    .action(async (o: { spiffeId?: string }, cmd: Command) => {
+      const config = configOf(cmd)
+      const id = o.spiffeId ?? config.admin.spiffeIds[0]!
+      if (!config.admin.spiffeIds.includes(id)) throw new CAError('ERR_BAD_REQUEST', `${id} is not in admin.spiffe_ids`)
+      const store = openStore(config.dataDir, config.database)
+      try {
+        const issued = await issueAdminCredential({ config, store, clock: systemClock }, loadCaMaterial(config.dataDir), id)
+        print({ spiffe_id: id, serial: issued.serial, not_after: issued.notAfter.toISOString(), certificate: `${config.dataDir}/admin/admin.pem` })
+      } finally {
+        store.close()
+      }
+    })
+
+  const keys = program.command('keys').description('token-signing keys')
+  keys
+    .command('rotate')
+    .description('add a new signing key (published before it signs; the old one stays until its tokens expire)')
+    .option('--now', 'emergency: sign with the new key at once and withdraw the old ones, killing their tokens')
+    .action(async (o: { now?: boolean }, cmd: Command) => {
+      const config = configOf(cmd)
+      const store = openStore(config.dataDir, config.database)
+      try {
+        const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({ immediate: o.now === true, actor: 'cli' })
+        print({ kid: key.kid, alg: key.alg, signs_from: new Date(key.activateAt).toISOString() })
+      } finally {
+        store.close()
+      }
+    })
+
+  const entry = program.command('entry').description('registration entries (admin API)')
+  entry.addCommand(
+    adminCommand('create', 'register a workload identity')
+      .argument('<spiffe-id>')
+      .option('--dns <name...>', 'DNS names the workload may request')
+      .option('--ttl <duration>', 'cap on certificate lifetime for this entry')
+      .action((id: string, o: { dns?: string[]; ttl?: string }, cmd: Command) =>
+        api(cmd, 'POST', '/v1/entries', { spiffe_id: id, ...(o.dns ? { dns_names: o.dns } : {}), ...(o.ttl ? { ttl: o.ttl } : {}) }),
+      ),
+  )
+  entry.addCommand(adminCommand('list', 'list entries').option('--cursor <c>').action((o: { cursor?: string }, cmd: Command) => api(cmd, 'GET', `/v1/entries${o.cursor ? `?cursor=${enc(o.cursor)}` : ''}`)))
+  entry.addCommand(adminCommand('show', 'show an entry').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/entries/${enc(id)}`)))
+  entry.addCommand(adminCommand('disable', 'disable an entry (ends its token families)').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: false })))
+  entry.addCommand(adminCommand('enable', 'enable an entry again').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: true })))
+
+  const joinToken = program.command('join-token').description('one-time enrolment tokens (admin API)')
+  joinToken.addCommand(
+    adminCommand('create', 'create a join token for an entry (printed once)')
+      .argument('<entry-id>')
+      .option('--ttl <duration>')
+      .action((id: string, o: { ttl?: string }, cmd: Command) => api(cmd, 'POST', `/v1/entries/${enc(id)}/join-tokens`, o.ttl ? { ttl: o.ttl } : {})),
+  )
+
+  const cert = program.command('cert').description('issued certificates (admin API)')
+  cert.addCommand(
+    adminCommand('list', 'list certificates')
+      .option('--spiffe-id <id>')
+      .addOption(new Option('--status <status>').choices(['valid', 'revoked', 'expired']))
+      .option('--cursor <c>')
+      .action((o: { spiffeId?: string; status?: string; cursor?: string }, cmd: Command) => {
+        const q = new URLSearchParams()
+        if (o.spiffeId) q.set('spiffe_id', o.spiffeId)
+        if (o.status) q.set('status', o.status)
+        if (o.cursor) q.set('cursor', o.cursor)
+        return api(cmd, 'GET', `/v1/certificates${q.size ? `?${q}` : ''}`)
+      }),
+  )
+  cert.addCommand(adminCommand('show', 'show a certificate').argument('<serial>').action((s: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/certificates/${enc(s)}`)))
+  cert.addCommand(
+    adminCommand('revoke', 'revoke a certificate (its tokens die with it)')
+      .argument('<serial>')
+      .option('--reason <reason>', 'RFC 5280 reason, e.g. keyCompromise, superseded')
+      .action((s: string, o: { reason?: string }, cmd: Command) => api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {})),
+  )
+  return program
+}
+
+buildCli()
+  .parseAsync(process.argv)
+  .catch((e: unknown) => {
+    const message = e instanceof CAError || e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e)
+    process.stderr.write(`certbound: ${message}\n`)
+    process.exit(1)
+  })

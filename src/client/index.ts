@@ -1,0 +1,142 @@
+/**
+ * `certbound/client`: an undici fetch for Node workloads that presents the agent's current
+ * certificate and access token, and follows rotations without a restart.
+ *
+ * @packageDocumentation
+ */
+import { watch } from 'node:fs'
+import type { FSWatcher } from 'node:fs'
+import { Agent, Headers, Request, fetch as undiciFetch } from 'undici'
+import type { Dispatcher, RequestInfo, RequestInit, Response } from 'undici'
+import { currentGenerationPath, readGeneration } from './generation.js'
+import type { Generation } from './generation.js'
+
+export type { Generation } from './generation.js'
+
+/** Options of {@link createBoundFetch}. */
+export interface BoundFetchOptions {
+  /**
+   * A `certbound agent --out` directory: `cert.pem`, `key.pem`, `chain.pem`, `bundle.pem` and
+   * `token.json` link into `..data/`, a symlink switched atomically on each rotation.
+   */
+  dir: string
+  /** PEM of trust anchors for servers, instead of the generation's `bundle.pem`. */
+  caBundle?: string
+  /** How often `dir/..data` is checked for a rotation, in ms (plus fs.watch). Default 1 000. */
+  reloadIntervalMs?: number
+  /** Called after a new generation is in use. */
+  onReload?: (generation: Generation) => void
+  /** Called when a new generation could not be loaded (the previous one stays in use). */
+  onError?: (error: unknown) => void
+}
+
+/** A fetch bound to the workload's current certificate and token. */
+export interface BoundFetch {
+  /** undici `fetch` over mTLS with `Authorization: Bearer <current access token>`. */
+  fetch(input: RequestInfo, init?: RequestInit): Promise<Response>
+  /** The dispatcher of the current generation (mTLS only, no token), e.g. for introspection. */
+  dispatcher(): Dispatcher
+  /** The generation in use. */
+  current(): Generation
+  /** Checks for a rotation now; resolves `true` if a new generation was loaded. */
+  reload(): Promise<boolean>
+  /** Stops watching and closes the connection pools gracefully. */
+  close(): Promise<void>
+}
+
+interface Loaded {
+  readonly generation: Generation
+  readonly agent: Agent
+}
+
+function agentFor(generation: Generation): Agent {
+  // Present the chain (leaf + intermediate) so the server can build the path to its root.
+  return new Agent({
+    connect: { cert: generation.chainPem, key: generation.keyPem, ca: generation.caPem },
+  })
+}
+
+/**
+ * Creates a fetch that presents the agent's current certificate and key and adds its current
+ * access token. A rotation (`dir/..data` switched to a new generation) is picked up without a
+ * restart: cert, key and token are re-read together from the new generation, and a new undici
+ * Agent replaces the old one — pooled connections keep presenting the certificate they were
+ * opened with, so the old pool is closed gracefully (in-flight requests finish) rather than
+ * reused with the new token.
+ *
+ * @throws if the directory does not hold a complete, consistent generation.
+ * @example
+ * ```ts
+ * import { createBoundFetch } from 'certbound/client'
+ *
+ * const api = await createBoundFetch({ dir: '/var/run/certbound' })
+ * const res = await api.fetch('https://billing.internal:8444/api/invoices')
+ * console.log(res.status, await res.json())
+ * await api.close()
+ * ```
+ */
+export async function createBoundFetch(options: BoundFetchOptions): Promise<BoundFetch> {
+  const { dir, caBundle, onReload, onError } = options
+  const path = await currentGenerationPath(dir)
+  const first = await readGeneration(path, caBundle)
+  let loaded: Loaded = { generation: first, agent: agentFor(first) }
+  let closed = false
+  let pending: Promise<boolean> | undefined
+
+  async function swapIfRotated(): Promise<boolean> {
+    const next = await currentGenerationPath(dir)
+    if (next === loaded.generation.path || closed) return false
+    const generation = await readGeneration(next, caBundle)
+    if (closed) return false
+    const old = loaded
+    loaded = { generation, agent: agentFor(generation) }
+    old.agent.close().catch(() => {})
+    onReload?.(generation)
+    return true
+  }
+
+  function reload(): Promise<boolean> {
+    pending ??= swapIfRotated()
+      .catch((err: unknown) => {
+        onError?.(err)
+        return false
+      })
+      .finally(() => {
+        pending = undefined
+      })
+    return pending
+  }
+
+  const timer = setInterval(() => void reload(), options.reloadIntervalMs ?? 1_000)
+  timer.unref()
+  let watcher: FSWatcher | undefined
+  try {
+    watcher = watch(dir, () => void reload())
+    watcher.on('error', () => watcher?.close())
+    watcher.unref()
+  } catch {
+    // fs.watch is a fast path only; polling covers platforms without it.
+  }
+
+  return {
+    async fetch(input, init) {
+      if (closed) throw new Error('BoundFetch is closed')
+      if (Date.now() >= loaded.generation.expiresAt.getTime()) await reload()
+      const { generation, agent } = loaded // one generation for both token and certificate
+      const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined))
+      headers.set('authorization', `Bearer ${generation.accessToken}`)
+      return undiciFetch(input, { ...init, headers, dispatcher: agent })
+    },
+    dispatcher: () => loaded.agent,
+    current: () => loaded.generation,
+    reload,
+    async close() {
+      if (closed) return
+      closed = true
+      clearInterval(timer)
+      watcher?.close()
+      await pending
+      await loaded.agent.close()
+    },
+  }
+}

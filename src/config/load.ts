@@ -1,0 +1,151 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import type { z } from 'zod'
+import type { KeyType } from '../crypto/keys.js'
+import { CAError } from '../errors.js'
+import { spiffeIdProblem } from '../identity/spiffe-id.js'
+import { configSchema } from './schema.js'
+
+/** The validated configuration: durations in milliseconds, paths absolute, derived defaults filled. */
+export interface Config {
+  readonly configPath: string | undefined
+  readonly trustDomain: string
+  readonly dataDir: string
+  readonly logLevel: string
+  readonly server: {
+    readonly host: string
+    readonly port: number
+    readonly hostnames: readonly string[]
+    readonly trustedProxies: readonly string[]
+    readonly maxBodyBytes: number
+    readonly tlsCertificateTtlMs: number
+  }
+  readonly database: { readonly synchronous: 'FULL' | 'NORMAL'; readonly busyTimeoutMs: number }
+  readonly ca: { readonly keyType: KeyType; readonly rootTtlMs: number; readonly intermediateTtlMs: number }
+  readonly certificates: {
+    readonly defaultTtlMs: number
+    readonly maxTtlMs: number
+    readonly allowedKeyTypes: readonly KeyType[]
+    readonly backdateMs: number
+    readonly organization: string
+  }
+  readonly crl: { readonly validityMs: number }
+  readonly enrollment: { readonly joinTokenTtlMs: number; readonly maxJoinTokenTtlMs: number }
+  readonly admin: { readonly spiffeIds: readonly string[]; readonly credentialTtlMs: number }
+  readonly tokens: {
+    readonly issuer: string
+    readonly audience: readonly string[]
+    readonly accessTokenTtlMs: number
+    readonly refreshTokenTtlMs: number
+    readonly signingKeyType: KeyType
+    readonly signingKeyRotationMs: number | undefined
+    readonly jwksCacheTtlMs: number
+    readonly introspectionClients: readonly string[] | undefined
+  }
+}
+
+/** Reads and validates a config file; fails fast with a message naming the offending key. */
+export function loadConfig(path: string | undefined): Config {
+  let raw: unknown = {}
+  if (path !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(path, 'utf8')
+    } catch (e) {
+      throw new CAError('ERR_CONFIG_INVALID', `cannot read config ${path}: ${(e as Error).message}`)
+    }
+    try {
+      raw = parseYaml(text) ?? {}
+    } catch (e) {
+      throw new CAError('ERR_CONFIG_INVALID', `${path}: invalid YAML: ${(e as Error).message}`)
+    }
+  }
+  return configFromObject(raw, path)
+}
+
+/** Validates an already-parsed config object (tests build configs this way). */
+export function configFromObject(raw: unknown, path?: string): Config {
+  const parsed = configSchema.safeParse(raw)
+  if (!parsed.success) throw new CAError('ERR_CONFIG_INVALID', describeIssues(parsed.error, path))
+  const c = parsed.data
+  const baseDir = path === undefined ? process.cwd() : dirname(resolve(path))
+  const [host, port] = splitHostPort(c.server.listen)
+  const adminIds = c.admin.spiffe_ids ?? [`spiffe://${c.trust_domain}/admin`]
+  for (const [i, id] of adminIds.entries()) {
+    const problem = spiffeIdProblem(id, c.trust_domain)
+    if (problem) fail(path, `admin.spiffe_ids.${i}`, `"${id}" is not a valid SPIFFE ID: ${problem}`)
+  }
+  for (const [i, id] of (c.tokens.introspection_clients ?? []).entries()) {
+    const problem = spiffeIdProblem(id, c.trust_domain)
+    if (problem) fail(path, `tokens.introspection_clients.${i}`, `"${id}": ${problem}`)
+  }
+  if (c.certificates.default_ttl > c.certificates.max_ttl) {
+    fail(path, 'certificates.default_ttl', 'must not exceed certificates.max_ttl')
+  }
+  const issuer = (c.tokens.issuer ?? `https://${c.server.hostnames[0]}:${port}`).replace(/\/+$/, '')
+  const audience = c.tokens.audience ?? issuer
+  return {
+    configPath: path === undefined ? undefined : resolve(path),
+    trustDomain: c.trust_domain,
+    dataDir: resolve(baseDir, c.data_dir),
+    logLevel: c.log_level,
+    server: {
+      host,
+      port,
+      hostnames: c.server.hostnames,
+      trustedProxies: c.server.trusted_proxies,
+      maxBodyBytes: c.server.max_body_bytes,
+      tlsCertificateTtlMs: c.server.tls_certificate_ttl,
+    },
+    database: { synchronous: c.database.synchronous, busyTimeoutMs: c.database.busy_timeout },
+    ca: { keyType: c.ca.key_type, rootTtlMs: c.ca.root_ttl, intermediateTtlMs: c.ca.intermediate_ttl },
+    certificates: {
+      defaultTtlMs: c.certificates.default_ttl,
+      maxTtlMs: c.certificates.max_ttl,
+      allowedKeyTypes: c.certificates.allowed_key_types,
+      backdateMs: c.certificates.backdate,
+      organization: c.certificates.organization ?? c.trust_domain,
+    },
+    crl: { validityMs: c.crl.validity },
+    enrollment: {
+      joinTokenTtlMs: c.enrollment.join_token_ttl,
+      maxJoinTokenTtlMs: c.enrollment.max_join_token_ttl,
+    },
+    admin: { spiffeIds: adminIds, credentialTtlMs: c.admin.credential_ttl },
+    tokens: {
+      issuer,
+      audience: Array.isArray(audience) ? audience : [audience],
+      accessTokenTtlMs: c.tokens.access_token_ttl,
+      refreshTokenTtlMs: c.tokens.refresh_token_ttl,
+      signingKeyType: c.tokens.signing_key_type,
+      signingKeyRotationMs: c.tokens.signing_key_rotation === 'off' ? undefined : c.tokens.signing_key_rotation,
+      jwksCacheTtlMs: c.tokens.jwks_cache_ttl,
+      introspectionClients: c.tokens.introspection_clients,
+    },
+  }
+}
+
+function splitHostPort(listen: string): [string, number] {
+  const i = listen.lastIndexOf(':')
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
+  const port = Number(listen.slice(i + 1))
+  if (port > 65535) throw new CAError('ERR_CONFIG_INVALID', `server.listen: port ${port} is out of range`)
+  return [host, port]
+}
+
+function describeIssues(error: z.ZodError, path: string | undefined): string {
+  const lines = error.issues.map((issue) => {
+    const key = issue.path.join('.') || '(top level)'
+    if (issue.code === 'unrecognized_keys') {
+      const prefix = issue.path.length ? `${issue.path.join('.')}.` : ''
+      return `unknown key ${issue.keys.map((k) => `"${prefix}${k}"`).join(', ')}`
+    }
+    return `${key}: ${issue.message}`
+  })
+  return `${path ?? 'config'}: ${lines.join('; ')}`
+}
+
+function fail(path: string | undefined, key: string, message: string): never {
+  throw new CAError('ERR_CONFIG_INVALID', `${path ?? 'config'}: ${key}: ${message}`)
+}

@@ -1,0 +1,103 @@
+import { isIP } from 'node:net'
+import { z } from 'zod'
+import { KEY_TYPES, type KeyType } from '../crypto/keys.js'
+import { parseDuration } from './duration.js'
+import { DEFAULTS } from './defaults.js'
+
+/** A duration string (`30s`, `15m`, `1h`, `7d`) parsed to milliseconds. */
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text)
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration like 30s, 15m, 1h or 7d` })
+    return z.NEVER
+  }
+  return ms
+})
+
+const keyType = z.enum(KEY_TYPES as [KeyType, ...KeyType[]])
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'must be HOST:PORT')
+
+const cidr = z.string().refine((s) => {
+  const [ip, bits, ...rest] = s.split('/')
+  if (rest.length > 0 || !ip || isIP(ip) === 0) return false
+  if (bits === undefined) return true
+  const max = isIP(ip) === 4 ? 32 : 128
+  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= max
+}, 'must be an IP address or CIDR')
+
+const trustDomain = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, 'must be a lower-case DNS-like trust domain')
+
+const D = DEFAULTS
+
+export const configSchema = z.strictObject({
+  trust_domain: trustDomain.default(D.trust_domain),
+  data_dir: z.string().min(1).default(D.data_dir),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.log_level),
+  server: z
+    .strictObject({
+      listen: hostPort.default(D.server.listen),
+      hostnames: z.array(z.string().min(1)).min(1).default([...D.server.hostnames]),
+      trusted_proxies: z.array(cidr).default([]),
+      max_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(D.server.max_body_bytes),
+      tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+      busy_timeout: duration.prefault(D.database.busy_timeout),
+    })
+    .prefault({}),
+  ca: z
+    .strictObject({
+      key_type: keyType.default(D.ca.key_type),
+      root_ttl: duration.prefault(D.ca.root_ttl),
+      intermediate_ttl: duration.prefault(D.ca.intermediate_ttl),
+    })
+    .prefault({}),
+  certificates: z
+    .strictObject({
+      default_ttl: duration.prefault(D.certificates.default_ttl),
+      max_ttl: duration.prefault(D.certificates.max_ttl),
+      allowed_key_types: z.array(keyType).min(1).default([...KEY_TYPES]),
+      backdate: duration
+        .refine((ms) => ms <= 5 * 60_000, 'must be at most 5m')
+        .prefault(D.certificates.backdate),
+      organization: z.string().min(1).max(64).optional(),
+    })
+    .prefault({}),
+  crl: z
+    .strictObject({
+      validity: duration.prefault(D.crl.validity),
+    })
+    .prefault({}),
+  enrollment: z
+    .strictObject({
+      join_token_ttl: duration.prefault(D.enrollment.join_token_ttl),
+      max_join_token_ttl: duration.prefault(D.enrollment.max_join_token_ttl),
+    })
+    .prefault({}),
+  admin: z
+    .strictObject({
+      spiffe_ids: z.array(z.string()).min(1).optional(),
+      credential_ttl: duration.prefault(D.admin.credential_ttl),
+    })
+    .prefault({}),
+  tokens: z
+    .strictObject({
+      issuer: z.url({ protocol: /^https$/ }).optional(),
+      audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      access_token_ttl: duration.prefault(D.tokens.access_token_ttl),
+      refresh_token_ttl: duration.prefault(D.tokens.refresh_token_ttl),
+      signing_key_type: keyType.default(D.tokens.signing_key_type),
+      signing_key_rotation: z.union([z.literal('off'), duration]).prefault(D.tokens.signing_key_rotation),
+      jwks_cache_ttl: duration.prefault(D.tokens.jwks_cache_ttl),
+      introspection_clients: z.array(z.string()).optional(),
+    })
+    .prefault({}),
+})
+
+export type RawConfig = z.output<typeof configSchema>

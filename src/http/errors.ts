@@ -1,0 +1,67 @@
+import type { Context } from 'hono'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import { CAError, type CAErrorCode } from '../errors.js'
+
+/** The one place a domain error code becomes an HTTP status (and a title for problem+json). */
+const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
+  ERR_BAD_REQUEST: [400, 'Bad request'],
+  ERR_PEM_INVALID: [400, 'Invalid PEM'],
+  ERR_CSR_INVALID: [400, 'Invalid certificate signing request'],
+  ERR_POLICY_DENIED: [400, 'Refused by policy'],
+  ERR_KEY_UNSUPPORTED: [400, 'Key type not allowed'],
+  ERR_TTL_TOO_LONG: [400, 'Lifetime over the maximum'],
+  ERR_NOT_FOUND: [404, 'Not found'],
+  ERR_CONFLICT: [409, 'Conflict'],
+  ERR_JOIN_TOKEN_INVALID: [401, 'Invalid join token'],
+  ERR_CLIENT_CERT_REQUIRED: [401, 'Client certificate required'],
+  ERR_FORBIDDEN: [403, 'Forbidden'],
+  ERR_ENTRY_DISABLED: [403, 'Entry disabled'],
+  ERR_CERT_REVOKED: [401, 'Certificate revoked'],
+  ERR_CERT_EXPIRED: [401, 'Certificate expired'],
+  ERR_PAYLOAD_TOO_LARGE: [413, 'Request body too large'],
+  ERR_CA_EXISTS: [409, 'CA exists'],
+  ERR_CONFIG_INVALID: [500, 'Configuration invalid'],
+  ERR_DB_TOO_NEW: [500, 'Database too new'],
+  ERR_INVALID_CLIENT: [401, 'invalid_client'],
+  ERR_INVALID_GRANT: [400, 'invalid_grant'],
+  ERR_INVALID_SCOPE: [400, 'invalid_scope'],
+  ERR_UNSUPPORTED_GRANT_TYPE: [400, 'unsupported_grant_type'],
+  ERR_INVALID_OAUTH_REQUEST: [400, 'invalid_request'],
+  ERR_TOKEN_INVALID: [401, 'invalid_token'],
+  ERR_TOKEN_BINDING_MISMATCH: [401, 'invalid_token'],
+}
+
+/** RFC 9457 problem details for the non-OAuth API. */
+export function problemResponse(c: Context, e: CAError): Response {
+  const [status, title] = STATUS[e.code]
+  return c.body(JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }), status, {
+    'content-type': 'application/problem+json',
+    'cache-control': 'no-store',
+  })
+}
+
+/** RFC 6749 §5.2 error codes for the OAuth endpoints. */
+const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
+  ERR_INVALID_CLIENT: [401, 'invalid_client'],
+  ERR_CLIENT_CERT_REQUIRED: [401, 'invalid_client'],
+  ERR_ENTRY_DISABLED: [401, 'invalid_client'],
+  ERR_INVALID_GRANT: [400, 'invalid_grant'],
+  ERR_INVALID_SCOPE: [400, 'invalid_scope'],
+  ERR_UNSUPPORTED_GRANT_TYPE: [400, 'unsupported_grant_type'],
+  ERR_INVALID_OAUTH_REQUEST: [400, 'invalid_request'],
+  ERR_BAD_REQUEST: [400, 'invalid_request'],
+  ERR_PAYLOAD_TOO_LARGE: [400, 'invalid_request'],
+  ERR_FORBIDDEN: [403, 'access_denied'],
+}
+
+export function oauthErrorResponse(c: Context, e: CAError): Response {
+  const [status, error] = OAUTH[e.code] ?? [400, 'invalid_request']
+  return c.json({ error, error_description: e.message }, status, {
+    'cache-control': 'no-store',
+    pragma: 'no-cache',
+  })
+}
+
+export function isOAuthPath(path: string): boolean {
+  return path.startsWith('/oauth/')
+}

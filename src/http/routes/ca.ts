@@ -1,0 +1,126 @@
+import { Hono } from 'hono'
+import type { Authority } from '../../ca/authority.js'
+import type { CrlPublisher } from '../../ca/crl.js'
+import { entryView, type EntryService } from '../../ca/entries.js'
+import type { CaMaterial } from '../../ca/material.js'
+import type { Clock } from '../../clock.js'
+import type { Config } from '../../config/load.js'
+import type { Store } from '../../db/store.js'
+import type { CertificateRecord } from '../../db/types.js'
+import { CAError } from '../../errors.js'
+import { derToPem } from '../../x509/pem.js'
+import { limitParam, readJsonObject } from '../body.js'
+import { requireAdmin, requireClientCert, type AppEnv } from '../mtls.js'
+
+export interface CaRouteDeps {
+  readonly config: Config
+  readonly store: Store
+  readonly clock: Clock
+  readonly ca: CaMaterial
+  readonly authority: Authority
+  readonly entries: EntryService
+  readonly crl: CrlPublisher
+}
+
+const SERIAL = /^[0-9a-fA-F]{2,64}$/
+const STATUSES = ['valid', 'revoked', 'expired'] as const
+
+export function certificateView(r: CertificateRecord, now: number) {
+  return {
+    serial: r.serial,
+    spiffe_id: r.spiffeId,
+    kind: r.kind,
+    status: r.status === 'revoked' ? 'revoked' : now >= r.notAfter ? 'expired' : 'valid',
+    not_before: new Date(r.notBefore).toISOString(),
+    not_after: new Date(r.notAfter).toISOString(),
+    issued_at: new Date(r.issuedAt).toISOString(),
+    revoked_at: r.revokedAt === null ? null : new Date(r.revokedAt).toISOString(),
+    revocation_reason: r.revocationReason,
+    renewed_from: r.renewedFrom,
+    entry_id: r.entryId,
+    thumbprint: r.thumbprint,
+    certificate: derToPem(r.der, 'CERTIFICATE'),
+  }
+}
+
+/** The certificate API: public endpoints, enrolment, renewal and the admin routes. */
+export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  const admin = requireAdmin(deps)
+  const mtls = requireClientCert(deps)
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/v1/bundle', (c) => c.body(deps.ca.bundlePem, 200, { 'content-type': 'application/x-pem-file' }))
+  app.get('/v1/crl', async (c) =>
+    c.body(Buffer.from(await deps.crl.get()), 200, { 'content-type': 'application/pkix-crl', 'cache-control': 'max-age=60' }),
+  )
+
+  app.post('/v1/enroll', async (c) => {
+    const auth = c.req.header('authorization') ?? ''
+    const m = /^Bearer ([A-Za-z0-9_-]{1,512})$/.exec(auth)
+    if (!m) throw new CAError('ERR_JOIN_TOKEN_INVALID', 'send the join token as "Authorization: Bearer <token>"')
+    const body = await readJsonObject(c)
+    return c.json(await deps.authority.enroll(m[1]!, { csr: body.csr as string, ttl: body.ttl }), 201)
+  })
+
+  app.post('/v1/renew', mtls, async (c) => {
+    const body = await readJsonObject(c)
+    return c.json(await deps.authority.renew(c.var.client, { csr: body.csr as string, ttl: body.ttl }), 201)
+  })
+
+  app.post('/v1/entries', admin, async (c) => {
+    const entry = await deps.entries.create(await readJsonObject(c), actorOf(c.var.client))
+    return c.json(entryView(entry), 201, { location: `/v1/entries/${entry.id}` })
+  })
+  app.get('/v1/entries', admin, async (c) => {
+    const page = await deps.entries.list(c.req.query('cursor'), limitParam(c))
+    return c.json({ items: page.items.map(entryView), next_cursor: page.nextCursor })
+  })
+  app.get('/v1/entries/:id', admin, async (c) => c.json(entryView(await deps.entries.get(c.req.param('id')))))
+  app.patch('/v1/entries/:id', admin, async (c) => {
+    const entry = await deps.entries.update(c.req.param('id'), await readJsonObject(c), actorOf(c.var.client))
+    return c.json(entryView(entry))
+  })
+  app.post('/v1/entries/:id/join-tokens', admin, async (c) => {
+    const body = await readJsonObject(c, { optional: true })
+    return c.json(await deps.entries.createJoinToken(c.req.param('id'), body, actorOf(c.var.client)), 201, { 'cache-control': 'no-store' })
+  })
+
+  app.get('/v1/certificates', admin, async (c) => {
+    const status = c.req.query('status')
+    if (status !== undefined && status !== '' && !(STATUSES as readonly string[]).includes(status)) {
+      throw new CAError('ERR_BAD_REQUEST', `"status" must be one of ${STATUSES.join(', ')}`)
+    }
+    const now = deps.clock.now().getTime()
+    const page = await deps.store.certificates.list({
+      spiffeId: c.req.query('spiffe_id') || undefined,
+      status: (status || undefined) as (typeof STATUSES)[number] | undefined,
+      cursor: c.req.query('cursor'),
+      limit: limitParam(c),
+      now,
+    })
+    return c.json({ items: page.items.map((r) => certificateView(r, now)), next_cursor: page.nextCursor })
+  })
+  app.get('/v1/certificates/:serial', admin, async (c) => {
+    const record = await deps.store.certificates.get(checkSerial(c.req.param('serial')))
+    if (!record) throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${c.req.param('serial')}`)
+    return c.json(certificateView(record, deps.clock.now().getTime()))
+  })
+  app.post('/v1/certificates/:serial/revoke', admin, async (c) => {
+    const serial = checkSerial(c.req.param('serial'))
+    const body = await readJsonObject(c, { optional: true })
+    for (const k of Object.keys(body)) if (k !== 'reason') throw new CAError('ERR_BAD_REQUEST', `unknown field "${k.slice(0, 64)}"`)
+    const record = await deps.authority.revoke(serial, body.reason, actorOf(c.var.client))
+    return c.json(certificateView(record, deps.clock.now().getTime()))
+  })
+  return app
+}
+
+function checkSerial(serial: string): string {
+  if (!SERIAL.test(serial)) throw new CAError('ERR_BAD_REQUEST', 'a serial is hex digits, as `openssl x509 -serial` prints it')
+  return serial.toLowerCase()
+}
+
+export function actorOf(client: CertificateRecord): string {
+  return client.spiffeId ?? `serial:${client.serial}`
+}

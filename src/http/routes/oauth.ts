@@ -1,0 +1,93 @@
+import { Hono } from 'hono'
+import type { Clock } from '../../clock.js'
+import type { Config } from '../../config/load.js'
+import type { Store } from '../../db/store.js'
+import type { CertificateRecord } from '../../db/types.js'
+import { CAError } from '../../errors.js'
+import { GRANTS } from '../../tokens/grants.js'
+import { introspect, revokeToken } from '../../tokens/introspection.js'
+import type { SigningKeys } from '../../tokens/keys.js'
+import { readOAuthForm } from '../body.js'
+import { requireClientCert, type AppEnv } from '../mtls.js'
+
+export interface OAuthRouteDeps {
+  readonly config: Config
+  readonly store: Store
+  readonly clock: Clock
+  readonly keys: SigningKeys
+}
+
+const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
+
+/**
+ * RFC 8705 tls_client_auth: the client is the SPIFFE ID of the presented certificate. The
+ * optional client_id must match it; a disabled entry gets nothing.
+ */
+async function authenticateOAuthClient(client: CertificateRecord, form: Map<string, string>, deps: OAuthRouteDeps): Promise<void> {
+  if (client.spiffeId === null || client.kind === 'server') {
+    throw new CAError('ERR_INVALID_CLIENT', 'this certificate carries no SPIFFE ID and cannot be an OAuth client')
+  }
+  const clientId = form.get('client_id')
+  if (clientId !== undefined && clientId !== client.spiffeId) {
+    throw new CAError('ERR_INVALID_CLIENT', 'client_id does not match the client certificate')
+  }
+  if (client.entryId !== null) {
+    const entry = await deps.store.entries.get(client.entryId)
+    if (!entry?.enabled) throw new CAError('ERR_INVALID_CLIENT', `the entry for ${client.spiffeId} is disabled`)
+  }
+}
+
+/** The OAuth endpoints and discovery documents. Every OAuth endpoint needs mTLS: no bearer fallback. */
+export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  const mtls = requireClientCert(deps)
+  const { issuer } = deps.config.tokens
+
+  app.post('/oauth/token', mtls, async (c) => {
+    const form = await readOAuthForm(c)
+    await authenticateOAuthClient(c.var.client, form, deps)
+    const grantType = form.get('grant_type')
+    if (grantType === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
+    const grant = GRANTS.get(grantType)
+    if (!grant) throw new CAError('ERR_UNSUPPORTED_GRANT_TYPE', `grant_type "${grantType.slice(0, 64)}" is not supported`)
+    return c.json(await grant(c.var.client, form, deps), 200, NO_STORE)
+  })
+
+  app.post('/oauth/introspect', mtls, async (c) => {
+    const form = await readOAuthForm(c)
+    return c.json(await introspect(c.var.client, form, deps), 200, NO_STORE)
+  })
+
+  app.post('/oauth/revoke', mtls, async (c) => {
+    const form = await readOAuthForm(c)
+    await authenticateOAuthClient(c.var.client, form, deps)
+    await revokeToken(c.var.client, form, deps)
+    return c.body(null, 200, NO_STORE)
+  })
+
+  app.get('/.well-known/jwks.json', async (c) =>
+    c.json(await deps.keys.jwks(), 200, { 'cache-control': `public, max-age=${Math.floor(deps.config.tokens.jwksCacheTtlMs / 1000)}` }),
+  )
+
+  app.get('/.well-known/oauth-authorization-server', (c) => {
+    const endpoints = {
+      token_endpoint: `${issuer}/oauth/token`,
+      introspection_endpoint: `${issuer}/oauth/introspect`,
+      revocation_endpoint: `${issuer}/oauth/revoke`,
+    }
+    return c.json({
+      issuer,
+      ...endpoints,
+      jwks_uri: `${issuer}/.well-known/jwks.json`,
+      grant_types_supported: [...GRANTS.keys()],
+      response_types_supported: [],
+      token_endpoint_auth_methods_supported: ['tls_client_auth'],
+      introspection_endpoint_auth_methods_supported: ['tls_client_auth'],
+      revocation_endpoint_auth_methods_supported: ['tls_client_auth'],
+      tls_client_certificate_bound_access_tokens: true,
+      // Every endpoint is already mTLS-only, so the aliases are the endpoints themselves (RFC 8705 §5).
+      mtls_endpoint_aliases: endpoints,
+    })
+  })
+  return app
+}

@@ -1,0 +1,58 @@
+import { createServer, type Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { getRequestListener } from '@hono/node-server'
+import type { Hono } from 'hono'
+import type { AppEnv } from './mtls.js'
+
+export interface TlsMaterial {
+  readonly certPem: string
+  readonly keyPem: string
+  /** Root and intermediate: clients send only their leaf. */
+  readonly caPem: string
+}
+
+/**
+ * HTTPS that asks for, but does not require, a client certificate: each route decides,
+ * from `socket.authorized` and the database, on every request.
+ */
+export function createHttpsServer(app: Hono<AppEnv>, tls: TlsMaterial): Server {
+  return createServer(
+    {
+      cert: tls.certPem,
+      key: tls.keyPem,
+      ca: tls.caPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    getRequestListener(app.fetch),
+  )
+}
+
+/** Swaps in a renewed server certificate for new connections, without a restart. */
+export function replaceTlsMaterial(server: Server, tls: TlsMaterial): void {
+  server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: tls.caPem })
+}
+
+export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+}
+
+/** Stops accepting, lets in-flight requests finish, then closes idle keep-alive sockets. */
+export function closeGracefully(server: Server, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs)
+    timer.unref()
+    server.close(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+    server.closeIdleConnections()
+  })
+}

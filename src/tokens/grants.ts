@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto'
+import type { Clock } from '../clock.js'
+import type { Config } from '../config/load.js'
+import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-token.js'
+import type { Store } from '../db/store.js'
+import type { CertificateRecord } from '../db/types.js'
+import { CAError } from '../errors.js'
+import { signAccessToken } from './issuer.js'
+import type { SigningKeys } from './keys.js'
+
+export interface GrantDeps {
+  readonly config: Config
+  readonly store: Store
+  readonly clock: Clock
+  readonly keys: SigningKeys
+}
+
+export interface TokenResponse {
+  readonly access_token: string
+  readonly token_type: 'Bearer'
+  readonly expires_in: number
+  readonly refresh_token: string
+  readonly scope?: string
+}
+
+/** A grant handler: the authenticated client's certificate and the form; returns tokens. */
+export type GrantHandler = (client: CertificateRecord, form: Map<string, string>, deps: GrantDeps) => Promise<TokenResponse>
+
+// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), space-delimited.
+const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/
+
+function parseScope(form: Map<string, string>): string | null {
+  const scope = form.get('scope')
+  if (scope === undefined) return null
+  if (!SCOPE.test(scope) || scope.length > 1024) throw new CAError('ERR_INVALID_SCOPE', 'scope must be space-separated scope tokens (RFC 6749 §3.3)')
+  return scope
+}
+
+function refreshExpiry(deps: GrantDeps, cert: CertificateRecord, now: number): number {
+  return Math.min(now + deps.config.tokens.refreshTokenTtlMs, cert.notAfter)
+}
+
+/** client_credentials: a new family bound to the presented certificate. */
+const clientCredentials: GrantHandler = async (client, form, deps) => {
+  const now = deps.clock.now()
+  const scope = parseScope(form)
+  const access = await signAccessToken(deps, { cert: client, scope, now })
+  const refresh = newSecretToken()
+  const familyId = randomUUID()
+  const ok = await deps.store.tokens.createFamily(
+    { id: familyId, spiffeId: client.spiffeId!, entryId: client.entryId, certSerial: client.serial, scope, createdAt: now.getTime() },
+    { id: refresh.id, hash: refresh.hash, issuedAt: now.getTime(), expiresAt: refreshExpiry(deps, client, now.getTime()) },
+    { jti: access.jti, certSerial: client.serial, spiffeId: client.spiffeId!, kid: access.kid, issuedAt: now.getTime(), expiresAt: access.exp * 1000 },
+    { actor: client.spiffeId!, action: 'token.issue', subject: client.spiffeId, details: { grant: 'client_credentials', family_id: familyId, jti: access.jti, cert_serial: client.serial, scope } },
+  )
+  if (!ok) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate was revoked or expired')
+  return response(access.token, access.exp - access.iat, refresh.token, scope)
+}
+
+/**
+ * refresh_token (LIFECYCLE "refresh"): the certificate and lineage checks run before reuse
+ * detection, so a replay by a party without the key kills nothing.
+ */
+const refreshToken: GrantHandler = async (client, form, deps) => {
+  const { store } = deps
+  const presented = form.get('refresh_token')
+  if (presented === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'refresh_token is required')
+  const now = deps.clock.now()
+  const refuse = async (reason: string, details: Record<string, unknown> = {}): Promise<never> => {
+    await store.audit.record(now.getTime(), { actor: client.spiffeId!, action: 'token.refresh_refused', subject: client.spiffeId, details: { reason, cert_serial: client.serial, ...details } })
+    throw new CAError('ERR_INVALID_GRANT', `refresh refused: ${reason.replaceAll('_', ' ')}`)
+  }
+  const id = secretTokenId(presented)
+  const state = id === undefined ? undefined : await store.tokens.findRefreshToken(id)
+  if (!state || !secretMatches(presented, state.hash)) return refuse('unknown_refresh_token')
+  const family = state.family
+  const inLineage = family.spiffeId === client.spiffeId && (await store.certificates.isSelfOrDescendant(client.serial, family.certSerial))
+  if (!inLineage) return refuse('certificate_outside_lineage', { family_id: family.id })
+  if (family.status !== 'active') return refuse('family_revoked', { family_id: family.id, family_reason: family.revokedReason })
+  if (state.usedAt !== null) {
+    await store.tokens.revokeFamily(family.id, 'refresh_token_reuse', now.getTime(), reuseEvent(client, family.id))
+    return refuse('refresh_token_reused', { family_id: family.id })
+  }
+  if (state.expiresAt <= now.getTime()) return refuse('refresh_token_expired', { family_id: family.id })
+  const scope = narrowScope(parseScope(form), family.scope)
+  const access = await signAccessToken(deps, { cert: client, scope, now })
+  const next = newSecretToken()
+  const outcome = await store.tokens.commitRefresh({
+    familyId: family.id,
+    oldRefreshId: state.id,
+    certSerial: client.serial,
+    refresh: { id: next.id, hash: next.hash, issuedAt: now.getTime(), expiresAt: refreshExpiry(deps, client, now.getTime()) },
+    access: { jti: access.jti, certSerial: client.serial, spiffeId: client.spiffeId!, kid: access.kid, issuedAt: now.getTime(), expiresAt: access.exp * 1000 },
+    event: { actor: client.spiffeId!, action: 'token.refresh', subject: client.spiffeId, details: { family_id: family.id, jti: access.jti, cert_serial: client.serial, previous_cert_serial: family.certSerial } },
+    reuseEvent: reuseEvent(client, family.id),
+  })
+  if (outcome === 'reused') throw new CAError('ERR_INVALID_GRANT', 'refresh refused: refresh token reused')
+  if (outcome === 'family_inactive') return refuse('family_revoked', { family_id: family.id })
+  return response(access.token, access.exp - access.iat, next.token, scope)
+}
+
+function reuseEvent(client: CertificateRecord, familyId: string) {
+  return {
+    actor: client.spiffeId!,
+    action: 'token.family.reuse_detected',
+    subject: client.spiffeId,
+    details: { family_id: familyId, suspected_theft: true, cert_serial: client.serial },
+  }
+}
+
+function narrowScope(requested: string | null, granted: string | null): string | null {
+  if (requested === null) return granted
+  const allowed = new Set((granted ?? '').split(' ').filter(Boolean))
+  for (const s of requested.split(' ')) {
+    if (!allowed.has(s)) throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" was not granted to this token family`)
+  }
+  return requested
+}
+
+function response(accessToken: string, expiresIn: number, refresh: string, scope: string | null): TokenResponse {
+  return { access_token: accessToken, token_type: 'Bearer', expires_in: expiresIn, refresh_token: refresh, ...(scope ? { scope } : {}) }
+}
+
+/** The grant registry (oidc-provider style): adding a grant is adding an entry here. */
+export const GRANTS: ReadonlyMap<string, GrantHandler> = new Map([
+  ['client_credentials', clientCredentials],
+  ['refresh_token', refreshToken],
+])

@@ -1,0 +1,118 @@
+import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose'
+import type { Clock } from '../clock.js'
+import type { Config } from '../config/load.js'
+import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
+import type { Store } from '../db/store.js'
+import type { RefreshTokenState } from '../db/tokens.js'
+import type { CertificateRecord } from '../db/types.js'
+import { CAError } from '../errors.js'
+import type { SigningKeys } from './keys.js'
+
+export interface TokenStateDeps {
+  readonly config: Config
+  readonly store: Store
+  readonly clock: Clock
+  readonly keys: SigningKeys
+}
+
+const ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256']
+const INACTIVE = { active: false } as const
+
+type Found =
+  | { kind: 'access'; claims: JWTPayload; active: boolean }
+  | { kind: 'refresh'; state: RefreshTokenState; cert: CertificateRecord | undefined; active: boolean }
+
+async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
+  if (token.split('.').length !== 3) return undefined
+  try {
+    const { payload } = await jwtVerify(token, createLocalJWKSet(await deps.keys.jwks()), {
+      issuer: deps.config.tokens.issuer,
+      typ: 'at+jwt',
+      algorithms: ALGORITHMS,
+      currentDate: deps.clock.now(),
+    })
+    return payload
+  } catch {
+    return undefined
+  }
+}
+
+/** Finds a token of ours (access JWT or refresh token) and decides whether it is active now. */
+async function findToken(token: string, deps: TokenStateDeps): Promise<Found | undefined> {
+  const now = deps.clock.now().getTime()
+  const claims = await verifyOurJwt(token, deps)
+  if (claims) {
+    const state = typeof claims.jti === 'string' ? await deps.store.tokens.findAccessToken(claims.jti) : undefined
+    if (!state) return undefined
+    const active =
+      state.revokedAt === null &&
+      state.familyStatus !== 'revoked' &&
+      state.certStatus === 'valid' &&
+      state.certNotAfter > now &&
+      state.expiresAt > now
+    return { kind: 'access', claims, active }
+  }
+  const id = secretTokenId(token)
+  const state = id === undefined ? undefined : await deps.store.tokens.findRefreshToken(id)
+  if (!state || !secretMatches(token, state.hash)) return undefined
+  const cert = await deps.store.certificates.get(state.family.certSerial)
+  const active =
+    state.usedAt === null &&
+    state.expiresAt > now &&
+    state.family.status === 'active' &&
+    cert?.status === 'valid' &&
+    cert.notAfter > now
+  return { kind: 'refresh', state, cert, active }
+}
+
+/** RFC 7662 introspection: active only if signed, unexpired, unrevoked and its certificate still valid. */
+export async function introspect(caller: CertificateRecord, form: Map<string, string>, deps: TokenStateDeps): Promise<Record<string, unknown>> {
+  const allowed = deps.config.tokens.introspectionClients
+  if (allowed !== undefined && (caller.spiffeId === null || !allowed.includes(caller.spiffeId))) {
+    throw new CAError('ERR_FORBIDDEN', `${caller.spiffeId ?? 'this certificate'} may not introspect tokens (tokens.introspection_clients)`)
+  }
+  const token = form.get('token')
+  if (token === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'token is required')
+  const found = await findToken(token, deps)
+  if (!found?.active) return INACTIVE
+  if (found.kind === 'access') {
+    const c = found.claims
+    return {
+      active: true, token_type: 'Bearer', iss: c.iss, sub: c.sub, aud: c.aud, client_id: c.client_id, exp: c.exp, iat: c.iat,
+      jti: c.jti, cnf: c.cnf, ...(c.scope ? { scope: c.scope } : {}),
+    }
+  }
+  const { state, cert } = found
+  return {
+    active: true,
+    token_type: 'refresh_token',
+    iss: deps.config.tokens.issuer,
+    sub: state.family.spiffeId,
+    client_id: state.family.spiffeId,
+    exp: Math.floor(state.expiresAt / 1000),
+    iat: Math.floor(state.issuedAt / 1000),
+    cnf: { 'x5t#S256': cert!.thumbprint },
+    ...(state.family.scope ? { scope: state.family.scope } : {}),
+  }
+}
+
+/**
+ * RFC 7009 revocation by the token's own client. Unknown tokens are a 200 (the RFC says
+ * so); another client's token is refused and left alone.
+ */
+export async function revokeToken(client: CertificateRecord, form: Map<string, string>, deps: TokenStateDeps): Promise<void> {
+  const token = form.get('token')
+  if (token === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'token is required')
+  const found = await findToken(token, deps)
+  if (!found) return
+  const now = deps.clock.now().getTime()
+  const owner = found.kind === 'access' ? found.claims.sub : found.state.family.spiffeId
+  if (owner !== client.spiffeId) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'the token was not issued to this client')
+  if (found.kind === 'access') {
+    const jti = found.claims.jti as string
+    await deps.store.tokens.revokeAccessToken(jti, now, { actor: client.spiffeId!, action: 'token.revoke', subject: client.spiffeId, details: { jti } })
+    return
+  }
+  const familyId = found.state.family.id
+  await deps.store.tokens.revokeFamily(familyId, 'client_revoked', now, { actor: client.spiffeId!, action: 'token.family.revoke', subject: client.spiffeId, details: { family_id: familyId, cause: 'client_revoked' } })
+}

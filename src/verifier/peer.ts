@@ -1,0 +1,145 @@
+import { X509Certificate } from 'node:crypto'
+import { BlockList, isIP } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { VerifyError } from './errors.js'
+import { parseClientCert, parseEscapedPem, parseXfcc } from './forwarded.js'
+import type { ForwardedCertificate, ForwardedFormat } from './forwarded.js'
+
+/** How certificates forwarded by a TLS-terminating proxy are handled (RFC 9440 §4). */
+export interface ForwardingOptions {
+  /**
+   * IPs or CIDRs (IPv4/IPv6) of proxies whose forwarded certificate headers are honoured.
+   * Default empty: forwarded certificates are never trusted, and a request carrying one is
+   * refused and logged as a spoofing attempt. A trusted proxy must strip these headers from
+   * what its own clients send.
+   */
+  trustedProxies?: readonly string[]
+  /** Formats honoured from a trusted proxy. Default all three. */
+  forwardedFormats?: readonly ForwardedFormat[]
+  /** Header of the `escaped-pem` format. Default `x-ssl-client-cert`. */
+  escapedPemHeader?: string
+}
+
+/** Where the certificate used for the binding check came from. */
+export type CertificateSource = 'tls' | 'forwarded'
+
+/** The outcome of looking for the presented certificate of one request. */
+export type Presented =
+  | {
+      ok: true
+      certificate: X509Certificate | undefined
+      chain: X509Certificate[]
+      source: CertificateSource
+    }
+  | { ok: false; error: VerifyError; spoof: boolean; headers: string[] }
+
+// Headers that carry a client certificate in some proxy's convention. From an untrusted peer
+// any of them is a spoofing attempt; from a trusted one only the configured format counts.
+const CERT_HEADERS = [
+  'client-cert',
+  'client-cert-chain',
+  'x-forwarded-client-cert',
+  'x-ssl-client-cert',
+  'x-ssl-cert',
+  'x-client-cert',
+  'x-client-certificate',
+  'ssl-client-cert',
+  'x-arr-clientcert',
+  'x-amzn-mtls-clientcert',
+]
+
+/** Strips the IPv4-mapped prefix (`::ffff:10.0.0.1` → `10.0.0.1`). */
+export function normalizeAddress(address: string | undefined): string | undefined {
+  if (address === undefined) return undefined
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  return m ? m[1] : address
+}
+
+/** Parses a trusted-proxy list into a matcher; throws `TypeError` on a bad entry. */
+export function createProxyMatcher(entries: readonly string[]): (address: string | undefined) => boolean {
+  const list = new BlockList()
+  for (const entry of entries) {
+    const [raw, bits, extra] = entry.trim().split('/')
+    const ip = normalizeAddress(raw)
+    const family = ip === undefined ? 0 : isIP(ip)
+    const max = family === 4 ? 32 : 128
+    const prefix = bits === undefined ? max : Number(bits)
+    if (family === 0 || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      throw new TypeError(`trustedProxies: "${entry}" is not an IP address or CIDR`)
+    }
+    list.addSubnet(ip!, prefix, family === 4 ? 'ipv4' : 'ipv6')
+  }
+  return (address) => {
+    const ip = normalizeAddress(address)
+    const family = ip === undefined ? 0 : isIP(ip)
+    return family !== 0 && list.check(ip!, family === 4 ? 'ipv4' : 'ipv6')
+  }
+}
+
+/** The certificate and the chain the peer sent on this TLS connection, if any. */
+export function socketCertificate(socket: unknown): { certificate?: X509Certificate; chain: X509Certificate[] } {
+  const tls = socket as Partial<TLSSocket> | undefined
+  if (typeof tls?.getPeerX509Certificate !== 'function') return { chain: [] }
+  const certificate = tls.getPeerX509Certificate()
+  if (certificate === undefined) return { chain: [] }
+  const chain: X509Certificate[] = []
+  let node = tls.getPeerCertificate?.(true)?.issuerCertificate
+  while (node?.raw !== undefined && chain.length < 4) {
+    chain.push(new X509Certificate(node.raw))
+    if (node.issuerCertificate === node) break // a self-signed root points at itself
+    node = node.issuerCertificate
+  }
+  return { certificate, chain }
+}
+
+/**
+ * Builds the per-request lookup of the presented certificate: the TLS socket's, or, only from
+ * a trusted proxy, the one in its forwarding header (RFC 9440 semantics).
+ */
+export function createCertificateResolver(options: ForwardingOptions) {
+  const trusted = createProxyMatcher(options.trustedProxies ?? [])
+  const pemHeader = (options.escapedPemHeader ?? 'x-ssl-client-cert').toLowerCase()
+  const formats = new Set<ForwardedFormat>(options.forwardedFormats ?? ['client-cert', 'xfcc', 'escaped-pem'])
+  const names = [...new Set([...CERT_HEADERS, pemHeader])]
+  const formatOf = (name: string): ForwardedFormat | undefined =>
+    name === 'client-cert'
+      ? 'client-cert'
+      : name === 'x-forwarded-client-cert'
+        ? 'xfcc'
+        : name === pemHeader
+          ? 'escaped-pem'
+          : undefined
+
+  function parse(format: ForwardedFormat, header: (name: string) => string | undefined): ForwardedCertificate {
+    const value = header(format === 'client-cert' ? 'client-cert' : format === 'xfcc' ? 'x-forwarded-client-cert' : pemHeader)!
+    if (format === 'client-cert') return parseClientCert(value, header('client-cert-chain'))
+    return format === 'xfcc' ? parseXfcc(value) : parseEscapedPem(value)
+  }
+
+  return (header: (name: string) => string | undefined, socket: unknown, peer: string | undefined): Presented => {
+    const present = names.filter((n) => (header(n) ?? '').trim() !== '')
+    if (present.length === 0) {
+      const { certificate, chain } = socketCertificate(socket)
+      return { ok: true, certificate, chain, source: 'tls' }
+    }
+    const fail = (message: string, spoof: boolean): Presented => ({
+      ok: false,
+      error: new VerifyError('ERR_CLIENT_CERT_REQUIRED', message),
+      spoof,
+      headers: present,
+    })
+    if (!trusted(peer)) return fail('forwarded client certificate from an untrusted peer', true)
+    const primary = present.filter((n) => n !== 'client-cert-chain')
+    if (primary.length !== 1) return fail('ambiguous forwarded client certificate headers', false)
+    const format = formatOf(primary[0]!)
+    if (format === undefined || !formats.has(format) || (present.length === 2 && format !== 'client-cert')) {
+      return fail(`forwarded client certificate header ${primary[0]} is not accepted`, false)
+    }
+    try {
+      return { ok: true, ...parse(format, header), source: 'forwarded' }
+    } catch (err) {
+      if (err instanceof VerifyError) return { ok: false, error: err, spoof: false, headers: present }
+      throw err
+    }
+  }
+}
