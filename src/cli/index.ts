@@ -2,13 +2,17 @@
 import { Command, Option } from 'commander'
 import { systemClock } from '../clock.js'
 import { loadConfig, type Config } from '../config/load.js'
-import { issueAdminCredential } from '../ca/init.js'
-import { caExists, loadCaMaterial } from '../ca/material.js'
-import { openStore } from '../db/store.js'
 import { CAError } from '../errors.js'
-import { initialize, startServer } from '../main.js'
-import { SigningKeys } from '../tokens/keys.js'
+import { agentCommand } from '../agent/command.js'
 import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js'
+
+// Server-side modules load native SQLite: import them only in the commands that need them,
+// so the workload-side `agent` runs without the CA's database code.
+const server = () => import('../main.js')
+const caInit = () => import('../ca/init.js')
+const caMaterial = () => import('../ca/material.js')
+const db = () => import('../db/store.js')
+const signingKeys = () => import('../tokens/keys.js')
 
 function configOf(cmd: Command): Config {
   const opts = cmd.optsWithGlobals() as { config?: string }
@@ -47,6 +51,7 @@ export function buildCli(): Command {
     .showHelpAfterError()
 
   program.command('serve').description('start the HTTPS server (initialises data_dir on first start)').action(async (_o, cmd: Command) => {
+    const { startServer } = await server()
     const running = await startServer(configOf(cmd))
     let stopping = false
     const stop = (signal: string) => {
@@ -61,6 +66,7 @@ export function buildCli(): Command {
 
   program.command('init').description('create the CA, server certificate, signing key and first admin credential').action(async (_o, cmd: Command) => {
     const config = configOf(cmd)
+    const [{ caExists }, { openStore }, { initialize }] = await Promise.all([caMaterial(), db(), server()])
     if (caExists(config.dataDir)) throw new CAError('ERR_CA_EXISTS', `a CA already exists in ${config.dataDir}; refusing to overwrite it`)
     const store = openStore(config.dataDir, config.database)
     try {
@@ -79,6 +85,7 @@ export function buildCli(): Command {
       const config = configOf(cmd)
       const id = o.spiffeId ?? config.admin.spiffeIds[0]!
       if (!config.admin.spiffeIds.includes(id)) throw new CAError('ERR_BAD_REQUEST', `${id} is not in admin.spiffe_ids`)
+      const [{ openStore }, { issueAdminCredential }, { loadCaMaterial }] = await Promise.all([db(), caInit(), caMaterial()])
       const store = openStore(config.dataDir, config.database)
       try {
         const issued = await issueAdminCredential({ config, store, clock: systemClock }, loadCaMaterial(config.dataDir), id)
@@ -95,6 +102,7 @@ export function buildCli(): Command {
     .option('--now', 'emergency: sign with the new key at once and withdraw the old ones, killing their tokens')
     .action(async (o: { now?: boolean }, cmd: Command) => {
       const config = configOf(cmd)
+      const [{ openStore }, { SigningKeys }] = await Promise.all([db(), signingKeys()])
       const store = openStore(config.dataDir, config.database)
       try {
         const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({ immediate: o.now === true, actor: 'cli' })
@@ -148,6 +156,7 @@ export function buildCli(): Command {
       .option('--reason <reason>', 'RFC 5280 reason, e.g. keyCompromise, superseded')
       .action((s: string, o: { reason?: string }, cmd: Command) => api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {})),
   )
+  program.addCommand(agentCommand())
   return program
 }
 

@@ -76,20 +76,28 @@ export function createProxyMatcher(entries: readonly string[]): (address: string
   }
 }
 
-/** The certificate and the chain the peer sent on this TLS connection, if any. */
-export function socketCertificate(socket: unknown): { certificate?: X509Certificate; chain: X509Certificate[] } {
+/**
+ * The certificate and the chain the peer sent on this TLS connection, if any. Read through
+ * `getPeerCertificate(true)`, which can be called any number of times: node's
+ * `getPeerX509Certificate()` moves the peer chain into the object it returns, after which
+ * `getPeerCertificate(true)` no longer shows the intermediates.
+ */
+export function socketCertificate(socket: unknown): {
+  certificate?: X509Certificate
+  chain: X509Certificate[]
+} {
   const tls = socket as Partial<TLSSocket> | undefined
-  if (typeof tls?.getPeerX509Certificate !== 'function') return { chain: [] }
-  const certificate = tls.getPeerX509Certificate()
-  if (certificate === undefined) return { chain: [] }
+  if (typeof tls?.getPeerCertificate !== 'function') return { chain: [] }
+  const detail = tls.getPeerCertificate(true)
+  if (detail?.raw === undefined) return { chain: [] }
   const chain: X509Certificate[] = []
-  let node = tls.getPeerCertificate?.(true)?.issuerCertificate
-  while (node?.raw !== undefined && chain.length < 4) {
+  let node = detail.issuerCertificate
+  while (node?.raw !== undefined && node !== detail && chain.length < 4) {
     chain.push(new X509Certificate(node.raw))
     if (node.issuerCertificate === node) break // a self-signed root points at itself
     node = node.issuerCertificate
   }
-  return { certificate, chain }
+  return { certificate: new X509Certificate(detail.raw), chain }
 }
 
 /**

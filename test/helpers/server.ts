@@ -1,0 +1,151 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { Agent, request } from 'undici'
+import type { Clock } from '../../src/clock.js'
+import { configFromObject, type Config } from '../../src/config/load.js'
+import { startServer, type RunningServer } from '../../src/main.js'
+import { makeCsr, type CsrKey } from './openssl.js'
+
+export interface Credential {
+  readonly certPem: string
+  readonly keyPem: string
+  readonly serial: string
+  readonly chainPem: string
+}
+
+export interface ApiResponse<T = any> {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: T
+  readonly text: string
+}
+
+/**
+ * A real certbound server on 127.0.0.1 (port 0) over a fresh data_dir with a real SQLite
+ * file, plus undici clients that present real client certificates.
+ */
+export class TestServer {
+  readonly #agents: Agent[] = []
+  private constructor(
+    readonly running: RunningServer,
+    readonly config: Config,
+    readonly dataDir: string,
+    readonly bundlePem: string,
+    readonly intermediatePem: string,
+  ) {}
+
+  static async start(overrides: Record<string, any> = {}, options: { clock?: Clock; dataDir?: string } = {}): Promise<TestServer> {
+    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
+    const { server: serverOverrides, ...rest } = overrides
+    const config = configFromObject({
+      trust_domain: 'example.org',
+      data_dir: dataDir,
+      log_level: 'silent',
+      server: { listen: '127.0.0.1:0', ...serverOverrides },
+      ...rest,
+    })
+    const running = await startServer(config, { clock: options.clock, logger: pino({ level: 'silent' }) })
+    // The issuer default names port 0; tests that check `iss` read it from config.
+    return new TestServer(
+      running,
+      config,
+      dataDir,
+      readFileSync(join(dataDir, 'ca/bundle.pem'), 'utf8'),
+      readFileSync(join(dataDir, 'ca/intermediate.pem'), 'utf8'),
+    )
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.running.address.port}`
+  }
+
+  get store() {
+    return this.running.store
+  }
+
+  /** An undici Agent presenting `cred` (or no certificate), trusting our root. */
+  agent(cred?: { certPem: string; keyPem: string }): Agent {
+    const agent = new Agent({
+      connect: { ca: this.bundlePem, ...(cred ? { cert: cred.certPem, key: cred.keyPem } : {}) },
+    })
+    this.#agents.push(agent)
+    return agent
+  }
+
+  get admin(): { certPem: string; keyPem: string } {
+    return {
+      certPem: readFileSync(join(this.dataDir, 'admin/admin.pem'), 'utf8'),
+      keyPem: readFileSync(join(this.dataDir, 'admin/admin-key.pem'), 'utf8'),
+    }
+  }
+
+  /** JSON request; `body` objects are sent as JSON, strings as they are. */
+  async call<T = any>(
+    method: string,
+    path: string,
+    opts: { agent?: Agent; as?: { certPem: string; keyPem: string }; json?: unknown; form?: Record<string, string>; body?: string; headers?: Record<string, string> } = {},
+  ): Promise<ApiResponse<T>> {
+    const dispatcher = opts.agent ?? this.agent(opts.as)
+    const headers: Record<string, string> = { ...opts.headers }
+    let body: string | undefined = opts.body
+    if (opts.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(opts.json)
+    } else if (opts.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = new URLSearchParams(opts.form).toString()
+    }
+    const res = await request(`${this.url}${path}`, { method: method as 'GET', dispatcher, headers, body })
+    const text = await res.body.text()
+    let parsed: any = text
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      // not JSON
+    }
+    return { status: res.statusCode, headers: res.headers, body: parsed as T, text }
+  }
+
+  /** Admin: creates an entry and returns its id. */
+  async createEntry(spiffeId: string, extra: Record<string, unknown> = {}): Promise<string> {
+    const r = await this.call('POST', '/v1/entries', { as: this.admin, json: { spiffe_id: spiffeId, ...extra } })
+    if (r.status !== 201) throw new Error(`createEntry: ${r.status} ${r.text}`)
+    return r.body.id
+  }
+
+  async joinToken(entryId: string, ttl?: string): Promise<string> {
+    const r = await this.call('POST', `/v1/entries/${entryId}/join-tokens`, { as: this.admin, json: ttl ? { ttl } : {} })
+    if (r.status !== 201) throw new Error(`joinToken: ${r.status} ${r.text}`)
+    return r.body.token
+  }
+
+  /** Full enrolment with an openssl-made CSR: entry (created unless given), join token, CSR. */
+  async enroll(spiffeId: string, opts: { ttl?: string; key?: CsrKey; entryId?: string } = {}): Promise<Credential & { entryId: string }> {
+    const entryId = opts.entryId ?? (await this.createEntry(spiffeId))
+    const token = await this.joinToken(entryId)
+    const { csrPem, keyPem } = makeCsr({ key: opts.key, san: `URI:${spiffeId}` })
+    const r = await this.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${token}` }, json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) } })
+    if (r.status !== 201) throw new Error(`enroll: ${r.status} ${r.text}`)
+    return { certPem: r.body.certificate, chainPem: r.body.chain, keyPem, serial: r.body.serial, entryId }
+  }
+
+  /** Renewal over mTLS with `cred`, new key by default. */
+  async renew(cred: { certPem: string; keyPem: string }, opts: { ttl?: string; sameKey?: boolean } = {}): Promise<ApiResponse & { credential?: Credential }> {
+    const { csrPem, keyPem } = makeCsr(opts.sameKey ? { keyPem: cred.keyPem } : {})
+    const r = await this.call('POST', '/v1/renew', { as: cred, json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) } })
+    if (r.status !== 201) return r
+    return { ...r, credential: { certPem: r.body.certificate, chainPem: r.body.chain, keyPem, serial: r.body.serial } }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#agents.map((a) => a.close().catch(() => undefined)))
+    await this.running.close()
+    rmSync(this.dataDir, { recursive: true, force: true })
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
