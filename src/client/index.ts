@@ -38,8 +38,11 @@ export interface BoundFetch {
   dispatcher(): Dispatcher
   /** The generation in use. */
   current(): Generation
-  /** Checks for a rotation now; resolves `true` if a new generation was loaded. */
-  reload(): Promise<boolean>
+  /**
+   * Checks for a rotation now (a check that starts after this call, so a switch that already
+   * happened is seen) and resolves with the generation in use afterwards.
+   */
+  reload(): Promise<Generation>
   /** Stops watching and closes the connection pools gracefully. */
   close(): Promise<void>
 }
@@ -81,30 +84,36 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
   const first = await readGeneration(path, caBundle)
   let loaded: Loaded = { generation: first, agent: agentFor(first) }
   let closed = false
-  let pending: Promise<boolean> | undefined
+  let tail: Promise<unknown> = Promise.resolve()
+  let waiting: Promise<Generation> | undefined
 
-  async function swapIfRotated(): Promise<boolean> {
+  async function swapIfRotated(): Promise<void> {
     const next = await currentGenerationPath(dir)
-    if (next === loaded.generation.path || closed) return false
+    if (next === loaded.generation.path || closed) return
     const generation = await readGeneration(next, caBundle)
-    if (closed) return false
+    if (closed) return
     const old = loaded
     loaded = { generation, agent: agentFor(generation) }
-    old.agent.close().catch(() => {})
+    old.agent.close().catch(() => {}) // in-flight requests finish on the old pool
     onReload?.(generation)
-    return true
   }
 
-  function reload(): Promise<boolean> {
-    pending ??= swapIfRotated()
-      .catch((err: unknown) => {
+  // Checks run one at a time. Callers share a check that has not started yet, never one that
+  // is running (it may have resolved the link before the switch).
+  function reload(): Promise<Generation> {
+    if (waiting !== undefined) return waiting
+    const run = tail.then(async () => {
+      waiting = undefined
+      try {
+        await swapIfRotated()
+      } catch (err) {
         onError?.(err)
-        return false
-      })
-      .finally(() => {
-        pending = undefined
-      })
-    return pending
+      }
+      return loaded.generation
+    })
+    waiting = run
+    tail = run
+    return run
   }
 
   const timer = setInterval(() => void reload(), options.reloadIntervalMs ?? 1_000)
@@ -123,7 +132,9 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
       if (closed) throw new Error('BoundFetch is closed')
       if (Date.now() >= loaded.generation.expiresAt.getTime()) await reload()
       const { generation, agent } = loaded // one generation for both token and certificate
-      const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined))
+      const headers = new Headers(
+        init?.headers ?? (input instanceof Request ? input.headers : undefined),
+      )
       headers.set('authorization', `Bearer ${generation.accessToken}`)
       return undiciFetch(input, { ...init, headers, dispatcher: agent })
     },
@@ -135,7 +146,7 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
       closed = true
       clearInterval(timer)
       watcher?.close()
-      await pending
+      await tail
       await loaded.agent.close()
     },
   }

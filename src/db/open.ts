@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { chmodSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { migrate } from './migrate.js'
@@ -13,6 +13,7 @@ export interface OpenOptions {
 export function openDatabase(file: string, options: OpenOptions = {}): Database.Database {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
   const db = new Database(file)
+  chmodSync(file, 0o600)
   db.pragma('journal_mode = WAL')
   db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
   db.pragma('foreign_keys = ON')

@@ -55,6 +55,7 @@ function chainsToAnchor(cert: X509Certificate, depth: number, ctx: PathContext):
  * which every certificate is a CA inside its window and signed the one below it. `presented`
  * holds intermediates the peer sent (untrusted: only used to build the path).
  *
+ * @returns the intermediates on the path found, leaf side first.
  * @throws {VerifyError} `ERR_CLIENT_CERT_REQUIRED` naming the first failed check.
  */
 export function validateClientCertificate(
@@ -62,7 +63,7 @@ export function validateClientCertificate(
   store: TrustStore,
   now: Date,
   presented: readonly X509Certificate[] = [],
-): void {
+): X509Certificate[] {
   if (leaf.ca) throw refuse('client certificate is a CA certificate')
   if (!inWindow(leaf, now)) throw refuse('client certificate is outside its validity window')
   const eku = leaf.keyUsage // node names the extendedKeyUsage OIDs `keyUsage`
@@ -70,7 +71,9 @@ export function validateClientCertificate(
     throw refuse('client certificate does not allow clientAuth')
   }
   const pool = [...store.intermediates, ...presented]
-  if (!chainsToAnchor(leaf, 0, { store, pool, used: new Set(), now })) {
+  const used = new Set<X509Certificate>()
+  if (!chainsToAnchor(leaf, 0, { store, pool, used, now })) {
     throw refuse('client certificate does not chain to the trust anchors')
   }
+  return [...used] // on success `used` holds exactly the path (backtracking removes the rest)
 }

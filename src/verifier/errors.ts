@@ -14,7 +14,10 @@ import type { CAErrorCode } from '../errors.js'
  *   answered nonsense. The request is refused (fail closed), but the token is not blamed.
  */
 export type VerifyErrorCode =
-  | Extract<CAErrorCode, 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_BINDING_MISMATCH' | 'ERR_CLIENT_CERT_REQUIRED'>
+  | Extract<
+      CAErrorCode,
+      'ERR_TOKEN_INVALID' | 'ERR_TOKEN_BINDING_MISMATCH' | 'ERR_CLIENT_CERT_REQUIRED'
+    >
   | 'ERR_INSUFFICIENT_SCOPE'
   | 'ERR_VERIFIER_UNAVAILABLE'
 

@@ -114,7 +114,10 @@ function refuse(c: Context, err: VerifyError, opts: Challenge) {
  */
 export function certboundAuth(options: CertboundAuthOptions): MiddlewareHandler {
   const given = options.verifier
-  const verifier = typeof (given as Verifier).verify === 'function' ? (given as Verifier) : createVerifier(given as VerifierOptions)
+  const verifier =
+    typeof (given as Verifier).verify === 'function'
+      ? (given as Verifier)
+      : createVerifier(given as VerifierOptions)
   const resolve = createCertificateResolver(options)
   const logger = options.logger ?? pino({ name: 'certbound-verifier' })
   const { requiredScopes = [] } = options
@@ -128,7 +131,13 @@ export function certboundAuth(options: CertboundAuthOptions): MiddlewareHandler 
     if (!presented.ok) {
       const event = presented.spoof ? 'forwarded_cert_spoofing' : 'forwarded_cert_refused'
       logger.warn(
-        { event: `certbound.${event}`, peer, headers: presented.headers, method: c.req.method, path: c.req.path },
+        {
+          event: `certbound.${event}`,
+          peer,
+          headers: presented.headers,
+          method: c.req.method,
+          path: c.req.path,
+        },
         presented.error.message,
       )
     }

@@ -86,7 +86,8 @@ export function createIntrospector(
   if (dispatcher === undefined && (cert === undefined || key === undefined)) {
     throw new TypeError('introspection needs "cert" and "key" (or a "dispatcher") for mTLS')
   }
-  const own = dispatcher === undefined ? new Agent({ connect: { ca: trustAnchors, cert, key } }) : undefined
+  const own =
+    dispatcher === undefined ? new Agent({ connect: { ca: trustAnchors, cert, key } }) : undefined
   const current = (): Dispatcher =>
     own ?? (typeof dispatcher === 'function' ? dispatcher() : (dispatcher as Dispatcher))
   const ttl = options.cacheTtlMs ?? 5_000

@@ -33,7 +33,8 @@ export function createJwksResolver(
   const backoffMs = options.failureBackoffMs ?? 2_000
   let lastFailure = Number.NEGATIVE_INFINITY
   const fetchJwks: FetchImplementation = async (href, init) => {
-    if (Date.now() - lastFailure < backoffMs) throw new Error('JWKS fetch backing off after a failure')
+    if (Date.now() - lastFailure < backoffMs)
+      throw new Error('JWKS fetch backing off after a failure')
     try {
       const res = await undiciFetch(href, {
         method: init.method,
@@ -65,7 +66,9 @@ export function createJwksResolver(
         })
       }
       if (cause instanceof errors.JWKSMultipleMatchingKeys) {
-        throw new VerifyError('ERR_TOKEN_INVALID', 'the token "kid" matches several keys', { cause })
+        throw new VerifyError('ERR_TOKEN_INVALID', 'the token "kid" matches several keys', {
+          cause,
+        })
       }
       if (cause instanceof errors.JOSENotSupported) {
         throw new VerifyError('ERR_TOKEN_INVALID', 'unsupported "alg"', { cause })

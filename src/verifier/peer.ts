@@ -56,7 +56,9 @@ export function normalizeAddress(address: string | undefined): string | undefine
 }
 
 /** Parses a trusted-proxy list into a matcher; throws `TypeError` on a bad entry. */
-export function createProxyMatcher(entries: readonly string[]): (address: string | undefined) => boolean {
+export function createProxyMatcher(
+  entries: readonly string[],
+): (address: string | undefined) => boolean {
   const list = new BlockList()
   for (const entry of entries) {
     const [raw, bits, extra] = entry.trim().split('/')
@@ -64,7 +66,13 @@ export function createProxyMatcher(entries: readonly string[]): (address: string
     const family = ip === undefined ? 0 : isIP(ip)
     const max = family === 4 ? 32 : 128
     const prefix = bits === undefined ? max : Number(bits)
-    if (family === 0 || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      !Number.isInteger(prefix) ||
+      prefix < 0 ||
+      prefix > max
+    ) {
       throw new TypeError(`trustedProxies: "${entry}" is not an IP address or CIDR`)
     }
     list.addSubnet(ip!, prefix, family === 4 ? 'ipv4' : 'ipv6')
@@ -100,31 +108,41 @@ export function socketCertificate(socket: unknown): {
   return { certificate: new X509Certificate(detail.raw), chain }
 }
 
+/** Looks up the certificate presented on one request; built by {@link createCertificateResolver}. */
+export type CertificateResolver = (
+  header: (name: string) => string | undefined,
+  socket: unknown,
+  peer: string | undefined,
+) => Presented
+
+function parseForwarded(
+  format: ForwardedFormat,
+  value: string,
+  header: (name: string) => string | undefined,
+): ForwardedCertificate {
+  if (format === 'client-cert') return parseClientCert(value, header('client-cert-chain'))
+  return format === 'xfcc' ? parseXfcc(value) : parseEscapedPem(value)
+}
+
 /**
  * Builds the per-request lookup of the presented certificate: the TLS socket's, or, only from
- * a trusted proxy, the one in its forwarding header (RFC 9440 semantics).
+ * a trusted proxy, the one in its forwarding header (RFC 9440 semantics). From a trusted proxy
+ * exactly one forwarding header of an accepted format may be present (plus `Client-Cert-Chain`
+ * with `Client-Cert`); anything else means the proxy passed a client's header through.
  */
-export function createCertificateResolver(options: ForwardingOptions) {
+export function createCertificateResolver(options: ForwardingOptions): CertificateResolver {
   const trusted = createProxyMatcher(options.trustedProxies ?? [])
-  const pemHeader = (options.escapedPemHeader ?? 'x-ssl-client-cert').toLowerCase()
-  const formats = new Set<ForwardedFormat>(options.forwardedFormats ?? ['client-cert', 'xfcc', 'escaped-pem'])
-  const names = [...new Set([...CERT_HEADERS, pemHeader])]
-  const formatOf = (name: string): ForwardedFormat | undefined =>
-    name === 'client-cert'
-      ? 'client-cert'
-      : name === 'x-forwarded-client-cert'
-        ? 'xfcc'
-        : name === pemHeader
-          ? 'escaped-pem'
-          : undefined
-
-  function parse(format: ForwardedFormat, header: (name: string) => string | undefined): ForwardedCertificate {
-    const value = header(format === 'client-cert' ? 'client-cert' : format === 'xfcc' ? 'x-forwarded-client-cert' : pemHeader)!
-    if (format === 'client-cert') return parseClientCert(value, header('client-cert-chain'))
-    return format === 'xfcc' ? parseXfcc(value) : parseEscapedPem(value)
+  const headerOf: Record<ForwardedFormat, string> = {
+    'client-cert': 'client-cert',
+    xfcc: 'x-forwarded-client-cert',
+    'escaped-pem': (options.escapedPemHeader ?? 'x-ssl-client-cert').toLowerCase(),
   }
+  const accepted = (options.forwardedFormats ?? ['client-cert', 'xfcc', 'escaped-pem']).filter(
+    (f) => f in headerOf,
+  )
+  const names = [...new Set([...CERT_HEADERS, headerOf['escaped-pem']])]
 
-  return (header: (name: string) => string | undefined, socket: unknown, peer: string | undefined): Presented => {
+  return (header, socket, peer) => {
     const present = names.filter((n) => (header(n) ?? '').trim() !== '')
     if (present.length === 0) {
       const { certificate, chain } = socketCertificate(socket)
@@ -139,15 +157,17 @@ export function createCertificateResolver(options: ForwardingOptions) {
     if (!trusted(peer)) return fail('forwarded client certificate from an untrusted peer', true)
     const primary = present.filter((n) => n !== 'client-cert-chain')
     if (primary.length !== 1) return fail('ambiguous forwarded client certificate headers', false)
-    const format = formatOf(primary[0]!)
-    if (format === undefined || !formats.has(format) || (present.length === 2 && format !== 'client-cert')) {
-      return fail(`forwarded client certificate header ${primary[0]} is not accepted`, false)
+    const name = primary[0]!
+    const format = accepted.find((f) => headerOf[f] === name)
+    const strayChain = present.length > 1 && format !== 'client-cert'
+    if (format === undefined || strayChain) {
+      return fail(`forwarded client certificate header ${name} is not accepted`, false)
     }
     try {
-      return { ok: true, ...parse(format, header), source: 'forwarded' }
+      return { ok: true, ...parseForwarded(format, header(name)!, header), source: 'forwarded' }
     } catch (err) {
-      if (err instanceof VerifyError) return { ok: false, error: err, spoof: false, headers: present }
-      throw err
+      if (!(err instanceof VerifyError)) throw err
+      return { ok: false, error: err, spoof: false, headers: present }
     }
   }
 }

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto'
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\r\n]+([A-Za-z0-9+/=\r\n\t ]+?)-----END CERTIFICATE-----/g
+const PEM_CERT =
+  /-----BEGIN CERTIFICATE-----[\r\n]+([A-Za-z0-9+/=\r\n\t ]+?)-----END CERTIFICATE-----/g
 
 /** A certificate as callers may hand it in: parsed, DER bytes, or PEM text (one certificate). */
 export type CertificateInput = X509Certificate | Uint8Array | string

@@ -15,6 +15,7 @@ import { toCertificate } from './pem.js'
 import type { CertificateInput } from './pem.js'
 
 const MAX_TOKEN_LENGTH = 16 * 1024
+const MAX_LEARNED_INTERMEDIATES = 16
 const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'cnf']
 
 /** Claims of a certbound access token (RFC 9068 + RFC 8705 `cnf`). */
@@ -71,11 +72,15 @@ function sameString(a: string, b: string): boolean {
 
 function checkClaims(payload: JWTPayload): BoundTokenClaims {
   const { sub, client_id: clientId, jti, scope, cnf } = payload
-  if (typeof sub !== 'string' || !sub.startsWith('spiffe://')) throw invalid('"sub" is not a SPIFFE ID')
+  if (typeof sub !== 'string' || !sub.startsWith('spiffe://'))
+    throw invalid('"sub" is not a SPIFFE ID')
   if (typeof clientId !== 'string' || clientId === '') throw invalid('"client_id" is missing')
   if (typeof jti !== 'string' || jti === '') throw invalid('"jti" is missing')
   if (scope !== undefined && typeof scope !== 'string') throw invalid('"scope" is not a string')
-  const x5t = typeof cnf === 'object' && cnf !== null ? (cnf as Record<string, unknown>)['x5t#S256'] : undefined
+  const x5t =
+    typeof cnf === 'object' && cnf !== null
+      ? (cnf as Record<string, unknown>)['x5t#S256']
+      : undefined
   // RFC 8705 §3.1: a certificate-bound token carries cnf["x5t#S256"]; without it, refuse.
   if (typeof x5t !== 'string' || x5t === '') throw invalid('"cnf" has no "x5t#S256"')
   return payload as BoundTokenClaims
@@ -146,13 +151,23 @@ export function createVerifier(options: VerifierOptions): Verifier {
       ? undefined
       : createIntrospector(opts.introspectionEndpoint, opts.trustAnchorsPem, options.introspection!)
 
+  // Intermediates seen on a validated path. A resumed TLS session only keeps the peer's leaf,
+  // so the intermediate a client sent on its first handshake is remembered for later ones.
+  const learned = new Map<string, X509Certificate>()
+  const remember = (path: readonly X509Certificate[]) => {
+    for (const ca of path) {
+      if (learned.size >= MAX_LEARNED_INTERMEDIATES) return
+      if (!opts.store.intermediates.includes(ca)) learned.set(ca.fingerprint256, ca)
+    }
+  }
+
   return {
     async verify(token, certificate, chain = []) {
       if (typeof token !== 'string' || token === '') throw invalid('no access token')
       if (token.length > MAX_TOKEN_LENGTH) throw invalid('access token is too long')
       const { leaf, extra } = presentedCertificate(certificate, chain)
       const now = opts.clock.now()
-      validateClientCertificate(leaf, opts.store, now, extra)
+      remember(validateClientCertificate(leaf, opts.store, now, [...extra, ...learned.values()]))
       const { payload, protectedHeader } = await verifyJws(token, key, opts, now)
       const claims = checkClaims(payload)
       const thumbprint = x5tS256(leaf.raw)

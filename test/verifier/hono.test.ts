@@ -24,7 +24,9 @@ const warnings: Record<string, unknown>[] = []
 const logger = { warn: (obj: Record<string, unknown>) => void warnings.push(obj) }
 
 // The three forwarding formats, as a proxy would write them for `holder`.
-const clientCert = (holder: Issued) => ({ 'client-cert': `:${holder.certificate.raw.toString('base64')}:` })
+const clientCert = (holder: Issued) => ({
+  'client-cert': `:${holder.certificate.raw.toString('base64')}:`,
+})
 const xfccElement = (holder: Issued) => {
   const hash = createHash('sha256').update(holder.certificate.raw).digest('hex')
   const cert = encodeURIComponent(holder.certPem)
@@ -34,17 +36,29 @@ const xfcc = (holder: Issued, earlier = '') => ({
   'x-forwarded-client-cert': earlier + xfccElement(holder),
 })
 const escapedPem = (holder: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(holder.certPem) })
-const formats = { 'Client-Cert (RFC 9440)': clientCert, XFCC: xfcc, 'escaped PEM (nginx)': escapedPem }
+const formats = {
+  'Client-Cert (RFC 9440)': clientCert,
+  XFCC: xfcc,
+  'escaped PEM (nginx)': escapedPem,
+}
 
 beforeAll(async () => {
   pki = createTestPki()
   ;[a, b, c] = [pki.leaf('a'), pki.leaf('b'), pki.leaf('c')]
   const rsCert = pki.leaf('rs')
   issuer = await startIssuer(pki)
-  const options = { issuer: issuer.url, audience: issuer.url, trustAnchors: pki.rootPem, intermediates: pki.intermediatePem }
+  const options = {
+    issuer: issuer.url,
+    audience: issuer.url,
+    trustAnchors: pki.rootPem,
+    intermediates: pki.intermediatePem,
+  }
   verifier = createVerifier(options)
   bare = createVerifier({ ...options, intermediates: undefined })
-  online = createVerifier({ ...options, introspection: { cert: rsCert.chainPem, key: rsCert.keyPem, cacheTtlMs: 100 } })
+  online = createVerifier({
+    ...options,
+    introspection: { cert: rsCert.chainPem, key: rsCert.keyPem, cacheTtlMs: 100 },
+  })
   rs = await startResourceServer(pki, {
     direct: { verifier, logger, realm: 'test' },
     bare: { verifier: bare, logger },
@@ -71,7 +85,9 @@ afterAll(async () => {
 
 function expectInvalidToken(res: Awaited<ReturnType<typeof call>>, description?: RegExp) {
   expect(res.status).toBe(401)
-  expect(res.challenge).toMatch(/^Bearer (realm="test", )?error="invalid_token", error_description="/)
+  expect(res.challenge).toMatch(
+    /^Bearer (realm="test", )?error="invalid_token", error_description="/,
+  )
   expect(res.body?.error).toBe('invalid_token')
   if (description) expect(res.body?.error_description).toMatch(description)
 }
@@ -102,7 +118,9 @@ describe('certboundAuth over TLS', () => {
     const res = await call(`${rs.url}/direct/x`, agents.a)
     expect(res.status).toBe(401)
     expect(res.challenge).toBe('Bearer realm="test"')
-    const basic = await call(`${rs.url}/direct/x`, agents.a, undefined, { authorization: 'Basic eDp5' })
+    const basic = await call(`${rs.url}/direct/x`, agents.a, undefined, {
+      authorization: 'Basic eDp5',
+    })
     expect(basic.status).toBe(401)
   })
 
@@ -124,8 +142,14 @@ describe('certboundAuth over TLS', () => {
   it('answers 403 insufficient_scope for a valid token without the required scope', async () => {
     const res = await call(`${rs.url}/scoped/x`, agents.a, await issuer.mint(a))
     expect(res.status).toBe(403)
-    expect(res.challenge).toMatch(/error="insufficient_scope", error_description="[^"]+", scope="write"$/)
-    const ok = await call(`${rs.url}/scoped/x`, agents.a, await issuer.mint(a, { claims: { scope: 'read write' } }))
+    expect(res.challenge).toMatch(
+      /error="insufficient_scope", error_description="[^"]+", scope="write"$/,
+    )
+    const ok = await call(
+      `${rs.url}/scoped/x`,
+      agents.a,
+      await issuer.mint(a, { claims: { scope: 'read write' } }),
+    )
     expect(ok.status).toBe(200)
   })
 })
@@ -143,7 +167,10 @@ describe('forwarded client certificates', () => {
         }
       }
       expect(warnings).toHaveLength(4)
-      expect(warnings[0]).toMatchObject({ event: 'certbound.forwarded_cert_spoofing', peer: '127.0.0.1' })
+      expect(warnings[0]).toMatchObject({
+        event: 'certbound.forwarded_cert_spoofing',
+        peer: '127.0.0.1',
+      })
       expect(JSON.stringify(warnings)).not.toContain(token)
     })
 
@@ -159,7 +186,12 @@ describe('forwarded client certificates', () => {
     })
 
     it(`${name}: a forwarded certificate is re-validated like a socket one`, async () => {
-      const res = await call(`${rs.url}/proxied/x`, agents.none, await issuer.mint(pki.rogue), header(pki.rogue))
+      const res = await call(
+        `${rs.url}/proxied/x`,
+        agents.none,
+        await issuer.mint(pki.rogue),
+        header(pki.rogue),
+      )
       expectInvalidToken(res, /chain/)
     })
   }
@@ -167,9 +199,19 @@ describe('forwarded client certificates', () => {
   it('XFCC: only the last element (the trusted hop) counts', async () => {
     const token = await issuer.mint(a)
     // a client-supplied element carrying the bound certificate, then the proxy's with b's
-    const spoofed = await call(`${rs.url}/proxied/x`, agents.none, token, xfcc(b, `${xfccElement(a)},`))
+    const spoofed = await call(
+      `${rs.url}/proxied/x`,
+      agents.none,
+      token,
+      xfcc(b, `${xfccElement(a)},`),
+    )
     expectInvalidToken(spoofed, /another certificate/)
-    const honest = await call(`${rs.url}/proxied/x`, agents.none, token, xfcc(a, `${xfccElement(b)},`))
+    const honest = await call(
+      `${rs.url}/proxied/x`,
+      agents.none,
+      token,
+      xfcc(a, `${xfccElement(b)},`),
+    )
     expect(honest.status).toBe(200)
   })
 
@@ -183,7 +225,10 @@ describe('forwarded client certificates', () => {
 
   it('refuses ambiguous or not configured forwarding headers from a trusted proxy', async () => {
     const token = await issuer.mint(a)
-    const both = await call(`${rs.url}/proxied/x`, agents.none, token, { ...clientCert(a), ...xfcc(a) })
+    const both = await call(`${rs.url}/proxied/x`, agents.none, token, {
+      ...clientCert(a),
+      ...xfcc(a),
+    })
     expectInvalidToken(both, /ambiguous/)
     const xfccOnly = await call(`${rs.url}/xfcconly/x`, agents.none, token, clientCert(a))
     expectInvalidToken(xfccOnly, /not accepted/)

@@ -77,7 +77,10 @@ describe('verifyBoundToken', () => {
   })
 
   it('rejects another certificate', async () => {
-    await refused(verifier.verify(await issuer.mint(a), b.certificate), 'ERR_TOKEN_BINDING_MISMATCH')
+    await refused(
+      verifier.verify(await issuer.mint(a), b.certificate),
+      'ERR_TOKEN_BINDING_MISMATCH',
+    )
   })
 
   it('rejects a request without a certificate', async () => {
@@ -89,12 +92,20 @@ describe('verifyBoundToken', () => {
 
   it('rejects a certificate from another CA, even with a token bound to it', async () => {
     const token = await issuer.mint(pki.rogue)
-    await refused(verifier.verify(token, pki.rogue.certificate), 'ERR_CLIENT_CERT_REQUIRED', /chain/)
+    await refused(
+      verifier.verify(token, pki.rogue.certificate),
+      'ERR_CLIENT_CERT_REQUIRED',
+      /chain/,
+    )
   })
 
   it('rejects a CA certificate as the client certificate', async () => {
     const token = await issuer.mint(pki.intermediate)
-    await refused(verifier.verify(token, pki.intermediate.certificate), 'ERR_CLIENT_CERT_REQUIRED', /CA/)
+    await refused(
+      verifier.verify(token, pki.intermediate.certificate),
+      'ERR_CLIENT_CERT_REQUIRED',
+      /CA/,
+    )
   })
 
   it('rejects a certificate outside its validity window', async () => {
@@ -145,8 +156,16 @@ describe('verifyBoundToken', () => {
     const now = Math.floor(Date.now() / 1000)
     const token = unsigned(
       { alg: 'none', typ: 'at+jwt', kid: issuer.key.kid },
-      { iss: issuer.url, aud: issuer.url, sub: a.spiffeId, client_id: a.spiffeId, iat: now,
-        exp: now + 60, jti: 'x', cnf: { 'x5t#S256': a.thumbprint } },
+      {
+        iss: issuer.url,
+        aud: issuer.url,
+        sub: a.spiffeId,
+        client_id: a.spiffeId,
+        iat: now,
+        exp: now + 60,
+        jti: 'x',
+        cnf: { 'x5t#S256': a.thumbprint },
+      },
     )
     await refused(verifier.verify(token, a.certificate), 'ERR_TOKEN_INVALID')
   })
@@ -155,10 +174,17 @@ describe('verifyBoundToken', () => {
     const jwk = issuer.key.publicJwk
     const secrets = [new TextEncoder().encode(JSON.stringify(jwk)), base64url.decode(jwk.x!)]
     for (const secret of secrets) {
-      const token = await new SignJWT({ client_id: a.spiffeId, jti: 'x', cnf: { 'x5t#S256': a.thumbprint } })
+      const token = await new SignJWT({
+        client_id: a.spiffeId,
+        jti: 'x',
+        cnf: { 'x5t#S256': a.thumbprint },
+      })
         .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: issuer.key.kid })
-        .setIssuer(issuer.url).setAudience(issuer.url).setSubject(a.spiffeId)
-        .setIssuedAt().setExpirationTime('5m')
+        .setIssuer(issuer.url)
+        .setAudience(issuer.url)
+        .setSubject(a.spiffeId)
+        .setIssuedAt()
+        .setExpirationTime('5m')
         .sign(secret)
       await refused(verifier.verify(token, a.certificate), 'ERR_TOKEN_INVALID', /alg/)
     }
@@ -171,8 +197,14 @@ describe('verifyBoundToken', () => {
     const badSig = `${h}.${p}.${base64url.encode(sig)}`
     await refused(verifier.verify(badSig, a.certificate), 'ERR_TOKEN_INVALID', /signature/)
     const claims = JSON.parse(new TextDecoder().decode(base64url.decode(p)))
-    const forged = base64url.encode(JSON.stringify({ ...claims, cnf: { 'x5t#S256': b.thumbprint } }))
-    await refused(verifier.verify(`${h}.${forged}.${s}`, b.certificate), 'ERR_TOKEN_INVALID', /signature/)
+    const forged = base64url.encode(
+      JSON.stringify({ ...claims, cnf: { 'x5t#S256': b.thumbprint } }),
+    )
+    await refused(
+      verifier.verify(`${h}.${forged}.${s}`, b.certificate),
+      'ERR_TOKEN_INVALID',
+      /signature/,
+    )
     // an HMAC "signature" over the original input is just another tampered signature
     const mac = createHmac('sha256', 'k').update(`${h}.${p}`).digest('base64url')
     await refused(verifier.verify(`${h}.${p}.${mac}`, a.certificate), 'ERR_TOKEN_INVALID')
@@ -197,7 +229,9 @@ describe('verifyBoundToken', () => {
     expect(() => createVerifier({ ...options, algorithms: ['HS256'] })).toThrow(TypeError)
     expect(() => createVerifier({ ...options, algorithms: ['none'] })).toThrow(TypeError)
     expect(() => createVerifier({ ...options, algorithms: [] })).toThrow(TypeError)
-    expect(() => createVerifier({ ...options, jwksUri: 'http://127.0.0.1/jwks' })).toThrow(TypeError)
+    expect(() => createVerifier({ ...options, jwksUri: 'http://127.0.0.1/jwks' })).toThrow(
+      TypeError,
+    )
     expect(() => createVerifier({ ...options, trustAnchors: '' })).toThrow(TypeError)
     expect(() => createVerifier({ ...options, trustAnchors: a.certPem })).toThrow(TypeError)
     expect(() => createVerifier({ ...options, clockToleranceSec: 3600 })).toThrow(TypeError)
@@ -224,7 +258,9 @@ describe('JWKS fetching', () => {
 
     await new Promise((r) => setTimeout(r, 450))
     // after it: concurrent unknown kids share one fetch, which brings the new key
-    const results = await Promise.allSettled([fresh, ...bogus].map((t) => v.verify(t, a.certificate)))
+    const results = await Promise.allSettled(
+      [fresh, ...bogus].map((t) => v.verify(t, a.certificate)),
+    )
     expect(results[0]!.status).toBe('fulfilled')
     expect(results.slice(1).every((r) => r.status === 'rejected')).toBe(true)
     expect(issuer.jwksFetches - start).toBe(2)
@@ -240,7 +276,10 @@ describe('JWKS fetching', () => {
     // JWKS is not fetched even though the client certificate chains to that root
     const rogueRoot = pki.rogue.chainPem.slice(pki.rogue.certPem.length)
     const pinned = make({ trustAnchors: rogueRoot, intermediates: undefined })
-    await refused(pinned.verify(await issuer.mint(pki.rogue), pki.rogue.certificate), 'ERR_VERIFIER_UNAVAILABLE')
+    await refused(
+      pinned.verify(await issuer.mint(pki.rogue), pki.rogue.certificate),
+      'ERR_VERIFIER_UNAVAILABLE',
+    )
   })
 })
 

@@ -55,14 +55,25 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
   const createKey = async (publish: boolean, alg = 'ES256'): Promise<SigningKey> => {
     const { privateKey, publicKey } = await generateKeyPair(alg)
     const kid = randomUUID()
-    const key = { kid, alg, privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } }
+    const key = {
+      kid,
+      alg,
+      privateKey,
+      publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' },
+    }
     if (publish) published.push(key)
     return key
   }
   const key = await createKey(true)
 
   const server: Server = createServer(
-    { cert: pki.server.chainPem, key: pki.server.keyPem, ca: pki.rootPem, requestCert: true, rejectUnauthorized: false },
+    {
+      cert: pki.server.chainPem,
+      key: pki.server.keyPem,
+      ca: pki.rootPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
     (req, res) => {
       const json = (status: number, value: unknown) =>
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value))

@@ -64,14 +64,60 @@ export function createTestPki(trustDomain = 'example.org'): TestPki {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
 
   const selfSigned = (name: string, cn: string) =>
-    ssl('req', '-x509', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2',
-      '-subj', `/CN=${cn}`, '-config', 'ca.cnf', '-extensions', 'root', '-sha256')
+    ssl(
+      'req',
+      '-x509',
+      '-new',
+      ...ec,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-config',
+      'ca.cnf',
+      '-extensions',
+      'root',
+      '-sha256',
+    )
   const sign = (name: string, ca: string, subj: string, extfile: string, ext: string) => {
-    ssl('req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj,
-      '-config', 'ca.cnf')
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`,
-      '-set_serial', serial(), '-days', '1', '-extfile', extfile, '-extensions', ext, '-sha256',
-      '-out', `${name}.pem`)
+    ssl(
+      'req',
+      '-new',
+      ...ec,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      subj,
+      '-config',
+      'ca.cnf',
+    )
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.pem`,
+      '-CAkey',
+      `${ca}.key`,
+      '-set_serial',
+      serial(),
+      '-days',
+      '1',
+      '-extfile',
+      extfile,
+      '-extensions',
+      ext,
+      '-sha256',
+      '-out',
+      `${name}.pem`,
+    )
   }
   const issued = (name: string, chainTail: string, spiffeId: string): Issued => {
     const certPem = read(`${name}.pem`)
