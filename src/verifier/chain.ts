@@ -57,6 +57,14 @@ function chainsToAnchor(cert: X509Certificate, depth: number, ctx: PathContext):
  *
  * @returns the intermediates on the path found, leaf side first.
  * @throws {VerifyError} `ERR_CLIENT_CERT_REQUIRED` naming the first failed check.
+ * @example
+ * ```ts
+ * import { X509Certificate } from 'node:crypto'
+ * import { validateClientCertificate } from 'certbound/verifier'
+ *
+ * const store = { anchors: [new X509Certificate(rootPem)], intermediates: [] }
+ * validateClientCertificate(new X509Certificate(leafPem), store, new Date(), [intermediate])
+ * ```
  */
 export function validateClientCertificate(
   leaf: X509Certificate,

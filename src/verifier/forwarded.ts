@@ -41,7 +41,16 @@ function cas(certs: readonly (X509Certificate | undefined)[]): X509Certificate[]
   return certs.filter((c): c is X509Certificate => c !== undefined && c.ca)
 }
 
-/** RFC 9440 §2.2 `Client-Cert` and §2.3 `Client-Cert-Chain`. */
+/**
+ * Parses RFC 9440 §2.2 `Client-Cert` and §2.3 `Client-Cert-Chain`. Only for headers from a
+ * trusted proxy; the result still has to be validated like a socket certificate.
+ *
+ * @throws {VerifyError} `ERR_CLIENT_CERT_REQUIRED` if the value is malformed.
+ * @example
+ * ```ts
+ * const { certificate, chain } = parseClientCert(req.headers['client-cert'], req.headers['client-cert-chain'])
+ * ```
+ */
 export function parseClientCert(value: string, chainValue?: string): ForwardedCertificate {
   const certificate = one(sfBinary(value, 'Client-Cert'), 'Client-Cert')
   const chain =
@@ -96,7 +105,17 @@ function urlDecode(value: string, what: string): string {
   }
 }
 
-/** Envoy `X-Forwarded-Client-Cert`: the last element is the one the trusted hop appended. */
+/**
+ * Parses Envoy's `X-Forwarded-Client-Cert`. Only the last element counts (the one the trusted
+ * hop appended; earlier ones may come from the client), and it must carry `Cert=`; a `Hash=`
+ * next to it must match.
+ *
+ * @throws {VerifyError} `ERR_CLIENT_CERT_REQUIRED` if the value is malformed or has no `Cert=`.
+ * @example
+ * ```ts
+ * const { certificate } = parseXfcc('By=spiffe://example.org/proxy;Hash=…;Cert="-----BEGIN%20…"')
+ * ```
+ */
 export function parseXfcc(value: string): ForwardedCertificate {
   const elements = splitOutsideQuotes(value, ',')
   const pairs = xfccPairs(elements[elements.length - 1]!)
@@ -123,7 +142,16 @@ export function parseXfcc(value: string): ForwardedCertificate {
   return { certificate, chain }
 }
 
-/** A URL-encoded PEM certificate, as nginx's `$ssl_client_escaped_cert`. */
+/**
+ * Parses a URL-encoded PEM certificate, as nginx's `$ssl_client_escaped_cert` (configured with
+ * `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`).
+ *
+ * @throws {VerifyError} `ERR_CLIENT_CERT_REQUIRED` unless it holds exactly one certificate.
+ * @example
+ * ```ts
+ * const { certificate } = parseEscapedPem(req.headers['x-ssl-client-cert'])
+ * ```
+ */
 export function parseEscapedPem(value: string): ForwardedCertificate {
   const pem = urlDecode(value.trim(), 'forwarded PEM')
   return { certificate: one(pem, 'forwarded PEM header'), chain: [] }

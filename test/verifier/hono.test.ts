@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import type { Agent } from 'undici'
+import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { certboundAuth } from '../../src/verifier/hono.js'
 import { createVerifier } from '../../src/verifier/index.js'
 import type { Verifier } from '../../src/verifier/index.js'
 import { startIssuer } from './helpers/issuer.js'
@@ -250,5 +252,24 @@ describe('online mode', () => {
     expectInvalidToken(await call(`${rs.url}/online/x`, agents.c, token), /no longer active/)
     // offline mode only learns at exp
     expect((await call(`${rs.url}/direct/x`, agents.c, token)).status).toBe(200)
+  })
+})
+
+describe('without a TLS socket (another adapter, app.request)', () => {
+  it('fails closed: no certificate, and forwarded headers from an unknown peer are spoofing', async () => {
+    const app = new Hono()
+    app.use('*', certboundAuth({ verifier, logger, trustedProxies: ['127.0.0.1'] }))
+    app.get('*', (c) => c.text('reached'))
+    const authorization = `Bearer ${await issuer.mint(a)}`
+    const plain = await app.request('/x', { headers: { authorization } })
+    expect(plain.status).toBe(401)
+    expect(await plain.json()).toMatchObject({
+      error_description: 'no client certificate was presented',
+    })
+    const forwarded = await app.request('/x', { headers: { authorization, ...clientCert(a) } })
+    expect(forwarded.status).toBe(401)
+    expect(await forwarded.json()).toMatchObject({
+      error_description: expect.stringMatching(/untrusted peer/),
+    })
   })
 })

@@ -167,7 +167,7 @@ describe('verifyBoundToken', () => {
         cnf: { 'x5t#S256': a.thumbprint },
       },
     )
-    await refused(verifier.verify(token, a.certificate), 'ERR_TOKEN_INVALID')
+    await refused(verifier.verify(token, a.certificate), 'ERR_TOKEN_INVALID', /alg/)
   })
 
   it('rejects an HS256 token signed with the public key as the secret', async () => {
@@ -266,6 +266,18 @@ describe('JWKS fetching', () => {
     expect(issuer.jwksFetches - start).toBe(2)
     await Promise.all(bogus.map((t) => refused(v.verify(t, a.certificate), 'ERR_TOKEN_INVALID')))
     expect(issuer.jwksFetches - start).toBe(2)
+  })
+
+  it('backs off after a failed fetch instead of retrying on every token', async () => {
+    const v = make({ jwksUri: `${issuer.url}/missing/jwks.json`, jwks: { failureBackoffMs: 300 } })
+    const token = await issuer.mint(a)
+    for (let i = 0; i < 5; i++) {
+      await refused(v.verify(token, a.certificate), 'ERR_VERIFIER_UNAVAILABLE')
+    }
+    expect(issuer.hits.get('/missing/jwks.json')).toBe(1)
+    await new Promise((r) => setTimeout(r, 350))
+    await refused(v.verify(token, a.certificate), 'ERR_VERIFIER_UNAVAILABLE')
+    expect(issuer.hits.get('/missing/jwks.json')).toBe(2)
   })
 
   it('fails closed, as unavailable, when the JWKS cannot be fetched or is not trusted', async () => {

@@ -44,13 +44,28 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
   const { issuer } = deps.config.tokens
 
   app.post('/oauth/token', mtls, async (c) => {
-    const form = await readOAuthForm(c)
-    await authenticateOAuthClient(c.var.client, form, deps)
-    const grantType = form.get('grant_type')
-    if (grantType === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
-    const grant = GRANTS.get(grantType)
-    if (!grant) throw new CAError('ERR_UNSUPPORTED_GRANT_TYPE', `grant_type "${grantType.slice(0, 64)}" is not supported`)
-    return c.json(await grant(c.var.client, form, deps), 200, NO_STORE)
+    const client = c.var.client
+    try {
+      const form = await readOAuthForm(c)
+      await authenticateOAuthClient(client, form, deps)
+      const grantType = form.get('grant_type')
+      if (grantType === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
+      const grant = GRANTS.get(grantType)
+      if (!grant) throw new CAError('ERR_UNSUPPORTED_GRANT_TYPE', `grant_type "${grantType.slice(0, 64)}" is not supported`)
+      return c.json(await grant(client, form, deps), 200, NO_STORE)
+    } catch (e) {
+      // Refusals of an authenticated client are audited (the refresh grant audits its own).
+      // Requests without a valid certificate never get here: they are logged, not stored.
+      if (e instanceof CAError && e.code !== 'ERR_INVALID_GRANT') {
+        await deps.store.audit.record(deps.clock.now().getTime(), {
+          actor: client.spiffeId ?? `serial:${client.serial}`,
+          action: 'token.refused',
+          subject: client.spiffeId,
+          details: { reason: e.code, detail: e.message, cert_serial: client.serial },
+        })
+      }
+      throw e
+    }
   })
 
   app.post('/oauth/introspect', mtls, async (c) => {

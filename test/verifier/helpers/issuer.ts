@@ -23,6 +23,8 @@ export interface FixtureIssuer {
   key: SigningKey
   jwksFetches: number
   introspections: number
+  /** Requests per path, including ones answered 404. */
+  hits: Map<string, number>
   /** Thumbprints of revoked certificates: tokens bound to them are inactive. */
   revoked: Set<string>
   /** Creates a key; `publish` adds it to the served JWKS. */
@@ -77,6 +79,7 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
     (req, res) => {
       const json = (status: number, value: unknown) =>
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value))
+      issuer.hits.set(req.url ?? '', (issuer.hits.get(req.url ?? '') ?? 0) + 1)
       if (req.method === 'GET' && req.url === '/.well-known/jwks.json') {
         issuer.jwksFetches++
         return json(200, { keys: published.map((k) => k.publicJwk) })
@@ -105,6 +108,7 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
     key,
     jwksFetches: 0,
     introspections: 0,
+    hits: new Map(),
     revoked: new Set(),
     createKey,
     async mint(holder, opts = {}) {

@@ -1,0 +1,97 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { expect } from 'vitest'
+import { openssl } from '../helpers/openssl.js'
+import type { ApiResponse, TestServer } from '../helpers/server.js'
+
+/** A temp directory holding the given files; returns their paths by name. */
+export function tempFiles(files: Record<string, string | Uint8Array>): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-files-'))
+  const paths: Record<string, string> = {}
+  for (const [name, data] of Object.entries(files)) {
+    paths[name] = join(dir, name)
+    writeFileSync(paths[name]!, data)
+  }
+  return paths
+}
+
+/** `openssl x509 -noout -text` of a PEM certificate. */
+export function x509Text(certPem: string): string {
+  const r = openssl(['x509', '-noout', '-text'], certPem)
+  if (r.code !== 0) throw new Error(`openssl x509 failed: ${r.out}`)
+  return r.out
+}
+
+/** One `openssl x509 -noout -<field>` value, e.g. `serial` → the hex after `serial=`. */
+export function x509Field(certPem: string, field: 'serial' | 'subject' | 'startdate' | 'enddate'): string {
+  const r = openssl(['x509', '-noout', `-${field}`], certPem)
+  if (r.code !== 0) throw new Error(`openssl x509 -${field} failed: ${r.out}`)
+  return r.out.trim().replace(/^[a-zA-Z]+=\s*/, '')
+}
+
+/** The text of the X509v3 extension named `name` in `openssl x509 -text` output (header + value). */
+export function extensionBlock(text: string, name: string): string {
+  const lines = text.split('\n')
+  const i = lines.findIndex((l) => l.trim().startsWith(`${name}:`))
+  if (i === -1) return ''
+  return `${lines[i]!.trim()}\n${lines[i + 1]?.trim() ?? ''}`
+}
+
+/**
+ * What a refusal must look like (CONTRACT "Status codes"): the status, RFC 9457
+ * problem+json, a non-empty detail; returns the detail for further checks.
+ */
+export function expectProblem(r: ApiResponse, status: number | number[]): string {
+  const statuses = Array.isArray(status) ? status : [status]
+  expect(statuses, `status ${r.status}: ${r.text}`).toContain(r.status)
+  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/)
+  expect(typeof r.body).toBe('object')
+  expect(r.body.status).toBe(r.status)
+  expect(typeof r.body.detail).toBe('string')
+  expect(r.body.detail.length).toBeGreaterThan(10)
+  return r.body.detail as string
+}
+
+/**
+ * Everything a refused request must leave as it was, read through a second, read-only
+ * connection to the server's SQLite file (WAL lets it see every committed change).
+ */
+export function dbSnapshot(s: TestServer): unknown {
+  const db = new Database(join(s.dataDir, 'certbound.db'), { readonly: true, fileMustExist: true })
+  try {
+    const all = (sql: string) => db.prepare(sql).all()
+    return {
+      certificates: all('SELECT serial, status, revoked_at, revocation_reason FROM certificates ORDER BY id'),
+      joinTokens: all('SELECT id, used_at, used_by, expires_at FROM join_tokens ORDER BY id'),
+      entries: all('SELECT id, spiffe_id, dns_names, max_ttl_ms, enabled, updated_at FROM entries ORDER BY id'),
+      compromisedKeys: all('SELECT spki_sha256 FROM compromised_keys ORDER BY spki_sha256'),
+      audit: all('SELECT count(*) AS n, max(id) AS last FROM audit_events'),
+    }
+  } finally {
+    db.close()
+  }
+}
+
+/** Rows of one SQL query against the server's database (read-only connection). */
+export function query<T = any>(s: TestServer, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(join(s.dataDir, 'certbound.db'), { readonly: true, fileMustExist: true })
+  try {
+    return db.prepare(sql).all(...params) as T[]
+  } finally {
+    db.close()
+  }
+}
+
+/** The server still answers (a refused request must not have broken it). */
+export async function expectServing(s: TestServer): Promise<void> {
+  const r = await s.call('GET', '/healthz')
+  expect(r.status).toBe(200)
+  expect(r.body).toEqual({ status: 'ok' })
+}
+
+/** POST /v1/enroll with a join token and a JSON body. */
+export function enrollWith(s: TestServer, token: string, json: unknown): Promise<ApiResponse> {
+  return s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${token}` }, json })
+}
