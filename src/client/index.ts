@@ -6,7 +6,7 @@
  */
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
-import { Agent, Headers, Request, fetch as undiciFetch } from 'undici'
+import { Agent, Headers, fetch as undiciFetch } from 'undici'
 import type { Dispatcher, RequestInfo, RequestInit, Response } from 'undici'
 import { currentGenerationPath, readGeneration } from './generation.js'
 import type { Generation } from './generation.js'
@@ -133,7 +133,8 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
       if (Date.now() >= loaded.generation.expiresAt.getTime()) await reload()
       const { generation, agent } = loaded // one generation for both token and certificate
       const headers = new Headers(
-        init?.headers ?? (input instanceof Request ? input.headers : undefined),
+        init?.headers ??
+          (typeof input === 'string' || input instanceof URL ? undefined : input.headers),
       )
       headers.set('authorization', `Bearer ${generation.accessToken}`)
       return undiciFetch(input, { ...init, headers, dispatcher: agent })

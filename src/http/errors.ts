@@ -54,9 +54,21 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   ERR_FORBIDDEN: [403, 'access_denied'],
 }
 
+/**
+ * RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E, so no
+ * double quote, backslash, control or non-ASCII character (messages may echo input).
+ */
+function oauthDescription(message: string): string {
+  return message
+    .replaceAll('"', "'")
+    .replaceAll('\\', '/')
+    .replaceAll('§', 'section ')
+    .replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?')
+}
+
 export function oauthErrorResponse(c: Context, e: CAError): Response {
   const [status, error] = OAUTH[e.code] ?? [400, 'invalid_request']
-  return c.json({ error, error_description: e.message }, status, {
+  return c.json({ error, error_description: oauthDescription(e.message) }, status, {
     'cache-control': 'no-store',
     pragma: 'no-cache',
   })

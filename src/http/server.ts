@@ -48,9 +48,12 @@ export function listen(server: Server, host: string, port: number): Promise<Addr
 export function closeGracefully(server: Server, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => server.closeAllConnections(), timeoutMs)
+    // Keep-alive connections become idle as their last request finishes: close them then.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50)
     timer.unref()
     server.close(() => {
       clearTimeout(timer)
+      clearInterval(sweep)
       resolve()
     })
     server.closeIdleConnections()
