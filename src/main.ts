@@ -61,7 +61,7 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
       entries: new EntryService(deps),
     })
     const caPem = ca.bundlePem + ca.intermediatePem
-    let tls = readServerCertificate(config.dataDir)
+    let tls = readServerCertificate(config.dataDir, config.server.hostnames)
     if (!tls || tls.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3) {
       tls = await issueServerCertificate(deps, ca)
     }

@@ -1,8 +1,90 @@
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
+import { pino } from 'pino'
 
-/** `certbound agent`: placeholder until the agent lands (issue 4). */
+import { KEY_TYPES } from '../crypto/keys.js'
+import { WorkloadAgent, toFailure } from './agent.js'
+import { resolveAgentOptions } from './options.js'
+import type { RawAgentFlags } from './options.js'
+
+// The workload side must not load the CA's database code (no native SQLite on workloads):
+// src/agent imports only crypto, x509, config/duration, identity, errors, undici, commander
+// and pino. test/agent/imports.test.ts enforces it.
+
+const HELP = `
+Output directory (--out DIR), Kubernetes AtomicWriter style:
+  DIR/cert.pem, key.pem (0600), chain.pem (leaf + intermediate: present this as the TLS client
+  certificate), bundle.pem (trust bundle), token.json (0600: access_token, token_type,
+  expires_at, x5t#S256) are stable symlinks into DIR/..data, which is switched atomically to a
+  new, complete generation directory on every rotation. The refresh token stays in
+  DIR/..state/agent.json (0600, directory 0700).
+
+Exit codes: 0 done (--once) or stopped by SIGTERM/SIGINT; 1 server unreachable or failing
+(retry later); 2 bad flags or output directory; 3 credential refused (revoked, expired, unknown
+certificate or join token): enrol again with a new join token.`
+
+/** `certbound agent`: enrol, renew and refresh a workload's certificate and token. */
 export function agentCommand(): Command {
-  return new Command('agent').description('workload agent: enrol, renew and refresh (not yet built)').action(() => {
-    throw new Error('certbound agent is not built yet')
-  })
+  return new Command('agent')
+    .description(
+      'workload agent: enrol with a join token, then keep a certificate and a bound token fresh',
+    )
+    // Required flags are checked by resolveAgentOptions, so that every usage error exits 2.
+    .option('--server <url>', 'certbound server URL, https://host:port (required)')
+    .option('--ca-bundle <file>', 'PEM trust bundle for the server: the CA root (required)')
+    .option('--spiffe-id <id>', 'the SPIFFE ID of this workload (required)')
+    .option('--out <dir>', 'output directory for the certificate, key and token (required)')
+    .addOption(
+      new Option('--join-token <token>', 'one-time join token for the first enrolment').env(
+        'CERTBOUND_JOIN_TOKEN',
+      ),
+    )
+    .option('--join-token-file <file>', 'file holding the join token')
+    .option('--key-type <type>', `key type of the workload key: ${KEY_TYPES.join(', ')}`, 'ec-p256')
+    .option('--ttl <duration>', "certificate lifetime to request, e.g. 1h (default: the server's)")
+    .option('--once', 'renew if due, refresh or get the token, then exit (CI runners)')
+    .option('--exec <command>', 'run this shell command (sh -c) after each switch to new files')
+    .option('--log-level <level>', 'log level; logs go to stderr', 'info')
+    .addHelpText('after', HELP)
+    .action(async (flags: RawAgentFlags) => {
+      process.exitCode = await runAgentCommand(flags)
+    })
+}
+
+/** Runs the agent with the given flags and returns the exit code. */
+export async function runAgentCommand(flags: RawAgentFlags): Promise<number> {
+  let options
+  try {
+    options = resolveAgentOptions(flags)
+  } catch (e) {
+    const failure = toFailure(e)
+    return fail(failure.message, failure.exitCode)
+  }
+  const log = pino(
+    { name: 'certbound-agent', level: options.logLevel, base: { pid: process.pid } },
+    pino.destination({ fd: 2, sync: true }),
+  )
+  const stop = new AbortController()
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) return
+    log.info(`${signal}: stopping after the current step`)
+    stop.abort()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  try {
+    await new WorkloadAgent(options, log, stop.signal).run()
+    return 0
+  } catch (e) {
+    const failure = toFailure(e)
+    log.error({ kind: failure.kind }, failure.message)
+    return fail(failure.message, failure.exitCode)
+  } finally {
+    process.off('SIGTERM', onSignal)
+    process.off('SIGINT', onSignal)
+  }
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`certbound agent: ${message}\n`)
+  return code
 }

@@ -10,6 +10,7 @@ import { buildCertificate, parseCertificate } from '../x509/certificate.js'
 import { derToPem, pemToDer } from '../x509/pem.js'
 import { newSerial } from '../x509/serial.js'
 import { PATHS, readDataFile, writePrivateKey, writePublic } from './files.js'
+import { ipToBytes } from '../x509/extensions.js'
 import { issueLeaf } from './issue.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './material.js'
 
@@ -97,12 +98,27 @@ export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Pr
   return { certPem, keyPem, notAfter: issued.view.notAfter }
 }
 
-/** The server's current TLS certificate from disk, if present. */
-export function readServerCertificate(dataDir: string): { certPem: string; keyPem: string; notAfter: Date } | undefined {
+/**
+ * The server's current TLS certificate from disk, if present and, when `hostnames` is given,
+ * naming exactly those hostnames (so a changed `server.hostnames` gets a new certificate).
+ */
+export function readServerCertificate(
+  dataDir: string,
+  hostnames?: readonly string[],
+): { certPem: string; keyPem: string; notAfter: Date } | undefined {
   if (!existsSync(join(dataDir, PATHS.serverCert)) || !existsSync(join(dataDir, PATHS.serverKey))) return undefined
   const certPem = readDataFile(dataDir, PATHS.serverCert)
   const view = parseCertificate(pemToDer(certPem.slice(0, certPem.indexOf('-----END CERTIFICATE-----') + 25), 'CERTIFICATE'))
+  if (hostnames !== undefined && !namesMatch(view, hostnames)) return undefined
   return { certPem, keyPem: readDataFile(dataDir, PATHS.serverKey), notAfter: view.notAfter }
+}
+
+/** True when the certificate's DNS and IP SANs are exactly `hostnames` (IPs compared as bytes). */
+function namesMatch(view: { dnsNames: readonly string[]; ipAddresses: readonly string[] }, hostnames: readonly string[]): boolean {
+  const ip = (a: string) => Buffer.from(ipToBytes(a)).toString('hex')
+  const want = new Set(hostnames.map((n) => (isIP(n) === 0 ? `dns:${n.toLowerCase()}` : `ip:${ip(n)}`)))
+  const have = new Set([...view.dnsNames.map((n) => `dns:${n.toLowerCase()}`), ...view.ipAddresses.map((a) => `ip:${ip(a)}`)])
+  return want.size === have.size && [...want].every((n) => have.has(n))
 }
 
 /**

@@ -70,7 +70,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
   if (!parsed.success) throw new CAError('ERR_CONFIG_INVALID', describeIssues(parsed.error, path))
   const c = parsed.data
   const baseDir = path === undefined ? process.cwd() : dirname(resolve(path))
-  const [host, port] = splitHostPort(c.server.listen)
+  const [host, port] = splitHostPort(c.server.listen, path)
   const adminIds = c.admin.spiffe_ids ?? [`spiffe://${c.trust_domain}/admin`]
   for (const [i, id] of adminIds.entries()) {
     const problem = spiffeIdProblem(id, c.trust_domain)
@@ -126,11 +126,11 @@ export function configFromObject(raw: unknown, path?: string): Config {
   }
 }
 
-function splitHostPort(listen: string): [string, number] {
+function splitHostPort(listen: string, path: string | undefined): [string, number] {
   const i = listen.lastIndexOf(':')
   const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
   const port = Number(listen.slice(i + 1))
-  if (port > 65535) throw new CAError('ERR_CONFIG_INVALID', `server.listen: port ${port} is out of range`)
+  if (port > 65535) fail(path, 'server.listen', `port ${port} is out of range`)
   return [host, port]
 }
 

@@ -115,9 +115,16 @@ export class TokenRepository {
     })()
   }
 
+  /**
+   * The commit-time re-check (LIFECYCLE invariant 7): the certificate is still valid and
+   * current, and its entry (if any) still enabled — an admin may have revoked the one or
+   * disabled the other while the token was being signed.
+   */
   #certStillValid(serial: string, now: number): boolean {
     return this.db
-      .prepare(`SELECT 1 FROM certificates WHERE serial = ? AND status = 'valid' AND not_before <= ? AND not_after > ?`)
+      .prepare(`SELECT 1 FROM certificates c LEFT JOIN entries e ON e.id = c.entry_id
+                WHERE c.serial = ? AND c.status = 'valid' AND c.not_before <= ? AND c.not_after > ?
+                  AND (c.entry_id IS NULL OR e.enabled = 1)`)
       .get(serial, now, now) !== undefined
   }
 

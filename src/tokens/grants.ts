@@ -53,7 +53,7 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
     { jti: access.jti, certSerial: client.serial, spiffeId: client.spiffeId!, kid: access.kid, issuedAt: now.getTime(), expiresAt: access.exp * 1000 },
     { actor: client.spiffeId!, action: 'token.issue', subject: client.spiffeId, details: { grant: 'client_credentials', family_id: familyId, jti: access.jti, cert_serial: client.serial, scope } },
   )
-  if (!ok) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate was revoked or expired')
+  if (!ok) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate was revoked or expired, or its entry disabled')
   return response(access.token, access.exp - access.iat, refresh.token, scope)
 }
 

@@ -64,7 +64,10 @@ export function buildCsr(params: CsrParams): string {
     attributes,
   })
   csr.signatureAlgorithm = signatureAlgorithmFor(type)
-  csr.tbsView = encode(csr.encodeTBS())
+  // encodeTBS() is protected in the pkijs typings; toSchema(true) re-encodes the TBS too.
+  const tbs = csr.toSchema(true).valueBlock.value[0]
+  if (!tbs) throw new Error('pkijs produced no CertificationRequestInfo')
+  csr.tbsView = encode(tbs)
   csr.signatureValue = new asn1js.BitString({ valueHex: signWithKey(privateKey, csr.tbsView) })
   // toSchema(false) re-uses the TBS bytes just signed.
   return derToPem(encode(csr.toSchema(false)), 'CERTIFICATE REQUEST')

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -94,4 +94,27 @@ export async function expectServing(s: TestServer): Promise<void> {
 /** POST /v1/enroll with a join token and a JSON body. */
 export function enrollWith(s: TestServer, token: string, json: unknown): Promise<ApiResponse> {
   return s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${token}` }, json })
+}
+
+/**
+ * A client certificate from a different CA, made with openssl: a throwaway root signs a
+ * leaf with `san` (default: our admin SPIFFE ID) and, if given, the serial of one of ours.
+ */
+export function foreignCredential(opts: { san?: string; serialHex?: string } = {}): { certPem: string; keyPem: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'certbound-foreign-'))
+  const p = (f: string) => join(dir, f)
+  const run = (args: string[]) => {
+    const r = openssl(args)
+    if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.out}`)
+  }
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+  run(['req', '-x509', ...ec, '-subj', '/O=example.org/CN=not our root', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2'])
+  run(['req', '-new', ...ec, '-subj', '/O=example.org', '-keyout', p('leaf.key'), '-out', p('leaf.csr')])
+  writeFileSync(
+    p('ext.cnf'),
+    `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth,serverAuth\nsubjectAltName=${opts.san ?? 'URI:spiffe://example.org/admin'}\n`,
+  )
+  const serial = opts.serialHex ? ['-set_serial', `0x${opts.serialHex}`] : []
+  run(['x509', '-req', '-in', p('leaf.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-days', '1', '-extfile', p('ext.cnf'), ...serial, '-out', p('leaf.pem')])
+  return { certPem: readFileSync(p('leaf.pem'), 'utf8'), keyPem: readFileSync(p('leaf.key'), 'utf8') }
 }

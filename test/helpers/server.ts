@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { Agent, request } from 'undici'
 import type { Clock } from '../../src/clock.js'
 import { configFromObject, type Config } from '../../src/config/load.js'
@@ -36,7 +36,7 @@ export class TestServer {
     readonly intermediatePem: string,
   ) {}
 
-  static async start(overrides: Record<string, any> = {}, options: { clock?: Clock; dataDir?: string } = {}): Promise<TestServer> {
+  static async start(overrides: Record<string, any> = {}, options: { clock?: Clock; dataDir?: string; logger?: Logger } = {}): Promise<TestServer> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
     const { server: serverOverrides, ...rest } = overrides
     const config = configFromObject({
@@ -46,7 +46,7 @@ export class TestServer {
       server: { listen: '127.0.0.1:0', ...serverOverrides },
       ...rest,
     })
-    const running = await startServer(config, { clock: options.clock, logger: pino({ level: 'silent' }) })
+    const running = await startServer(config, { clock: options.clock, logger: options.logger ?? pino({ level: 'silent' }) })
     // The issuer default names port 0; tests that check `iss` read it from config.
     return new TestServer(
       running,

@@ -11,7 +11,6 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
   let n = 0
   const enroll = (name = `w${++n}`, ttl?: string) => s.enroll(`spiffe://example.org/refresh/${name}`, ttl ? { ttl } : {})
   const active = async (t: string) => (await introspect(s, rs, t)).body.active as boolean
-  const familyOf = async (t: string) => (await verifyWithServedJwks(s, t)).payload.jti as string
   const theftEvents = async () => (await auditEvents(s, 'token.family.reuse_detected')).filter((e) => e.details?.suspected_theft === true)
 
   beforeAll(async () => {
@@ -178,6 +177,8 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
       const a = await enroll()
       const t = await grant(s, a)
       const agents = Array.from({ length: 20 }, () => s.agent(a))
+      // Handshakes first, so that the 20 refreshes arrive together and really race.
+      await Promise.all(agents.map((ag) => s.call('GET', '/healthz', { agent: ag })))
       const results = await Promise.all(agents.map((ag) => refresh(s, ag, t.refresh_token)))
       const ok = results.filter((r) => r.status === 200)
       expect(ok).toHaveLength(1)
@@ -186,8 +187,25 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
       expectOAuthError(await refresh(s, a, winner.refresh_token), 400, 'invalid_grant')
       expect(await active(winner.refresh_token)).toBe(false)
       expect(await active(winner.access_token)).toBe(false)
-      expect(await familyOf(winner.access_token)).toEqual(expect.any(String))
     })
+  })
+
+  it('audits issuance, refresh and every refusal of an authenticated client with its reason', async () => {
+    const a = await enroll()
+    const stranger = await enroll()
+    const t = await grant(s, a)
+    const r = await refresh(s, a, t.refresh_token)
+    expect(r.status).toBe(200)
+    expectOAuthError(await refresh(s, stranger, r.body.refresh_token), 400, 'invalid_grant')
+    expectOAuthError(await token(s, a, { grant_type: 'client_credentials', client_id: 'spiffe://example.org/nope' }), 401, 'invalid_client')
+    expectOAuthError(await token(s, a, { grant_type: 'password' }), 400, 'unsupported_grant_type')
+    const serial = (e: { details?: Record<string, unknown> | null }) => e.details?.cert_serial
+    expect((await auditEvents(s, 'token.issue')).some((e) => serial(e) === a.serial)).toBe(true)
+    expect((await auditEvents(s, 'token.refresh')).some((e) => serial(e) === a.serial)).toBe(true)
+    const refused = await auditEvents(s, 'token.refresh_refused')
+    expect(refused.some((e) => serial(e) === stranger.serial && e.details?.reason === 'certificate_outside_lineage')).toBe(true)
+    const tokenRefused = (await auditEvents(s, 'token.refused')).filter((e) => serial(e) === a.serial).map((e) => e.details?.reason)
+    expect(tokenRefused).toEqual(expect.arrayContaining(['ERR_INVALID_CLIENT', 'ERR_UNSUPPORTED_GRANT_TYPE']))
   })
 
   it('disabling the entry ends its families and refuses every grant; other entries are untouched', async () => {
@@ -212,4 +230,24 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
     expect(await active(r2.body.access_token)).toBe(false)
     expect((await token(s, a)).status).toBe(200)
   })
+
+  it('no family outlives a concurrent disable: grants racing the PATCH either fail or die with the entry', async () => {
+    const a = await enroll()
+    const agents = Array.from({ length: 10 }, () => s.agent(a))
+    const admin = s.agent(s.admin)
+    await Promise.all([...agents, admin].map((ag) => s.call('GET', '/healthz', { agent: ag })))
+    const seed = await grant(s, a)
+    const grants = Array.from({ length: 60 }, (_, i) => token(s, agents[i % agents.length]!))
+    const refreshes = [refresh(s, agents[0]!, seed.refresh_token)]
+    const disable = s.call('PATCH', `/v1/entries/${a.entryId}`, { agent: admin, json: { enabled: false } })
+    const results = await Promise.all([...grants, ...refreshes])
+    expect((await disable).status).toBe(200)
+    const issued = results.filter((r) => r.status === 200)
+    for (const r of results.filter((x) => x.status !== 200)) expect(r.body.error).toMatch(/^invalid_(client|grant)$/)
+    for (const r of issued) {
+      expect(await active(r.body.refresh_token)).toBe(false)
+      expect(await active(r.body.access_token)).toBe(false)
+    }
+  })
 })
+

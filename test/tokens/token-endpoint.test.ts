@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -174,3 +175,34 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
     }
   })
 })
+
+describe('no path accepts a token or identity without the TLS client certificate (LIFECYCLE invariant 9)', () => {
+  let s: TestServer
+  beforeAll(async () => {
+    // Even with the test client's address listed as a trusted proxy.
+    s = await TestServer.start({ server: { trusted_proxies: ['127.0.0.0/8'] } })
+  })
+  afterAll(() => s.close())
+
+  it('ignores client-certificate headers that proxies use', async () => {
+    const cred = await s.enroll(ID)
+    const pem = cred.certPem
+    const der = new X509Certificate(pem).raw.toString('base64')
+    const headers: Record<string, string>[] = [
+      { 'x-forwarded-client-cert': `Hash=${thumbprintOf(pem)};Cert="${encodeURIComponent(pem)}";URI=${ID}` },
+      { 'client-cert': `:${der}:` },
+      { 'x-client-cert': encodeURIComponent(pem) },
+      { 'ssl-client-cert': encodeURIComponent(pem) },
+      { 'x-ssl-client-cert': encodeURIComponent(pem) },
+      { 'x-ssl-client-verify': 'SUCCESS', 'x-ssl-client-s-dn': 'O=example.org' },
+    ]
+    const t = await grant(s, cred)
+    for (const h of headers) {
+      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, h), 401, 'invalid_client')
+      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'refresh_token', refresh_token: t.refresh_token }, h), 401, 'invalid_client')
+      expectOAuthError(await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, h), 401, 'invalid_client')
+    }
+    expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
+  })
+})
+

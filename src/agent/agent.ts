@@ -1,0 +1,341 @@
+import type { Logger } from 'pino'
+
+import { parseDuration } from '../config/duration.js'
+import { CaApi } from './api.js'
+import type { TokenResponse } from './api.js'
+import { credentialFromResponse, newKeyAndCsr } from './credential.js'
+import type { Credential } from './credential.js'
+import { AgentFailure, ServerError } from './errors.js'
+import { loadExisting } from './existing.js'
+import type { AccessToken } from './publish.js'
+import { generationFiles, publishGeneration, runHook } from './publish.js'
+import { Interrupted, withRetries } from './retry.js'
+import type { RetryPolicy } from './retry.js'
+import type { AgentOptions } from './options.js'
+import { backoffDelay, refreshTime, renewalTime, sleep } from './schedule.js'
+import { saveState } from './state.js'
+
+/** Attempts per step in `--once` mode (1 s and 2 s apart). */
+const ONCE_ATTEMPTS = 3
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/**
+ * The workload agent: enrols once with a join token, then keeps a certificate and a
+ * certificate-bound access token fresh in the output directory (see out-dir.ts).
+ */
+export class WorkloadAgent {
+  readonly #o: AgentOptions
+  readonly #log: Logger
+  readonly #signal: AbortSignal
+  readonly #api: CaApi
+  #joinToken: string | undefined
+  #cred: Credential | undefined
+  #token: AccessToken | undefined
+  #refreshToken: string | undefined
+  #bundlePem: string
+  #renewAt = 0
+  #tokenAt = 0
+  #published: string | undefined
+
+  constructor(options: AgentOptions, log: Logger, signal: AbortSignal) {
+    this.#o = options
+    this.#log = log
+    this.#signal = signal
+    this.#api = new CaApi(options.server, options.caBundlePem, signal)
+    this.#joinToken = options.joinToken
+    this.#bundlePem = options.caBundlePem
+  }
+
+  /**
+   * Runs until stopped by `signal` (resolves) or, with `once`, one cycle. Throws an
+   * `AgentFailure` with a one-line reason when it cannot go on.
+   */
+  async run(): Promise<void> {
+    try {
+      await this.#start()
+      await this.#cycle(true)
+      while (!this.#o.once) {
+        await this.#waitForWork()
+        await this.#cycle(false)
+      }
+    } catch (e) {
+      if (!(e instanceof Interrupted)) throw toFailure(e)
+      if (this.#o.once) throw new AgentFailure('interrupted', 'interrupted before finishing')
+      this.#log.info('stopping')
+    }
+  }
+
+  async #start(): Promise<void> {
+    const existing = await loadExisting(this.#o, this.#log)
+    if (existing === undefined) return this.#enrol(`no certificate in ${this.#o.outDir}`)
+    const { cred, receiptKnown, token, refreshToken, bundlePem } = existing
+    this.#cred = cred
+    this.#token = token
+    this.#refreshToken = refreshToken
+    this.#bundlePem = bundlePem ?? this.#bundlePem
+    // An unknown receipt time cannot be told from the backdated notBefore: renew now.
+    this.#renewAt = receiptKnown ? renewalTime(cred.receivedAt, cred.notAfter) : 0
+    this.#published = publishedKey(cred, token)
+    if (this.#joinToken !== undefined) {
+      this.#log.info('the output directory holds a certificate: the join token is kept unused')
+    }
+  }
+
+  /**
+   * One round: enrol again if the certificate expired (only with a join token), renew if due,
+   * then refresh the token if due. The first round (startup, `--once`) always gets a token:
+   * that also proves the certificate still counts. A token refresh that falls due while the
+   * renewal is due before that token would expire renews first, so that the token is fetched
+   * once, with the new certificate.
+   */
+  async #cycle(first: boolean): Promise<void> {
+    const cred = this.#cred!
+    const now = Date.now()
+    const tokenDue = now >= this.#tokenAt
+    const expiry = this.#token?.expiresAt
+    const early = !first && tokenDue && expiry !== undefined && this.#renewAt <= expiry
+    if (now >= cred.notAfter) {
+      await this.#enrol(`the certificate ${cred.serial} expired at ${iso(cred.notAfter)}`)
+    } else if (now >= this.#renewAt || early) {
+      await this.#renew(cred)
+    }
+    if (first || Date.now() >= this.#tokenAt) await this.#obtainToken()
+  }
+
+  async #waitForWork(): Promise<void> {
+    const next = Math.min(this.#renewAt, this.#tokenAt, this.#cred!.notAfter)
+    const ms = Math.min(MAX_TIMER_MS, next - Date.now())
+    this.#log.debug({ next_at: iso(next) }, 'waiting')
+    await sleep(ms, this.#signal)
+    if (this.#signal.aborted) throw new Interrupted()
+  }
+
+  #policy(deadline: number, lifetimeMs: number): RetryPolicy {
+    return { deadline, lifetimeMs, maxAttempts: this.#o.once ? ONCE_ATTEMPTS : Infinity }
+  }
+
+  #retry<T>(step: string, attempt: () => Promise<T>, policy: RetryPolicy): Promise<T> {
+    return withRetries(step, attempt, policy, this.#log, this.#signal)
+  }
+
+  /** Enrols with the join token (first boot, or a dead certificate and a new join token). */
+  async #enrol(why: string): Promise<void> {
+    const joinToken = this.#joinToken
+    if (joinToken === undefined) {
+      throw new AgentFailure('refused', `${why}; enrol with --join-token or --join-token-file`)
+    }
+    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
+    const { keyType, spiffeId, ttl } = this.#o
+    const lifetime = parseDuration(ttl ?? '1h')!
+    let cred: Credential
+    try {
+      cred = await this.#retry(
+        'enrol',
+        async () => {
+          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId)
+          const res = await this.#api.enroll(joinToken, csr, ttl)
+          return credentialFromResponse(res, keyPem, spiffeId, Date.now())
+        },
+        this.#policy(Infinity, lifetime),
+      )
+    } catch (e) {
+      if (e instanceof ServerError && e.credentialRefused) {
+        throw new AgentFailure('refused', `the join token was refused: ${e.message}`)
+      }
+      throw e
+    }
+    this.#joinToken = undefined // spent
+    // A new enrolment starts a new lineage: the old token family cannot follow it.
+    this.#token = undefined
+    this.#refreshToken = undefined
+    await this.#adopt(cred)
+    this.#log.info(
+      { serial: cred.serial, not_after: iso(cred.notAfter), renew_at: iso(this.#renewAt) },
+      'enrolled',
+    )
+  }
+
+  /** Renews over mTLS with the current certificate and a new key. */
+  async #renew(cred: Credential): Promise<void> {
+    const { keyType, spiffeId, ttl } = this.#o
+    let next: Credential
+    try {
+      next = await this.#retry(
+        'renew',
+        async () => {
+          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId)
+          const res = await this.#api.renew(cred, csr, ttl)
+          return credentialFromResponse(res, keyPem, spiffeId, Date.now())
+        },
+        this.#policy(cred.notAfter, cred.notAfter - cred.receivedAt),
+      )
+    } catch (e) {
+      if (e instanceof ServerError && e.credentialRefused) return this.#certificateRefused(e)
+      if (e instanceof ServerError && e.retryable && !this.#o.once) {
+        throw new AgentFailure(
+          'unavailable',
+          `the certificate ${cred.serial} expired at ${iso(cred.notAfter)} before it could be renewed (${e.message}); enrol again with a new --join-token`,
+        )
+      }
+      throw e
+    }
+    await this.#adopt(next)
+    this.#log.info(
+      {
+        serial: next.serial,
+        previous_serial: cred.serial,
+        not_after: iso(next.notAfter),
+        renew_at: iso(this.#renewAt),
+      },
+      'renewed the certificate',
+    )
+  }
+
+  async #certificateRefused(e: ServerError): Promise<void> {
+    const serial = this.#cred!.serial
+    const why = `the server refused the certificate ${serial} (${e.message})`
+    if (this.#joinToken === undefined) {
+      throw new AgentFailure('refused', `${why}; enrol again with a new --join-token`)
+    }
+    await this.#enrol(why)
+  }
+
+  async #adopt(cred: Credential): Promise<void> {
+    this.#cred = cred
+    this.#renewAt = renewalTime(cred.receivedAt, cred.notAfter)
+    this.#tokenAt = 0 // a new certificate gets a token bound to it right away
+    try {
+      this.#bundlePem = await this.#api.bundle()
+    } catch (e) {
+      this.#log.warn(`could not fetch the trust bundle (keeping the one we have): ${e}`)
+    }
+    await this.#saveState()
+  }
+
+  /** Refreshes the token (at most once per refresh token) or gets one with client_credentials. */
+  async #obtainToken(): Promise<void> {
+    const cred = this.#cred!
+    let got: { res: TokenResponse; grant: string }
+    try {
+      got = await this.#retry(
+        'token',
+        () => this.#tokenRequest(cred),
+        this.#policy(Math.max(this.#renewAt, Date.now()), cred.notAfter - cred.receivedAt),
+      )
+    } catch (e) {
+      if (e instanceof ServerError && e.credentialRefused) {
+        await this.#certificateRefused(e)
+        return this.#obtainToken()
+      }
+      await this.#publish() // a renewed certificate is kept even without its token
+      if (!(e instanceof ServerError && e.retryable) || this.#o.once) throw e
+      this.#tokenAt = Date.now() + backoffDelay(1, cred.notAfter - cred.receivedAt)
+      return
+    }
+    const receivedAt = Date.now()
+    const expiresAt = tokenExpiry(got.res, receivedAt)
+    this.#token = { accessToken: got.res.access_token, expiresAt, receivedAt, thumbprint: cred.thumbprint }
+    this.#refreshToken = got.res.refresh_token
+    this.#tokenAt = refreshTime(receivedAt, expiresAt)
+    this.#log.info(
+      { grant: got.grant, expires_at: iso(expiresAt), refresh_at: iso(this.#tokenAt), 'x5t#S256': cred.thumbprint },
+      'obtained an access token',
+    )
+    await this.#publish()
+  }
+
+  async #tokenRequest(cred: Credential): Promise<{ res: TokenResponse; grant: string }> {
+    const refreshToken = this.#refreshToken
+    if (refreshToken !== undefined) {
+      // Spent from here on, whatever happens to the request: never sent twice (reuse would
+      // revoke the whole family), so a failed refresh falls back to client_credentials.
+      this.#refreshToken = undefined
+      await this.#saveState()
+      try {
+        const form = { grant_type: 'refresh_token', refresh_token: refreshToken }
+        return checkToken({ res: await this.#api.token(cred, form), grant: 'refresh_token' })
+      } catch (e) {
+        if (this.#signal.aborted) throw e
+        this.#log.warn(
+          { step: 'refresh', status: e instanceof ServerError ? (e.status ?? null) : null },
+          `refresh failed: ${(e as Error).message}; falling back to client_credentials (a refresh token is never sent twice)`,
+        )
+      }
+    }
+    const res = await this.#api.token(cred, { grant_type: 'client_credentials' })
+    return checkToken({ res, grant: 'client_credentials' })
+  }
+
+  async #saveState(): Promise<void> {
+    const cred = this.#cred
+    const token = this.#token
+    await saveState(this.#o.outDir, {
+      ...(cred && {
+        certificate: { thumbprint: cred.thumbprint, serial: cred.serial, received_at: iso(cred.receivedAt) },
+      }),
+      ...(token && {
+        token: { thumbprint: token.thumbprint, received_at: iso(token.receivedAt), expires_at: iso(token.expiresAt) },
+      }),
+      ...(this.#refreshToken !== undefined && { refresh_token: this.#refreshToken }),
+    })
+  }
+
+  /** Writes and switches to a new generation if anything changed, then runs `--exec`. */
+  async #publish(): Promise<void> {
+    const cred = this.#cred!
+    const key = publishedKey(cred, this.#token)
+    if (key === this.#published) return
+    const files = generationFiles(cred, this.#token, this.#bundlePem)
+    const name = await publishGeneration(this.#o.outDir, files, () => this.#saveState())
+    this.#published = key
+    const withToken = files['token.json'] !== undefined
+    this.#log.info({ generation: name, serial: cred.serial, token: withToken }, 'switched to a new generation')
+    if (this.#o.exec !== undefined) await this.#runHook(this.#o.exec, cred)
+  }
+
+  async #runHook(command: string, cred: Credential): Promise<void> {
+    const result = await runHook(command, { CERTBOUND_OUT: this.#o.outDir, CERTBOUND_SERIAL: cred.serial })
+    if (result.code === 0) return void this.#log.info('--exec command succeeded')
+    const how = result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
+    if (this.#o.once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
+    this.#log.warn(`the --exec command ${how}`)
+  }
+}
+
+function publishedKey(cred: Credential, token: AccessToken | undefined): string {
+  const bound = token?.thumbprint === cred.thumbprint
+  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}`
+}
+
+function checkToken(got: { res: TokenResponse; grant: string }) {
+  const { access_token: at, token_type: type, expires_in: ttl, refresh_token: rt } = got.res
+  const ok = typeof at === 'string' && at !== '' && typeof rt === 'string' && rt !== ''
+  if (!ok || typeof type !== 'string' || type.toLowerCase() !== 'bearer' || !(ttl > 0)) {
+    throw new Error(`${got.grant}: the token response is malformed`)
+  }
+  return got
+}
+
+/** The earlier of `expires_in` and the JWT's own `exp` (whole seconds, RFC 7519). */
+function tokenExpiry(res: TokenResponse, receivedAt: number): number {
+  const byTtl = receivedAt + res.expires_in * 1000
+  try {
+    const payload = JSON.parse(Buffer.from(res.access_token.split('.')[1] ?? '', 'base64url').toString())
+    if (typeof payload.exp === 'number') return Math.min(byTtl, payload.exp * 1000)
+  } catch {
+    // not a JWT we can read: expires_in alone
+  }
+  return byTtl
+}
+
+/** Maps anything thrown to a one-line `AgentFailure`. */
+export function toFailure(e: unknown): AgentFailure {
+  if (e instanceof AgentFailure) return e
+  if (e instanceof ServerError) {
+    return new AgentFailure(e.retryable ? 'unavailable' : 'refused', e.message, { cause: e })
+  }
+  const message = e instanceof Error ? e.message : String(e)
+  return new AgentFailure('unavailable', message.split('\n')[0]!, { cause: e })
+}

@@ -1,0 +1,156 @@
+import { Agent, request } from 'undici'
+
+import { ServerError } from './errors.js'
+
+/** The CONTRACT's certificate response (enrol and renew). */
+export interface CertificateResponse {
+  readonly serial: string
+  readonly spiffe_id: string
+  readonly certificate: string
+  readonly chain: string
+  readonly not_before: string
+  readonly not_after: string
+}
+
+/** RFC 6749 §5.1 token response. */
+export interface TokenResponse {
+  readonly access_token: string
+  readonly token_type: string
+  readonly expires_in: number
+  readonly refresh_token: string
+}
+
+/** A client certificate (leaf + intermediate) and its private key, both PEM. */
+export interface TlsCredential {
+  readonly chainPem: string
+  readonly keyPem: string
+}
+
+interface Call {
+  readonly operation: string
+  readonly method: 'GET' | 'POST'
+  readonly path: string
+  readonly credential?: TlsCredential
+  readonly headers?: Record<string, string>
+  readonly json?: unknown
+  readonly form?: Record<string, string>
+}
+
+const TIMEOUTS = { headersTimeout: 30_000, bodyTimeout: 30_000, connect: { timeout: 10_000 } }
+
+function transportReason(e: unknown): string {
+  const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } }
+  const code = err.code ?? err.cause?.code
+  const message = err.cause?.message ?? err.message ?? String(e)
+  return code && !message.includes(code) ? `${code}: ${message}` : message
+}
+
+/** The server's own reason: problem+json `detail`, OAuth `error_description`, or the text. */
+function serverReason(status: number, text: string): { reason: string; oauthError?: string } {
+  let body: Record<string, unknown> | undefined
+  try {
+    body = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    // not JSON
+  }
+  if (body && typeof body.error === 'string') {
+    const description = typeof body.error_description === 'string' ? `: ${body.error_description}` : ''
+    return { reason: `${status} ${body.error}${description}`, oauthError: body.error }
+  }
+  if (body && typeof body.detail === 'string') {
+    const title = typeof body.title === 'string' ? ` ${body.title}` : ''
+    return { reason: `${status}${title}: ${body.detail}` }
+  }
+  const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200)
+  return { reason: snippet ? `${status}: ${snippet}` : `HTTP ${status}` }
+}
+
+/**
+ * The few certbound endpoints a workload calls. Every request is HTTPS pinned to the CA
+ * bundle; mTLS requests present the given credential on a fresh connection (a pooled one
+ * would keep presenting the certificate it was opened with).
+ */
+export class CaApi {
+  constructor(
+    private readonly base: string,
+    private readonly caPem: string,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** `POST /v1/enroll` with the join token. */
+  enroll(joinToken: string, csr: string, ttl: string | undefined): Promise<CertificateResponse> {
+    return this.call({
+      operation: 'enrol',
+      method: 'POST',
+      path: '/v1/enroll',
+      headers: { authorization: `Bearer ${joinToken}` },
+      json: { csr, ...(ttl ? { ttl } : {}) },
+    })
+  }
+
+  /** `POST /v1/renew` over mTLS with the current certificate. */
+  renew(current: TlsCredential, csr: string, ttl: string | undefined): Promise<CertificateResponse> {
+    return this.call({
+      operation: 'renew',
+      method: 'POST',
+      path: '/v1/renew',
+      credential: current,
+      json: { csr, ...(ttl ? { ttl } : {}) },
+    })
+  }
+
+  /** `POST /oauth/token` over mTLS (RFC 8705 tls_client_auth). */
+  token(credential: TlsCredential, form: Record<string, string>): Promise<TokenResponse> {
+    const operation = form.grant_type === 'refresh_token' ? 'refresh' : 'token'
+    return this.call({ operation, method: 'POST', path: '/oauth/token', credential, form })
+  }
+
+  /** `GET /v1/bundle`: the trust bundle (PEM). */
+  async bundle(): Promise<string> {
+    return this.call<string>({ operation: 'bundle', method: 'GET', path: '/v1/bundle' }, false)
+  }
+
+  private async call<T>(c: Call, json = true): Promise<T> {
+    const headers: Record<string, string> = { accept: json ? 'application/json' : '*/*', ...c.headers }
+    let body: string | undefined
+    if (c.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(c.json)
+    } else if (c.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = new URLSearchParams(c.form).toString()
+    }
+    const cred = c.credential ? { cert: c.credential.chainPem, key: c.credential.keyPem } : {}
+    const dispatcher = new Agent({ ...TIMEOUTS, connect: { ...TIMEOUTS.connect, ca: this.caPem, ...cred } })
+    try {
+      let status: number
+      let text: string
+      try {
+        const res = await request(`${this.base}${c.path}`, {
+          method: c.method,
+          headers,
+          body,
+          dispatcher,
+          signal: this.signal,
+        })
+        status = res.statusCode
+        text = await res.body.text()
+      } catch (e) {
+        const reason = `cannot reach ${this.base}: ${transportReason(e)}`
+        throw new ServerError(c.operation, undefined, `${c.operation}: ${reason}`, undefined, { cause: e })
+      }
+      if (status < 200 || status > 299) {
+        const { reason, oauthError } = serverReason(status, text)
+        throw new ServerError(c.operation, status, `${c.operation}: ${reason}`, oauthError)
+      }
+      if (!json) return text as T
+      try {
+        return JSON.parse(text) as T
+      } catch (e) {
+        throw new ServerError(c.operation, status, `${c.operation}: the answer is not JSON`, undefined, { cause: e })
+      }
+    } finally {
+      dispatcher.destroy().catch(() => undefined)
+    }
+  }
+}

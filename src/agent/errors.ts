@@ -1,0 +1,61 @@
+/**
+ * Why the agent stopped, and its exit code:
+ * - `unavailable` (1): the server could not be reached or failed; trying again later may work.
+ * - `usage` (2): bad flags or an output directory that belongs to another identity.
+ * - `refused` (3): the server refused the credential (revoked, expired, unknown, entry disabled)
+ *   or the join token; only a new join token helps.
+ * - `interrupted` (1): SIGTERM/SIGINT arrived during a `--once` run.
+ */
+export type FailureKind = 'unavailable' | 'usage' | 'refused' | 'interrupted'
+
+const EXIT_CODES: Readonly<Record<FailureKind, number>> = {
+  unavailable: 1,
+  usage: 2,
+  refused: 3,
+  interrupted: 1,
+}
+
+/** A failure that ends the agent with a one-line reason. */
+export class AgentFailure extends Error {
+  override readonly name = 'AgentFailure'
+  constructor(
+    readonly kind: FailureKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.kind]
+  }
+}
+
+/**
+ * A failed call to the certbound server. `status` is undefined when no HTTP answer arrived
+ * (connection refused, TLS failure, timeout). The message carries the server's own reason:
+ * the problem+json `detail` or the OAuth `error_description`.
+ */
+export class ServerError extends Error {
+  override readonly name = 'ServerError'
+  constructor(
+    readonly operation: string,
+    readonly status: number | undefined,
+    message: string,
+    readonly oauthError?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+
+  /** Worth another attempt later: no answer, a server error, or "slow down". */
+  get retryable(): boolean {
+    const s = this.status
+    return s === undefined || s >= 500 || s === 408 || s === 429
+  }
+
+  /** The server refused the credential presented (certificate or join token). */
+  get credentialRefused(): boolean {
+    return this.status === 401
+  }
+}

@@ -1,0 +1,84 @@
+import type { Logger } from 'pino'
+
+import { toCredential } from './credential.js'
+import type { Credential } from './credential.js'
+import { AgentFailure } from './errors.js'
+import type { AgentOptions } from './options.js'
+import { DATA_LINK, readCurrentGeneration } from './out-dir.js'
+import type { AccessToken } from './publish.js'
+import { loadState } from './state.js'
+import type { AgentState } from './state.js'
+
+/** What a previous run left in the output directory. */
+export interface Existing {
+  readonly cred: Credential
+  /** False when the state does not say when this certificate was received. */
+  readonly receiptKnown: boolean
+  readonly token: AccessToken | undefined
+  readonly refreshToken: string | undefined
+  readonly bundlePem: string | undefined
+}
+
+function receivedAt(state: AgentState, thumbprint: string): number | undefined {
+  if (state.certificate?.thumbprint !== thumbprint) return undefined
+  const at = Date.parse(state.certificate.received_at)
+  return Number.isFinite(at) ? at : undefined
+}
+
+function tokenOf(state: AgentState, json: string | undefined, cred: Credential) {
+  if (json === undefined || state.token?.thumbprint !== cred.thumbprint) return undefined
+  try {
+    const doc = JSON.parse(json) as Record<string, unknown>
+    const expiresAt = Date.parse(String(doc.expires_at))
+    const at = Date.parse(state.token.received_at)
+    if (typeof doc.access_token !== 'string' || !Number.isFinite(expiresAt + at)) return undefined
+    if (doc['x5t#S256'] !== cred.thumbprint) return undefined
+    return { accessToken: doc.access_token, expiresAt, receivedAt: at, thumbprint: cred.thumbprint }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Reads the current generation and the state. Undefined when there is no generation yet; an
+ * `AgentFailure` (usage) when it holds a certificate for another identity or one that does
+ * not match its key. An expired certificate is returned: the caller decides.
+ */
+export async function loadExisting(
+  options: AgentOptions,
+  log: Logger,
+): Promise<Existing | undefined> {
+  const dir = options.outDir
+  const generation = await readCurrentGeneration(dir)
+  const state = await loadState(dir, (reason) => log.warn(reason))
+  if (generation === undefined) return undefined
+  const files = generation.files
+  const certPem = files['cert.pem']
+  const keyPem = files['key.pem']
+  if (certPem === undefined || keyPem === undefined) {
+    log.warn(`${dir}/${DATA_LINK} has no cert.pem or key.pem; ignoring it`)
+    return undefined
+  }
+  let cred: Credential
+  try {
+    cred = toCredential({ certPem, keyPem, chainPem: files['chain.pem'] ?? certPem }, options.spiffeId, 0)
+  } catch (e) {
+    throw new AgentFailure('usage', `${dir} holds a certificate that cannot be used: ${(e as Error).message}`)
+  }
+  const at = receivedAt(state, cred.thumbprint)
+  if (at === undefined) {
+    log.warn({ serial: cred.serial }, 'the state does not say when this certificate was received: renewing it now')
+  }
+  cred = { ...cred, receivedAt: at ?? cred.notBefore }
+  log.info(
+    { serial: cred.serial, not_after: new Date(cred.notAfter).toISOString() },
+    `using the certificate in ${dir}`,
+  )
+  return {
+    cred,
+    receiptKnown: at !== undefined,
+    token: tokenOf(state, files['token.json'], cred),
+    refreshToken: typeof state.refresh_token === 'string' ? state.refresh_token : undefined,
+    bundlePem: files['bundle.pem'],
+  }
+}

@@ -1,0 +1,132 @@
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+import { parseDuration } from '../config/duration.js'
+import { KEY_TYPES } from '../crypto/keys.js'
+import type { KeyType } from '../crypto/keys.js'
+import { spiffeIdProblem } from '../identity/spiffe-id.js'
+import { pemBlocks } from '../x509/pem.js'
+import { AgentFailure } from './errors.js'
+
+/** The validated flags of `certbound agent`. */
+export interface AgentOptions {
+  /** `https://host:port` of the certbound server, without a trailing slash. */
+  readonly server: string
+  /** PEM trust anchors that the server's TLS certificate must chain to (`--ca-bundle`). */
+  readonly caBundlePem: string
+  readonly spiffeId: string
+  /** Absolute path of the output directory. */
+  readonly outDir: string
+  /** Single-use enrolment secret; used only when `outDir` holds no usable certificate. */
+  readonly joinToken: string | undefined
+  readonly keyType: KeyType
+  /** Requested certificate lifetime (`30s`, `1h`); the server's default when absent. */
+  readonly ttl: string | undefined
+  readonly once: boolean
+  /** Shell command run (`sh -c`) after each switch to a new generation. */
+  readonly exec: string | undefined
+  readonly logLevel: string
+}
+
+/** The flags as commander hands them over. */
+export interface RawAgentFlags {
+  server?: string
+  caBundle?: string
+  spiffeId?: string
+  out?: string
+  joinToken?: string
+  joinTokenFile?: string
+  keyType?: string
+  ttl?: string
+  once?: boolean
+  exec?: string
+  logLevel?: string
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+// Join tokens are base64url (CONTRACT "Access tokens"); the server accepts up to 512 characters.
+const JOIN_TOKEN = /^[A-Za-z0-9_-]{1,512}$/
+
+function usage(message: string): AgentFailure {
+  return new AgentFailure('usage', message)
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw usage(`${flag} is required`)
+  return value
+}
+
+function serverUrl(text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw usage(`--server ${JSON.stringify(text)} is not a URL`)
+  }
+  if (url.protocol !== 'https:') throw usage('--server must be an https:// URL')
+  if (url.search || url.hash) throw usage('--server must not have a query or fragment')
+  return url.href.replace(/\/+$/, '')
+}
+
+function readText(path: string, flag: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (e) {
+    throw usage(`${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
+  }
+}
+
+function caBundle(path: string): string {
+  const pem = readText(path, '--ca-bundle')
+  let count = 0
+  try {
+    count = pemBlocks(pem, 'CERTIFICATE').length
+  } catch (e) {
+    throw usage(`--ca-bundle ${path}: ${(e as Error).message}`)
+  }
+  if (count === 0) throw usage(`--ca-bundle ${path} holds no PEM certificate`)
+  return pem
+}
+
+function joinToken(flags: RawAgentFlags): string | undefined {
+  if (flags.joinToken !== undefined && flags.joinTokenFile !== undefined) {
+    throw usage('give --join-token or --join-token-file, not both')
+  }
+  const token =
+    flags.joinTokenFile !== undefined
+      ? readText(flags.joinTokenFile, '--join-token-file').trim()
+      : flags.joinToken?.trim()
+  if (token === undefined || token === '') return undefined
+  // Never echo the value: it is a secret.
+  if (!JOIN_TOKEN.test(token)) throw usage('the join token is not a base64url string')
+  return token
+}
+
+/** Validates the flags; throws an `AgentFailure` of kind `usage` naming the bad one. */
+export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
+  const spiffeId = required(flags.spiffeId, '--spiffe-id')
+  const problem = spiffeIdProblem(spiffeId)
+  if (problem !== undefined) throw usage(`--spiffe-id: ${problem}`)
+  const keyType = (flags.keyType ?? 'ec-p256') as KeyType
+  if (!KEY_TYPES.includes(keyType)) {
+    throw usage(`--key-type must be one of ${KEY_TYPES.join(', ')}`)
+  }
+  if (flags.ttl !== undefined && parseDuration(flags.ttl) === undefined) {
+    throw usage('--ttl must be a duration such as 30s, 15m, 1h or 7d')
+  }
+  const logLevel = flags.logLevel ?? 'info'
+  if (!LOG_LEVELS.includes(logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
+  if (flags.exec !== undefined && flags.exec.trim() === '') throw usage('--exec must not be empty')
+  return {
+    server: serverUrl(required(flags.server, '--server')),
+    caBundlePem: caBundle(required(flags.caBundle, '--ca-bundle')),
+    spiffeId,
+    outDir: resolve(required(flags.out, '--out')),
+    joinToken: joinToken(flags),
+    keyType,
+    ttl: flags.ttl,
+    once: flags.once === true,
+    exec: flags.exec,
+    logLevel,
+  }
+}

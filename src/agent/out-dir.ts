@@ -1,0 +1,175 @@
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import {
+  chmod,
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  unlink,
+} from 'node:fs/promises'
+import { join } from 'node:path'
+
+// The output directory, Kubernetes AtomicWriter style (pkg/volume/util/atomic_writer.go):
+//
+//   DIR/..20250102T150405123Z-1a2b3c4d/   one generation: cert.pem key.pem chain.pem bundle.pem token.json
+//   DIR/..data -> ..20250102T150405123Z-1a2b3c4d   switched atomically with rename(2)
+//   DIR/cert.pem -> ..data/cert.pem        stable paths for readers (likewise the other files)
+//   DIR/..state/                           the agent's private state (0700), see state.ts
+//
+// A generation is complete and fsynced before `..data` points at it, so a reader that resolves
+// `..data` once sees one consistent set; one that opens two stable paths may straddle a switch
+// and should re-check that `..data` did not move in between (the certbound client does).
+
+/** The files of one generation and their modes. `token.json` may be absent. */
+export const GENERATION_FILES = {
+  'cert.pem': 0o644,
+  'chain.pem': 0o644,
+  'bundle.pem': 0o644,
+  'key.pem': 0o600,
+  'token.json': 0o600,
+} as const
+
+export type GenerationFileName = keyof typeof GENERATION_FILES
+export type GenerationFiles = Partial<Record<GenerationFileName, string>>
+
+export const DATA_LINK = '..data'
+const DATA_TMP = '..data.tmp'
+const GENERATION = /^\.\.\d{8}T\d{9}Z-[0-9a-f]{8}$/
+// What `..data` may point at when read: any sibling (only our own names are ever pruned).
+const SIBLING = /^\.\.[^/]+$/
+
+async function fsyncPath(path: string, flags = constants.O_RDONLY): Promise<void> {
+  const handle = await open(path, flags)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+async function writeFileSynced(path: string, data: string, mode: number): Promise<void> {
+  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
+  try {
+    await handle.writeFile(data, 'utf8')
+    await handle.chmod(mode) // the umask may have narrowed or the file may pre-exist; be exact
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Points `link` at `target` atomically: a temporary symlink renamed over it. */
+async function replaceSymlink(dir: string, link: string, target: string, tmp = `${link}.tmp`) {
+  await rm(join(dir, tmp), { force: true })
+  await symlink(target, join(dir, tmp))
+  await rename(join(dir, tmp), join(dir, link))
+}
+
+function generationName(now: Date): string {
+  const stamp = now.toISOString().replace(/[-:.]/g, '')
+  return `..${stamp}-${randomBytes(4).toString('hex')}`
+}
+
+/** The name of the generation `..data` points at, or undefined when there is none. */
+export async function currentGeneration(dir: string): Promise<string | undefined> {
+  try {
+    const target = await readlink(join(dir, DATA_LINK))
+    return SIBLING.test(target) ? target : undefined
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+}
+
+/** Reads the current generation's files (those present), or undefined when there is none. */
+export async function readCurrentGeneration(
+  dir: string,
+): Promise<{ name: string; files: GenerationFiles } | undefined> {
+  const name = await currentGeneration(dir)
+  if (name === undefined) return undefined
+  const files: GenerationFiles = {}
+  for (const file of Object.keys(GENERATION_FILES) as GenerationFileName[]) {
+    try {
+      files[file] = await readFile(join(dir, name, file), 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+    }
+  }
+  return { name, files }
+}
+
+/** A generation written and fsynced but not yet visible to readers. */
+export interface StagedGeneration {
+  readonly name: string
+  /** Switches `..data` to this generation, ensures the stable links, removes old generations. */
+  commit(): Promise<void>
+}
+
+/** Creates the output directory if needed (0755: secrets are protected by their own 0600). */
+export async function ensureOutDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 })
+}
+
+/** Writes a new generation directory with `files`, fsyncing each file and the directory. */
+export async function stageGeneration(
+  dir: string,
+  files: GenerationFiles,
+  now = new Date(),
+): Promise<StagedGeneration> {
+  await ensureOutDir(dir)
+  const name = generationName(now)
+  const path = join(dir, name)
+  await mkdir(path, { mode: 0o755 })
+  await chmod(path, 0o755)
+  try {
+    for (const [file, mode] of Object.entries(GENERATION_FILES)) {
+      const data = files[file as GenerationFileName]
+      if (data !== undefined) await writeFileSynced(join(path, file), data, mode)
+    }
+    await fsyncPath(path)
+  } catch (e) {
+    await rm(path, { recursive: true, force: true })
+    throw e
+  }
+  return { name, commit: () => commitGeneration(dir, name) }
+}
+
+async function commitGeneration(dir: string, name: string): Promise<void> {
+  const previous = await currentGeneration(dir)
+  await replaceSymlink(dir, DATA_LINK, name, DATA_TMP)
+  for (const file of Object.keys(GENERATION_FILES)) await ensureStableLink(dir, file)
+  await fsyncPath(dir)
+  await pruneGenerations(dir, [name, previous])
+}
+
+async function ensureStableLink(dir: string, file: string): Promise<void> {
+  const target = join(DATA_LINK, file)
+  try {
+    const st = await lstat(join(dir, file))
+    if (st.isSymbolicLink() && (await readlink(join(dir, file))) === target) return
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+  }
+  await replaceSymlink(dir, file, target)
+}
+
+/**
+ * Removes generation directories other than `keep` (the current one and the one before it: a
+ * reader that resolved `..data` just before the switch may still be opening its files).
+ */
+export async function pruneGenerations(
+  dir: string,
+  keep: readonly (string | undefined)[],
+): Promise<void> {
+  for (const entry of await readdir(dir)) {
+    if (!GENERATION.test(entry) || keep.includes(entry)) continue
+    await rm(join(dir, entry), { recursive: true, force: true })
+  }
+  await unlink(join(dir, DATA_TMP)).catch(() => undefined)
+}
