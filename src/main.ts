@@ -76,6 +76,7 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
           logger.info({ not_after: tls.notAfter.toISOString() }, 'server TLS certificate renewed')
         }
         await keys.rotateIfDue()
+        await store.tokens.purgeExpired(clock.now().getTime())
       } catch (e) {
         logger.error({ err: (e as Error).message }, 'scheduled maintenance failed')
       }

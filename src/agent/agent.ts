@@ -176,7 +176,8 @@ export class WorkloadAgent {
       if (e instanceof ServerError && e.retryable && !this.#o.once) {
         throw new AgentFailure(
           'unavailable',
-          `the certificate ${cred.serial} expired at ${iso(cred.notAfter)} before it could be renewed (${e.message}); enrol again with a new --join-token`,
+          `the certificate ${cred.serial} expired at ${iso(cred.notAfter)} before it could be ` +
+            `renewed (${e.message}); enrol again with a new --join-token`,
         )
       }
       throw e
@@ -236,11 +237,21 @@ export class WorkloadAgent {
     }
     const receivedAt = Date.now()
     const expiresAt = tokenExpiry(got.res, receivedAt)
-    this.#token = { accessToken: got.res.access_token, expiresAt, receivedAt, thumbprint: cred.thumbprint }
+    this.#token = {
+      accessToken: got.res.access_token,
+      expiresAt,
+      receivedAt,
+      thumbprint: cred.thumbprint,
+    }
     this.#refreshToken = got.res.refresh_token
     this.#tokenAt = refreshTime(receivedAt, expiresAt)
     this.#log.info(
-      { grant: got.grant, expires_at: iso(expiresAt), refresh_at: iso(this.#tokenAt), 'x5t#S256': cred.thumbprint },
+      {
+        grant: got.grant,
+        expires_at: iso(expiresAt),
+        refresh_at: iso(this.#tokenAt),
+        'x5t#S256': cred.thumbprint,
+      },
       'obtained an access token',
     )
     await this.#publish()
@@ -260,7 +271,8 @@ export class WorkloadAgent {
         if (this.#signal.aborted) throw e
         this.#log.warn(
           { step: 'refresh', status: e instanceof ServerError ? (e.status ?? null) : null },
-          `refresh failed: ${(e as Error).message}; falling back to client_credentials (a refresh token is never sent twice)`,
+          `refresh failed: ${(e as Error).message}; falling back to client_credentials ` +
+            '(a refresh token is never sent twice)',
         )
       }
     }
@@ -273,10 +285,18 @@ export class WorkloadAgent {
     const token = this.#token
     await saveState(this.#o.outDir, {
       ...(cred && {
-        certificate: { thumbprint: cred.thumbprint, serial: cred.serial, received_at: iso(cred.receivedAt) },
+        certificate: {
+          thumbprint: cred.thumbprint,
+          serial: cred.serial,
+          received_at: iso(cred.receivedAt),
+        },
       }),
       ...(token && {
-        token: { thumbprint: token.thumbprint, received_at: iso(token.receivedAt), expires_at: iso(token.expiresAt) },
+        token: {
+          thumbprint: token.thumbprint,
+          received_at: iso(token.receivedAt),
+          expires_at: iso(token.expiresAt),
+        },
       }),
       ...(this.#refreshToken !== undefined && { refresh_token: this.#refreshToken }),
     })
@@ -291,14 +311,21 @@ export class WorkloadAgent {
     const name = await publishGeneration(this.#o.outDir, files, () => this.#saveState())
     this.#published = key
     const withToken = files['token.json'] !== undefined
-    this.#log.info({ generation: name, serial: cred.serial, token: withToken }, 'switched to a new generation')
+    this.#log.info(
+      { generation: name, serial: cred.serial, token: withToken },
+      'switched to a new generation',
+    )
     if (this.#o.exec !== undefined) await this.#runHook(this.#o.exec, cred)
   }
 
   async #runHook(command: string, cred: Credential): Promise<void> {
-    const result = await runHook(command, { CERTBOUND_OUT: this.#o.outDir, CERTBOUND_SERIAL: cred.serial })
+    const result = await runHook(command, {
+      CERTBOUND_OUT: this.#o.outDir,
+      CERTBOUND_SERIAL: cred.serial,
+    })
     if (result.code === 0) return void this.#log.info('--exec command succeeded')
-    const how = result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
+    const how =
+      result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
     if (this.#o.once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
     this.#log.warn(`the --exec command ${how}`)
   }
@@ -322,7 +349,9 @@ function checkToken(got: { res: TokenResponse; grant: string }) {
 function tokenExpiry(res: TokenResponse, receivedAt: number): number {
   const byTtl = receivedAt + res.expires_in * 1000
   try {
-    const payload = JSON.parse(Buffer.from(res.access_token.split('.')[1] ?? '', 'base64url').toString())
+    const payload = JSON.parse(
+      Buffer.from(res.access_token.split('.')[1] ?? '', 'base64url').toString(),
+    )
     if (typeof payload.exp === 'number') return Math.min(byTtl, payload.exp * 1000)
   } catch {
     // not a JWT we can read: expires_in alone

@@ -54,7 +54,8 @@ function serverReason(status: number, text: string): { reason: string; oauthErro
     // not JSON
   }
   if (body && typeof body.error === 'string') {
-    const description = typeof body.error_description === 'string' ? `: ${body.error_description}` : ''
+    const description =
+      typeof body.error_description === 'string' ? `: ${body.error_description}` : ''
     return { reason: `${status} ${body.error}${description}`, oauthError: body.error }
   }
   if (body && typeof body.detail === 'string') {
@@ -89,7 +90,11 @@ export class CaApi {
   }
 
   /** `POST /v1/renew` over mTLS with the current certificate. */
-  renew(current: TlsCredential, csr: string, ttl: string | undefined): Promise<CertificateResponse> {
+  renew(
+    current: TlsCredential,
+    csr: string,
+    ttl: string | undefined,
+  ): Promise<CertificateResponse> {
     return this.call({
       operation: 'renew',
       method: 'POST',
@@ -111,7 +116,10 @@ export class CaApi {
   }
 
   private async call<T>(c: Call, json = true): Promise<T> {
-    const headers: Record<string, string> = { accept: json ? 'application/json' : '*/*', ...c.headers }
+    const headers: Record<string, string> = {
+      accept: json ? 'application/json' : '*/*',
+      ...c.headers,
+    }
     let body: string | undefined
     if (c.json !== undefined) {
       headers['content-type'] = 'application/json'
@@ -121,7 +129,10 @@ export class CaApi {
       body = new URLSearchParams(c.form).toString()
     }
     const cred = c.credential ? { cert: c.credential.chainPem, key: c.credential.keyPem } : {}
-    const dispatcher = new Agent({ ...TIMEOUTS, connect: { ...TIMEOUTS.connect, ca: this.caPem, ...cred } })
+    const dispatcher = new Agent({
+      ...TIMEOUTS,
+      connect: { ...TIMEOUTS.connect, ca: this.caPem, ...cred },
+    })
     try {
       let status: number
       let text: string
@@ -137,7 +148,9 @@ export class CaApi {
         text = await res.body.text()
       } catch (e) {
         const reason = `cannot reach ${this.base}: ${transportReason(e)}`
-        throw new ServerError(c.operation, undefined, `${c.operation}: ${reason}`, undefined, { cause: e })
+        throw new ServerError(c.operation, undefined, `${c.operation}: ${reason}`, undefined, {
+          cause: e,
+        })
       }
       if (status < 200 || status > 299) {
         const { reason, oauthError } = serverReason(status, text)
@@ -147,7 +160,13 @@ export class CaApi {
       try {
         return JSON.parse(text) as T
       } catch (e) {
-        throw new ServerError(c.operation, status, `${c.operation}: the answer is not JSON`, undefined, { cause: e })
+        throw new ServerError(
+          c.operation,
+          status,
+          `${c.operation}: the answer is not JSON`,
+          undefined,
+          { cause: e },
+        )
       }
     } finally {
       dispatcher.destroy().catch(() => undefined)

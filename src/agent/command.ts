@@ -24,30 +24,39 @@ certificate or join token): enrol again with a new join token.`
 
 /** `certbound agent`: enrol, renew and refresh a workload's certificate and token. */
 export function agentCommand(): Command {
-  return new Command('agent')
-    .description(
-      'workload agent: enrol with a join token, then keep a certificate and a bound token fresh',
-    )
-    // Required flags are checked by resolveAgentOptions, so that every usage error exits 2.
-    .option('--server <url>', 'certbound server URL, https://host:port (required)')
-    .option('--ca-bundle <file>', 'PEM trust bundle for the server: the CA root (required)')
-    .option('--spiffe-id <id>', 'the SPIFFE ID of this workload (required)')
-    .option('--out <dir>', 'output directory for the certificate, key and token (required)')
-    .addOption(
-      new Option('--join-token <token>', 'one-time join token for the first enrolment').env(
-        'CERTBOUND_JOIN_TOKEN',
-      ),
-    )
-    .option('--join-token-file <file>', 'file holding the join token')
-    .option('--key-type <type>', `key type of the workload key: ${KEY_TYPES.join(', ')}`, 'ec-p256')
-    .option('--ttl <duration>', "certificate lifetime to request, e.g. 1h (default: the server's)")
-    .option('--once', 'renew if due, refresh or get the token, then exit (CI runners)')
-    .option('--exec <command>', 'run this shell command (sh -c) after each switch to new files')
-    .option('--log-level <level>', 'log level; logs go to stderr', 'info')
-    .addHelpText('after', HELP)
-    .action(async (flags: RawAgentFlags) => {
-      process.exitCode = await runAgentCommand(flags)
-    })
+  return (
+    new Command('agent')
+      .description(
+        'workload agent: enrol with a join token, then keep a certificate and a bound token fresh',
+      )
+      // Required flags are checked by resolveAgentOptions, so that every usage error exits 2.
+      .option('--server <url>', 'certbound server URL, https://host:port (required)')
+      .option('--ca-bundle <file>', 'PEM trust bundle for the server: the CA root (required)')
+      .option('--spiffe-id <id>', 'the SPIFFE ID of this workload (required)')
+      .option('--out <dir>', 'output directory for the certificate, key and token (required)')
+      .addOption(
+        new Option('--join-token <token>', 'one-time join token for the first enrolment').env(
+          'CERTBOUND_JOIN_TOKEN',
+        ),
+      )
+      .option('--join-token-file <file>', 'file holding the join token')
+      .option(
+        '--key-type <type>',
+        `key type of the workload key: ${KEY_TYPES.join(', ')}`,
+        'ec-p256',
+      )
+      .option(
+        '--ttl <duration>',
+        "certificate lifetime to request, e.g. 1h (default: the server's)",
+      )
+      .option('--once', 'renew if due, refresh or get the token, then exit (CI runners)')
+      .option('--exec <command>', 'run this shell command (sh -c) after each switch to new files')
+      .option('--log-level <level>', 'log level; logs go to stderr', 'info')
+      .addHelpText('after', HELP)
+      .action(async (flags: RawAgentFlags) => {
+        process.exitCode = await runAgentCommand(flags)
+      })
+  )
 }
 
 /** Runs the agent with the given flags and returns the exit code. */

@@ -73,5 +73,9 @@ export function credentialFromResponse(
   if (typeof res.certificate !== 'string' || typeof res.chain !== 'string') {
     throw new Error('the answer has no certificate or chain')
   }
-  return toCredential({ certPem: res.certificate, chainPem: res.chain, keyPem }, spiffeId, receivedAt)
+  return toCredential(
+    { certPem: res.certificate, chainPem: res.chain, keyPem },
+    spiffeId,
+    receivedAt,
+  )
 }

@@ -61,13 +61,23 @@ export async function loadExisting(
   }
   let cred: Credential
   try {
-    cred = toCredential({ certPem, keyPem, chainPem: files['chain.pem'] ?? certPem }, options.spiffeId, 0)
+    cred = toCredential(
+      { certPem, keyPem, chainPem: files['chain.pem'] ?? certPem },
+      options.spiffeId,
+      0,
+    )
   } catch (e) {
-    throw new AgentFailure('usage', `${dir} holds a certificate that cannot be used: ${(e as Error).message}`)
+    throw new AgentFailure(
+      'usage',
+      `${dir} holds a certificate that cannot be used: ${(e as Error).message}`,
+    )
   }
   const at = receivedAt(state, cred.thumbprint)
   if (at === undefined) {
-    log.warn({ serial: cred.serial }, 'the state does not say when this certificate was received: renewing it now')
+    log.warn(
+      { serial: cred.serial },
+      'the state does not say when this certificate was received: renewing it now',
+    )
   }
   cred = { ...cred, receivedAt: at ?? cred.notBefore }
   log.info(

@@ -115,7 +115,8 @@ export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
     throw usage('--ttl must be a duration such as 30s, 15m, 1h or 7d')
   }
   const logLevel = flags.logLevel ?? 'info'
-  if (!LOG_LEVELS.includes(logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
+  if (!LOG_LEVELS.includes(logLevel))
+    throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
   if (flags.exec !== undefined && flags.exec.trim() === '') throw usage('--exec must not be empty')
   return {
     server: serverUrl(required(flags.server, '--server')),

@@ -17,7 +17,8 @@ import { join } from 'node:path'
 
 // The output directory, Kubernetes AtomicWriter style (pkg/volume/util/atomic_writer.go):
 //
-//   DIR/..20250102T150405123Z-1a2b3c4d/   one generation: cert.pem key.pem chain.pem bundle.pem token.json
+//   DIR/..20250102T150405123Z-1a2b3c4d/   one generation: cert.pem key.pem chain.pem
+//                                         bundle.pem token.json
 //   DIR/..data -> ..20250102T150405123Z-1a2b3c4d   switched atomically with rename(2)
 //   DIR/cert.pem -> ..data/cert.pem        stable paths for readers (likewise the other files)
 //   DIR/..state/                           the agent's private state (0700), see state.ts

@@ -38,6 +38,13 @@ export class SigningKeyRepository {
     private readonly audit: AuditRepository,
   ) {}
 
+  #insert(key: SigningKeyRecord): void {
+    this.db
+      .prepare(`INSERT INTO signing_keys (kid, alg, public_jwk, key_file, created_at, publish_at, activate_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(key.kid, key.alg, JSON.stringify(key.publicJwk), key.keyFile, key.createdAt, key.publishAt, key.activateAt)
+  }
+
   async list(): Promise<SigningKeyRecord[]> {
     return (this.db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toRecord)
   }
@@ -53,10 +60,7 @@ export class SigningKeyRepository {
     event: AuditInput,
   ): Promise<void> {
     this.db.transaction(() => {
-      this.db
-        .prepare(`INSERT INTO signing_keys (kid, alg, public_jwk, key_file, created_at, publish_at, activate_at)
-                  VALUES (?, ?, ?, ?, ?, ?, ?)`)
-        .run(key.kid, key.alg, JSON.stringify(key.publicJwk), key.keyFile, key.createdAt, key.publishAt, key.activateAt)
+      this.#insert(key)
       const update = this.db.prepare(
         `UPDATE signing_keys SET retire_at = min(coalesce(retire_at, ?), ?), withdraw_at = min(coalesce(withdraw_at, ?), ?)
          WHERE kid = ?`,
@@ -66,12 +70,16 @@ export class SigningKeyRepository {
     })()
   }
 
-  /** Emergency withdrawal: the key's tokens die with it. */
-  async withdrawNow(kids: readonly string[], now: number, event: AuditInput): Promise<void> {
+  /**
+   * Emergency rotation, one transaction: the new key signs at once; the old keys leave the
+   * JWKS now and the tokens they signed are revoked with them.
+   */
+  async rotateNow(key: SigningKeyRecord, withdraw: readonly string[], now: number, event: AuditInput): Promise<void> {
     this.db.transaction(() => {
+      this.#insert(key)
       const update = this.db.prepare('UPDATE signing_keys SET retire_at = ?, withdraw_at = ? WHERE kid = ?')
       const kill = this.db.prepare('UPDATE access_tokens SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL')
-      for (const kid of kids) {
+      for (const kid of withdraw) {
         update.run(now, now, kid)
         kill.run(now, kid)
       }

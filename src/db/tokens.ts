@@ -225,8 +225,19 @@ export class TokenRepository {
     return row && toFamily(row)
   }
 
-  /** Forgets access tokens and refresh tokens that expired more than `graceMs` ago. */
-  async purgeExpired(now: number, graceMs: number): Promise<void> {
-    this.db.prepare('DELETE FROM access_tokens WHERE expires_at < ?').run(now - graceMs)
+  /**
+   * Forgets what can no longer matter: access tokens past their exp, and refresh tokens and
+   * families past every expiry (a replay of a purged refresh token is then just unknown).
+   */
+  async purgeExpired(now: number): Promise<{ accessTokens: number; refreshTokens: number }> {
+    return this.db.transaction(() => {
+      const accessTokens = this.db.prepare('DELETE FROM access_tokens WHERE expires_at < ?').run(now).changes
+      const refreshTokens = this.db.prepare('DELETE FROM refresh_tokens WHERE expires_at < ?').run(now).changes
+      this.db
+        .prepare(`DELETE FROM token_families WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.id)
+                  AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = token_families.id)`)
+        .run()
+      return { accessTokens, refreshTokens }
+    })()
   }
 }

@@ -19,7 +19,7 @@ const ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256']
 const INACTIVE = { active: false } as const
 
 type Found =
-  | { kind: 'access'; claims: JWTPayload; active: boolean }
+  | { kind: 'access'; claims: JWTPayload; certSerial: string; active: boolean }
   | { kind: 'refresh'; state: RefreshTokenState; cert: CertificateRecord | undefined; active: boolean }
 
 async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
@@ -50,7 +50,7 @@ async function findToken(token: string, deps: TokenStateDeps): Promise<Found | u
       state.certStatus === 'valid' &&
       state.certNotAfter > now &&
       state.expiresAt > now
-    return { kind: 'access', claims, active }
+    return { kind: 'access', claims, certSerial: state.certSerial, active }
   }
   const id = secretTokenId(token)
   const state = id === undefined ? undefined : await deps.store.tokens.findRefreshToken(id)
@@ -106,8 +106,13 @@ export async function revokeToken(client: CertificateRecord, form: Map<string, s
   const found = await findToken(token, deps)
   if (!found) return
   const now = deps.clock.now().getTime()
+  // The client is the certificate's lineage, not just its SPIFFE ID: another enrolment of the
+  // same identity holding a stolen token must not be able to kill it (LIFECYCLE invariant 4).
   const owner = found.kind === 'access' ? found.claims.sub : found.state.family.spiffeId
-  if (owner !== client.spiffeId) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'the token was not issued to this client')
+  const boundTo = found.kind === 'access' ? found.certSerial : found.state.family.certSerial
+  if (owner !== client.spiffeId || !(await deps.store.certificates.isSelfOrDescendant(client.serial, boundTo))) {
+    throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'the token was not issued to this client')
+  }
   if (found.kind === 'access') {
     const jti = found.claims.jti as string
     await deps.store.tokens.revokeAccessToken(jti, now, { actor: client.spiffeId!, action: 'token.revoke', subject: client.spiffeId, details: { jti } })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { SignJWT } from 'jose'
 import { epochSeconds } from '../clock.js'
 import type { Config } from '../config/load.js'
+import { CAError } from '../errors.js'
 import type { CertificateRecord } from '../db/types.js'
 import type { SigningKeys } from './keys.js'
 
@@ -26,6 +27,7 @@ export async function signAccessToken(
   const key = await keys.active()
   const iat = epochSeconds(p.now)
   const exp = Math.min(iat + Math.floor(config.tokens.accessTokenTtlMs / 1000), Math.floor(p.cert.notAfter / 1000))
+  if (exp <= iat) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate expires now; renew it first')
   const jti = randomUUID()
   const aud = config.tokens.audience
   const claims: Record<string, unknown> = {

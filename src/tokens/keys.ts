@@ -90,9 +90,9 @@ export class SigningKeys {
     }
     const event = { actor, action: immediate ? 'signing_key.rotate_now' : 'signing_key.rotate', subject: kid, details: { alg: record.alg, activate_at: new Date(activateAt).toISOString(), replaces: existing.map((k) => k.kid) } }
     if (immediate && existing.length > 0) {
-      await store.signingKeys.rotate(record, [], now, event)
-      await store.signingKeys.withdrawNow(existing.map((k) => k.kid), now, { actor, action: 'signing_key.withdraw', subject: existing.map((k) => k.kid).join(','), details: { cause: 'emergency rotation' } })
-      for (const k of existing) this.#privateKeys.delete(k.kid)
+      const withdrawn = existing.map((k) => k.kid)
+      await store.signingKeys.rotateNow(record, withdrawn, now, { ...event, details: { ...event.details, withdrawn } })
+      for (const kid of withdrawn) this.#privateKeys.delete(kid)
     } else {
       const withdrawAt = activateAt + config.tokens.accessTokenTtlMs + SKEW_MS
       await store.signingKeys.rotate(record, existing.map((k) => ({ kid: k.kid, retireAt: activateAt, withdrawAt })), now, event)

@@ -55,7 +55,9 @@ export function buildCsr(params: CsrParams): string {
   if (uris.length + dnsNames.length > 0) {
     const san = subjectAltNameExt({ uris, dnsNames }, commonName === undefined)
     const extensions = new pkijs.Extensions({ extensions: [san] })
-    attributes.push(new pkijs.Attribute({ type: EXTENSION_REQUEST, values: [extensions.toSchema()] }))
+    attributes.push(
+      new pkijs.Attribute({ type: EXTENSION_REQUEST, values: [extensions.toSchema()] }),
+    )
   }
   const csr = new pkijs.CertificationRequest({
     version: 0,

@@ -36,7 +36,12 @@ describe('buildCsr', () => {
 
   it('adds DNS names and an optional CN (the SAN is then not critical)', async () => {
     const keys = await generateKeyPair('ec-p256')
-    const pem = buildCsr({ ...keys, uris: [SPIFFE_ID], dnsNames: ['api.example.org'], commonName: 'agent/csr' })
+    const pem = buildCsr({
+      ...keys,
+      uris: [SPIFFE_ID],
+      dnsNames: ['api.example.org'],
+      commonName: 'agent/csr',
+    })
     expect(openssl(['req', '-verify', '-noout'], pem).code).toBe(0)
     const text = openssl(['req', '-noout', '-text'], pem).out
     expect(text).toMatch(/Subject: CN ?= ?agent\/csr/)
@@ -47,7 +52,11 @@ describe('buildCsr', () => {
   it('refuses a public key that is not the private key’s, and a public key as the private one', async () => {
     const a = await generateKeyPair('ec-p256')
     const b = await generateKeyPair('ec-p256')
-    expect(() => buildCsr({ privateKey: a.privateKey, publicKey: b.publicKey, uris: [] })).toThrow(TypeError)
-    expect(() => buildCsr({ privateKey: a.publicKey, publicKey: a.publicKey, uris: [] })).toThrow(TypeError)
+    expect(() => buildCsr({ privateKey: a.privateKey, publicKey: b.publicKey, uris: [] })).toThrow(
+      TypeError,
+    )
+    expect(() => buildCsr({ privateKey: a.publicKey, publicKey: a.publicKey, uris: [] })).toThrow(
+      TypeError,
+    )
   })
 })

@@ -29,11 +29,15 @@ export class AgentProcess {
   #waiters: (() => void)[] = []
 
   constructor(args: readonly string[], env: Record<string, string> = {}) {
-    this.#child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'agent', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    this.#child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', 'agent', ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     let partial = ''
     this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr += chunk

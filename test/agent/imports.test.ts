@@ -10,7 +10,8 @@ const ROOT = join(import.meta.dirname, '../..')
 const FORBIDDEN = [/^src\/db\//, /^src\/ca\//, /^src\/tokens\//, /^src\/http\//, /^src\/main\.ts$/]
 const ALLOWED_PACKAGES = ['asn1js', 'pkijs', 'undici', 'commander', 'pino']
 
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g
 
 /** Every module reachable from `entry` by value imports (`import type` is erased). */
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
@@ -27,7 +28,9 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
       const spec = (m[1] ?? m[2])!
       if (spec.startsWith('node:')) continue
       if (!spec.startsWith('.')) {
-        packages.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!)
+        packages.add(
+          spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!,
+        )
         continue
       }
       const target = relative(ROOT, resolve(ROOT, dirname(file), spec.replace(/\.js$/, '.ts')))
@@ -57,7 +60,10 @@ describe('the agent does not load the CA database code', () => {
       })\n`,
     )
     const run = (args: string[]) => {
-      const r = spawnSync(process.execPath, ['--require', report, '--import', 'tsx', ...args], { cwd: ROOT, encoding: 'utf8' })
+      const r = spawnSync(process.execPath, ['--require', report, '--import', 'tsx', ...args], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      })
       return Number(/SQLITE_MODULES=(\d+)/.exec(r.stderr)?.[1] ?? NaN)
     }
     // The whole CLI entry point with the agent command; a usage error ends it after loading.

@@ -1,5 +1,12 @@
 import { createPublicKey } from 'node:crypto'
-import { lstatSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import {
+  lstatSync,
+  readFileSync,
+  readlinkSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openssl, verifyLeaf } from '../helpers/openssl.js'
@@ -76,7 +83,9 @@ describe('first boot', () => {
     const keyPub = pubkeyOf(['pkey', '-in', join(w.out, 'key.pem'), '-pubout'])
     expect(certPub).toBe(keyPub)
     expect(createPublicKey(files.keyPem).asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
-    expect(openssl(['x509', '-in', join(w.out, 'cert.pem'), '-noout', '-ext', 'subjectAltName']).out).toContain(`URI:${w.spiffeId}`)
+    expect(
+      openssl(['x509', '-in', join(w.out, 'cert.pem'), '-noout', '-ext', 'subjectAltName']).out,
+    ).toContain(`URI:${w.spiffeId}`)
     expect(verifyLeaf(files.certPem, s.bundlePem, s.intermediatePem).code).toBe(0)
     expect(files.chainPem).toBe(`${files.certPem.trim()}\n${s.intermediatePem.trim()}\n`)
     expect(files.bundlePem.trim()).toBe(s.bundlePem.trim())
@@ -90,7 +99,10 @@ describe('first boot', () => {
     expect(new Date(files.token.expires_at!).getTime()).toBe(claims.exp! * 1000)
 
     // The join token is spent; no secret reached the logs.
-    const again = await s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${w.joinToken}` }, json: { csr: 'x' } })
+    const again = await s.call('POST', '/v1/enroll', {
+      headers: { authorization: `Bearer ${w.joinToken}` },
+      json: { csr: 'x' },
+    })
     expect(again.status).toBe(401)
     const state = JSON.parse(readFileSync(join(w.out, '..state/agent.json'), 'utf8'))
     expect(typeof state.refresh_token).toBe('string')
@@ -145,7 +157,9 @@ describe('--once exit codes', () => {
     const args = agentArgs(s, w.spiffeId, w.out, `https://127.0.0.1:${port}`)
     const r = await runAgent([...args, '--once'])
     expect(r.code).toBe(1)
-    expect(lastLine(r.stderr)).toMatch(/^certbound agent: token: cannot reach https:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/)
+    expect(lastLine(r.stderr)).toMatch(
+      /^certbound agent: token: cannot reach https:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/,
+    )
     // Each attempt logged; the published files are untouched.
     expect(r.lines.filter((l) => l.step === 'token' && l.level === 40)).toHaveLength(3)
     expect(readOut(w.out).token.access_token).toBe(before.token.access_token)
@@ -160,7 +174,9 @@ describe('--once exit codes', () => {
 
     const r = await runAgent([...w.args, '--once'])
     expect(r.code).toBe(3)
-    expect(lastLine(r.stderr)).toMatch(/^certbound agent: the server refused the certificate .*revoked.*--join-token$/)
+    expect(lastLine(r.stderr)).toMatch(
+      /^certbound agent: the server refused the certificate .*revoked.*--join-token$/,
+    )
     expect(readOut(w.out).serial).toBe(serial)
 
     const fresh = await s.joinToken(w.entryId)
@@ -175,7 +191,9 @@ describe('--once exit codes', () => {
     const w = await workload()
     const none = await runAgent([...w.args, '--once'])
     expect(none.code).toBe(3)
-    expect(lastLine(none.stderr)).toMatch(/^certbound agent: no certificate in .*; enrol with --join-token/)
+    expect(lastLine(none.stderr)).toMatch(
+      /^certbound agent: no certificate in .*; enrol with --join-token/,
+    )
 
     const bad = await runAgent([...w.args, '--join-token', 'not-a-real-token', '--once'])
     expect(bad.code).toBe(3)
@@ -183,12 +201,19 @@ describe('--once exit codes', () => {
 
     const usage = await runAgent([...w.args, '--ttl', 'soon', '--once'])
     expect(usage.code).toBe(2)
-    expect(lastLine(usage.stderr)).toBe('certbound agent: --ttl must be a duration such as 30s, 15m, 1h or 7d')
+    expect(lastLine(usage.stderr)).toBe(
+      'certbound agent: --ttl must be a duration such as 30s, 15m, 1h or 7d',
+    )
 
     // The refused join token was not spent; the output directory belongs to that identity.
     expect((await runAgent([...w.args, '--join-token', w.joinToken, '--once'])).code).toBe(0)
-    const other = await runAgent([...agentArgs(s, 'spiffe://example.org/agent/other', w.out), '--once'])
+    const other = await runAgent([
+      ...agentArgs(s, 'spiffe://example.org/agent/other', w.out),
+      '--once',
+    ])
     expect(other.code).toBe(2)
-    expect(lastLine(other.stderr)).toMatch(/holds a certificate that cannot be used: the certificate is for spiffe:\/\/example\.org\/agent\/w\d+, not spiffe:\/\/example\.org\/agent\/other$/)
+    expect(lastLine(other.stderr)).toMatch(
+      /holds a certificate that cannot be used: the certificate is for spiffe:\/\/example\.org\/agent\/w\d+, not spiffe:\/\/example\.org\/agent\/other$/,
+    )
   })
 })

@@ -1,4 +1,12 @@
-import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
+import {
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
@@ -44,7 +52,9 @@ describe('the output directory (AtomicWriter)', () => {
       await staged.commit()
       names.push(staged.name)
     }
-    const generations = readdirSync(out).filter((e) => /^\.\.\d/.test(e)).sort()
+    const generations = readdirSync(out)
+      .filter((e) => /^\.\.\d/.test(e))
+      .sort()
     expect(generations).toEqual(names.slice(2).sort())
     expect(lstatSync(join(out, 'mine')).isDirectory()).toBe(true)
     expect(readdirSync(out)).not.toContain('..data.tmp')
@@ -66,7 +76,10 @@ describe('the state file', () => {
     const out = join(tempDir('state'), 'out')
     const problems: string[] = []
     expect(await loadState(out, (p) => problems.push(p))).toEqual({})
-    const state = { refresh_token: 'secret', certificate: { thumbprint: 't', serial: '01', received_at: new Date(0).toISOString() } }
+    const state = {
+      refresh_token: 'secret',
+      certificate: { thumbprint: 't', serial: '01', received_at: new Date(0).toISOString() },
+    }
     await saveState(out, state)
     expect(statSync(join(out, '..state')).mode & 0o777).toBe(0o700)
     expect(statSync(join(out, '..state/agent.json')).mode & 0o777).toBe(0o600)

@@ -51,7 +51,11 @@ describe('renewal', () => {
       const token = await agent.waitFor((l) => l.msg === 'obtained an access token', 5_000, index)
       // The family was refreshed (not restarted) with the new, descendant certificate.
       expect(token.grant).toBe('refresh_token')
-      await agent.waitFor((l) => l.msg === 'switched to a new generation' && l.serial === renewed.serial, 5_000, index)
+      await agent.waitFor(
+        (l) => l.msg === 'switched to a new generation' && l.serial === renewed.serial,
+        5_000,
+        index,
+      )
 
       const second = readOut(w.out)
       expect(second.serial).toBe(renewed.serial)
@@ -88,15 +92,21 @@ describe('server down', () => {
       await down.running.close() // the data directory stays: the same CA comes back below
 
       // Renewal is due at ~10 s: each failed attempt is one warning, 1 s apart, then longer.
-      const isRetry = (l: { level?: number; step?: unknown }) => l.level === 40 && l.step === 'renew'
+      const isRetry = (l: { level?: number; step?: unknown }) =>
+        l.level === 40 && l.step === 'renew'
       await agent.waitFor(isRetry, 15_000)
       const second = await agent.waitFor((l) => isRetry(l) && l.attempt === 2, 5_000)
-      expect(second.msg).toMatch(/^renew attempt 2 failed: renew: cannot reach .*ECONNREFUSED.*; retrying in 1\.\ds$/)
+      expect(second.msg).toMatch(
+        /^renew attempt 2 failed: renew: cannot reach .*ECONNREFUSED.*; retrying in 1\.\ds$/,
+      )
       expect(readOut(w.out).serial).toBe(first.serial) // still the old, valid certificate
 
       back = await TestServer.start({ server: { listen: `127.0.0.1:${port}` } }, { dataDir })
       const renewed = await agent.waitFor((l) => l.msg === 'renewed the certificate', 8_000)
-      await agent.waitFor((l) => l.msg === 'switched to a new generation' && l.serial === renewed.serial, 5_000)
+      await agent.waitFor(
+        (l) => l.msg === 'switched to a new generation' && l.serial === renewed.serial,
+        5_000,
+      )
       const now = readOut(w.out)
       expect(now.serial).not.toBe(first.serial)
       expect(now.token['x5t#S256']).toBe(now.thumbprint)

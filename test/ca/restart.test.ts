@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { connect, type PeerCertificate } from 'node:tls'
 import { describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
-import { sleep, TestServer } from '../helpers/server.js'
+import { TestServer } from '../helpers/server.js'
 import { enrollWith, expectProblem } from './support.js'
 
 /** The certificate the server presents on a fresh TLS connection (verified against our root). */
@@ -62,23 +62,6 @@ describe('state survives a restart on the same data_dir', () => {
       expect((await serverCertificate(second)).serialNumber).toBe(before.serialNumber)
     } finally {
       await second.close()
-    }
-  })
-})
-
-describe('the server renews its own TLS certificate without a restart', () => {
-  it('with server.tls_certificate_ttl 6s, new connections get a new certificate before the old one expires', async () => {
-    const s = await TestServer.start({ server: { tls_certificate_ttl: '6s' } })
-    try {
-      const a = await serverCertificate(s)
-      await sleep(4700)
-      const b = await serverCertificate(s)
-      expect(b.serialNumber).not.toBe(a.serialNumber)
-      expect(new Date(b.valid_to).getTime()).toBeGreaterThan(new Date(a.valid_to).getTime())
-      expect(new Date(a.valid_to).getTime()).toBeGreaterThan(Date.now() - 1000)
-      expect((await s.call('GET', '/healthz')).status).toBe(200)
-    } finally {
-      await s.close()
     }
   })
 })
