@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process'
 import { sign, verify } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -50,11 +50,15 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'certbound-bench-'))
   const port = await freePort()
   const configFile = join(dir, 'ca-config.yaml')
-  writeFileSync(configFile, `trust_domain: example.org\ndata_dir: ./data\nlog_level: warn\nserver:\n  listen: 127.0.0.1:${port}\n`)
+  writeFileSync(configFile, `trust_domain: example.org\ndata_dir: ./data\nlog_level: warn\ndatabase:\n  synchronous: ${process.env.BENCH_SYNC ?? 'FULL'}\nserver:\n  listen: 127.0.0.1:${port}\n`)
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'inherit'] })
   const base = `https://127.0.0.1:${port}`
   try {
     const data = join(dir, 'data')
+    for (let i = 0; !existsSync(join(data, 'admin/admin.pem')); i++) {
+      if (i > 150) throw new Error('the server did not initialise')
+      await new Promise((r) => setTimeout(r, 200))
+    }
     const ca = readFileSync(join(data, 'ca/bundle.pem'), 'utf8').toString()
     const admin = new Agent({ connect: { ca, cert: readFileSync(join(data, 'admin/admin.pem')), key: readFileSync(join(data, 'admin/admin-key.pem')) } })
     const call = async (path: string, init: { method?: string; body?: string; headers?: Record<string, string>; dispatcher?: Agent }) => {
@@ -133,7 +137,7 @@ async function main(): Promise<void> {
       ['crypto limit: CSR parse+verify + certificate build+sign (1 core)', parseAndSign, ''],
       ['crypto limit: jose SignJWT ES256 (1 core)', jwtPerSecond, ''],
       ['HTTPS GET /healthz over mTLS keep-alive', healthRate, ''],
-      ['POST /v1/enroll (CSR → certificate, SQLite FULL sync)', enrollRate, `${((enrollRate / parseAndSign) * 100).toFixed(0)}% of the issuance crypto limit`],
+      [`POST /v1/enroll (CSR → certificate, SQLite synchronous=${process.env.BENCH_SYNC ?? 'FULL'})`, enrollRate, `${((enrollRate / parseAndSign) * 100).toFixed(0)}% of the issuance crypto limit`],
       ['POST /oauth/token client_credentials (mTLS, DB check, sign, commit)', tokenRate, `${((tokenRate / jwtPerSecond) * 100).toFixed(0)}% of the JWT signing limit`],
       ['POST /oauth/introspect (mTLS, verify JWT, DB state)', introspectRate, `${((introspectRate / healthRate) * 100).toFixed(0)}% of a bare mTLS request`],
     ] as const
