@@ -124,17 +124,18 @@ export class WorkloadAgent {
   async #enrol(why: string): Promise<void> {
     const joinToken = this.#joinToken
     if (joinToken === undefined) {
-      throw new AgentFailure('refused', `${why}; enrol with --join-token or --join-token-file`)
+      const how = 'a new join token (--join-token or --join-token-file)'
+      throw new AgentFailure('refused', `${why}; enrol with ${how}`)
     }
     this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
-    const { keyType, spiffeId, ttl } = this.#o
+    const { keyType, spiffeId, dnsNames, ttl } = this.#o
     const lifetime = parseDuration(ttl ?? '1h')!
     let cred: Credential
     try {
       cred = await this.#retry(
         'enrol',
         async () => {
-          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId)
+          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
           const res = await this.#api.enroll(joinToken, csr, ttl)
           return credentialFromResponse(res, keyPem, spiffeId, Date.now())
         },
@@ -159,13 +160,13 @@ export class WorkloadAgent {
 
   /** Renews over mTLS with the current certificate and a new key. */
   async #renew(cred: Credential): Promise<void> {
-    const { keyType, spiffeId, ttl } = this.#o
+    const { keyType, spiffeId, dnsNames, ttl } = this.#o
     let next: Credential
     try {
       next = await this.#retry(
         'renew',
         async () => {
-          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId)
+          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
           const res = await this.#api.renew(cred, csr, ttl)
           return credentialFromResponse(res, keyPem, spiffeId, Date.now())
         },

@@ -33,6 +33,10 @@ export function agentCommand(): Command {
       .option('--server <url>', 'certbound server URL, https://host:port (required)')
       .option('--ca-bundle <file>', 'PEM trust bundle for the server: the CA root (required)')
       .option('--spiffe-id <id>', 'the SPIFFE ID of this workload (required)')
+      .option(
+        '--dns <name...>',
+        'DNS names to request, if the entry allows them (e.g. to serve HTTPS)',
+      )
       .option('--out <dir>', 'output directory for the certificate, key and token (required)')
       .addOption(
         new Option('--join-token <token>', 'one-time join token for the first enrolment').env(
@@ -85,7 +89,7 @@ export async function runAgentCommand(flags: RawAgentFlags): Promise<number> {
     return 0
   } catch (e) {
     const failure = toFailure(e)
-    log.error({ kind: failure.kind }, failure.message)
+    if (!options.once) log.error({ kind: failure.kind }, failure.message)
     return fail(failure.message, failure.exitCode)
   } finally {
     process.off('SIGTERM', onSignal)

@@ -25,9 +25,10 @@ export interface Credential {
 export async function newKeyAndCsr(
   keyType: KeyType,
   spiffeId: string,
+  dnsNames: readonly string[] = [],
 ): Promise<{ keyPem: string; csr: string }> {
   const { privateKey, publicKey } = await generateKeyPair(keyType)
-  const csr = buildCsr({ privateKey, publicKey, uris: [spiffeId] })
+  const csr = buildCsr({ privateKey, publicKey, uris: [spiffeId], dnsNames })
   return { keyPem: privateKeyToPem(privateKey), csr }
 }
 

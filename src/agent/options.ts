@@ -15,6 +15,8 @@ export interface AgentOptions {
   /** PEM trust anchors that the server's TLS certificate must chain to (`--ca-bundle`). */
   readonly caBundlePem: string
   readonly spiffeId: string
+  /** DNS names to request (the entry must allow them), e.g. for a workload that serves HTTPS. */
+  readonly dnsNames: readonly string[]
   /** Absolute path of the output directory. */
   readonly outDir: string
   /** Single-use enrolment secret; used only when `outDir` holds no usable certificate. */
@@ -33,6 +35,7 @@ export interface RawAgentFlags {
   server?: string
   caBundle?: string
   spiffeId?: string
+  dns?: string[]
   out?: string
   joinToken?: string
   joinTokenFile?: string
@@ -102,6 +105,17 @@ function joinToken(flags: RawAgentFlags): string | undefined {
   return token
 }
 
+// RFC 1123 host names (LDH labels), lower-cased as the CA compares them.
+const DNS_NAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+function dnsNames(names: readonly string[]): string[] {
+  const out = names.map((n) => n.trim().toLowerCase())
+  const bad = out.find((n) => !DNS_NAME.test(n))
+  if (bad !== undefined) throw usage(`--dns ${JSON.stringify(bad)} is not a DNS name`)
+  return [...new Set(out)]
+}
+
 /** Validates the flags; throws an `AgentFailure` of kind `usage` naming the bad one. */
 export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
   const spiffeId = required(flags.spiffeId, '--spiffe-id')
@@ -122,6 +136,7 @@ export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
     server: serverUrl(required(flags.server, '--server')),
     caBundlePem: caBundle(required(flags.caBundle, '--ca-bundle')),
     spiffeId,
+    dnsNames: dnsNames(flags.dns ?? []),
     outDir: resolve(required(flags.out, '--out')),
     joinToken: joinToken(flags),
     keyType,

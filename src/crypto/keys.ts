@@ -78,10 +78,19 @@ export function keyTypeOf(key: KeyObject): KeyType | undefined {
     case 'ed25519':
       return 'ed25519'
     case 'rsa':
+      if (!rsaExponentOk(details.publicExponent)) return undefined
       return details.modulusLength === undefined ? undefined : RSA_BITS[details.modulusLength]
     default:
       return undefined
   }
+}
+
+/**
+ * NIST SP 800-56B: an odd public exponent with 2^16 < e < 2^256. A tiny exponent (e = 1 makes
+ * the "signature" the padded message itself) would let anyone forge proof of possession.
+ */
+function rsaExponentOk(e: bigint | undefined): boolean {
+  return e !== undefined && e % 2n === 1n && e > 65536n && e < 1n << 256n
 }
 
 /** A human-readable reason why `keyTypeOf(key)` is undefined (for error messages). */
@@ -92,6 +101,7 @@ export function describeUnsupportedKey(key: KeyObject): string {
       return `curve ${details.namedCurve ?? 'unknown'} is not supported (use P-256 or P-384)`
     case 'rsa': {
       const bits = details.modulusLength ?? 0
+      if (!rsaExponentOk(details.publicExponent)) return `RSA public exponent ${details.publicExponent} is refused: use 65537`
       if (bits < 2048) return `RSA ${bits}-bit keys are refused: minimum is 2048`
       return `RSA ${bits}-bit keys are not supported (use 2048, 3072 or 4096)`
     }

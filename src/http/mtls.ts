@@ -17,13 +17,19 @@ export type AppEnv = {
 export function peerOf(env: HttpBindings): { authorized: boolean; certificate: ReturnType<TLSSocket['getPeerX509Certificate']> } {
   const socket = env.incoming.socket as TLSSocket
   if (typeof socket.getPeerX509Certificate !== 'function') return { authorized: false, certificate: undefined }
-  return { authorized: socket.authorized === true, certificate: socket.getPeerX509Certificate() }
+  // authorizationError too: `authorized` alone is set once per connection by Node.
+  const authorized = socket.authorized === true && !socket.authorizationError
+  return { authorized, certificate: socket.getPeerX509Certificate() }
 }
 
 /** mTLS: sets `client` to the certificate's database record, or refuses (401). */
 export function requireClientCert(deps: { store: Store; clock: Clock }) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    c.set('client', await authenticateClientCertificate(peerOf(c.env), deps))
+    const client = await authenticateClientCertificate(peerOf(c.env), deps)
+    if (client.kind === 'server') {
+      throw new CAError('ERR_CLIENT_CERT_REQUIRED', "the server's own TLS certificate is not a client credential")
+    }
+    c.set('client', client)
     await next()
   })
 }

@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
@@ -24,6 +25,8 @@ export function createHttpsServer(app: Hono<AppEnv>, tls: TlsMaterial): Server {
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      // A TLS 1.2 renegotiation could swap the peer certificate under a decided connection.
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     },
     getRequestListener(app.fetch),
   )

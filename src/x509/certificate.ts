@@ -202,7 +202,7 @@ function profileExtensions(
         ? ['digitalSignature', 'keyEncipherment']
         : ['digitalSignature']
       const eku =
-        p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth, EKU.clientAuth]
+        p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth]
       out.push(ext.basicConstraintsExt(false), ext.keyUsageExt(usages), ext.extKeyUsageExt(eku))
       break
     }

@@ -192,7 +192,7 @@ describe('--once exit codes', () => {
     const none = await runAgent([...w.args, '--once'])
     expect(none.code).toBe(3)
     expect(lastLine(none.stderr)).toMatch(
-      /^certbound agent: no certificate in .*; enrol with --join-token/,
+      /^certbound agent: no certificate in .*; enrol with a new join token \(--join-token/,
     )
 
     const bad = await runAgent([...w.args, '--join-token', 'not-a-real-token', '--once'])

@@ -207,10 +207,16 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
     it('not a Bearer scheme, an empty bearer, a token with bad characters', async () => {
       const { spiffeId, token } = await fresh()
       const csr = makeCsr({ san: `URI:${spiffeId}` }).csrPem
-      for (const authorization of [`Basic ${token}`, 'Bearer ', `Bearer ${token}!`, `Bearer  ${token}`, token]) {
+      for (const authorization of [`Basic ${token}`, 'Bearer ', `Bearer ${token}!`, `Bearer${token}`, `Bearer ${token} extra`, token]) {
         await refused(() => s.call('POST', '/v1/enroll', { headers: { authorization }, json: { csr } }), 401, /join token/)
       }
       await stillWorks(token, spiffeId)
+    })
+
+    it('the scheme is case-insensitive (RFC 7235 §2.1): "bearer" works', async () => {
+      const { spiffeId, token } = await fresh()
+      const r = await s.call('POST', '/v1/enroll', { headers: { authorization: `bearer  ${token}` }, json: { csr: makeCsr({ san: `URI:${spiffeId}` }).csrPem } })
+      expect(r.status, r.text).toBe(201)
     })
 
     it('an unknown token, and a known id with a wrong secret', async () => {
@@ -278,5 +284,25 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
     it('an unknown route → 404 problem+json', async () => {
       await refused(() => s.call('GET', '/v1/nothing-here'), 404, /nothing-here/)
     })
+  })
+})
+
+describe('certificates.allowed_key_types is enforced', () => {
+  let s: TestServer
+  beforeAll(async () => {
+    s = await TestServer.start({ certificates: { allowed_key_types: ['ec-p256', 'ec-p384'] } })
+  })
+  afterAll(() => s.close())
+
+  it.each(['ed25519', 'rsa-2048'] as const)('a %s CSR → 400 naming the allowed types; the token still works', async (key) => {
+    const entryId = await s.createEntry(`spiffe://example.org/keytypes/${key}`)
+    const token = await s.joinToken(entryId)
+    const before = dbSnapshot(s)
+    const r = await enrollWith(s, token, { csr: makeCsr({ key }).csrPem })
+    const detail = expectProblem(r, 400)
+    expect(detail).toContain(key)
+    expect(detail).toContain('ec-p256, ec-p384')
+    expect(dbSnapshot(s)).toEqual(before)
+    expect((await enrollWith(s, token, { csr: makeCsr({ key: 'ec-p384' }).csrPem })).status).toBe(201)
   })
 })

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
@@ -55,6 +57,14 @@ describe('registration entries (admin API)', () => {
     const r = await post({ spiffe_id: 'spiffe://example.org/entries/dup', dns_names: ['x.example.org'] })
     expect(expectProblem(r, 409)).toMatch(/spiffe:\/\/example\.org\/entries\/dup/)
     expect(dbSnapshot(s)).toEqual(before)
+  })
+
+  it('parallel creates of one SPIFFE ID: one 201, the rest 409, one row', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, () => post({ spiffe_id: 'spiffe://example.org/entries/race' })))
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1)
+    for (const r of results.filter((r) => r.status !== 201)) expectProblem(r, 409)
+    const all = await s.call('GET', '/v1/entries?limit=1000', { as: s.admin })
+    expect(all.body.items.filter((e: { spiffe_id: string }) => e.spiffe_id === 'spiffe://example.org/entries/race')).toHaveLength(1)
   })
 
   const invalid = [
@@ -169,6 +179,39 @@ describe('registration entries (admin API)', () => {
     expect(new Set(seen).size).toBe(seen.length)
     expect(seen.length).toBeGreaterThanOrEqual(7)
     expect(pages).toBe(Math.ceil(seen.length / 3))
+  })
+
+  it('join tokens: base64url with ≥ 256 bits, expires_at from the ttl, stored only as a hash (not in the database files)', async () => {
+    const id = (await post({ spiffe_id: 'spiffe://example.org/entries/tokens' })).body.id
+    const before = Date.now()
+    const r = await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin, json: { ttl: '15m' } })
+    expect(r.status, r.text).toBe(201)
+    expect(Object.keys(r.body).sort()).toEqual(['expires_at', 'token'])
+    expect(r.headers['cache-control']).toBe('no-store')
+    expect(r.body.token).toMatch(/^[A-Za-z0-9_-]+$/)
+    expect(r.body.token.length * 6).toBeGreaterThanOrEqual(256 + 64)
+    const expires = new Date(r.body.expires_at).getTime()
+    expect(expires).toBeGreaterThanOrEqual(before + 15 * 60_000 - 1000)
+    expect(expires).toBeLessThanOrEqual(Date.now() + 15 * 60_000)
+    const other = await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin })
+    expect(other.status).toBe(201)
+    expect(other.body.token).not.toBe(r.body.token)
+    expect(new Date(other.body.expires_at).getTime()).toBeGreaterThan(Date.now() + 59 * 60_000) // enrollment.join_token_ttl 1h
+
+    // Neither the token nor its secret part is anywhere in the database (main file or WAL).
+    const files = readdirSync(s.dataDir).filter((f) => f.startsWith('certbound.db'))
+    expect(files).toContain('certbound.db-wal')
+    for (const token of [r.body.token, other.body.token]) {
+      const secret = token.slice(-32)
+      for (const f of files) expect(readFileSync(join(s.dataDir, f)).includes(secret), f).toBe(false)
+    }
+    // The audit event names the token by its public lookup id only.
+    const audit = await s.store.audit.list({ subject: 'spiffe://example.org/entries/tokens', action: 'join_token.create' })
+    expect(audit).toHaveLength(2)
+    expect(audit[0]!.details).toMatchObject({ entry_id: id })
+    expect(JSON.stringify(audit)).not.toContain(r.body.token.slice(-32))
+    // Nor in the entry as the API shows it.
+    expect((await s.call('GET', `/v1/entries/${id}`, { as: s.admin })).text).not.toContain(r.body.token.slice(-32))
   })
 
   it('a disabled entry: join-token creation 400, enrolment refused without spending the token, audit', async () => {

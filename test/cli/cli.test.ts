@@ -1,11 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openDatabase } from '../../src/db/open.js'
 import { makeCsr, openssl } from '../helpers/openssl.js'
 
 const TSX = join(process.cwd(), 'node_modules/.bin/tsx')
@@ -112,6 +113,21 @@ describe('init (a real process)', () => {
     expect(treeHash(data)).toEqual(before)
   })
 
+  it('serve on a database newer than the code: non-zero exit, a clear message, the file untouched', async () => {
+    const newer = join(dir, 'newer')
+    const cfg = join(newer, 'ca-config.yaml')
+    mkdirSync(newer)
+    writeFileSync(cfg, 'data_dir: ./data\nserver:\n  listen: 127.0.0.1:0\n')
+    const db = openDatabase(join(newer, 'data/certbound.db'))
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)').run('9999_future.sql')
+    db.close()
+    const before = treeHash(join(newer, 'data'))
+    const r = await cli(['serve'], cfg)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/schema version 9999 is newer/)
+    expect(treeHash(join(newer, 'data'))).toEqual(before)
+  })
+
   it('an invalid config: non-zero, the message names the key', async () => {
     const bad = join(dir, 'bad.yaml')
     writeFileSync(bad, 'server:\n  lisen: 127.0.0.1:1\n')
@@ -127,6 +143,7 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
   let port: number
   let server: ChildProcess
   let serverLog = ''
+  const secrets: string[] = []
   let exited: Promise<number | null>
 
   beforeAll(async () => {
@@ -179,6 +196,7 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
     expect(json(shown)).toEqual(entry)
 
     const jt = json(await cli(['join-token', 'create', entry.id, '--ttl', '10m'], config))
+    secrets.push(jt.token.slice(-32))
     expect(jt.token).toMatch(/^[A-Za-z0-9_-]{43,}$/)
     expect(new Date(jt.expires_at).getTime()).toBeGreaterThan(Date.now())
 
@@ -240,6 +258,10 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
     server.kill('SIGTERM')
     expect(await exited).toBe(0)
     expect(serverLog).toMatch(/SIGTERM/)
+    // The whole log of the run: no join token, no private key.
+    expect(secrets).toHaveLength(1)
+    for (const secret of secrets) expect(serverLog).not.toContain(secret)
+    expect(serverLog).not.toMatch(/PRIVATE KEY/)
     const r = await cli(['entry', 'list'], config)
     expect(r.code).not.toBe(0)
     expect(r.stdout).toBe('')

@@ -57,7 +57,8 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
-    const m = /^Bearer ([A-Za-z0-9_-]{1,512})$/.exec(auth)
+    // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
+    const m = /^Bearer +([A-Za-z0-9_-]{1,512})$/i.exec(auth)
     if (!m) throw new CAError('ERR_JOIN_TOKEN_INVALID', 'send the join token as "Authorization: Bearer <token>"')
     const body = await readJsonObject(c)
     return c.json(await deps.authority.enroll(m[1]!, { csr: body.csr as string, ttl: body.ttl }), 201)

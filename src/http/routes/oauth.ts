@@ -24,8 +24,10 @@ const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
  * optional client_id must match it; a disabled entry gets nothing.
  */
 async function authenticateOAuthClient(client: CertificateRecord, form: Map<string, string>, deps: OAuthRouteDeps): Promise<void> {
-  if (client.spiffeId === null || client.kind === 'server') {
-    throw new CAError('ERR_INVALID_CLIENT', 'this certificate carries no SPIFFE ID and cannot be an OAuth client')
+  // Only workload certificates with an entry: an admin or server certificate is not a client,
+  // and a client must be one that disabling its entry can stop.
+  if (client.kind !== 'workload' || client.spiffeId === null || client.entryId === null) {
+    throw new CAError('ERR_INVALID_CLIENT', 'only workload certificates can be OAuth clients')
   }
   const clientId = form.get('client_id')
   if (clientId !== undefined && clientId !== client.spiffeId) {
@@ -70,6 +72,7 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
 
   app.post('/oauth/introspect', mtls, async (c) => {
     const form = await readOAuthForm(c)
+    if (c.var.client.kind === 'workload') await authenticateOAuthClient(c.var.client, new Map(), deps)
     return c.json(await introspect(c.var.client, form, deps), 200, NO_STORE)
   })
 
