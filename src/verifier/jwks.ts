@@ -52,7 +52,8 @@ export function createJwksResolver(
   }
   const remote = createRemoteJWKSet(url, {
     cooldownDuration: options.cooldownMs ?? 30_000,
-    cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
+    // Match the issuer's default JWKS max-age, so a withdrawn key is dropped as soon.
+    cacheMaxAge: options.cacheMaxAgeMs ?? 300_000,
     timeoutDuration: options.timeoutMs ?? 5_000,
     [customFetch]: fetchJwks,
   })

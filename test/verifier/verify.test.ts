@@ -83,6 +83,12 @@ describe('verifyBoundToken', () => {
     )
   })
 
+  it('rejects a token whose subject the bound certificate does not name', async () => {
+    // As a forged token (stolen signing key) would be: bound to b's certificate, naming a.
+    const token = await issuer.mint(b, { claims: { sub: a.spiffeId, client_id: a.spiffeId } })
+    await refused(verifier.verify(token, b.certificate), 'ERR_TOKEN_BINDING_MISMATCH', /subject/)
+  })
+
   it('rejects a request without a certificate', async () => {
     const token = await issuer.mint(a)
     await refused(verifier.verify(token, undefined), 'ERR_CLIENT_CERT_REQUIRED', /no client/)
