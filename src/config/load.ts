@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
@@ -83,7 +84,9 @@ export function configFromObject(raw: unknown, path?: string): Config {
   if (c.certificates.default_ttl > c.certificates.max_ttl) {
     fail(path, 'certificates.default_ttl', 'must not exceed certificates.max_ttl')
   }
-  const issuer = (c.tokens.issuer ?? `https://${c.server.hostnames[0]}:${port}`).replace(/\/+$/, '')
+  const first = c.server.hostnames[0]!
+  const issuerHost = isIP(first) === 6 ? `[${first}]` : first
+  const issuer = (c.tokens.issuer ?? `https://${issuerHost}:${port}`).replace(/\/+$/, '')
   const audience = c.tokens.audience ?? issuer
   return {
     configPath: path === undefined ? undefined : resolve(path),

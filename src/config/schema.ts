@@ -26,6 +26,15 @@ const cidr = z.string().refine((s) => {
   return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= max
 }, 'must be an IP address or CIDR')
 
+/** A name the server's TLS certificate carries: an IP address or a DNS name (lower-cased). */
+const hostname = z
+  .string()
+  .refine(
+    (s) => isIP(s) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(s),
+    'must be a DNS name or an IP address',
+  )
+  .transform((s) => (isIP(s) === 0 ? s.toLowerCase() : s))
+
 const trustDomain = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, 'must be a lower-case DNS-like trust domain')
@@ -39,7 +48,7 @@ export const configSchema = z.strictObject({
   server: z
     .strictObject({
       listen: hostPort.default(D.server.listen),
-      hostnames: z.array(z.string().min(1)).min(1).default([...D.server.hostnames]),
+      hostnames: z.array(hostname).min(1).default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
       max_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),

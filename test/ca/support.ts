@@ -1,14 +1,25 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { expect } from 'vitest'
+import { afterAll, expect } from 'vitest'
 import { openssl } from '../helpers/openssl.js'
 import type { ApiResponse, TestServer } from '../helpers/server.js'
 
+// Temp directories made here are removed when the test file that imported this module ends.
+const made: string[] = []
+afterAll(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
+
 /** A temp directory holding the given files; returns their paths by name. */
 export function tempFiles(files: Record<string, string | Uint8Array>): Record<string, string> {
-  const dir = mkdtempSync(join(tmpdir(), 'certbound-files-'))
+  const dir = tempDir('certbound-files-')
   const paths: Record<string, string> = {}
   for (const [name, data] of Object.entries(files)) {
     paths[name] = join(dir, name)
@@ -101,7 +112,7 @@ export function enrollWith(s: TestServer, token: string, json: unknown): Promise
  * leaf with `san` (default: our admin SPIFFE ID) and, if given, the serial of one of ours.
  */
 export function foreignCredential(opts: { san?: string; serialHex?: string } = {}): { certPem: string; keyPem: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'certbound-foreign-'))
+  const dir = tempDir('certbound-foreign-')
   const p = (f: string) => join(dir, f)
   const run = (args: string[]) => {
     const r = openssl(args)

@@ -103,6 +103,9 @@ describe('configuration', () => {
       ['server:\n  listen: localhost\n', 'server.listen'],
       ['server:\n  listen: 127.0.0.1:99999\n', 'server.listen'],
       ['server:\n  trusted_proxies: [not-an-ip]\n', 'server.trusted_proxies'],
+      ['server:\n  hostnames: ["exa mple"]\n', 'server.hostnames'],
+      ['server:\n  hostnames: [localhost, "https://ca.example.org"]\n', 'server.hostnames'],
+      ['server:\n  hostnames: []\n', 'server.hostnames'],
       ['trust_domain: Example.ORG\n', 'trust_domain'],
       ['trust_domain: "spiffe://example.org"\n', 'trust_domain'],
       ['admin:\n  spiffe_ids: ["spiffe://other.org/admin"]\n', 'admin.spiffe_ids'],
@@ -134,6 +137,11 @@ describe('configuration', () => {
     const c = loadConfig(configFile('server:\n  listen: 0.0.0.0:9443\n  hostnames: [ca.example.org]\n'))
     expect(c.tokens.issuer).toBe('https://ca.example.org:9443')
     expect(c.tokens.audience).toEqual(['https://ca.example.org:9443'])
+    // An IPv6 first hostname is bracketed in the URL; DNS names are lower-cased.
+    const v6 = loadConfig(configFile('server:\n  hostnames: ["::1", CA.Example.org]\n'))
+    expect(v6.tokens.issuer).toBe('https://[::1]:8443')
+    expect(new URL(v6.tokens.issuer).hostname).toBe('[::1]')
+    expect(v6.server.hostnames).toEqual(['::1', 'ca.example.org'])
     const d = loadConfig(configFile('tokens:\n  issuer: https://auth.example.org/\n'))
     expect(d.tokens.issuer).toBe('https://auth.example.org')
   })

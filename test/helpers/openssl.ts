@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -37,9 +37,13 @@ export function makeCsr(opts: { key?: CsrKey; san?: string; extra?: string[]; ke
   }
   if (opts.san) args.push('-addext', `subjectAltName=${opts.san}`)
   args.push(...(opts.extra ?? []))
-  const r = openssl(args)
-  if (r.code !== 0) throw new Error(`openssl req failed: ${r.out}`)
-  return { csrPem: readFileSync(join(dir, 'csr.pem'), 'utf8'), keyPem: readFileSync(keyFile, 'utf8') }
+  try {
+    const r = openssl(args)
+    if (r.code !== 0) throw new Error(`openssl req failed: ${r.out}`)
+    return { csrPem: readFileSync(join(dir, 'csr.pem'), 'utf8'), keyPem: readFileSync(keyFile, 'utf8') }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 /** `openssl verify -x509_strict` of a leaf against root + intermediate; returns the output. */
@@ -48,5 +52,9 @@ export function verifyLeaf(leafPem: string, bundlePem: string, intermediatePem: 
   writeFileSync(join(dir, 'root.pem'), bundlePem)
   writeFileSync(join(dir, 'inter.pem'), intermediatePem)
   writeFileSync(join(dir, 'leaf.pem'), leafPem)
-  return openssl(['verify', '-x509_strict', '-CAfile', join(dir, 'root.pem'), '-untrusted', join(dir, 'inter.pem'), join(dir, 'leaf.pem')])
+  try {
+    return openssl(['verify', '-x509_strict', '-CAfile', join(dir, 'root.pem'), '-untrusted', join(dir, 'inter.pem'), join(dir, 'leaf.pem')])
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
