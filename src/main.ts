@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
-import { createCa, issueAdminCredential, issueServerCertificate, readServerCertificate } from './ca/init.js'
+import { createCa, issueAdminCredential, issueServerCertificate, readServerCertificate, type ServerTls } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/load.js'
@@ -51,37 +51,45 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
     const crl = new CrlPublisher({ store, clock, ca, validityMs: config.crl.validityMs })
     await crl.rebuild()
     crl.start()
+    const caPem = ca.bundlePem + ca.intermediatePem
+    let tls = readServerCertificate(config.dataDir, config.server.hostnames)
+    // Renew the server's own certificate when a third of its lifetime is left, or when it
+    // was revoked; new connections get it at once (setSecureContext), no restart.
+    const tlsStale = async (t: ServerTls) =>
+      t.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3 ||
+      (await store.certificates.get(t.serial))?.status !== 'valid'
+    if (!tls || (await tlsStale(tls))) tls = await issueServerCertificate(deps, ca)
+    let server: Server | undefined
+    const renewTls = async (force: boolean) => {
+      if (!force && !(await tlsStale(tls!))) return
+      tls = await issueServerCertificate(deps, ca)
+      if (server) replaceTlsMaterial(server, { ...tls, caPem })
+      logger.info({ serial: tls.serial, not_after: tls.notAfter.toISOString() }, 'server TLS certificate renewed')
+    }
+    const onRevoked = (serials: readonly string[]) => {
+      if (serials.includes(tls!.serial)) void renewTls(true).catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed'))
+    }
     const app = createApp({
       ...deps,
       ca,
       keys,
       crl,
       logger,
-      authority: new Authority({ ...deps, ca, crl }),
+      authority: new Authority({ ...deps, ca, crl, onRevoked }),
       entries: new EntryService(deps),
     })
-    const caPem = ca.bundlePem + ca.intermediatePem
-    let tls = readServerCertificate(config.dataDir, config.server.hostnames)
-    if (!tls || tls.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3) {
-      tls = await issueServerCertificate(deps, ca)
-    }
-    const server = createHttpsServer(app, { ...tls, caPem })
+    server = createHttpsServer(app, { ...tls, caPem })
     const address = await listen(server, config.server.host, config.server.port)
-    // Renew the server's own certificate when a third of its lifetime is left.
-    const renewTimer = setInterval(async () => {
+    const maintenance = setInterval(async () => {
       try {
-        if (tls!.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3) {
-          tls = await issueServerCertificate(deps, ca)
-          replaceTlsMaterial(server, { ...tls, caPem })
-          logger.info({ not_after: tls.notAfter.toISOString() }, 'server TLS certificate renewed')
-        }
+        await renewTls(false)
         await keys.rotateIfDue()
         await store.tokens.purgeExpired(clock.now().getTime())
       } catch (e) {
         logger.error({ err: (e as Error).message }, 'scheduled maintenance failed')
       }
     }, Math.min(3_600_000, config.server.tlsCertificateTtlMs / 10))
-    renewTimer.unref()
+    maintenance.unref()
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     logger.info({ url: `https://${host}:${address.port}`, data_dir: config.dataDir, issuer: config.tokens.issuer }, 'certbound serving')
     return {
@@ -91,7 +99,7 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
       ca,
       server,
       async close() {
-        clearInterval(renewTimer)
+        clearInterval(maintenance)
         crl.stop()
         await closeGracefully(server)
         store.close()

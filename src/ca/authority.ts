@@ -19,6 +19,8 @@ export interface AuthorityDeps {
   readonly clock: Clock
   readonly ca: CaMaterial
   readonly crl: CrlPublisher
+  /** Told which serials a revocation changed (the server renews its own certificate if listed). */
+  readonly onRevoked?: (serials: readonly string[]) => void
 }
 
 /** The certificate response of the contract. */
@@ -90,7 +92,12 @@ export class Authority {
     const { store, clock, crl } = this.deps
     const result = await store.certificates.revoke(serial.toLowerCase(), name, clock.now().getTime(), actor)
     if (!result) throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${serial}`)
-    if (result.changed) await crl.rebuild()
+    if (result.changed) {
+      // The revocation is committed: the next CRL must list it even if this rebuild fails.
+      crl.markStale()
+      await crl.rebuild().catch(() => undefined)
+      this.deps.onRevoked?.(result.serials)
+    }
     return (await store.certificates.get(serial))!
   }
 

@@ -17,6 +17,11 @@ export class CrlPublisher {
     private readonly deps: { store: Store; clock: Clock; ca: CaMaterial; validityMs: number },
   ) {}
 
+  /** Forgets the cached CRL, so the next read rebuilds it whatever happens to this rebuild. */
+  markStale(): void {
+    this.#current = undefined
+  }
+
   async get(): Promise<Uint8Array> {
     const c = this.#current
     if (c && this.deps.clock.now().getTime() < c.thisUpdate + this.deps.validityMs / 2) return c.der

@@ -7,6 +7,7 @@ import type { EntryPatch } from '../db/entries.js'
 import type { Store } from '../db/store.js'
 import type { EntryRecord, Page } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
 const MAX_DNS_NAMES = 100
@@ -17,6 +18,7 @@ export interface EntryView {
   readonly spiffe_id: string
   readonly dns_names: readonly string[]
   readonly ttl: string | null
+  readonly scopes: readonly string[] | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -28,6 +30,7 @@ export function entryView(e: EntryRecord): EntryView {
     spiffe_id: e.spiffeId,
     dns_names: e.dnsNames,
     ttl: e.maxTtlMs === null ? null : formatDuration(e.maxTtlMs),
+    scopes: e.scopes,
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -39,7 +42,7 @@ export class EntryService {
   constructor(private readonly deps: { config: Config; store: Store; clock: Clock }) {}
 
   async create(body: Record<string, unknown>, actor: string): Promise<EntryRecord> {
-    allowOnly(body, ['spiffe_id', 'dns_names', 'ttl'])
+    allowOnly(body, ['spiffe_id', 'dns_names', 'ttl', 'scopes'])
     const { config, store, clock } = this.deps
     const spiffeId = body.spiffe_id
     if (typeof spiffeId !== 'string') throw new CAError('ERR_BAD_REQUEST', '"spiffe_id" is required (a string)')
@@ -54,6 +57,7 @@ export class EntryService {
       spiffeId,
       dnsNames: parseDnsNames(body.dns_names) ?? [],
       maxTtlMs: parseEntryTtl(body.ttl, config) ?? null,
+      scopes: parseScopes(body.scopes) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -62,7 +66,7 @@ export class EntryService {
       actor,
       action: 'entry.create',
       subject: spiffeId,
-      details: { entry_id: entry.id, dns_names: entry.dnsNames, max_ttl_ms: entry.maxTtlMs },
+      details: { entry_id: entry.id, dns_names: entry.dnsNames, max_ttl_ms: entry.maxTtlMs, scopes: entry.scopes },
     })
   }
 
@@ -77,7 +81,7 @@ export class EntryService {
   }
 
   async update(id: string, body: Record<string, unknown>, actor: string): Promise<EntryRecord> {
-    allowOnly(body, ['enabled', 'dns_names', 'ttl'])
+    allowOnly(body, ['enabled', 'dns_names', 'ttl', 'scopes'])
     if (body.enabled !== undefined && typeof body.enabled !== 'boolean') {
       throw new CAError('ERR_BAD_REQUEST', '"enabled" must be true or false')
     }
@@ -85,6 +89,7 @@ export class EntryService {
       enabled: body.enabled as boolean | undefined,
       dnsNames: parseDnsNames(body.dns_names),
       maxTtlMs: body.ttl === null ? null : parseEntryTtl(body.ttl, this.deps.config),
+      scopes: parseScopes(body.scopes),
     }
     const entry = await this.deps.store.entries.update(id, patch, this.deps.clock.now().getTime(), {
       actor,
@@ -140,6 +145,15 @@ function parseDnsNames(value: unknown): string[] | undefined {
     if (!DNS_NAME.test(name)) throw new CAError('ERR_BAD_REQUEST', `"dns_names": ${JSON.stringify(n)} is not a DNS name`)
     return name
   }))]
+}
+
+/** `scopes`: null (any scope) or an array of RFC 6749 scope tokens the entry may be granted. */
+function parseScopes(value: unknown): string[] | null | undefined {
+  if (value === undefined || value === null) return value
+  if (!Array.isArray(value) || value.length > 100 || !value.every((s) => typeof s === 'string' && SCOPE_TOKEN.test(s))) {
+    throw new CAError('ERR_BAD_REQUEST', '"scopes" must be null or an array of at most 100 scope tokens (RFC 6749 §3.3)')
+  }
+  return [...new Set(value as string[])]
 }
 
 function parseEntryTtl(value: unknown, config: Config): number | undefined {

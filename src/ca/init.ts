@@ -14,6 +14,14 @@ import { PATHS, readDataFile, writePrivateKey, writePublic } from './files.js'
 import { issueLeaf } from './issue.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './material.js'
 
+/** The server's TLS certificate (with its chain) and key. */
+export interface ServerTls {
+  readonly certPem: string
+  readonly keyPem: string
+  readonly notAfter: Date
+  readonly serial: string
+}
+
 interface InitDeps {
   readonly config: Config
   readonly store: Store
@@ -70,7 +78,7 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
 }
 
 /** Issues the server's TLS certificate for server.hostnames and writes it with its chain. */
-export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Promise<{ certPem: string; keyPem: string; notAfter: Date }> {
+export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Promise<ServerTls> {
   const { config, store, clock } = deps
   const keys = await generateKeyPair('ec-p256')
   const names = config.server.hostnames
@@ -95,7 +103,7 @@ export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Pr
   const keyPem = privateKeyToPem(keys.privateKey)
   writePrivateKey(config.dataDir, PATHS.serverKey, keyPem)
   writePublic(config.dataDir, PATHS.serverCert, certPem)
-  return { certPem, keyPem, notAfter: issued.view.notAfter }
+  return { certPem, keyPem, notAfter: issued.view.notAfter, serial: issued.record.serial }
 }
 
 /**
@@ -105,12 +113,12 @@ export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Pr
 export function readServerCertificate(
   dataDir: string,
   hostnames?: readonly string[],
-): { certPem: string; keyPem: string; notAfter: Date } | undefined {
+): ServerTls | undefined {
   if (!existsSync(join(dataDir, PATHS.serverCert)) || !existsSync(join(dataDir, PATHS.serverKey))) return undefined
   const certPem = readDataFile(dataDir, PATHS.serverCert)
   const view = parseCertificate(pemToDer(certPem.slice(0, certPem.indexOf('-----END CERTIFICATE-----') + 25), 'CERTIFICATE'))
   if (hostnames !== undefined && !namesMatch(view, hostnames)) return undefined
-  return { certPem, keyPem: readDataFile(dataDir, PATHS.serverKey), notAfter: view.notAfter }
+  return { certPem, keyPem: readDataFile(dataDir, PATHS.serverKey), notAfter: view.notAfter, serial: view.serialHex }
 }
 
 /** True when the certificate's DNS and IP SANs are exactly `hostnames` (IPs compared as bytes). */

@@ -131,6 +131,17 @@ export class CertificateRepository {
           .prepare(`SELECT serial FROM certificates WHERE spki_sha256 = ? AND status = 'valid' AND serial != ?`)
           .all(row.spki_sha256, row.serial) as { serial: string }[]
         targets.push(...sameKey.map((r) => r.serial))
+        // Whoever holds the key may already have renewed to a fresh key: the certificates
+        // renewed from any of these, directly or further down, go too.
+        const descendants = this.db
+          .prepare(
+            `WITH RECURSIVE down(serial) AS (
+               SELECT value FROM json_each(?)
+               UNION SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
+             SELECT serial FROM certificates WHERE serial IN (SELECT serial FROM down) AND status = 'valid'`,
+          )
+          .all(JSON.stringify([row.serial, ...targets])) as { serial: string }[]
+        for (const d of descendants) if (!targets.includes(d.serial)) targets.push(d.serial)
         const added = this.db
           .prepare('INSERT OR IGNORE INTO compromised_keys (spki_sha256, serial, at) VALUES (?, ?, ?)')
           .run(row.spki_sha256, row.serial, now).changes
@@ -158,7 +169,7 @@ export class CertificateRepository {
           actor,
           action: 'certificate.revoke',
           subject: s,
-          details: { reason, ...(s !== row.serial ? { same_key_as: row.serial } : {}) },
+          details: { reason, ...(s !== row.serial ? { cascaded_from: row.serial } : {}) },
         })
       }
       if (familiesRevoked || accessTokensRevoked) {

@@ -8,6 +8,7 @@ export interface EntryPatch {
   readonly enabled?: boolean
   readonly dnsNames?: readonly string[]
   readonly maxTtlMs?: number | null
+  readonly scopes?: readonly string[] | null
 }
 
 export interface JoinTokenInput {
@@ -28,10 +29,11 @@ export class EntryRepository {
       this.db.transaction(() => {
         this.db
           .prepare(
-            `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, scopes, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(entry.id, entry.spiffeId, JSON.stringify(entry.dnsNames), entry.maxTtlMs,
+            entry.scopes === null ? null : JSON.stringify(entry.scopes),
             entry.enabled ? 1 : 0, entry.createdAt, entry.updatedAt)
         this.audit.write(entry.createdAt, event)
       })()
@@ -83,11 +85,13 @@ export class EntryRepository {
         enabled: patch.enabled ?? before.enabled,
         dnsNames: patch.dnsNames ?? before.dnsNames,
         maxTtlMs: patch.maxTtlMs === undefined ? before.maxTtlMs : patch.maxTtlMs,
+        scopes: patch.scopes === undefined ? before.scopes : patch.scopes,
         updatedAt: now,
       }
       this.db
-        .prepare('UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, updated_at = ? WHERE id = ?')
-        .run(after.enabled ? 1 : 0, JSON.stringify(after.dnsNames), after.maxTtlMs, now, id)
+        .prepare('UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, scopes = ?, updated_at = ? WHERE id = ?')
+        .run(after.enabled ? 1 : 0, JSON.stringify(after.dnsNames), after.maxTtlMs,
+          after.scopes === null ? null : JSON.stringify(after.scopes), now, id)
       this.audit.write(now, event)
       if (before.enabled && !after.enabled) {
         const families = this.db

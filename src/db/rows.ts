@@ -7,6 +7,7 @@ export interface EntryRow {
   spiffe_id: string
   dns_names: string
   max_ttl_ms: number | null
+  scopes: string | null
   enabled: number
   created_at: number
   updated_at: number
@@ -18,6 +19,7 @@ export function toEntry(r: EntryRow): EntryRecord {
     spiffeId: r.spiffe_id,
     dnsNames: JSON.parse(r.dns_names) as string[],
     maxTtlMs: r.max_ttl_ms,
+    scopes: r.scopes === null ? null : (JSON.parse(r.scopes) as string[]),
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

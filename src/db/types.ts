@@ -5,6 +5,8 @@ export interface EntryRecord {
   readonly spiffeId: string
   readonly dnsNames: readonly string[]
   readonly maxTtlMs: number | null
+  /** OAuth scopes the entry's workloads may ask for; null = any well-formed scope. */
+  readonly scopes: readonly string[] | null
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number

@@ -5,6 +5,7 @@ import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-t
 import type { Store } from '../db/store.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { parseScopeString } from '../identity/scope.js'
 import { signAccessToken } from './issuer.js'
 import type { SigningKeys } from './keys.js'
 
@@ -26,14 +27,21 @@ export interface TokenResponse {
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
 export type GrantHandler = (client: CertificateRecord, form: Map<string, string>, deps: GrantDeps) => Promise<TokenResponse>
 
-// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), space-delimited.
-const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/
-
 function parseScope(form: Map<string, string>): string | null {
   const scope = form.get('scope')
   if (scope === undefined) return null
-  if (!SCOPE.test(scope) || scope.length > 1024) throw new CAError('ERR_INVALID_SCOPE', 'scope must be space-separated scope tokens (RFC 6749 §3.3)')
+  if (!parseScopeString(scope)) throw new CAError('ERR_INVALID_SCOPE', 'scope must be space-separated scope tokens (RFC 6749 §3.3)')
   return scope
+}
+
+/** An entry that pins its scopes (entry `scopes`) grants only those. */
+async function checkEntryScopes(client: CertificateRecord, scope: string | null, deps: GrantDeps): Promise<void> {
+  if (scope === null || client.entryId === null) return
+  const allowed = (await deps.store.entries.get(client.entryId))?.scopes
+  if (allowed === null || allowed === undefined) return
+  for (const s of scope.split(' ')) {
+    if (!allowed.includes(s)) throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" is not allowed for ${client.spiffeId}`)
+  }
 }
 
 function refreshExpiry(deps: GrantDeps, cert: CertificateRecord, now: number): number {
@@ -44,6 +52,7 @@ function refreshExpiry(deps: GrantDeps, cert: CertificateRecord, now: number): n
 const clientCredentials: GrantHandler = async (client, form, deps) => {
   const now = deps.clock.now()
   const scope = parseScope(form)
+  await checkEntryScopes(client, scope, deps)
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const refresh = newSecretToken()
   const familyId = randomUUID()
@@ -83,6 +92,8 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
   }
   if (state.expiresAt <= now.getTime()) return refuse('refresh_token_expired', { family_id: family.id })
   const scope = narrowScope(parseScope(form), family.scope)
+  // An admin may have narrowed the entry's scopes since the family began.
+  await checkEntryScopes(client, scope, deps)
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const next = newSecretToken()
   const outcome = await store.tokens.commitRefresh({

@@ -253,7 +253,7 @@ describe('certificates admin API, revocation and the CRL', () => {
     expect(crl.revoked.has(bystander.serial)).toBe(false)
 
     const events = await s.store.audit.list({ action: 'certificate.revoke' })
-    expect(events.filter((e) => e.subject === twin)[0]?.details).toMatchObject({ reason: 'keyCompromise', same_key_as: cred.serial })
+    expect(events.filter((e) => e.subject === twin)[0]?.details).toMatchObject({ reason: 'keyCompromise', cascaded_from: cred.serial })
     expect(await s.store.audit.list({ subject: cred.serial, action: 'key.compromised' })).toHaveLength(1)
 
     // The key is refused for any identity, and the refusal spends no join token.

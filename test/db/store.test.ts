@@ -52,7 +52,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
   async function entryWithToken(store: Store, expiresAt = NOW + 60_000): Promise<{ entryId: string; tokenId: string }> {
     const entryId = `e-${++seq}`
     await store.entries.create(
-      { id: entryId, spiffeId: `spiffe://example.org/store/${seq}`, dnsNames: [], maxTtlMs: null, enabled: true, createdAt: NOW, updatedAt: NOW },
+      { id: entryId, spiffeId: `spiffe://example.org/store/${seq}`, dnsNames: [], maxTtlMs: null, scopes: null, enabled: true, createdAt: NOW, updatedAt: NOW },
       { actor: 'test', action: 'entry.create' },
     )
     const tokenId = `t-${seq}`

@@ -39,6 +39,25 @@ describe('server TLS certificate renewal without a restart', () => {
   })
 })
 
+describe('revoking the server certificate', () => {
+  it('makes the server present a new one on the next connection', async () => {
+    const s = await TestServer.start()
+    try {
+      const before = await peerCertificate(s.running.address.port, s.bundlePem)
+      const r = await s.call('POST', `/v1/certificates/${before.serialNumber}/revoke`, { as: s.admin, json: {} })
+      expect(r.status).toBe(200)
+      let after = before
+      for (let i = 0; i < 20 && after.serialNumber === before.serialNumber; i++) {
+        await sleep(50)
+        after = await peerCertificate(s.running.address.port, s.bundlePem)
+      }
+      expect(after.serialNumber).not.toBe(before.serialNumber)
+    } finally {
+      await s.close()
+    }
+  })
+})
+
 describe('graceful shutdown', () => {
   it('finishes the in-flight request, then stops accepting', async () => {
     const s = await TestServer.start()
