@@ -91,11 +91,13 @@ export class EntryService {
       maxTtlMs: body.ttl === null ? null : parseEntryTtl(body.ttl, this.deps.config),
       scopes: parseScopes(body.scopes),
     }
+    // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
+    const { spiffeId } = await this.get(id)
     const entry = await this.deps.store.entries.update(id, patch, this.deps.clock.now().getTime(), {
       actor,
       action: body.enabled === false ? 'entry.disable' : 'entry.update',
-      subject: id,
-      details: { ...body },
+      subject: spiffeId,
+      details: { entry_id: id, ...body },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
     return entry

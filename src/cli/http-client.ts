@@ -46,6 +46,9 @@ export class AdminClient {
       dispatcher: this.#agent,
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
+    }).catch((e: Error & { code?: string }) => {
+      const hint = e.code === 'ECONNREFUSED' ? ' (is `certbound serve` running? --server or CERTBOUND_SERVER set the URL)' : ''
+      throw new ApiError(0, `cannot reach ${this.#base}: ${e.message}${hint}`)
     })
     const text = await res.body.text()
     let parsed: unknown = text

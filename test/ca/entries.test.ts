@@ -150,7 +150,7 @@ describe('registration entries (admin API)', () => {
     const same = await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: {} })
     expect(same.status).toBe(200)
     expect(same.body).toMatchObject({ dns_names: ['api.example.org'], ttl: null, enabled: true })
-    expect((await s.store.audit.list({ subject: id, action: 'entry.update' })).length).toBeGreaterThanOrEqual(2)
+    expect((await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.update' })).length).toBeGreaterThanOrEqual(2)
   })
 
   it('an unknown entry: show and PATCH → 404', async () => {
@@ -221,7 +221,7 @@ describe('registration entries (admin API)', () => {
     const d = await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: { enabled: false } })
     expect(d.status).toBe(200)
     expect(d.body.enabled).toBe(false)
-    expect((await s.store.audit.list({ subject: id, action: 'entry.disable' }))).toHaveLength(1)
+    expect((await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.disable' }))).toHaveLength(1)
 
     const before = dbSnapshot(s)
     expect(expectProblem(await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin, json: {} }), 400)).toMatch(/disabled/)

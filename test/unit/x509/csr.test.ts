@@ -142,7 +142,7 @@ describe('parseCsr refuses', () => {
     const e = codeOf(() => parseCsr(csr(keys.p256!, '-sha1')))
     expect(e).toEqual({
       code: 'ERR_CSR_INVALID',
-      message: 'CSR unsupported signature algorithm 1.2.840.10045.4.1',
+      message: 'CSR ECDSA with SHA-1 signatures are not supported',
     })
   })
 
