@@ -1,14 +1,14 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import type { Store } from '../db/store.js'
-import type { CertificateRecord, CommitRefusalReason, EntryRecord } from '../db/types.js'
+import type { CertificateRecord, CommitRefusalReason, EntryRecord, NewCertificate } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
 import { parseCsr } from '../x509/csr.js'
 import { derToPem } from '../x509/pem.js'
 import type { CrlPublisher } from './crl.js'
-import { issueLeaf, type IssuedCertificate } from './issue.js'
+import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
 import { resolveTtl, validateCsr, type Grant } from './policy.js'
 import { REVOCATION_REASONS, type RevocationReasonName } from './reasons.js'
@@ -54,11 +54,11 @@ export class Authority {
     const { entry } = found
     if (!entry.enabled) throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${entry.spiffeId} is disabled`)
     const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, null, now)
-    const refusal = await store.certificates.commitEnrollment(found.id, issued.record, {
+    const refusal = await store.certificates.commitEnrollment(found.id, issued, {
       actor: `join-token:${found.id}`,
       action: 'certificate.enroll',
-      subject: issued.record.serial,
-      details: { spiffe_id: entry.spiffeId, entry_id: entry.id, not_after: issued.view.notAfter.toISOString() },
+      subject: issued.serial,
+      details: { spiffe_id: entry.spiffeId, entry_id: entry.id, not_after: new Date(issued.notAfter).toISOString() },
     })
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
@@ -76,11 +76,11 @@ export class Authority {
       throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${presented.spiffeId} is disabled`)
     }
     const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, presented.serial, now)
-    const refusal = await store.certificates.commitRenewal(issued.record, {
+    const refusal = await store.certificates.commitRenewal(issued, {
       actor: presented.spiffeId,
       action: 'certificate.renew',
-      subject: issued.record.serial,
-      details: { spiffe_id: presented.spiffeId, renewed_from: presented.serial, not_after: issued.view.notAfter.toISOString() },
+      subject: issued.serial,
+      details: { spiffe_id: presented.spiffeId, renewed_from: presented.serial, not_after: new Date(issued.notAfter).toISOString() },
     })
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
@@ -107,7 +107,7 @@ export class Authority {
     entry: EntryRecord,
     renewedFrom: string | null,
     now: Date,
-  ): Promise<IssuedCertificate> {
+  ): Promise<NewCertificate> {
     const { config, store, ca } = this.deps
     if (typeof body.csr !== 'string') throw new CAError('ERR_BAD_REQUEST', '"csr" must be a PEM CERTIFICATE REQUEST string')
     const csr = parseCsr(body.csr)
@@ -128,15 +128,15 @@ export class Authority {
     })
   }
 
-  #response(issued: IssuedCertificate): CertificateResponse {
-    const leaf = derToPem(issued.view.der, 'CERTIFICATE')
+  #response(issued: NewCertificate): CertificateResponse {
+    const leaf = derToPem(issued.der, 'CERTIFICATE')
     return {
-      serial: issued.record.serial,
-      spiffe_id: issued.record.spiffeId!,
+      serial: issued.serial,
+      spiffe_id: issued.spiffeId!,
       certificate: leaf,
       chain: leaf + this.deps.ca.intermediatePem,
-      not_before: issued.view.notBefore.toISOString(),
-      not_after: issued.view.notAfter.toISOString(),
+      not_before: new Date(issued.notBefore).toISOString(),
+      not_after: new Date(issued.notAfter).toISOString(),
     }
   }
 }

@@ -93,17 +93,17 @@ export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Pr
     renewedFrom: null,
     now: clock.now(),
   })
-  await store.certificates.insert(issued.record, {
+  await store.certificates.insert(issued, {
     actor: 'system',
     action: 'certificate.issue_server',
-    subject: issued.record.serial,
-    details: { hostnames: names, not_after: issued.view.notAfter.toISOString() },
+    subject: issued.serial,
+    details: { hostnames: names, not_after: new Date(issued.notAfter).toISOString() },
   })
-  const certPem = derToPem(issued.view.der, 'CERTIFICATE') + ca.intermediatePem
+  const certPem = derToPem(issued.der, 'CERTIFICATE') + ca.intermediatePem
   const keyPem = privateKeyToPem(keys.privateKey)
   writePrivateKey(config.dataDir, PATHS.serverKey, keyPem)
   writePublic(config.dataDir, PATHS.serverCert, certPem)
-  return { certPem, keyPem, notAfter: issued.view.notAfter, serial: issued.record.serial }
+  return { certPem, keyPem, notAfter: new Date(issued.notAfter), serial: issued.serial }
 }
 
 /**
@@ -146,13 +146,13 @@ export async function issueAdminCredential(deps: InitDeps, ca: CaMaterial, spiff
     renewedFrom: null,
     now: clock.now(),
   })
-  await store.certificates.insert(issued.record, {
+  await store.certificates.insert(issued, {
     actor: 'cli',
     action: 'certificate.issue_admin',
-    subject: issued.record.serial,
-    details: { spiffe_id: spiffeId, not_after: issued.view.notAfter.toISOString() },
+    subject: issued.serial,
+    details: { spiffe_id: spiffeId, not_after: new Date(issued.notAfter).toISOString() },
   })
   writePrivateKey(config.dataDir, PATHS.adminKey, privateKeyToPem(keys.privateKey))
-  writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.view.der, 'CERTIFICATE'))
-  return { serial: issued.record.serial, notAfter: issued.view.notAfter }
+  writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.der, 'CERTIFICATE'))
+  return { serial: issued.serial, notAfter: new Date(issued.notAfter) }
 }

@@ -21,11 +21,30 @@ export interface Store {
   close(): void
 }
 
+/**
+ * Memoises `prepare` by SQL text: the repositories keep their SQL next to the code that runs
+ * it, and each statement is still compiled once, not on every request. (Statements are never
+ * iterated, so sharing one between callers is safe.)
+ */
+function cacheStatements(db: Database): void {
+  const prepare = db.prepare.bind(db)
+  const cache = new Map<string, ReturnType<Database['prepare']>>()
+  db.prepare = ((sql: string) => {
+    let statement = cache.get(sql)
+    if (!statement) {
+      statement = prepare(sql)
+      cache.set(sql, statement)
+    }
+    return statement
+  }) as Database['prepare']
+}
+
 export function openStore(dataDir: string, options: OpenOptions = {}): Store {
   return storeFromDatabase(openDatabase(join(dataDir, 'certbound.db'), options))
 }
 
 export function storeFromDatabase(db: Database): Store {
+  cacheStatements(db)
   const audit = new AuditRepository(db)
   return {
     audit,
