@@ -118,8 +118,14 @@ export function buildCli(): Command {
       .argument('<spiffe-id>')
       .option('--dns <name...>', 'DNS names the workload may request')
       .option('--ttl <duration>', 'cap on certificate lifetime for this entry')
-      .action((id: string, o: { dns?: string[]; ttl?: string }, cmd: Command) =>
-        api(cmd, 'POST', '/v1/entries', { spiffe_id: id, ...(o.dns ? { dns_names: o.dns } : {}), ...(o.ttl ? { ttl: o.ttl } : {}) }),
+      .option('--scopes <scope...>', 'pin the OAuth scopes its workloads may be granted')
+      .action((id: string, o: { dns?: string[]; ttl?: string; scopes?: string[] }, cmd: Command) =>
+        api(cmd, 'POST', '/v1/entries', {
+          spiffe_id: id,
+          ...(o.dns ? { dns_names: o.dns } : {}),
+          ...(o.ttl ? { ttl: o.ttl } : {}),
+          ...(o.scopes ? { scopes: o.scopes } : {}),
+        }),
       ),
   )
   entry.addCommand(adminCommand('list', 'list entries').option('--cursor <c>').action((o: { cursor?: string }, cmd: Command) => api(cmd, 'GET', `/v1/entries${o.cursor ? `?cursor=${enc(o.cursor)}` : ''}`)))
