@@ -44,7 +44,7 @@ const own = await createBoundFetch({
   dir,
   onReload: (g) => {
     https?.setSecureContext({ cert: g.chainPem, key: g.keyPem, ca: g.caPem })
-    console.log(`protected API: now serving certificate ${g.certificate.serialNumber}`)
+    console.log(`protected API: reloaded, certificate ${g.certificate.serialNumber}`)
   },
 })
 const first = own.current()

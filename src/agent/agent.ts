@@ -5,15 +5,16 @@ import { CaApi } from './api.js'
 import type { TokenResponse } from './api.js'
 import { credentialFromResponse, newKeyAndCsr } from './credential.js'
 import type { Credential } from './credential.js'
-import { AgentFailure, ServerError } from './errors.js'
+import { AgentFailure, ServerError, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
-import type { AccessToken } from './publish.js'
-import { generationFiles, publishGeneration, runHook } from './publish.js'
+import { generationFiles, publishGeneration, publishedKey, runHook } from './publish.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
 import type { AgentOptions } from './options.js'
 import { backoffDelay, refreshTime, renewalTime, sleep } from './schedule.js'
-import { saveState } from './state.js'
+import { saveState, stateOf } from './state.js'
+import { accessTokenFrom, checkTokenResponse } from './token.js'
+import type { AccessToken, Grant } from './token.js'
 
 /** Attempts per step in `--once` mode (1 s and 2 s apart). */
 const ONCE_ATTEMPTS = 3
@@ -219,7 +220,7 @@ export class WorkloadAgent {
   /** Refreshes the token (at most once per refresh token) or gets one with client_credentials. */
   async #obtainToken(): Promise<void> {
     const cred = this.#cred!
-    let got: { res: TokenResponse; grant: string }
+    let got: { res: TokenResponse; grant: Grant }
     try {
       got = await this.#retry(
         'token',
@@ -236,20 +237,14 @@ export class WorkloadAgent {
       this.#tokenAt = Date.now() + backoffDelay(1, cred.notAfter - cred.receivedAt)
       return
     }
-    const receivedAt = Date.now()
-    const expiresAt = tokenExpiry(got.res, receivedAt)
-    this.#token = {
-      accessToken: got.res.access_token,
-      expiresAt,
-      receivedAt,
-      thumbprint: cred.thumbprint,
-    }
+    const token = accessTokenFrom(got.res, cred.thumbprint, Date.now())
+    this.#token = token
     this.#refreshToken = got.res.refresh_token
-    this.#tokenAt = refreshTime(receivedAt, expiresAt)
+    this.#tokenAt = refreshTime(token.receivedAt, token.expiresAt)
     this.#log.info(
       {
         grant: got.grant,
-        expires_at: iso(expiresAt),
+        expires_at: iso(token.expiresAt),
         refresh_at: iso(this.#tokenAt),
         'x5t#S256': cred.thumbprint,
       },
@@ -258,7 +253,7 @@ export class WorkloadAgent {
     await this.#publish()
   }
 
-  async #tokenRequest(cred: Credential): Promise<{ res: TokenResponse; grant: string }> {
+  async #tokenRequest(cred: Credential): Promise<{ res: TokenResponse; grant: Grant }> {
     const refreshToken = this.#refreshToken
     if (refreshToken !== undefined) {
       // Spent from here on, whatever happens to the request: never sent twice (reuse would
@@ -267,7 +262,7 @@ export class WorkloadAgent {
       await this.#saveState()
       try {
         const form = { grant_type: 'refresh_token', refresh_token: refreshToken }
-        return checkToken({ res: await this.#api.token(cred, form), grant: 'refresh_token' })
+        return checkTokenResponse(await this.#api.token(cred, form), 'refresh_token')
       } catch (e) {
         if (this.#signal.aborted) throw e
         this.#log.warn(
@@ -278,29 +273,11 @@ export class WorkloadAgent {
       }
     }
     const res = await this.#api.token(cred, { grant_type: 'client_credentials' })
-    return checkToken({ res, grant: 'client_credentials' })
+    return checkTokenResponse(res, 'client_credentials')
   }
 
-  async #saveState(): Promise<void> {
-    const cred = this.#cred
-    const token = this.#token
-    await saveState(this.#o.outDir, {
-      ...(cred && {
-        certificate: {
-          thumbprint: cred.thumbprint,
-          serial: cred.serial,
-          received_at: iso(cred.receivedAt),
-        },
-      }),
-      ...(token && {
-        token: {
-          thumbprint: token.thumbprint,
-          received_at: iso(token.receivedAt),
-          expires_at: iso(token.expiresAt),
-        },
-      }),
-      ...(this.#refreshToken !== undefined && { refresh_token: this.#refreshToken }),
-    })
+  #saveState(): Promise<void> {
+    return saveState(this.#o.outDir, stateOf(this.#cred, this.#token, this.#refreshToken))
   }
 
   /** Writes and switches to a new generation if anything changed, then runs `--exec`. */
@@ -330,42 +307,4 @@ export class WorkloadAgent {
     if (this.#o.once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
     this.#log.warn(`the --exec command ${how}`)
   }
-}
-
-function publishedKey(cred: Credential, token: AccessToken | undefined): string {
-  const bound = token?.thumbprint === cred.thumbprint
-  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}`
-}
-
-function checkToken(got: { res: TokenResponse; grant: string }) {
-  const { access_token: at, token_type: type, expires_in: ttl, refresh_token: rt } = got.res
-  const ok = typeof at === 'string' && at !== '' && typeof rt === 'string' && rt !== ''
-  if (!ok || typeof type !== 'string' || type.toLowerCase() !== 'bearer' || !(ttl > 0)) {
-    throw new Error(`${got.grant}: the token response is malformed`)
-  }
-  return got
-}
-
-/** The earlier of `expires_in` and the JWT's own `exp` (whole seconds, RFC 7519). */
-function tokenExpiry(res: TokenResponse, receivedAt: number): number {
-  const byTtl = receivedAt + res.expires_in * 1000
-  try {
-    const payload = JSON.parse(
-      Buffer.from(res.access_token.split('.')[1] ?? '', 'base64url').toString(),
-    )
-    if (typeof payload.exp === 'number') return Math.min(byTtl, payload.exp * 1000)
-  } catch {
-    // not a JWT we can read: expires_in alone
-  }
-  return byTtl
-}
-
-/** Maps anything thrown to a one-line `AgentFailure`. */
-export function toFailure(e: unknown): AgentFailure {
-  if (e instanceof AgentFailure) return e
-  if (e instanceof ServerError) {
-    return new AgentFailure(e.retryable ? 'unavailable' : 'refused', e.message, { cause: e })
-  }
-  const message = e instanceof Error ? e.message : String(e)
-  return new AgentFailure('unavailable', message.split('\n')[0]!, { cause: e })
 }

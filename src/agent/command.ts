@@ -2,7 +2,8 @@ import { Command, Option } from 'commander'
 import { pino } from 'pino'
 
 import { KEY_TYPES } from '../crypto/keys.js'
-import { WorkloadAgent, toFailure } from './agent.js'
+import { WorkloadAgent } from './agent.js'
+import { toFailure } from './errors.js'
 import { resolveAgentOptions } from './options.js'
 import type { RawAgentFlags } from './options.js'
 
@@ -57,6 +58,8 @@ export function agentCommand(): Command {
       .option('--exec <command>', 'run this shell command (sh -c) after each switch to new files')
       .option('--log-level <level>', 'log level; logs go to stderr', 'info')
       .addHelpText('after', HELP)
+      // commander's own usage errors (unknown option, missing value) exit 2, like ours.
+      .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
       .action(async (flags: RawAgentFlags) => {
         process.exitCode = await runAgentCommand(flags)
       })

@@ -59,3 +59,13 @@ export class ServerError extends Error {
     return this.status === 401
   }
 }
+
+/** Maps anything thrown to a one-line `AgentFailure`. */
+export function toFailure(e: unknown): AgentFailure {
+  if (e instanceof AgentFailure) return e
+  if (e instanceof ServerError) {
+    return new AgentFailure(e.retryable ? 'unavailable' : 'refused', e.message, { cause: e })
+  }
+  const message = e instanceof Error ? e.message : String(e)
+  return new AgentFailure('unavailable', message.split('\n')[0]!, { cause: e })
+}

@@ -5,7 +5,7 @@ import type { Credential } from './credential.js'
 import { AgentFailure } from './errors.js'
 import type { AgentOptions } from './options.js'
 import { DATA_LINK, readCurrentGeneration } from './out-dir.js'
-import type { AccessToken } from './publish.js'
+import type { AccessToken } from './token.js'
 import { loadState } from './state.js'
 import type { AgentState } from './state.js'
 

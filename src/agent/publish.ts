@@ -3,15 +3,7 @@ import { spawn } from 'node:child_process'
 import type { Credential } from './credential.js'
 import { stageGeneration } from './out-dir.js'
 import type { GenerationFiles } from './out-dir.js'
-
-/** An access token as the agent keeps it (the refresh token lives in the state only). */
-export interface AccessToken {
-  readonly accessToken: string
-  readonly expiresAt: number
-  readonly receivedAt: number
-  /** `x5t#S256` of the certificate it was issued with (= its `cnf`). */
-  readonly thumbprint: string
-}
+import type { AccessToken } from './token.js'
 
 /** `token.json`: what a reader needs to send the token, and which certificate it belongs to. */
 export function tokenJson(token: AccessToken): string {
@@ -55,6 +47,12 @@ export async function publishGeneration(
   await beforeSwitch()
   await staged.commit()
   return staged.name
+}
+
+/** What a generation holds, to skip writing an identical one. */
+export function publishedKey(cred: Credential, token: AccessToken | undefined): string {
+  const bound = token?.thumbprint === cred.thumbprint
+  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}`
 }
 
 /** Result of an `--exec` hook. */

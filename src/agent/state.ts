@@ -2,6 +2,9 @@ import { constants } from 'node:fs'
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 
+import type { Credential } from './credential.js'
+import type { AccessToken } from './token.js'
+
 /**
  * What the agent remembers between runs, in `DIR/..state/agent.json` (0600, directory 0700).
  * It holds the refresh token, a secret, so it never goes into a generation that readers see.
@@ -75,5 +78,32 @@ export async function saveState(dir: string, state: AgentState): Promise<void> {
     await dirHandle.sync()
   } finally {
     await dirHandle.close()
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+/** The state to save for the agent's current certificate, token and refresh token. */
+export function stateOf(
+  cred: Credential | undefined,
+  token: AccessToken | undefined,
+  refreshToken: string | undefined,
+): AgentState {
+  return {
+    ...(cred && {
+      certificate: {
+        thumbprint: cred.thumbprint,
+        serial: cred.serial,
+        received_at: iso(cred.receivedAt),
+      },
+    }),
+    ...(token && {
+      token: {
+        thumbprint: token.thumbprint,
+        received_at: iso(token.receivedAt),
+        expires_at: iso(token.expiresAt),
+      },
+    }),
+    ...(refreshToken !== undefined && { refresh_token: refreshToken }),
   }
 }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -91,9 +91,18 @@ export async function runAgent(
   return { code, stderr: p.stderr, lines: p.lines }
 }
 
-/** A temporary directory for one test. */
+const tempDirs: string[] = []
+
+/** A temporary directory for one test; removed by {@link removeTempDirs}. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `certbound-agent-${prefix}-`))
+  const dir = mkdtempSync(join(tmpdir(), `certbound-agent-${prefix}-`))
+  tempDirs.push(dir)
+  return dir
+}
+
+/** Removes the directories made by {@link tempDir} (call in `afterAll`). */
+export function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 }
 
 /** The common flags for a workload against `s`. */

@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
-import { describe, expect, it } from 'vitest'
-import { tempDir } from './helpers.js'
+import { afterAll, describe, expect, it } from 'vitest'
+import { removeTempDirs, tempDir } from './helpers.js'
+
+afterAll(() => removeTempDirs())
 
 // A workload must not need native SQLite: the agent never loads the CA's database code.
 

@@ -17,6 +17,7 @@ import {
   closedPort,
   readOut,
   runAgent,
+  removeTempDirs,
   tempDir,
   verifyAccessToken,
 } from './helpers.js'
@@ -32,6 +33,7 @@ beforeAll(async () => {
 })
 afterAll(async () => {
   await s?.close()
+  removeTempDirs()
 })
 
 /** A fresh identity with an entry and a join token, and an empty output directory. */
@@ -61,7 +63,9 @@ describe('first boot', () => {
     const w = await workload()
     const tokenFile = join(w.dir, 'join-token')
     writeFileSync(tokenFile, `${w.joinToken}\n`, { mode: 0o600 })
-    const r = await runAgent([...w.args, '--join-token-file', tokenFile, '--once'])
+    const hook = join(w.dir, 'hook.txt')
+    const exec = `printf '%s %s' "$CERTBOUND_SERIAL" "$CERTBOUND_OUT" > ${hook}`
+    const r = await runAgent([...w.args, '--join-token-file', tokenFile, '--once', '--exec', exec])
     expect(r.code, r.stderr).toBe(0)
 
     // Layout: stable links into ..data, which points at a complete generation.
@@ -111,6 +115,8 @@ describe('first boot', () => {
       expect(r.stderr).not.toContain(secret)
     }
     expect(r.lines.some((l) => l.msg === 'enrolled' && l.serial === files.serial)).toBe(true)
+    // --exec ran after the switch, with the new serial and the output directory.
+    expect(readFileSync(hook, 'utf8')).toBe(`${files.serial} ${w.out}`)
   })
 })
 
@@ -163,6 +169,34 @@ describe('--once exit codes', () => {
     // Each attempt logged; the published files are untouched.
     expect(r.lines.filter((l) => l.step === 'token' && l.level === 40)).toHaveLength(3)
     expect(readOut(w.out).token.access_token).toBe(before.token.access_token)
+
+    // The refresh token was spent by the failed attempt (it may have reached a server): the next
+    // run never sends it again, it falls back to client_credentials.
+    const back = await runAgent([...w.args, '--once'])
+    expect(back.code, back.stderr).toBe(0)
+    expect(back.lines.filter((l) => l.grant !== undefined).map((l) => l.grant)).toEqual([
+      'client_credentials',
+    ])
+  })
+
+  it('expired certificate: exits 3 naming the expiry; a new join token enrols again', async () => {
+    const w = await workload()
+    const first = await runAgent([...w.args, '--join-token', w.joinToken, '--ttl', '2s', '--once'])
+    expect(first.code, first.stderr).toBe(0)
+    const { serial } = readOut(w.out)
+    await new Promise((r) => setTimeout(r, 2_500))
+
+    const r = await runAgent([...w.args, '--once'])
+    expect(r.code).toBe(3)
+    expect(lastLine(r.stderr)).toMatch(
+      new RegExp(
+        `^certbound agent: the certificate ${serial} expired at \\S+; enrol with a new join token`,
+      ),
+    )
+    const fresh = await s.joinToken(w.entryId)
+    const r2 = await runAgent([...w.args, '--join-token', fresh, '--once'])
+    expect(r2.code, r2.stderr).toBe(0)
+    expect(readOut(w.out).serial).not.toBe(serial)
   })
 
   it('revoked certificate: exits 3 naming the reason; a new join token enrols again', async () => {

@@ -8,14 +8,16 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import {
   currentGeneration,
   readCurrentGeneration,
   stageGeneration,
 } from '../../src/agent/out-dir.js'
 import { loadState, saveState } from '../../src/agent/state.js'
-import { tempDir } from './helpers.js'
+import { removeTempDirs, tempDir } from './helpers.js'
+
+afterAll(() => removeTempDirs())
 
 const files = (n: number) => ({
   'cert.pem': `cert ${n}\n`,

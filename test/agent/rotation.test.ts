@@ -1,4 +1,5 @@
 import { createPrivateKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestServer } from '../helpers/server.js'
@@ -7,6 +8,7 @@ import {
   agentArgs,
   readOut,
   startReader,
+  removeTempDirs,
   tempDir,
   verifyAccessToken,
 } from './helpers.js'
@@ -22,6 +24,7 @@ beforeAll(async () => {
 })
 afterAll(async () => {
   await s?.close()
+  removeTempDirs()
 })
 
 async function workload(server: TestServer, name: string) {
@@ -34,7 +37,17 @@ async function workload(server: TestServer, name: string) {
 describe('renewal', () => {
   it('renews a 9 s certificate at about 2/3 from receipt, then refreshes the token with the new certificate', async () => {
     const w = await workload(s, 'renew')
-    const agent = new AgentProcess([...w.args, '--join-token', w.joinToken, '--ttl', '9s'])
+    const hooks = join(w.out, '..', 'hooks.txt')
+    const exec = `echo "$CERTBOUND_SERIAL" >> ${hooks}`
+    const agent = new AgentProcess([
+      ...w.args,
+      '--join-token',
+      w.joinToken,
+      '--ttl',
+      '9s',
+      '--exec',
+      exec,
+    ])
     try {
       const enrolled = await agent.waitFor((l) => l.msg === 'enrolled')
       await agent.waitFor((l) => l.msg === 'switched to a new generation')
@@ -51,10 +64,15 @@ describe('renewal', () => {
       const token = await agent.waitFor((l) => l.msg === 'obtained an access token', 5_000, index)
       // The family was refreshed (not restarted) with the new, descendant certificate.
       expect(token.grant).toBe('refresh_token')
-      await agent.waitFor(
+      const switched = await agent.waitFor(
         (l) => l.msg === 'switched to a new generation' && l.serial === renewed.serial,
         5_000,
         index,
+      )
+      const hookRan = agent.waitFor(
+        (l) => l.msg === '--exec command succeeded',
+        5_000,
+        agent.lines.indexOf(switched),
       )
 
       const second = readOut(w.out)
@@ -69,6 +87,11 @@ describe('renewal', () => {
       const stats = await reader.stop()
       expect(stats.reads).toBeGreaterThan(20)
       expect(stats.torn).toEqual([])
+      // --exec ran after each switch: enrolment, then the renewal (and any token refresh).
+      await hookRan
+      const ran = readFileSync(hooks, 'utf8').trim().split('\n')
+      expect(ran[0]).toBe(first.serial)
+      expect(ran).toContain(renewed.serial)
     } finally {
       agent.kill('SIGTERM')
     }
