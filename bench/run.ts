@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   const port = await freePort()
   const configFile = join(dir, 'ca-config.yaml')
   writeFileSync(configFile, `trust_domain: example.org\ndata_dir: ./data\nlog_level: warn\ndatabase:\n  synchronous: ${process.env.BENCH_SYNC ?? 'FULL'}\nserver:\n  listen: 127.0.0.1:${port}\n`)
-  const server = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const server = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), '--import', 'tsx', 'src/cli/index.ts', 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'inherit'] })
   const base = `https://127.0.0.1:${port}`
   try {
     const data = join(dir, 'data')

@@ -1,4 +1,4 @@
-import { createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose'
+import { jwtVerify, type JWTPayload } from 'jose'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
@@ -25,7 +25,7 @@ type Found =
 async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
   if (token.split('.').length !== 3) return undefined
   try {
-    const { payload } = await jwtVerify(token, createLocalJWKSet(await deps.keys.jwks()), {
+    const { payload } = await jwtVerify(token, await deps.keys.keySet(), {
       issuer: deps.config.tokens.issuer,
       typ: 'at+jwt',
       algorithms: ALGORITHMS,

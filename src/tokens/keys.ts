@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto'
 import { join } from 'node:path'
-import { calculateJwkThumbprint, type JWK } from 'jose'
+import { calculateJwkThumbprint, createLocalJWKSet, type JWK } from 'jose'
 import { PATHS, readDataFile, writePrivateKey } from '../ca/files.js'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
@@ -26,6 +26,7 @@ export interface ActiveSigningKey {
  */
 export class SigningKeys {
   readonly #privateKeys = new Map<string, KeyObject>()
+  #keySet: { id: string; set: ReturnType<typeof createLocalJWKSet> } | undefined
 
   constructor(private readonly deps: { config: Config; store: Store; clock: Clock }) {}
 
@@ -54,6 +55,17 @@ export class SigningKeys {
     const now = this.deps.clock.now().getTime()
     const published = (await this.#all()).filter((k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now))
     return { keys: published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }) as JWK) }
+  }
+
+  /**
+   * A jose key set over the published keys, rebuilt only when the set changes: importing
+   * the keys on every introspection would dominate its cost.
+   */
+  async keySet(): Promise<ReturnType<typeof createLocalJWKSet>> {
+    const jwks = await this.jwks()
+    const id = jwks.keys.map((k) => k.kid).join(' ')
+    if (this.#keySet?.id !== id) this.#keySet = { id, set: createLocalJWKSet(jwks) }
+    return this.#keySet.set
   }
 
   /** Creates the first key if there is none (init, or an upgraded database). */
