@@ -1,24 +1,9 @@
 import { Agent, request } from 'undici'
 
+import type { CertificateResponse, TokenResponse } from '../contract.js'
 import { ServerError } from './errors.js'
 
-/** The CONTRACT's certificate response (enrol and renew). */
-export interface CertificateResponse {
-  readonly serial: string
-  readonly spiffe_id: string
-  readonly certificate: string
-  readonly chain: string
-  readonly not_before: string
-  readonly not_after: string
-}
-
-/** RFC 6749 §5.1 token response. */
-export interface TokenResponse {
-  readonly access_token: string
-  readonly token_type: string
-  readonly expires_in: number
-  readonly refresh_token: string
-}
+export type { CertificateResponse, TokenResponse }
 
 /** A client certificate (leaf + intermediate) and its private key, both PEM. */
 export interface TlsCredential {

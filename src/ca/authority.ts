@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import type { Store } from '../db/store.js'
 import type { CertificateRecord, CommitRefusalReason, EntryRecord, NewCertificate } from '../db/types.js'
+import type { CertificateResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
@@ -21,16 +22,6 @@ export interface AuthorityDeps {
   readonly crl: CrlPublisher
   /** Told which serials a revocation changed (the server renews its own certificate if listed). */
   readonly onRevoked?: (serials: readonly string[]) => void
-}
-
-/** The certificate response of the contract. */
-export interface CertificateResponse {
-  readonly serial: string
-  readonly spiffe_id: string
-  readonly certificate: string
-  readonly chain: string
-  readonly not_before: string
-  readonly not_after: string
 }
 
 export interface CertificateRequestBody {

@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js'
 import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import type { Store } from '../db/store.js'
 import type { CertificateRecord } from '../db/types.js'
+import type { TokenResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { parseScopeString } from '../identity/scope.js'
 import { signAccessToken } from './issuer.js'
@@ -14,14 +15,6 @@ export interface GrantDeps {
   readonly store: Store
   readonly clock: Clock
   readonly keys: SigningKeys
-}
-
-export interface TokenResponse {
-  readonly access_token: string
-  readonly token_type: 'Bearer'
-  readonly expires_in: number
-  readonly refresh_token: string
-  readonly scope?: string
 }
 
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
