@@ -4,7 +4,13 @@ import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
-import { createCa, issueAdminCredential, issueServerCertificate, readServerCertificate, type ServerTls } from './ca/init.js'
+import {
+  createCa,
+  issueAdminCredential,
+  issueServerCertificate,
+  readServerCertificate,
+  type ServerTls,
+} from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/load.js'
@@ -28,7 +34,11 @@ export function createLogger(config: Config): Logger {
 }
 
 /** `certbound init`: CA, server TLS certificate, first admin credential, signing key. */
-export async function initialize(config: Config, store: Store, clock: Clock = systemClock): Promise<CaMaterial> {
+export async function initialize(
+  config: Config,
+  store: Store,
+  clock: Clock = systemClock,
+): Promise<CaMaterial> {
   const deps = { config, store, clock }
   const ca = await createCa(deps)
   await issueServerCertificate(deps, ca)
@@ -38,12 +48,17 @@ export async function initialize(config: Config, store: Store, clock: Clock = sy
 }
 
 /** The composition root: config → store → CA → services → app → HTTPS. */
-export async function startServer(config: Config, options: { clock?: Clock; logger?: Logger } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: { clock?: Clock; logger?: Logger } = {},
+): Promise<RunningServer> {
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger(config)
   const store = openStore(config.dataDir, config.database)
   try {
-    const ca = caExists(config.dataDir) ? loadCaMaterial(config.dataDir) : await initialize(config, store, clock)
+    const ca = caExists(config.dataDir)
+      ? loadCaMaterial(config.dataDir)
+      : await initialize(config, store, clock)
     const deps = { config, store, clock }
     const keys = new SigningKeys(deps)
     await keys.ensure()
@@ -64,10 +79,16 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
       if (!force && !(await tlsStale(tls!))) return
       tls = await issueServerCertificate(deps, ca)
       if (server) replaceTlsMaterial(server, { ...tls, caPem })
-      logger.info({ serial: tls.serial, not_after: tls.notAfter.toISOString() }, 'server TLS certificate renewed')
+      logger.info(
+        { serial: tls.serial, not_after: tls.notAfter.toISOString() },
+        'server TLS certificate renewed',
+      )
     }
     const onRevoked = (serials: readonly string[]) => {
-      if (serials.includes(tls!.serial)) void renewTls(true).catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed'))
+      if (serials.includes(tls!.serial))
+        void renewTls(true).catch((e) =>
+          logger.error({ err: (e as Error).message }, 'server TLS renewal failed'),
+        )
     }
     const app = createApp({
       ...deps,
@@ -80,18 +101,28 @@ export async function startServer(config: Config, options: { clock?: Clock; logg
     })
     server = createHttpsServer(app, { ...tls, caPem })
     const address = await listen(server, config.server.host, config.server.port)
-    const maintenance = setInterval(async () => {
-      try {
-        await renewTls(false)
-        await keys.rotateIfDue()
-        await store.tokens.purgeExpired(clock.now().getTime())
-      } catch (e) {
-        logger.error({ err: (e as Error).message }, 'scheduled maintenance failed')
-      }
-    }, Math.min(3_600_000, config.server.tlsCertificateTtlMs / 10))
+    const maintenance = setInterval(
+      async () => {
+        try {
+          await renewTls(false)
+          await keys.rotateIfDue()
+          await store.tokens.purgeExpired(clock.now().getTime())
+        } catch (e) {
+          logger.error({ err: (e as Error).message }, 'scheduled maintenance failed')
+        }
+      },
+      Math.min(3_600_000, config.server.tlsCertificateTtlMs / 10),
+    )
     maintenance.unref()
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    logger.info({ url: `https://${host}:${address.port}`, data_dir: config.dataDir, issuer: config.tokens.issuer }, 'certbound serving')
+    logger.info(
+      {
+        url: `https://${host}:${address.port}`,
+        data_dir: config.dataDir,
+        issuer: config.tokens.issuer,
+      },
+      'certbound serving',
+    )
     return {
       address,
       url: `https://${host}:${address.port}`,

@@ -1,7 +1,12 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import type { Store } from '../db/store.js'
-import type { CertificateRecord, CommitRefusalReason, EntryRecord, NewCertificate } from '../db/types.js'
+import type {
+  CertificateRecord,
+  CommitRefusalReason,
+  EntryRecord,
+  NewCertificate,
+} from '../db/types.js'
 import type { CertificateResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
@@ -38,29 +43,48 @@ export class Authority {
     const { store, clock } = this.deps
     const now = clock.now()
     const id = secretTokenId(joinToken)
-    const found = id === undefined ? undefined : await store.entries.findJoinToken(id, now.getTime())
+    const found =
+      id === undefined ? undefined : await store.entries.findJoinToken(id, now.getTime())
     if (!found || !secretMatches(joinToken, found.tokenHash)) {
-      throw new CAError('ERR_JOIN_TOKEN_INVALID', 'the join token is unknown, already used or expired')
+      throw new CAError(
+        'ERR_JOIN_TOKEN_INVALID',
+        'the join token is unknown, already used or expired',
+      )
     }
     const { entry } = found
-    if (!entry.enabled) throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${entry.spiffeId} is disabled`)
+    if (!entry.enabled)
+      throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${entry.spiffeId} is disabled`)
     const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, null, now)
     const refusal = await store.certificates.commitEnrollment(found.id, issued, {
       actor: `join-token:${found.id}`,
       action: 'certificate.enroll',
       subject: issued.serial,
-      details: { spiffe_id: entry.spiffeId, entry_id: entry.id, not_after: new Date(issued.notAfter).toISOString() },
+      details: {
+        spiffe_id: entry.spiffeId,
+        entry_id: entry.id,
+        not_after: new Date(issued.notAfter).toISOString(),
+      },
     })
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }
 
   /** Renewal over mTLS with the current certificate (LIFECYCLE "renew"). */
-  async renew(presented: CertificateRecord, body: CertificateRequestBody): Promise<CertificateResponse> {
+  async renew(
+    presented: CertificateRecord,
+    body: CertificateRequestBody,
+  ): Promise<CertificateResponse> {
     const { store, clock } = this.deps
     const now = clock.now()
-    if (presented.kind !== 'workload' || presented.spiffeId === null || presented.entryId === null) {
-      throw new CAError('ERR_FORBIDDEN', 'only workload certificates are renewed here; use `certbound admin-credential` for admin credentials')
+    if (
+      presented.kind !== 'workload' ||
+      presented.spiffeId === null ||
+      presented.entryId === null
+    ) {
+      throw new CAError(
+        'ERR_FORBIDDEN',
+        'only workload certificates are renewed here; use `certbound admin-credential` for admin credentials',
+      )
     }
     const entry = await store.entries.get(presented.entryId)
     if (!entry || !entry.enabled) {
@@ -71,7 +95,11 @@ export class Authority {
       actor: presented.spiffeId,
       action: 'certificate.renew',
       subject: issued.serial,
-      details: { spiffe_id: presented.spiffeId, renewed_from: presented.serial, not_after: new Date(issued.notAfter).toISOString() },
+      details: {
+        spiffe_id: presented.spiffeId,
+        renewed_from: presented.serial,
+        not_after: new Date(issued.notAfter).toISOString(),
+      },
     })
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
@@ -81,7 +109,12 @@ export class Authority {
   async revoke(serial: string, reason: unknown, actor: string): Promise<CertificateRecord> {
     const name = parseReason(reason)
     const { store, clock, crl } = this.deps
-    const result = await store.certificates.revoke(serial.toLowerCase(), name, clock.now().getTime(), actor)
+    const result = await store.certificates.revoke(
+      serial.toLowerCase(),
+      name,
+      clock.now().getTime(),
+      actor,
+    )
     if (!result) throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${serial}`)
     if (result.changed) {
       // The revocation is committed: the next CRL must list it even if this rebuild fails.
@@ -100,12 +133,16 @@ export class Authority {
     now: Date,
   ): Promise<NewCertificate> {
     const { config, store, ca } = this.deps
-    if (typeof body.csr !== 'string') throw new CAError('ERR_BAD_REQUEST', '"csr" must be a PEM CERTIFICATE REQUEST string')
+    if (typeof body.csr !== 'string')
+      throw new CAError('ERR_BAD_REQUEST', '"csr" must be a PEM CERTIFICATE REQUEST string')
     const csr = parseCsr(body.csr)
     validateCsr(csr, grant, config)
     const ttlMs = resolveTtl(body.ttl, grant, config)
     if (await store.certificates.isKeyCompromised(sha256Hex(csr.spkiDer))) {
-      throw new CAError('ERR_POLICY_DENIED', 'this public key was revoked for keyCompromise and is refused; generate a new key')
+      throw new CAError(
+        'ERR_POLICY_DENIED',
+        'this public key was revoked for keyCompromise and is refused; generate a new key',
+      )
     }
     return issueLeaf(ca, config, {
       kind: 'workload',
@@ -133,13 +170,20 @@ export class Authority {
 }
 
 function entryGrant(entry: EntryRecord): Grant {
-  return { spiffeId: entry.spiffeId, allowedDnsNames: entry.dnsNames, entryMaxTtlMs: entry.maxTtlMs }
+  return {
+    spiffeId: entry.spiffeId,
+    allowedDnsNames: entry.dnsNames,
+    entryMaxTtlMs: entry.maxTtlMs,
+  }
 }
 
 function parseReason(reason: unknown): RevocationReasonName {
   if (reason === undefined || reason === null) return 'unspecified'
   if (reason === 'certificateHold' || reason === 'removeFromCRL') {
-    throw new CAError('ERR_BAD_REQUEST', `reason "${reason}" is refused: certbound does not put certificates on hold`)
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      `reason "${reason}" is refused: certbound does not put certificates on hold`,
+    )
   }
   if (typeof reason !== 'string' || !(REVOCATION_REASONS as readonly string[]).includes(reason)) {
     throw new CAError('ERR_BAD_REQUEST', `"reason" must be one of ${REVOCATION_REASONS.join(', ')}`)
@@ -150,12 +194,21 @@ function parseReason(reason: unknown): RevocationReasonName {
 function refusalError(reason: CommitRefusalReason): CAError {
   switch (reason) {
     case 'join_token_spent':
-      return new CAError('ERR_JOIN_TOKEN_INVALID', 'the join token is unknown, already used or expired')
+      return new CAError(
+        'ERR_JOIN_TOKEN_INVALID',
+        'the join token is unknown, already used or expired',
+      )
     case 'entry_disabled':
       return new CAError('ERR_ENTRY_DISABLED', 'the entry was disabled')
     case 'key_compromised':
-      return new CAError('ERR_POLICY_DENIED', 'this public key was revoked for keyCompromise and is refused')
+      return new CAError(
+        'ERR_POLICY_DENIED',
+        'this public key was revoked for keyCompromise and is refused',
+      )
     case 'parent_not_valid':
-      return new CAError('ERR_CLIENT_CERT_REQUIRED', 'the presented certificate was revoked or expired')
+      return new CAError(
+        'ERR_CLIENT_CERT_REQUIRED',
+        'the presented certificate was revoked or expired',
+      )
   }
 }

@@ -16,19 +16,30 @@ export async function authenticateClientCertificate(
   deps: { store: Store; clock: Clock },
 ): Promise<CertificateRecord> {
   const cert = peer.certificate
-  if (!cert) throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'a client certificate issued by this CA is required')
+  if (!cert)
+    throw new CAError(
+      'ERR_CLIENT_CERT_REQUIRED',
+      'a client certificate issued by this CA is required',
+    )
   if (!peer.authorized) {
-    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate does not chain to this CA or is outside its validity period')
+    throw new CAError(
+      'ERR_CLIENT_CERT_REQUIRED',
+      'the client certificate does not chain to this CA or is outside its validity period',
+    )
   }
   const record = await deps.store.certificates.get(cert.serialNumber.toLowerCase())
   // The thumbprint check ties the row to these exact bytes, not just to a serial.
   if (!record || record.thumbprint !== x5tS256(cert.raw)) {
     throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is not known to this CA')
   }
-  if (record.status !== 'valid') throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is revoked')
+  if (record.status !== 'valid')
+    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is revoked')
   const now = deps.clock.now().getTime()
   if (now < record.notBefore || now >= record.notAfter) {
-    throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate has expired or is not yet valid')
+    throw new CAError(
+      'ERR_CLIENT_CERT_REQUIRED',
+      'the client certificate has expired or is not yet valid',
+    )
   }
   return record
 }

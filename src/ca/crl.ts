@@ -62,7 +62,10 @@ export class CrlPublisher {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.rebuild().catch(() => undefined), this.deps.validityMs / 2)
+    this.#timer = setInterval(
+      () => void this.rebuild().catch(() => undefined),
+      this.deps.validityMs / 2,
+    )
     this.#timer.unref()
   }
 

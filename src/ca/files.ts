@@ -1,4 +1,12 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs'
+import {
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs'
 import { dirname, join } from 'node:path'
 
 /** Where everything lives under data_dir (CONTRACT "Files under data_dir"). */

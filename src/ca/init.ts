@@ -69,9 +69,21 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
   ] as const) {
     const view = parseCertificate(der)
     await store.certificates.saveCaCertificate(
-      { kind, serial: view.serialHex, der, keyFile, notBefore: view.notBefore.getTime(), notAfter: view.notAfter.getTime() },
+      {
+        kind,
+        serial: view.serialHex,
+        der,
+        keyFile,
+        notBefore: view.notBefore.getTime(),
+        notAfter: view.notAfter.getTime(),
+      },
       now,
-      { actor: 'cli', action: `ca.create_${kind}`, subject: view.serialHex, details: { key_type: config.ca.keyType } },
+      {
+        actor: 'cli',
+        action: `ca.create_${kind}`,
+        subject: view.serialHex,
+        details: { key_type: config.ca.keyType },
+      },
     )
   }
   return loadCaMaterial(dir)
@@ -88,7 +100,10 @@ export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Pr
     spiffeId: null,
     dnsNames: names.filter((n) => isIP(n) === 0).map((n) => n.toLowerCase()),
     ipAddresses: names.filter((n) => isIP(n) !== 0),
-    ttlMs: Math.min(config.server.tlsCertificateTtlMs, ca.intermediate.notAfter.getTime() - clock.now().getTime() - 60_000),
+    ttlMs: Math.min(
+      config.server.tlsCertificateTtlMs,
+      ca.intermediate.notAfter.getTime() - clock.now().getTime() - 60_000,
+    ),
     entryId: null,
     renewedFrom: null,
     now: clock.now(),
@@ -114,18 +129,34 @@ export function readServerCertificate(
   dataDir: string,
   hostnames?: readonly string[],
 ): ServerTls | undefined {
-  if (!existsSync(join(dataDir, PATHS.serverCert)) || !existsSync(join(dataDir, PATHS.serverKey))) return undefined
+  if (!existsSync(join(dataDir, PATHS.serverCert)) || !existsSync(join(dataDir, PATHS.serverKey)))
+    return undefined
   const certPem = readDataFile(dataDir, PATHS.serverCert)
-  const view = parseCertificate(pemToDer(certPem.slice(0, certPem.indexOf('-----END CERTIFICATE-----') + 25), 'CERTIFICATE'))
+  const view = parseCertificate(
+    pemToDer(certPem.slice(0, certPem.indexOf('-----END CERTIFICATE-----') + 25), 'CERTIFICATE'),
+  )
   if (hostnames !== undefined && !namesMatch(view, hostnames)) return undefined
-  return { certPem, keyPem: readDataFile(dataDir, PATHS.serverKey), notAfter: view.notAfter, serial: view.serialHex }
+  return {
+    certPem,
+    keyPem: readDataFile(dataDir, PATHS.serverKey),
+    notAfter: view.notAfter,
+    serial: view.serialHex,
+  }
 }
 
 /** True when the certificate's DNS and IP SANs are exactly `hostnames` (IPs compared as bytes). */
-function namesMatch(view: { dnsNames: readonly string[]; ipAddresses: readonly string[] }, hostnames: readonly string[]): boolean {
+function namesMatch(
+  view: { dnsNames: readonly string[]; ipAddresses: readonly string[] },
+  hostnames: readonly string[],
+): boolean {
   const ip = (a: string) => Buffer.from(ipToBytes(a)).toString('hex')
-  const want = new Set(hostnames.map((n) => (isIP(n) === 0 ? `dns:${n.toLowerCase()}` : `ip:${ip(n)}`)))
-  const have = new Set([...view.dnsNames.map((n) => `dns:${n.toLowerCase()}`), ...view.ipAddresses.map((a) => `ip:${ip(a)}`)])
+  const want = new Set(
+    hostnames.map((n) => (isIP(n) === 0 ? `dns:${n.toLowerCase()}` : `ip:${ip(n)}`)),
+  )
+  const have = new Set([
+    ...view.dnsNames.map((n) => `dns:${n.toLowerCase()}`),
+    ...view.ipAddresses.map((a) => `ip:${ip(a)}`),
+  ])
   return want.size === have.size && [...want].every((n) => have.has(n))
 }
 
@@ -133,7 +164,11 @@ function namesMatch(view: { dnsNames: readonly string[]; ipAddresses: readonly s
  * Issues an admin client certificate for the first admin.spiffe_ids entry, locally from the
  * CA key on disk, so a lost or expired admin credential never locks operators out.
  */
-export async function issueAdminCredential(deps: InitDeps, ca: CaMaterial, spiffeId = deps.config.admin.spiffeIds[0]!): Promise<{ serial: string; notAfter: Date }> {
+export async function issueAdminCredential(
+  deps: InitDeps,
+  ca: CaMaterial,
+  spiffeId = deps.config.admin.spiffeIds[0]!,
+): Promise<{ serial: string; notAfter: Date }> {
   const { config, store, clock } = deps
   const keys = await generateKeyPair('ec-p256')
   const issued = issueLeaf(ca, config, {

@@ -20,7 +20,6 @@ export interface LeafRequest {
   readonly now: Date
 }
 
-
 /**
  * Signs an end-entity certificate with the contract's profile. Everything in it comes from
  * the request the policy already approved: the subject is built here, never copied from a CSR.
@@ -30,7 +29,10 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   const issuedAt = Math.floor(req.now.getTime() / 1000) * 1000
   const notAfter = issuedAt + req.ttlMs
   if (notAfter > ca.intermediate.notAfter.getTime()) {
-    throw new CAError('ERR_POLICY_DENIED', 'the requested lifetime would outlive the issuing CA certificate')
+    throw new CAError(
+      'ERR_POLICY_DENIED',
+      'the requested lifetime would outlive the issuing CA certificate',
+    )
   }
   const serial = newSerial()
   const notBefore = issuedAt - config.certificates.backdateMs
@@ -62,4 +64,3 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     issuedAt,
   }
 }
-

@@ -17,12 +17,16 @@ export interface CaMaterial {
 }
 
 export function caExists(dataDir: string): boolean {
-  return existsSync(join(dataDir, PATHS.intermediateKey)) || existsSync(join(dataDir, PATHS.rootCert))
+  return (
+    existsSync(join(dataDir, PATHS.intermediateKey)) || existsSync(join(dataDir, PATHS.rootCert))
+  )
 }
 
 export function loadCaMaterial(dataDir: string): CaMaterial {
   const root = parseCertificate(pemToDer(readDataFile(dataDir, PATHS.rootCert), 'CERTIFICATE'))
-  const intermediate = parseCertificate(pemToDer(readDataFile(dataDir, PATHS.intermediateCert), 'CERTIFICATE'))
+  const intermediate = parseCertificate(
+    pemToDer(readDataFile(dataDir, PATHS.intermediateCert), 'CERTIFICATE'),
+  )
   const privateKey = privateKeyFromPem(readDataFile(dataDir, PATHS.intermediateKey))
   return {
     root,

@@ -16,7 +16,10 @@ type CsrValidator = (csr: ParsedCsr, grant: Grant, config: Config) => void
 
 const notCA: CsrValidator = (csr) => {
   if (csr.requestsCA) {
-    throw new CAError('ERR_POLICY_DENIED', 'the CSR asks for basicConstraints CA:true; certbound issues only end-entity certificates')
+    throw new CAError(
+      'ERR_POLICY_DENIED',
+      'the CSR asks for basicConstraints CA:true; certbound issues only end-entity certificates',
+    )
   }
 }
 
@@ -32,7 +35,10 @@ const allowedKeyType: CsrValidator = (csr, _g, config) => {
 const uriMatchesIdentity: CsrValidator = (csr, grant) => {
   for (const uri of csr.uris) {
     if (uri !== grant.spiffeId) {
-      throw new CAError('ERR_POLICY_DENIED', `the CSR names URI SAN "${uri}", but this identity is ${grant.spiffeId}`)
+      throw new CAError(
+        'ERR_POLICY_DENIED',
+        `the CSR names URI SAN "${uri}", but this identity is ${grant.spiffeId}`,
+      )
     }
   }
 }
@@ -40,7 +46,10 @@ const uriMatchesIdentity: CsrValidator = (csr, grant) => {
 const dnsNamesAllowed: CsrValidator = (csr, grant) => {
   for (const name of csr.dnsNames) {
     if (!grant.allowedDnsNames.includes(name.toLowerCase())) {
-      throw new CAError('ERR_POLICY_DENIED', `DNS name "${name}" is not allowed for ${grant.spiffeId}`)
+      throw new CAError(
+        'ERR_POLICY_DENIED',
+        `DNS name "${name}" is not allowed for ${grant.spiffeId}`,
+      )
     }
   }
 }
@@ -51,7 +60,13 @@ const noOtherNames: CsrValidator = (csr) => {
   }
 }
 
-const VALIDATORS: readonly CsrValidator[] = [notCA, allowedKeyType, uriMatchesIdentity, noOtherNames, dnsNamesAllowed]
+const VALIDATORS: readonly CsrValidator[] = [
+  notCA,
+  allowedKeyType,
+  uriMatchesIdentity,
+  noOtherNames,
+  dnsNamesAllowed,
+]
 
 /** Runs every CSR check; the CA never copies anything from the CSR that these did not allow. */
 export function validateCsr(csr: ParsedCsr, grant: Grant, config: Config): void {
@@ -64,13 +79,20 @@ export function validateCsr(csr: ParsedCsr, grant: Grant, config: Config): void 
  */
 export function resolveTtl(requested: unknown, grant: Grant, config: Config): number {
   const cap = Math.min(grant.entryMaxTtlMs ?? Infinity, config.certificates.maxTtlMs)
-  if (requested === undefined || requested === null) return Math.min(config.certificates.defaultTtlMs, cap)
+  if (requested === undefined || requested === null)
+    return Math.min(config.certificates.defaultTtlMs, cap)
   const ms = typeof requested === 'string' ? parseDuration(requested) : undefined
   if (ms === undefined) {
-    throw new CAError('ERR_BAD_REQUEST', `"ttl" must be a duration string such as "30s", "15m", "1h" or "7d"`)
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      `"ttl" must be a duration string such as "30s", "15m", "1h" or "7d"`,
+    )
   }
   if (ms > cap) {
-    throw new CAError('ERR_TTL_TOO_LONG', `ttl ${requested} is over the maximum of ${formatDuration(cap)} for ${grant.spiffeId}`)
+    throw new CAError(
+      'ERR_TTL_TOO_LONG',
+      `ttl ${requested} is over the maximum of ${formatDuration(cap)} for ${grant.spiffeId}`,
+    )
   }
   return ms
 }

@@ -27,8 +27,14 @@ export class AdminClient {
 
   constructor(config: Config, opts: AdminClientOptions) {
     const dir = config.dataDir
-    const host = ['0.0.0.0', '::', ''].includes(config.server.host) ? '127.0.0.1' : config.server.host
-    this.#base = (opts.server ?? process.env.CERTBOUND_SERVER ?? `https://${host.includes(':') ? `[${host}]` : host}:${config.server.port}`).replace(/\/+$/, '')
+    const host = ['0.0.0.0', '::', ''].includes(config.server.host)
+      ? '127.0.0.1'
+      : config.server.host
+    this.#base = (
+      opts.server ??
+      process.env.CERTBOUND_SERVER ??
+      `https://${host.includes(':') ? `[${host}]` : host}:${config.server.port}`
+    ).replace(/\/+$/, '')
     const read = (p: string) => readFileSync(p, 'utf8')
     const ca = read(opts.caBundle ?? join(dir, PATHS.bundle))
     this.#agent = new Agent({
@@ -47,7 +53,10 @@ export class AdminClient {
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     }).catch((e: Error & { code?: string }) => {
-      const hint = e.code === 'ECONNREFUSED' ? ' (is `certbound serve` running? --server or CERTBOUND_SERVER set the URL)' : ''
+      const hint =
+        e.code === 'ECONNREFUSED'
+          ? ' (is `certbound serve` running? --server or CERTBOUND_SERVER set the URL)'
+          : ''
       throw new ApiError(0, `cannot reach ${this.#base}: ${e.message}${hint}`)
     })
     const text = await res.body.text()

@@ -50,46 +50,81 @@ export function buildCli(): Command {
     .option('--config <file>', 'config file (default ./ca-config.yaml; env CERTBOUND_CONFIG)')
     .showHelpAfterError()
 
-  program.command('serve').description('start the HTTPS server (initialises data_dir on first start)').action(async (_o, cmd: Command) => {
-    const { startServer } = await server()
-    const running = await startServer(configOf(cmd))
-    let stopping = false
-    const stop = (signal: string) => {
-      if (stopping) return
-      stopping = true
-      process.stderr.write(`certbound: ${signal}: shutting down\n`)
-      void running.close().then(() => process.exit(0))
-    }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
-  })
+  program
+    .command('serve')
+    .description('start the HTTPS server (initialises data_dir on first start)')
+    .action(async (_o, cmd: Command) => {
+      const { startServer } = await server()
+      const running = await startServer(configOf(cmd))
+      let stopping = false
+      const stop = (signal: string) => {
+        if (stopping) return
+        stopping = true
+        process.stderr.write(`certbound: ${signal}: shutting down\n`)
+        void running.close().then(() => process.exit(0))
+      }
+      process.on('SIGTERM', () => stop('SIGTERM'))
+      process.on('SIGINT', () => stop('SIGINT'))
+    })
 
-  program.command('init').description('create the CA, server certificate, signing key and first admin credential').action(async (_o, cmd: Command) => {
-    const config = configOf(cmd)
-    const [{ caExists }, { openStore }, { initialize }] = await Promise.all([caMaterial(), db(), server()])
-    if (caExists(config.dataDir)) throw new CAError('ERR_CA_EXISTS', `a CA already exists in ${config.dataDir}; refusing to overwrite it`)
-    const store = openStore(config.dataDir, config.database)
-    try {
-      const ca = await initialize(config, store)
-      print({ data_dir: config.dataDir, root_serial: ca.root.serialHex, intermediate_serial: ca.intermediate.serialHex, admin: config.admin.spiffeIds[0] })
-    } finally {
-      store.close()
-    }
-  })
+  program
+    .command('init')
+    .description('create the CA, server certificate, signing key and first admin credential')
+    .action(async (_o, cmd: Command) => {
+      const config = configOf(cmd)
+      const [{ caExists }, { openStore }, { initialize }] = await Promise.all([
+        caMaterial(),
+        db(),
+        server(),
+      ])
+      if (caExists(config.dataDir))
+        throw new CAError(
+          'ERR_CA_EXISTS',
+          `a CA already exists in ${config.dataDir}; refusing to overwrite it`,
+        )
+      const store = openStore(config.dataDir, config.database)
+      try {
+        const ca = await initialize(config, store)
+        print({
+          data_dir: config.dataDir,
+          root_serial: ca.root.serialHex,
+          intermediate_serial: ca.intermediate.serialHex,
+          admin: config.admin.spiffeIds[0],
+        })
+      } finally {
+        store.close()
+      }
+    })
 
   program
     .command('admin-credential')
-    .description('issue a new admin client certificate locally from the CA key (recovers a lost or expired credential)')
+    .description(
+      'issue a new admin client certificate locally from the CA key (recovers a lost or expired credential)',
+    )
     .option('--spiffe-id <id>', 'one of admin.spiffe_ids (default: the first)')
     .action(async (o: { spiffeId?: string }, cmd: Command) => {
       const config = configOf(cmd)
       const id = o.spiffeId ?? config.admin.spiffeIds[0]!
-      if (!config.admin.spiffeIds.includes(id)) throw new CAError('ERR_BAD_REQUEST', `${id} is not in admin.spiffe_ids`)
-      const [{ openStore }, { issueAdminCredential }, { loadCaMaterial }] = await Promise.all([db(), caInit(), caMaterial()])
+      if (!config.admin.spiffeIds.includes(id))
+        throw new CAError('ERR_BAD_REQUEST', `${id} is not in admin.spiffe_ids`)
+      const [{ openStore }, { issueAdminCredential }, { loadCaMaterial }] = await Promise.all([
+        db(),
+        caInit(),
+        caMaterial(),
+      ])
       const store = openStore(config.dataDir, config.database)
       try {
-        const issued = await issueAdminCredential({ config, store, clock: systemClock }, loadCaMaterial(config.dataDir), id)
-        print({ spiffe_id: id, serial: issued.serial, not_after: issued.notAfter.toISOString(), certificate: `${config.dataDir}/admin/admin.pem` })
+        const issued = await issueAdminCredential(
+          { config, store, clock: systemClock },
+          loadCaMaterial(config.dataDir),
+          id,
+        )
+        print({
+          spiffe_id: id,
+          serial: issued.serial,
+          not_after: issued.notAfter.toISOString(),
+          certificate: `${config.dataDir}/admin/admin.pem`,
+        })
       } finally {
         store.close()
       }
@@ -98,14 +133,22 @@ export function buildCli(): Command {
   const keys = program.command('keys').description('token-signing keys')
   keys
     .command('rotate')
-    .description('add a new signing key (published before it signs; the old one stays until its tokens expire)')
-    .option('--now', 'emergency: sign with the new key at once and withdraw the old ones, killing their tokens')
+    .description(
+      'add a new signing key (published before it signs; the old one stays until its tokens expire)',
+    )
+    .option(
+      '--now',
+      'emergency: sign with the new key at once and withdraw the old ones, killing their tokens',
+    )
     .action(async (o: { now?: boolean }, cmd: Command) => {
       const config = configOf(cmd)
       const [{ openStore }, { SigningKeys }] = await Promise.all([db(), signingKeys()])
       const store = openStore(config.dataDir, config.database)
       try {
-        const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({ immediate: o.now === true, actor: 'cli' })
+        const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({
+          immediate: o.now === true,
+          actor: 'cli',
+        })
         print({ kid: key.kid, alg: key.alg, signs_from: new Date(key.activateAt).toISOString() })
       } finally {
         store.close()
@@ -128,17 +171,43 @@ export function buildCli(): Command {
         }),
       ),
   )
-  entry.addCommand(adminCommand('list', 'list entries').option('--cursor <c>').action((o: { cursor?: string }, cmd: Command) => api(cmd, 'GET', `/v1/entries${o.cursor ? `?cursor=${enc(o.cursor)}` : ''}`)))
-  entry.addCommand(adminCommand('show', 'show an entry').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/entries/${enc(id)}`)))
-  entry.addCommand(adminCommand('disable', 'disable an entry (ends its token families)').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: false })))
-  entry.addCommand(adminCommand('enable', 'enable an entry again').argument('<id>').action((id: string, _o, cmd: Command) => api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: true })))
+  entry.addCommand(
+    adminCommand('list', 'list entries')
+      .option('--cursor <c>')
+      .action((o: { cursor?: string }, cmd: Command) =>
+        api(cmd, 'GET', `/v1/entries${o.cursor ? `?cursor=${enc(o.cursor)}` : ''}`),
+      ),
+  )
+  entry.addCommand(
+    adminCommand('show', 'show an entry')
+      .argument('<id>')
+      .action((id: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/entries/${enc(id)}`)),
+  )
+  entry.addCommand(
+    adminCommand('disable', 'disable an entry (ends its token families)')
+      .argument('<id>')
+      .action((id: string, _o, cmd: Command) =>
+        api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: false }),
+      ),
+  )
+  entry.addCommand(
+    adminCommand('enable', 'enable an entry again')
+      .argument('<id>')
+      .action((id: string, _o, cmd: Command) =>
+        api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { enabled: true }),
+      ),
+  )
 
-  const joinToken = program.command('join-token').description('one-time enrolment tokens (admin API)')
+  const joinToken = program
+    .command('join-token')
+    .description('one-time enrolment tokens (admin API)')
   joinToken.addCommand(
     adminCommand('create', 'create a join token for an entry (printed once)')
       .argument('<entry-id>')
       .option('--ttl <duration>')
-      .action((id: string, o: { ttl?: string }, cmd: Command) => api(cmd, 'POST', `/v1/entries/${enc(id)}/join-tokens`, o.ttl ? { ttl: o.ttl } : {})),
+      .action((id: string, o: { ttl?: string }, cmd: Command) =>
+        api(cmd, 'POST', `/v1/entries/${enc(id)}/join-tokens`, o.ttl ? { ttl: o.ttl } : {}),
+      ),
   )
 
   const cert = program.command('cert').description('issued certificates (admin API)')
@@ -155,12 +224,18 @@ export function buildCli(): Command {
         return api(cmd, 'GET', `/v1/certificates${q.size ? `?${q}` : ''}`)
       }),
   )
-  cert.addCommand(adminCommand('show', 'show a certificate').argument('<serial>').action((s: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/certificates/${enc(s)}`)))
+  cert.addCommand(
+    adminCommand('show', 'show a certificate')
+      .argument('<serial>')
+      .action((s: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/certificates/${enc(s)}`)),
+  )
   cert.addCommand(
     adminCommand('revoke', 'revoke a certificate (its tokens die with it)')
       .argument('<serial>')
       .option('--reason <reason>', 'RFC 5280 reason, e.g. keyCompromise, superseded')
-      .action((s: string, o: { reason?: string }, cmd: Command) => api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {})),
+      .action((s: string, o: { reason?: string }, cmd: Command) =>
+        api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {}),
+      ),
   )
   program.addCommand(agentCommand())
   return program
@@ -169,7 +244,12 @@ export function buildCli(): Command {
 buildCli()
   .parseAsync(process.argv)
   .catch((e: unknown) => {
-    const message = e instanceof CAError || e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e)
+    const message =
+      e instanceof CAError || e instanceof ApiError
+        ? e.message
+        : e instanceof Error
+          ? e.message
+          : String(e)
     process.stderr.write(`certbound: ${message}\n`)
     process.exit(1)
   })

@@ -132,7 +132,8 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
       if (closed) throw new Error('BoundFetch is closed')
       const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
       // The token goes only over TLS, where the bound certificate is presented with it.
-      if (url.protocol !== 'https:') throw new TypeError(`refusing to send the access token over ${url.protocol}`)
+      if (url.protocol !== 'https:')
+        throw new TypeError(`refusing to send the access token over ${url.protocol}`)
       if (Date.now() >= loaded.generation.expiresAt.getTime()) await reload()
       const { generation, agent } = loaded // one generation for both token and certificate
       const headers = new Headers(

@@ -9,7 +9,11 @@ export function parseDuration(text: string): number | undefined {
 
 /** The largest whole unit that represents `ms` exactly (`90000` → `90s`, `3600000` → `1h`). */
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`
   }
   return `${Math.ceil(ms / 1000)}s`

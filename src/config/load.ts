@@ -23,7 +23,11 @@ export interface Config {
     readonly tlsCertificateTtlMs: number
   }
   readonly database: { readonly synchronous: 'FULL' | 'NORMAL'; readonly busyTimeoutMs: number }
-  readonly ca: { readonly keyType: KeyType; readonly rootTtlMs: number; readonly intermediateTtlMs: number }
+  readonly ca: {
+    readonly keyType: KeyType
+    readonly rootTtlMs: number
+    readonly intermediateTtlMs: number
+  }
   readonly certificates: {
     readonly defaultTtlMs: number
     readonly maxTtlMs: number
@@ -102,7 +106,11 @@ export function configFromObject(raw: unknown, path?: string): Config {
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
     },
     database: { synchronous: c.database.synchronous, busyTimeoutMs: c.database.busy_timeout },
-    ca: { keyType: c.ca.key_type, rootTtlMs: c.ca.root_ttl, intermediateTtlMs: c.ca.intermediate_ttl },
+    ca: {
+      keyType: c.ca.key_type,
+      rootTtlMs: c.ca.root_ttl,
+      intermediateTtlMs: c.ca.intermediate_ttl,
+    },
     certificates: {
       defaultTtlMs: c.certificates.default_ttl,
       maxTtlMs: c.certificates.max_ttl,
@@ -122,7 +130,8 @@ export function configFromObject(raw: unknown, path?: string): Config {
       accessTokenTtlMs: c.tokens.access_token_ttl,
       refreshTokenTtlMs: c.tokens.refresh_token_ttl,
       signingKeyType: c.tokens.signing_key_type,
-      signingKeyRotationMs: c.tokens.signing_key_rotation === 'off' ? undefined : c.tokens.signing_key_rotation,
+      signingKeyRotationMs:
+        c.tokens.signing_key_rotation === 'off' ? undefined : c.tokens.signing_key_rotation,
       jwksCacheTtlMs: c.tokens.jwks_cache_ttl,
       introspectionClients: c.tokens.introspection_clients,
     },

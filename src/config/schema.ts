@@ -16,7 +16,9 @@ const duration = z.string().transform((text, ctx) => {
 
 const keyType = z.enum(KEY_TYPES as [KeyType, ...KeyType[]])
 
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'must be HOST:PORT')
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'must be HOST:PORT')
 
 const cidr = z.string().refine((s) => {
   const [ip, bits, ...rest] = s.split('/')
@@ -30,7 +32,11 @@ const cidr = z.string().refine((s) => {
 const hostname = z
   .string()
   .refine(
-    (s) => isIP(s) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(s),
+    (s) =>
+      isIP(s) !== 0 ||
+      /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
+        s,
+      ),
     'must be a DNS name or an IP address',
   )
   .transform((s) => (isIP(s) === 0 ? s.toLowerCase() : s))
@@ -44,13 +50,23 @@ const D = DEFAULTS
 export const configSchema = z.strictObject({
   trust_domain: trustDomain.default(D.trust_domain),
   data_dir: z.string().min(1).default(D.data_dir),
-  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.log_level),
+  log_level: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default(D.log_level),
   server: z
     .strictObject({
       listen: hostPort.default(D.server.listen),
-      hostnames: z.array(hostname).min(1).default([...D.server.hostnames]),
+      hostnames: z
+        .array(hostname)
+        .min(1)
+        .default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
-      max_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(D.server.max_body_bytes),
+      max_body_bytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
     })
     .prefault({}),
@@ -71,7 +87,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       default_ttl: duration.prefault(D.certificates.default_ttl),
       max_ttl: duration.prefault(D.certificates.max_ttl),
-      allowed_key_types: z.array(keyType).min(1).default([...KEY_TYPES]),
+      allowed_key_types: z
+        .array(keyType)
+        .min(1)
+        .default([...KEY_TYPES]),
       backdate: duration
         .refine((ms) => ms <= 5 * 60_000, 'must be at most 5m')
         .prefault(D.certificates.backdate),
@@ -102,7 +121,9 @@ export const configSchema = z.strictObject({
       access_token_ttl: duration.prefault(D.tokens.access_token_ttl),
       refresh_token_ttl: duration.prefault(D.tokens.refresh_token_ttl),
       signing_key_type: keyType.default(D.tokens.signing_key_type),
-      signing_key_rotation: z.union([z.literal('off'), duration]).prefault(D.tokens.signing_key_rotation),
+      signing_key_rotation: z
+        .union([z.literal('off'), duration])
+        .prefault(D.tokens.signing_key_rotation),
       jwks_cache_ttl: duration.prefault(D.tokens.jwks_cache_ttl),
       introspection_clients: z.array(z.string()).optional(),
     })

@@ -101,7 +101,8 @@ export function describeUnsupportedKey(key: KeyObject): string {
       return `curve ${details.namedCurve ?? 'unknown'} is not supported (use P-256 or P-384)`
     case 'rsa': {
       const bits = details.modulusLength ?? 0
-      if (!rsaExponentOk(details.publicExponent)) return `RSA public exponent ${details.publicExponent} is refused: use 65537`
+      if (!rsaExponentOk(details.publicExponent))
+        return `RSA public exponent ${details.publicExponent} is refused: use 65537`
       if (bits < 2048) return `RSA ${bits}-bit keys are refused: minimum is 2048`
       return `RSA ${bits}-bit keys are not supported (use 2048, 3072 or 4096)`
     }

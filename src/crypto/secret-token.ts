@@ -22,7 +22,8 @@ export function newSecretToken(): SecretToken {
 
 /** The lookup id of a presented token, or undefined when it cannot be one of ours. */
 export function secretTokenId(token: string): string | undefined {
-  if (token.length !== ID_LENGTH + SECRET_LENGTH || !/^[A-Za-z0-9_-]+$/.test(token)) return undefined
+  if (token.length !== ID_LENGTH + SECRET_LENGTH || !/^[A-Za-z0-9_-]+$/.test(token))
+    return undefined
   return token.slice(0, ID_LENGTH)
 }
 

@@ -21,14 +21,20 @@ export class AuditRepository {
     this.write(at, event)
   }
 
-  async list(filter: { subject?: string; action?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+  async list(
+    filter: { subject?: string; action?: string; limit?: number } = {},
+  ): Promise<AuditRecord[]> {
     const rows = this.db
       .prepare(
         `SELECT * FROM audit_events
          WHERE (@subject IS NULL OR subject = @subject) AND (@action IS NULL OR action = @action)
          ORDER BY id LIMIT @limit`,
       )
-      .all({ subject: filter.subject ?? null, action: filter.action ?? null, limit: filter.limit ?? 1000 })
+      .all({
+        subject: filter.subject ?? null,
+        action: filter.action ?? null,
+        limit: filter.limit ?? 1000,
+      })
     return (rows as AuditRow[]).map(toAudit)
   }
 }

@@ -32,9 +32,16 @@ export class EntryRepository {
             `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, scopes, enabled, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(entry.id, entry.spiffeId, JSON.stringify(entry.dnsNames), entry.maxTtlMs,
+          .run(
+            entry.id,
+            entry.spiffeId,
+            JSON.stringify(entry.dnsNames),
+            entry.maxTtlMs,
             entry.scopes === null ? null : JSON.stringify(entry.scopes),
-            entry.enabled ? 1 : 0, entry.createdAt, entry.updatedAt)
+            entry.enabled ? 1 : 0,
+            entry.createdAt,
+            entry.updatedAt,
+          )
         this.audit.write(entry.createdAt, event)
       })()
     } catch (e) {
@@ -47,20 +54,21 @@ export class EntryRepository {
   }
 
   async get(id: string): Promise<EntryRecord | undefined> {
-    const row = this.db.prepare('SELECT * FROM entries WHERE id = ?').get(id) as EntryRow | undefined
+    const row = this.db.prepare('SELECT * FROM entries WHERE id = ?').get(id) as
+      EntryRow | undefined
     return row && toEntry(row)
   }
 
   async getBySpiffeId(spiffeId: string): Promise<EntryRecord | undefined> {
     const row = this.db.prepare('SELECT * FROM entries WHERE spiffe_id = ?').get(spiffeId) as
-      | EntryRow
-      | undefined
+      EntryRow | undefined
     return row && toEntry(row)
   }
 
   async list(q: { cursor?: string; limit: number }): Promise<Page<EntryRecord>> {
     const after = decodeCursor(q.cursor)
-    if (after === undefined) throw new CAError('ERR_BAD_REQUEST', 'cursor is not one this server issued')
+    if (after === undefined)
+      throw new CAError('ERR_BAD_REQUEST', 'cursor is not one this server issued')
     const rows = this.db
       .prepare('SELECT rowid AS rid, * FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?')
       .all(after, q.limit + 1) as (EntryRow & { rid: number })[]
@@ -75,9 +83,15 @@ export class EntryRepository {
    * Applies a patch; disabling also ends the entry's token families, in the same transaction.
    * Returns undefined for an unknown entry.
    */
-  async update(id: string, patch: EntryPatch, now: number, event: AuditInput): Promise<EntryRecord | undefined> {
+  async update(
+    id: string,
+    patch: EntryPatch,
+    now: number,
+    event: AuditInput,
+  ): Promise<EntryRecord | undefined> {
     return this.db.transaction(() => {
-      const row = this.db.prepare('SELECT * FROM entries WHERE id = ?').get(id) as EntryRow | undefined
+      const row = this.db.prepare('SELECT * FROM entries WHERE id = ?').get(id) as
+        EntryRow | undefined
       if (!row) return undefined
       const before = toEntry(row)
       const after: EntryRecord = {
@@ -89,9 +103,17 @@ export class EntryRepository {
         updatedAt: now,
       }
       this.db
-        .prepare('UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, scopes = ?, updated_at = ? WHERE id = ?')
-        .run(after.enabled ? 1 : 0, JSON.stringify(after.dnsNames), after.maxTtlMs,
-          after.scopes === null ? null : JSON.stringify(after.scopes), now, id)
+        .prepare(
+          'UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, scopes = ?, updated_at = ? WHERE id = ?',
+        )
+        .run(
+          after.enabled ? 1 : 0,
+          JSON.stringify(after.dnsNames),
+          after.maxTtlMs,
+          after.scopes === null ? null : JSON.stringify(after.scopes),
+          now,
+          id,
+        )
       this.audit.write(now, event)
       if (before.enabled && !after.enabled) {
         const families = this.db
@@ -122,7 +144,9 @@ export class EntryRepository {
   async createJoinToken(t: JoinTokenInput, now: number, event: AuditInput): Promise<void> {
     this.db.transaction(() => {
       this.db
-        .prepare('INSERT INTO join_tokens (id, token_hash, entry_id, expires_at, created_at) VALUES (?, ?, ?, ?, ?)')
+        .prepare(
+          'INSERT INTO join_tokens (id, token_hash, entry_id, expires_at, created_at) VALUES (?, ?, ?, ?, ?)',
+        )
         .run(t.id, t.tokenHash, t.entryId, t.expiresAt, now)
       this.audit.write(now, event)
     })()

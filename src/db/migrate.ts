@@ -16,7 +16,11 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^[0-9]{4}_[a-z0-9_]+\.sql$/.test(f))
     .sort()
-    .map((f) => ({ version: Number(f.slice(0, 4)), name: f, sql: readFileSync(`${dir}/${f}`, 'utf8') }))
+    .map((f) => ({
+      version: Number(f.slice(0, 4)),
+      name: f,
+      sql: readFileSync(`${dir}/${f}`, 'utf8'),
+    }))
 }
 
 /**
@@ -27,7 +31,9 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
 export function migrate(db: Database, migrations = readMigrations()): number[] {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`)
-  const current = (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0
+  const current =
+    (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null })
+      .v ?? 0
   const latest = migrations.at(-1)?.version ?? 0
   if (current > latest) {
     throw new CAError(
@@ -36,7 +42,9 @@ export function migrate(db: Database, migrations = readMigrations()): number[] {
         'upgrade certbound or restore a matching backup',
     )
   }
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+  )
   const applied: number[] = []
   for (const m of migrations) {
     if (m.version <= current) continue

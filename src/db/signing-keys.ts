@@ -27,8 +27,15 @@ interface Row {
 }
 
 const toRecord = (r: Row): SigningKeyRecord => ({
-  kid: r.kid, alg: r.alg, publicJwk: JSON.parse(r.public_jwk) as Record<string, unknown>, keyFile: r.key_file,
-  createdAt: r.created_at, publishAt: r.publish_at, activateAt: r.activate_at, retireAt: r.retire_at, withdrawAt: r.withdraw_at,
+  kid: r.kid,
+  alg: r.alg,
+  publicJwk: JSON.parse(r.public_jwk) as Record<string, unknown>,
+  keyFile: r.key_file,
+  createdAt: r.created_at,
+  publishAt: r.publish_at,
+  activateAt: r.activate_at,
+  retireAt: r.retire_at,
+  withdrawAt: r.withdraw_at,
 })
 
 /** Token-signing key metadata; the private keys are 0600 files under data_dir. */
@@ -40,13 +47,25 @@ export class SigningKeyRepository {
 
   #insert(key: SigningKeyRecord): void {
     this.db
-      .prepare(`INSERT INTO signing_keys (kid, alg, public_jwk, key_file, created_at, publish_at, activate_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)`)
-      .run(key.kid, key.alg, JSON.stringify(key.publicJwk), key.keyFile, key.createdAt, key.publishAt, key.activateAt)
+      .prepare(
+        `INSERT INTO signing_keys (kid, alg, public_jwk, key_file, created_at, publish_at, activate_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        key.kid,
+        key.alg,
+        JSON.stringify(key.publicJwk),
+        key.keyFile,
+        key.createdAt,
+        key.publishAt,
+        key.activateAt,
+      )
   }
 
   async list(): Promise<SigningKeyRecord[]> {
-    return (this.db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toRecord)
+    return (
+      this.db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]
+    ).map(toRecord)
   }
 
   /**
@@ -74,11 +93,20 @@ export class SigningKeyRepository {
    * Emergency rotation, one transaction: the new key signs at once; the old keys leave the
    * JWKS now and the tokens they signed are revoked with them.
    */
-  async rotateNow(key: SigningKeyRecord, withdraw: readonly string[], now: number, event: AuditInput): Promise<void> {
+  async rotateNow(
+    key: SigningKeyRecord,
+    withdraw: readonly string[],
+    now: number,
+    event: AuditInput,
+  ): Promise<void> {
     this.db.transaction(() => {
       this.#insert(key)
-      const update = this.db.prepare('UPDATE signing_keys SET retire_at = ?, withdraw_at = ? WHERE kid = ?')
-      const kill = this.db.prepare('UPDATE access_tokens SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL')
+      const update = this.db.prepare(
+        'UPDATE signing_keys SET retire_at = ?, withdraw_at = ? WHERE kid = ?',
+      )
+      const kill = this.db.prepare(
+        'UPDATE access_tokens SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL',
+      )
       for (const kid of withdraw) {
         update.run(now, now, kid)
         kill.run(now, kid)

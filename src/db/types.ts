@@ -78,4 +78,5 @@ export interface RevokedEntry {
 }
 
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
-export type CommitRefusalReason = 'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'
+export type CommitRefusalReason =
+  'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'

@@ -18,31 +18,56 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const started = performance.now()
     await next()
     // Method, path and status only: never headers or bodies, which carry tokens and CSRs.
-    deps.logger.debug({ req: c.var.requestId, method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) }, 'request')
+    deps.logger.debug(
+      {
+        req: c.var.requestId,
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - started),
+      },
+      'request',
+    )
   })
   app.use(
     bodyLimit({
       maxSize: deps.config.server.maxBodyBytes,
       onError: () => {
-        throw new CAError('ERR_PAYLOAD_TOO_LARGE', `the request body is over ${deps.config.server.maxBodyBytes} bytes`)
+        throw new CAError(
+          'ERR_PAYLOAD_TOO_LARGE',
+          `the request body is over ${deps.config.server.maxBodyBytes} bytes`,
+        )
       },
     }),
   )
   app.route('/', caRoutes(deps))
   app.route('/', oauthRoutes(deps))
-  app.notFound((c) => problemResponse(c, new CAError('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)))
+  app.notFound((c) =>
+    problemResponse(c, new CAError('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)),
+  )
   app.onError((err, c) => {
     if (err instanceof CAError) {
-      if (err.code === 'ERR_CLIENT_CERT_REQUIRED' || err.code === 'ERR_FORBIDDEN' || err.code === 'ERR_JOIN_TOKEN_INVALID') {
+      if (
+        err.code === 'ERR_CLIENT_CERT_REQUIRED' ||
+        err.code === 'ERR_FORBIDDEN' ||
+        err.code === 'ERR_JOIN_TOKEN_INVALID'
+      ) {
         deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code }, 'refused')
       }
       return isOAuthPath(c.req.path) ? oauthErrorResponse(c, err) : problemResponse(c, err)
     }
-    deps.logger.error({ req: c.var.requestId, err: { message: err.message, stack: err.stack } }, 'unhandled error')
+    deps.logger.error(
+      { req: c.var.requestId, err: { message: err.message, stack: err.stack } },
+      'unhandled error',
+    )
     const detail = `internal error (request ${c.var.requestId})`
-    return c.body(JSON.stringify({ type: 'about:blank', title: 'Internal error', status: 500, detail }), 500, {
-      'content-type': 'application/problem+json',
-    })
+    return c.body(
+      JSON.stringify({ type: 'about:blank', title: 'Internal error', status: 500, detail }),
+      500,
+      {
+        'content-type': 'application/problem+json',
+      },
+    )
   })
   return app
 }

@@ -2,7 +2,10 @@ import type { Context } from 'hono'
 import { CAError } from '../errors.js'
 
 /** A JSON object body; anything else is a 400 with a message saying what was wrong. */
-export async function readJsonObject(c: Context, { optional = false } = {}): Promise<Record<string, unknown>> {
+export async function readJsonObject(
+  c: Context,
+  { optional = false } = {},
+): Promise<Record<string, unknown>> {
   const text = await c.req.text()
   if (text.trim() === '' && optional) return {}
   let value: unknown
@@ -24,12 +27,16 @@ export async function readJsonObject(c: Context, { optional = false } = {}): Pro
 export async function readOAuthForm(c: Context): Promise<Map<string, string>> {
   const type = c.req.header('content-type') ?? ''
   if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
-    throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'the body must be application/x-www-form-urlencoded')
+    throw new CAError(
+      'ERR_INVALID_OAUTH_REQUEST',
+      'the body must be application/x-www-form-urlencoded',
+    )
   }
   const params = new URLSearchParams(await c.req.text())
   const form = new Map<string, string>()
   for (const [key, value] of params) {
-    if (form.has(key)) throw new CAError('ERR_INVALID_OAUTH_REQUEST', `parameter "${key.slice(0, 64)}" is repeated`)
+    if (form.has(key))
+      throw new CAError('ERR_INVALID_OAUTH_REQUEST', `parameter "${key.slice(0, 64)}" is repeated`)
     if (value !== '') form.set(key, value)
   }
   return form
@@ -39,6 +46,7 @@ export function limitParam(c: Context): number {
   const raw = c.req.query('limit')
   if (raw === undefined) return 100
   const n = Number(raw)
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new CAError('ERR_BAD_REQUEST', '"limit" must be an integer from 1 to 1000')
+  if (!Number.isInteger(n) || n < 1 || n > 1000)
+    throw new CAError('ERR_BAD_REQUEST', '"limit" must be an integer from 1 to 1000')
   return n
 }

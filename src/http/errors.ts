@@ -34,10 +34,14 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
 /** RFC 9457 problem details for the non-OAuth API. */
 export function problemResponse(c: Context, e: CAError): Response {
   const [status, title] = STATUS[e.code]
-  return c.body(JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }), status, {
-    'content-type': 'application/problem+json',
-    'cache-control': 'no-store',
-  })
+  return c.body(
+    JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }),
+    status,
+    {
+      'content-type': 'application/problem+json',
+      'cache-control': 'no-store',
+    },
+  )
 }
 
 /** RFC 6749 §5.2 error codes for the OAuth endpoints. */

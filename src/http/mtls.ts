@@ -14,9 +14,13 @@ export type AppEnv = {
 }
 
 /** What the TLS layer decided about the peer: read per request, never cached per connection. */
-export function peerOf(env: HttpBindings): { authorized: boolean; certificate: ReturnType<TLSSocket['getPeerX509Certificate']> } {
+export function peerOf(env: HttpBindings): {
+  authorized: boolean
+  certificate: ReturnType<TLSSocket['getPeerX509Certificate']>
+} {
   const socket = env.incoming.socket as TLSSocket
-  if (typeof socket.getPeerX509Certificate !== 'function') return { authorized: false, certificate: undefined }
+  if (typeof socket.getPeerX509Certificate !== 'function')
+    return { authorized: false, certificate: undefined }
   // authorizationError too: `authorized` alone is set once per connection by Node.
   const authorized = socket.authorized === true && !socket.authorizationError
   return { authorized, certificate: socket.getPeerX509Certificate() }
@@ -27,7 +31,10 @@ export function requireClientCert(deps: { store: Store; clock: Clock }) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const client = await authenticateClientCertificate(peerOf(c.env), deps)
     if (client.kind === 'server') {
-      throw new CAError('ERR_CLIENT_CERT_REQUIRED', "the server's own TLS certificate is not a client credential")
+      throw new CAError(
+        'ERR_CLIENT_CERT_REQUIRED',
+        "the server's own TLS certificate is not a client credential",
+      )
     }
     c.set('client', client)
     await next()
@@ -40,7 +47,11 @@ export function requireAdmin(deps: { store: Store; clock: Clock; config: Config 
   return createMiddleware<AppEnv>(async (c, next) => {
     await clientCert(c, async () => {
       const id = c.var.client.spiffeId
-      if (c.var.client.kind !== 'admin' || id === null || !deps.config.admin.spiffeIds.includes(id)) {
+      if (
+        c.var.client.kind !== 'admin' ||
+        id === null ||
+        !deps.config.admin.spiffeIds.includes(id)
+      ) {
         throw new CAError('ERR_FORBIDDEN', `${id ?? 'this certificate'} is not an admin identity`)
       }
       await next()

@@ -15,7 +15,8 @@ export function spiffeIdProblem(id: string, trustDomain?: string): string | unde
   const rest = id.slice('spiffe://'.length)
   const slash = rest.indexOf('/')
   const domain = slash === -1 ? rest : rest.slice(0, slash)
-  if (!TRUST_DOMAIN.test(domain)) return 'trust domain must be lower-case letters, digits, ".", "-" or "_"'
+  if (!TRUST_DOMAIN.test(domain))
+    return 'trust domain must be lower-case letters, digits, ".", "-" or "_"'
   if (trustDomain !== undefined && domain !== trustDomain) {
     return `trust domain must be "${trustDomain}"`
   }

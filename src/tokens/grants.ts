@@ -18,22 +18,35 @@ export interface GrantDeps {
 }
 
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
-export type GrantHandler = (client: CertificateRecord, form: Map<string, string>, deps: GrantDeps) => Promise<TokenResponse>
+export type GrantHandler = (
+  client: CertificateRecord,
+  form: Map<string, string>,
+  deps: GrantDeps,
+) => Promise<TokenResponse>
 
 function parseScope(form: Map<string, string>): string | null {
   const scope = form.get('scope')
   if (scope === undefined) return null
-  if (!parseScopeString(scope)) throw new CAError('ERR_INVALID_SCOPE', 'scope must be space-separated scope tokens (RFC 6749 §3.3)')
+  if (!parseScopeString(scope))
+    throw new CAError(
+      'ERR_INVALID_SCOPE',
+      'scope must be space-separated scope tokens (RFC 6749 §3.3)',
+    )
   return scope
 }
 
 /** An entry that pins its scopes (entry `scopes`) grants only those. */
-async function checkEntryScopes(client: CertificateRecord, scope: string | null, deps: GrantDeps): Promise<void> {
+async function checkEntryScopes(
+  client: CertificateRecord,
+  scope: string | null,
+  deps: GrantDeps,
+): Promise<void> {
   if (scope === null || client.entryId === null) return
   const allowed = (await deps.store.entries.get(client.entryId))?.scopes
   if (allowed === null || allowed === undefined) return
   for (const s of scope.split(' ')) {
-    if (!allowed.includes(s)) throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" is not allowed for ${client.spiffeId}`)
+    if (!allowed.includes(s))
+      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" is not allowed for ${client.spiffeId}`)
   }
 }
 
@@ -50,12 +63,46 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
   const refresh = newSecretToken()
   const familyId = randomUUID()
   const ok = await deps.store.tokens.createFamily(
-    { id: familyId, spiffeId: client.spiffeId!, entryId: client.entryId, certSerial: client.serial, scope, createdAt: now.getTime() },
-    { id: refresh.id, hash: refresh.hash, issuedAt: now.getTime(), expiresAt: refreshExpiry(deps, client, now.getTime()) },
-    { jti: access.jti, certSerial: client.serial, spiffeId: client.spiffeId!, kid: access.kid, issuedAt: now.getTime(), expiresAt: access.exp * 1000 },
-    { actor: client.spiffeId!, action: 'token.issue', subject: client.spiffeId, details: { grant: 'client_credentials', family_id: familyId, jti: access.jti, cert_serial: client.serial, scope } },
+    {
+      id: familyId,
+      spiffeId: client.spiffeId!,
+      entryId: client.entryId,
+      certSerial: client.serial,
+      scope,
+      createdAt: now.getTime(),
+    },
+    {
+      id: refresh.id,
+      hash: refresh.hash,
+      issuedAt: now.getTime(),
+      expiresAt: refreshExpiry(deps, client, now.getTime()),
+    },
+    {
+      jti: access.jti,
+      certSerial: client.serial,
+      spiffeId: client.spiffeId!,
+      kid: access.kid,
+      issuedAt: now.getTime(),
+      expiresAt: access.exp * 1000,
+    },
+    {
+      actor: client.spiffeId!,
+      action: 'token.issue',
+      subject: client.spiffeId,
+      details: {
+        grant: 'client_credentials',
+        family_id: familyId,
+        jti: access.jti,
+        cert_serial: client.serial,
+        scope,
+      },
+    },
   )
-  if (!ok) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate was revoked or expired, or its entry disabled')
+  if (!ok)
+    throw new CAError(
+      'ERR_INVALID_CLIENT',
+      'the client certificate was revoked or expired, or its entry disabled',
+    )
   return response(access.token, access.exp - access.iat, refresh.token, scope)
 }
 
@@ -66,24 +113,39 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
 const refreshToken: GrantHandler = async (client, form, deps) => {
   const { store } = deps
   const presented = form.get('refresh_token')
-  if (presented === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'refresh_token is required')
+  if (presented === undefined)
+    throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'refresh_token is required')
   const now = deps.clock.now()
   const refuse = async (reason: string, details: Record<string, unknown> = {}): Promise<never> => {
-    await store.audit.record(now.getTime(), { actor: client.spiffeId!, action: 'token.refresh_refused', subject: client.spiffeId, details: { reason, cert_serial: client.serial, ...details } })
+    await store.audit.record(now.getTime(), {
+      actor: client.spiffeId!,
+      action: 'token.refresh_refused',
+      subject: client.spiffeId,
+      details: { reason, cert_serial: client.serial, ...details },
+    })
     throw new CAError('ERR_INVALID_GRANT', `refresh refused: ${reason.replaceAll('_', ' ')}`)
   }
   const id = secretTokenId(presented)
   const state = id === undefined ? undefined : await store.tokens.findRefreshToken(id)
   if (!state || !secretMatches(presented, state.hash)) return refuse('unknown_refresh_token')
   const family = state.family
-  const inLineage = family.spiffeId === client.spiffeId && (await store.certificates.isSelfOrDescendant(client.serial, family.certSerial))
+  const inLineage =
+    family.spiffeId === client.spiffeId &&
+    (await store.certificates.isSelfOrDescendant(client.serial, family.certSerial))
   if (!inLineage) return refuse('certificate_outside_lineage', { family_id: family.id })
-  if (family.status !== 'active') return refuse('family_revoked', { family_id: family.id, family_reason: family.revokedReason })
+  if (family.status !== 'active')
+    return refuse('family_revoked', { family_id: family.id, family_reason: family.revokedReason })
   if (state.usedAt !== null) {
-    await store.tokens.revokeFamily(family.id, 'refresh_token_reuse', now.getTime(), reuseEvent(client, family.id))
+    await store.tokens.revokeFamily(
+      family.id,
+      'refresh_token_reuse',
+      now.getTime(),
+      reuseEvent(client, family.id),
+    )
     return refuse('refresh_token_reused', { family_id: family.id })
   }
-  if (state.expiresAt <= now.getTime()) return refuse('refresh_token_expired', { family_id: family.id })
+  if (state.expiresAt <= now.getTime())
+    return refuse('refresh_token_expired', { family_id: family.id })
   const scope = narrowScope(parseScope(form), family.scope)
   // An admin may have narrowed the entry's scopes since the family began.
   await checkEntryScopes(client, scope, deps)
@@ -93,12 +155,35 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
     familyId: family.id,
     oldRefreshId: state.id,
     certSerial: client.serial,
-    refresh: { id: next.id, hash: next.hash, issuedAt: now.getTime(), expiresAt: refreshExpiry(deps, client, now.getTime()) },
-    access: { jti: access.jti, certSerial: client.serial, spiffeId: client.spiffeId!, kid: access.kid, issuedAt: now.getTime(), expiresAt: access.exp * 1000 },
-    event: { actor: client.spiffeId!, action: 'token.refresh', subject: client.spiffeId, details: { family_id: family.id, jti: access.jti, cert_serial: client.serial, previous_cert_serial: family.certSerial } },
+    refresh: {
+      id: next.id,
+      hash: next.hash,
+      issuedAt: now.getTime(),
+      expiresAt: refreshExpiry(deps, client, now.getTime()),
+    },
+    access: {
+      jti: access.jti,
+      certSerial: client.serial,
+      spiffeId: client.spiffeId!,
+      kid: access.kid,
+      issuedAt: now.getTime(),
+      expiresAt: access.exp * 1000,
+    },
+    event: {
+      actor: client.spiffeId!,
+      action: 'token.refresh',
+      subject: client.spiffeId,
+      details: {
+        family_id: family.id,
+        jti: access.jti,
+        cert_serial: client.serial,
+        previous_cert_serial: family.certSerial,
+      },
+    },
     reuseEvent: reuseEvent(client, family.id),
   })
-  if (outcome === 'reused') throw new CAError('ERR_INVALID_GRANT', 'refresh refused: refresh token reused')
+  if (outcome === 'reused')
+    throw new CAError('ERR_INVALID_GRANT', 'refresh refused: refresh token reused')
   if (outcome === 'family_inactive') return refuse('family_revoked', { family_id: family.id })
   return response(access.token, access.exp - access.iat, next.token, scope)
 }
@@ -116,13 +201,25 @@ function narrowScope(requested: string | null, granted: string | null): string |
   if (requested === null) return granted
   const allowed = new Set((granted ?? '').split(' ').filter(Boolean))
   for (const s of requested.split(' ')) {
-    if (!allowed.has(s)) throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" was not granted to this token family`)
+    if (!allowed.has(s))
+      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" was not granted to this token family`)
   }
   return requested
 }
 
-function response(accessToken: string, expiresIn: number, refresh: string, scope: string | null): TokenResponse {
-  return { access_token: accessToken, token_type: 'Bearer', expires_in: expiresIn, refresh_token: refresh, ...(scope ? { scope } : {}) }
+function response(
+  accessToken: string,
+  expiresIn: number,
+  refresh: string,
+  scope: string | null,
+): TokenResponse {
+  return {
+    access_token: accessToken,
+    token_type: 'Bearer',
+    expires_in: expiresIn,
+    refresh_token: refresh,
+    ...(scope ? { scope } : {}),
+  }
 }
 
 /** The grant registry (oidc-provider style): adding a grant is adding an entry here. */

@@ -20,7 +20,12 @@ const INACTIVE = { active: false } as const
 
 type Found =
   | { kind: 'access'; claims: JWTPayload; certSerial: string; active: boolean }
-  | { kind: 'refresh'; state: RefreshTokenState; cert: CertificateRecord | undefined; active: boolean }
+  | {
+      kind: 'refresh'
+      state: RefreshTokenState
+      cert: CertificateRecord | undefined
+      active: boolean
+    }
 
 async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
   if (token.split('.').length !== 3) return undefined
@@ -42,7 +47,10 @@ async function findToken(token: string, deps: TokenStateDeps): Promise<Found | u
   const now = deps.clock.now().getTime()
   const claims = await verifyOurJwt(token, deps)
   if (claims) {
-    const state = typeof claims.jti === 'string' ? await deps.store.tokens.findAccessToken(claims.jti) : undefined
+    const state =
+      typeof claims.jti === 'string'
+        ? await deps.store.tokens.findAccessToken(claims.jti)
+        : undefined
     if (!state) return undefined
     const active =
       state.revokedAt === null &&
@@ -66,10 +74,17 @@ async function findToken(token: string, deps: TokenStateDeps): Promise<Found | u
 }
 
 /** RFC 7662 introspection: active only if signed, unexpired, unrevoked and its certificate still valid. */
-export async function introspect(caller: CertificateRecord, form: Map<string, string>, deps: TokenStateDeps): Promise<Record<string, unknown>> {
+export async function introspect(
+  caller: CertificateRecord,
+  form: Map<string, string>,
+  deps: TokenStateDeps,
+): Promise<Record<string, unknown>> {
   const allowed = deps.config.tokens.introspectionClients
   if (allowed !== undefined && (caller.spiffeId === null || !allowed.includes(caller.spiffeId))) {
-    throw new CAError('ERR_FORBIDDEN', `${caller.spiffeId ?? 'this certificate'} may not introspect tokens (tokens.introspection_clients)`)
+    throw new CAError(
+      'ERR_FORBIDDEN',
+      `${caller.spiffeId ?? 'this certificate'} may not introspect tokens (tokens.introspection_clients)`,
+    )
   }
   const token = form.get('token')
   if (token === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'token is required')
@@ -78,8 +93,17 @@ export async function introspect(caller: CertificateRecord, form: Map<string, st
   if (found.kind === 'access') {
     const c = found.claims
     return {
-      active: true, token_type: 'Bearer', iss: c.iss, sub: c.sub, aud: c.aud, client_id: c.client_id, exp: c.exp, iat: c.iat,
-      jti: c.jti, cnf: c.cnf, ...(c.scope ? { scope: c.scope } : {}),
+      active: true,
+      token_type: 'Bearer',
+      iss: c.iss,
+      sub: c.sub,
+      aud: c.aud,
+      client_id: c.client_id,
+      exp: c.exp,
+      iat: c.iat,
+      jti: c.jti,
+      cnf: c.cnf,
+      ...(c.scope ? { scope: c.scope } : {}),
     }
   }
   const { state, cert } = found
@@ -100,7 +124,11 @@ export async function introspect(caller: CertificateRecord, form: Map<string, st
  * RFC 7009 revocation by the token's own client. Unknown tokens are a 200 (the RFC says
  * so); another client's token is refused and left alone.
  */
-export async function revokeToken(client: CertificateRecord, form: Map<string, string>, deps: TokenStateDeps): Promise<void> {
+export async function revokeToken(
+  client: CertificateRecord,
+  form: Map<string, string>,
+  deps: TokenStateDeps,
+): Promise<void> {
   const token = form.get('token')
   if (token === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'token is required')
   const found = await findToken(token, deps)
@@ -110,14 +138,27 @@ export async function revokeToken(client: CertificateRecord, form: Map<string, s
   // same identity holding a stolen token must not be able to kill it (LIFECYCLE invariant 4).
   const owner = found.kind === 'access' ? found.claims.sub : found.state.family.spiffeId
   const boundTo = found.kind === 'access' ? found.certSerial : found.state.family.certSerial
-  if (owner !== client.spiffeId || !(await deps.store.certificates.isSelfOrDescendant(client.serial, boundTo))) {
+  if (
+    owner !== client.spiffeId ||
+    !(await deps.store.certificates.isSelfOrDescendant(client.serial, boundTo))
+  ) {
     throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'the token was not issued to this client')
   }
   if (found.kind === 'access') {
     const jti = found.claims.jti as string
-    await deps.store.tokens.revokeAccessToken(jti, now, { actor: client.spiffeId!, action: 'token.revoke', subject: client.spiffeId, details: { jti } })
+    await deps.store.tokens.revokeAccessToken(jti, now, {
+      actor: client.spiffeId!,
+      action: 'token.revoke',
+      subject: client.spiffeId,
+      details: { jti },
+    })
     return
   }
   const familyId = found.state.family.id
-  await deps.store.tokens.revokeFamily(familyId, 'client_revoked', now, { actor: client.spiffeId!, action: 'token.family.revoke', subject: client.spiffeId, details: { family_id: familyId, cause: 'client_revoked' } })
+  await deps.store.tokens.revokeFamily(familyId, 'client_revoked', now, {
+    actor: client.spiffeId!,
+    action: 'token.family.revoke',
+    subject: client.spiffeId,
+    details: { family_id: familyId, cause: 'client_revoked' },
+  })
 }

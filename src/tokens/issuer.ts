@@ -26,8 +26,12 @@ export async function signAccessToken(
   const { config, keys } = deps
   const key = await keys.active()
   const iat = epochSeconds(p.now)
-  const exp = Math.min(iat + Math.floor(config.tokens.accessTokenTtlMs / 1000), Math.floor(p.cert.notAfter / 1000))
-  if (exp <= iat) throw new CAError('ERR_INVALID_CLIENT', 'the client certificate expires now; renew it first')
+  const exp = Math.min(
+    iat + Math.floor(config.tokens.accessTokenTtlMs / 1000),
+    Math.floor(p.cert.notAfter / 1000),
+  )
+  if (exp <= iat)
+    throw new CAError('ERR_INVALID_CLIENT', 'the client certificate expires now; renew it first')
   const jti = randomUUID()
   const aud = config.tokens.audience
   const claims: Record<string, unknown> = {

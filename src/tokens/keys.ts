@@ -38,7 +38,10 @@ export class SigningKeys {
   async active(): Promise<ActiveSigningKey> {
     const now = this.deps.clock.now().getTime()
     const candidates = (await this.#all()).filter(
-      (k) => k.activateAt <= now && (k.retireAt === null || k.retireAt > now) && (k.withdrawAt === null || k.withdrawAt > now),
+      (k) =>
+        k.activateAt <= now &&
+        (k.retireAt === null || k.retireAt > now) &&
+        (k.withdrawAt === null || k.withdrawAt > now),
     )
     const key = candidates.at(-1)
     if (!key) throw new Error('no token-signing key is active; run `certbound keys rotate --now`')
@@ -53,8 +56,12 @@ export class SigningKeys {
   /** The public keys to publish now (RFC 7517 JWK Set). */
   async jwks(): Promise<{ keys: JWK[] }> {
     const now = this.deps.clock.now().getTime()
-    const published = (await this.#all()).filter((k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now))
-    return { keys: published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }) as JWK) }
+    const published = (await this.#all()).filter(
+      (k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now),
+    )
+    return {
+      keys: published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }) as JWK),
+    }
   }
 
   /**
@@ -78,7 +85,13 @@ export class SigningKeys {
    * keys leave the JWKS once their last token has expired. Immediate (`--now`, a compromised
    * key): the new key signs at once and the old ones are withdrawn with their tokens.
    */
-  async rotate({ immediate, actor }: { immediate: boolean; actor: string }): Promise<SigningKeyRecord> {
+  async rotate({
+    immediate,
+    actor,
+  }: {
+    immediate: boolean
+    actor: string
+  }): Promise<SigningKeyRecord> {
     const { config, store, clock } = this.deps
     const now = clock.now().getTime()
     const type = config.tokens.signingKeyType
@@ -88,7 +101,10 @@ export class SigningKeys {
     const keyFile = join(PATHS.signingKeysDir, `signing-${kid}.pem`)
     writePrivateKey(config.dataDir, keyFile, privateKeyToPem(privateKey))
     const existing = (await this.#all()).filter((k) => k.withdrawAt === null || k.withdrawAt > now)
-    const activateAt = immediate || existing.length === 0 ? now : now + config.tokens.accessTokenTtlMs + config.tokens.jwksCacheTtlMs + SKEW_MS
+    const activateAt =
+      immediate || existing.length === 0
+        ? now
+        : now + config.tokens.accessTokenTtlMs + config.tokens.jwksCacheTtlMs + SKEW_MS
     const record: SigningKeyRecord = {
       kid,
       alg: jwsAlgFor(type),
@@ -100,14 +116,31 @@ export class SigningKeys {
       retireAt: null,
       withdrawAt: null,
     }
-    const event = { actor, action: immediate ? 'signing_key.rotate_now' : 'signing_key.rotate', subject: kid, details: { alg: record.alg, activate_at: new Date(activateAt).toISOString(), replaces: existing.map((k) => k.kid) } }
+    const event = {
+      actor,
+      action: immediate ? 'signing_key.rotate_now' : 'signing_key.rotate',
+      subject: kid,
+      details: {
+        alg: record.alg,
+        activate_at: new Date(activateAt).toISOString(),
+        replaces: existing.map((k) => k.kid),
+      },
+    }
     if (immediate && existing.length > 0) {
       const withdrawn = existing.map((k) => k.kid)
-      await store.signingKeys.rotateNow(record, withdrawn, now, { ...event, details: { ...event.details, withdrawn } })
+      await store.signingKeys.rotateNow(record, withdrawn, now, {
+        ...event,
+        details: { ...event.details, withdrawn },
+      })
       for (const kid of withdrawn) this.#privateKeys.delete(kid)
     } else {
       const withdrawAt = activateAt + config.tokens.accessTokenTtlMs + SKEW_MS
-      await store.signingKeys.rotate(record, existing.map((k) => ({ kid: k.kid, retireAt: activateAt, withdrawAt })), now, event)
+      await store.signingKeys.rotate(
+        record,
+        existing.map((k) => ({ kid: k.kid, retireAt: activateAt, withdrawAt })),
+        now,
+        event,
+      )
     }
     return record
   }

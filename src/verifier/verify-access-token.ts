@@ -181,7 +181,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
       // The certificate must also name the token's subject: a forged token (stolen signing
       // key) then still needs a certificate of this CA for that identity.
       if (!leaf.subjectAltName?.split(', ').includes(`URI:${claims.sub}`)) {
-        throw new VerifyError('ERR_TOKEN_BINDING_MISMATCH', 'the certificate does not name the token subject')
+        throw new VerifyError(
+          'ERR_TOKEN_BINDING_MISMATCH',
+          'the certificate does not name the token subject',
+        )
       }
       await introspector?.check(token, claims, thumbprint)
       return { claims, header: protectedHeader, certificate: leaf, thumbprint }

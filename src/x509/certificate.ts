@@ -201,8 +201,7 @@ function profileExtensions(
       const usages: KeyUsageName[] = rsa
         ? ['digitalSignature', 'keyEncipherment']
         : ['digitalSignature']
-      const eku =
-        p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth]
+      const eku = p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth]
       out.push(ext.basicConstraintsExt(false), ext.keyUsageExt(usages), ext.extKeyUsageExt(eku))
       break
     }

@@ -82,7 +82,7 @@ const VERIFY_RULES: Readonly<Record<string, VerifyRule>> = {
  */
 /** Names for algorithms users meet, so a refusal says what to change. */
 const KNOWN_UNSUPPORTED: Record<string, string> = {
-  '1.2.840.113549.1.1.10': 'RSA-PSS (use PKCS#1 v1.5 with SHA-256, openssl\'s default)',
+  '1.2.840.113549.1.1.10': "RSA-PSS (use PKCS#1 v1.5 with SHA-256, openssl's default)",
   '1.2.840.113549.1.1.5': 'SHA-1 with RSA',
   '1.2.840.113549.1.1.4': 'MD5 with RSA',
   '1.2.840.10045.4.1': 'ECDSA with SHA-1',
@@ -98,7 +98,9 @@ export function checkSignature(
   const rule = VERIFY_RULES[algorithmId]
   if (!rule) {
     const known = KNOWN_UNSUPPORTED[algorithmId]
-    return known ? `${known} signatures are not supported` : `unsupported signature algorithm ${algorithmId}`
+    return known
+      ? `${known} signatures are not supported`
+      : `unsupported signature algorithm ${algorithmId}`
   }
   if (key.asymmetricKeyType !== rule.keyKind || keyTypeOf(key) === undefined) {
     return `signature algorithm ${algorithmId} does not match the ${key.asymmetricKeyType} key`

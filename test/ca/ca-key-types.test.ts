@@ -18,22 +18,48 @@ describe.each([
       expect(inter).toContain(`Signature Algorithm: ${sig}`)
       expect(x509Text(s.bundlePem)).toContain(`Signature Algorithm: ${sig}`)
       expect(inter).toMatch(/X509v3 Basic Constraints: critical\n\s+CA:TRUE, pathlen:0/)
-      expect(inter).toMatch(/X509v3 Key Usage: critical\n\s+(Digital Signature, )?Certificate Sign, CRL Sign\n/)
+      expect(inter).toMatch(
+        /X509v3 Key Usage: critical\n\s+(Digital Signature, )?Certificate Sign, CRL Sign\n/,
+      )
 
       const cred = await s.enroll(`spiffe://example.org/ca-key/${keyType}`, { key: 'ec-p256' })
       const v = verifyLeaf(cred.certPem, s.bundlePem, s.intermediatePem)
       expect(v.code, v.out).toBe(0)
       const text = x509Text(cred.certPem)
-      expect(text.match(/Signature Algorithm: .+/g)).toEqual([`Signature Algorithm: ${sig}`, `Signature Algorithm: ${sig}`])
+      expect(text.match(/Signature Algorithm: .+/g)).toEqual([
+        `Signature Algorithm: ${sig}`,
+        `Signature Algorithm: ${sig}`,
+      ])
       expect(text).not.toMatch(/sha1/i)
 
       // Renewal over mTLS works with a chain signed this way.
       expect((await s.renew(cred)).status).toBe(201)
 
-      expect((await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, { as: s.admin, json: { reason: 'keyCompromise' } })).status).toBe(200)
+      expect(
+        (
+          await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, {
+            as: s.admin,
+            json: { reason: 'keyCompromise' },
+          })
+        ).status,
+      ).toBe(200)
       const res = await request(`${s.url}/v1/crl`, { dispatcher: s.agent() })
-      const f = tempFiles({ 'crl.der': Buffer.from(await res.body.arrayBuffer()), 'chain.pem': s.bundlePem + s.intermediatePem })
-      const crl = openssl(['crl', '-inform', 'DER', '-in', f['crl.der']!, '-CAfile', f['chain.pem']!, '-verify', '-text', '-noout'])
+      const f = tempFiles({
+        'crl.der': Buffer.from(await res.body.arrayBuffer()),
+        'chain.pem': s.bundlePem + s.intermediatePem,
+      })
+      const crl = openssl([
+        'crl',
+        '-inform',
+        'DER',
+        '-in',
+        f['crl.der']!,
+        '-CAfile',
+        f['chain.pem']!,
+        '-verify',
+        '-text',
+        '-noout',
+      ])
       expect(crl.code, crl.out).toBe(0)
       expect(crl.out).toMatch(/verify OK/)
       expect(crl.out).toContain(`Signature Algorithm: ${sig}`)

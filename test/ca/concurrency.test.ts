@@ -47,7 +47,9 @@ describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', 
     const bad = makeCsr({ san: 'URI:spiffe://example.org/someone-else' }).csrPem
     expectProblem(await enrollWith(s, token, { csr: bad }), 400)
     expectProblem(await enrollWith(s, token, { csr: makeCsr().csrPem, ttl: '25h' }), 400)
-    expect(query(s, 'SELECT used_at FROM join_tokens WHERE entry_id = ?', entryId)).toEqual([{ used_at: null }])
+    expect(query(s, 'SELECT used_at FROM join_tokens WHERE entry_id = ?', entryId)).toEqual([
+      { used_at: null },
+    ])
     const good = await enrollWith(s, token, { csr: makeCsr().csrPem })
     expect(good.status, good.text).toBe(201)
     expect(good.body.spiffe_id).toBe(spiffeId)
@@ -65,6 +67,8 @@ describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', 
     const badResults = results.filter((_, i) => i % 2 === 0)
     for (const r of badResults) expect([400, 401]).toContain(r.status)
     expect(results.filter((r) => r.status === 201)).toHaveLength(1)
-    expect(query(s, 'SELECT count(*) AS n FROM certificates WHERE entry_id = ?', entryId)).toEqual([{ n: 1 }])
+    expect(query(s, 'SELECT count(*) AS n FROM certificates WHERE entry_id = ?', entryId)).toEqual([
+      { n: 1 },
+    ])
   })
 })

@@ -25,88 +25,130 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
     { key: 'rsa-2048', keyUsage: 'Digital Signature, Key Encipherment' },
   ]
 
-  it.each(cases)('$key: 201, response shape, openssl verify, and the exact profile', async ({ key, keyUsage }) => {
-    const spiffeId = `spiffe://example.org/enroll/${key}`
-    const entryId = await s.createEntry(spiffeId, { dns_names: [`${key}.svc.example.org`] })
-    const token = await s.joinToken(entryId)
-    const { csrPem } = makeCsr({ key, san: `URI:${spiffeId},DNS:${key}.svc.example.org` })
-    const ttlMs = 10 * 60_000
-    const before = Date.now()
-    const r = await enrollWith(s, token, { csr: csrPem, ttl: '10m' })
-    const after = Date.now()
-    expect(r.status, r.text).toBe(201)
-    expect(r.headers['content-type']).toMatch(/^application\/json/)
+  it.each(cases)(
+    '$key: 201, response shape, openssl verify, and the exact profile',
+    async ({ key, keyUsage }) => {
+      const spiffeId = `spiffe://example.org/enroll/${key}`
+      const entryId = await s.createEntry(spiffeId, { dns_names: [`${key}.svc.example.org`] })
+      const token = await s.joinToken(entryId)
+      const { csrPem } = makeCsr({ key, san: `URI:${spiffeId},DNS:${key}.svc.example.org` })
+      const ttlMs = 10 * 60_000
+      const before = Date.now()
+      const r = await enrollWith(s, token, { csr: csrPem, ttl: '10m' })
+      const after = Date.now()
+      expect(r.status, r.text).toBe(201)
+      expect(r.headers['content-type']).toMatch(/^application\/json/)
 
-    // Response shape (CONTRACT "Certificate response").
-    expect(Object.keys(r.body).sort()).toEqual(['certificate', 'chain', 'not_after', 'not_before', 'serial', 'spiffe_id'])
-    expect(r.body.spiffe_id).toBe(spiffeId)
-    expect(r.body.serial).toMatch(/^([0-9a-f]{2})+$/)
-    expect(r.body.serial).toBe(x509Field(r.body.certificate, 'serial').toLowerCase())
-    const blocks = pemBlocks(r.body.chain)
-    expect(blocks).toHaveLength(2)
-    expect(blocks[0]!.trim()).toBe(r.body.certificate.trim())
-    expect(blocks[1]!.trim()).toBe(s.intermediatePem.trim())
-    expect(r.body.not_before).toMatch(RFC3339)
-    expect(r.body.not_after).toMatch(RFC3339)
-    expect(new Date(r.body.not_before).getTime()).toBe(new Date(x509Field(r.body.certificate, 'startdate')).getTime())
-    expect(new Date(r.body.not_after).getTime()).toBe(new Date(x509Field(r.body.certificate, 'enddate')).getTime())
+      // Response shape (CONTRACT "Certificate response").
+      expect(Object.keys(r.body).sort()).toEqual([
+        'certificate',
+        'chain',
+        'not_after',
+        'not_before',
+        'serial',
+        'spiffe_id',
+      ])
+      expect(r.body.spiffe_id).toBe(spiffeId)
+      expect(r.body.serial).toMatch(/^([0-9a-f]{2})+$/)
+      expect(r.body.serial).toBe(x509Field(r.body.certificate, 'serial').toLowerCase())
+      const blocks = pemBlocks(r.body.chain)
+      expect(blocks).toHaveLength(2)
+      expect(blocks[0]!.trim()).toBe(r.body.certificate.trim())
+      expect(blocks[1]!.trim()).toBe(s.intermediatePem.trim())
+      expect(r.body.not_before).toMatch(RFC3339)
+      expect(r.body.not_after).toMatch(RFC3339)
+      expect(new Date(r.body.not_before).getTime()).toBe(
+        new Date(x509Field(r.body.certificate, 'startdate')).getTime(),
+      )
+      expect(new Date(r.body.not_after).getTime()).toBe(
+        new Date(x509Field(r.body.certificate, 'enddate')).getTime(),
+      )
 
-    // openssl is the checker: strict chain verification, for both TLS purposes.
-    const v = verifyLeaf(r.body.certificate, s.bundlePem, s.intermediatePem)
-    expect(v.code, v.out).toBe(0)
-    expect(v.out).toContain(': OK')
-    const f = tempFiles({ root: s.bundlePem, inter: s.intermediatePem, leaf: r.body.certificate })
-    for (const purpose of ['sslclient', 'sslserver']) {
-      const p = openssl(['verify', '-x509_strict', '-purpose', purpose, '-CAfile', f.root!, '-untrusted', f.inter!, f.leaf!])
-      expect(p.code, `${purpose}: ${p.out}`).toBe(0)
-    }
+      // openssl is the checker: strict chain verification, for both TLS purposes.
+      const v = verifyLeaf(r.body.certificate, s.bundlePem, s.intermediatePem)
+      expect(v.code, v.out).toBe(0)
+      expect(v.out).toContain(': OK')
+      const f = tempFiles({ root: s.bundlePem, inter: s.intermediatePem, leaf: r.body.certificate })
+      for (const purpose of ['sslclient', 'sslserver']) {
+        const p = openssl([
+          'verify',
+          '-x509_strict',
+          '-purpose',
+          purpose,
+          '-CAfile',
+          f.root!,
+          '-untrusted',
+          f.inter!,
+          f.leaf!,
+        ])
+        expect(p.code, `${purpose}: ${p.out}`).toBe(0)
+      }
 
-    // The profile, as openssl reads it.
-    const text = x509Text(r.body.certificate)
-    expect(x509Field(r.body.certificate, 'subject')).toBe('O = example.org')
-    expect(text).not.toContain('ignored-by-the-ca')
-    expect(text).toContain('Version: 3 (0x2)')
-    const san = extensionBlock(text, 'X509v3 Subject Alternative Name')
-    expect(san).toContain(`URI:${spiffeId}`)
-    expect(san).toContain(`DNS:${key}.svc.example.org`)
-    expect(san.split('\n')[1]!.split(', ').sort()).toEqual([`DNS:${key}.svc.example.org`, `URI:${spiffeId}`])
-    expect(extensionBlock(text, 'X509v3 Basic Constraints')).toBe('X509v3 Basic Constraints: critical\nCA:FALSE')
-    expect(extensionBlock(text, 'X509v3 Key Usage')).toBe(`X509v3 Key Usage: critical\n${keyUsage}`)
-    const eku = extensionBlock(text, 'X509v3 Extended Key Usage').split('\n')[1]!.split(', ').sort()
-    expect(eku).toEqual(['TLS Web Client Authentication', 'TLS Web Server Authentication'])
-    const ski = extensionBlock(text, 'X509v3 Subject Key Identifier').split('\n')[1]!
-    expect(ski).toMatch(/^([0-9A-F]{2}:){19}[0-9A-F]{2}$/)
-    // AKI = the intermediate's SKI: the leaf names its real issuer.
-    const aki = extensionBlock(text, 'X509v3 Authority Key Identifier').split('\n')[1]!.replace(/^keyid:/, '')
-    const interSki = extensionBlock(x509Text(s.intermediatePem), 'X509v3 Subject Key Identifier').split('\n')[1]
-    expect(aki).toBe(interSki)
-    // Signed by the P-256 intermediate: ECDSA with SHA-256, never SHA-1.
-    expect(text.match(/Signature Algorithm: (.+)/g)).toEqual(['Signature Algorithm: ecdsa-with-SHA256', 'Signature Algorithm: ecdsa-with-SHA256'])
-    expect(text).not.toMatch(/sha1/i)
+      // The profile, as openssl reads it.
+      const text = x509Text(r.body.certificate)
+      expect(x509Field(r.body.certificate, 'subject')).toBe('O = example.org')
+      expect(text).not.toContain('ignored-by-the-ca')
+      expect(text).toContain('Version: 3 (0x2)')
+      const san = extensionBlock(text, 'X509v3 Subject Alternative Name')
+      expect(san).toContain(`URI:${spiffeId}`)
+      expect(san).toContain(`DNS:${key}.svc.example.org`)
+      expect(san.split('\n')[1]!.split(', ').sort()).toEqual([
+        `DNS:${key}.svc.example.org`,
+        `URI:${spiffeId}`,
+      ])
+      expect(extensionBlock(text, 'X509v3 Basic Constraints')).toBe(
+        'X509v3 Basic Constraints: critical\nCA:FALSE',
+      )
+      expect(extensionBlock(text, 'X509v3 Key Usage')).toBe(
+        `X509v3 Key Usage: critical\n${keyUsage}`,
+      )
+      const eku = extensionBlock(text, 'X509v3 Extended Key Usage')
+        .split('\n')[1]!
+        .split(', ')
+        .sort()
+      expect(eku).toEqual(['TLS Web Client Authentication', 'TLS Web Server Authentication'])
+      const ski = extensionBlock(text, 'X509v3 Subject Key Identifier').split('\n')[1]!
+      expect(ski).toMatch(/^([0-9A-F]{2}:){19}[0-9A-F]{2}$/)
+      // AKI = the intermediate's SKI: the leaf names its real issuer.
+      const aki = extensionBlock(text, 'X509v3 Authority Key Identifier')
+        .split('\n')[1]!
+        .replace(/^keyid:/, '')
+      const interSki = extensionBlock(
+        x509Text(s.intermediatePem),
+        'X509v3 Subject Key Identifier',
+      ).split('\n')[1]
+      expect(aki).toBe(interSki)
+      // Signed by the P-256 intermediate: ECDSA with SHA-256, never SHA-1.
+      expect(text.match(/Signature Algorithm: (.+)/g)).toEqual([
+        'Signature Algorithm: ecdsa-with-SHA256',
+        'Signature Algorithm: ecdsa-with-SHA256',
+      ])
+      expect(text).not.toMatch(/sha1/i)
 
-    // Lifetime: notAfter ≤ now + ttl, notBefore = issue time − backdate (whole seconds).
-    const notBefore = new Date(r.body.not_before).getTime()
-    const notAfter = new Date(r.body.not_after).getTime()
-    expect(notAfter).toBeLessThanOrEqual(after + ttlMs)
-    expect(notAfter).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + ttlMs)
-    expect(notAfter - notBefore).toBe(ttlMs + BACKDATE_MS)
-    expect(notBefore).toBeLessThanOrEqual(after - BACKDATE_MS)
-    expect(notBefore).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 - BACKDATE_MS)
+      // Lifetime: notAfter ≤ now + ttl, notBefore = issue time − backdate (whole seconds).
+      const notBefore = new Date(r.body.not_before).getTime()
+      const notAfter = new Date(r.body.not_after).getTime()
+      expect(notAfter).toBeLessThanOrEqual(after + ttlMs)
+      expect(notAfter).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + ttlMs)
+      expect(notAfter - notBefore).toBe(ttlMs + BACKDATE_MS)
+      expect(notBefore).toBeLessThanOrEqual(after - BACKDATE_MS)
+      expect(notBefore).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 - BACKDATE_MS)
 
-    // Serial: positive, ≥ 64 bits.
-    const serial = BigInt(`0x${r.body.serial}`)
-    expect(serial >= 2n ** 63n).toBe(true)
-    expect(Number.parseInt(r.body.serial.slice(0, 2), 16)).toBeLessThan(0x80)
+      // Serial: positive, ≥ 64 bits.
+      const serial = BigInt(`0x${r.body.serial}`)
+      expect(serial >= 2n ** 63n).toBe(true)
+      expect(Number.parseInt(r.body.serial.slice(0, 2), 16)).toBeLessThan(0x80)
 
-    // The store has the same certificate.
-    const stored = await s.store.certificates.get(r.body.serial)
-    expect(stored?.spiffeId).toBe(spiffeId)
-    expect(stored?.entryId).toBe(entryId)
-    expect(stored?.status).toBe('valid')
-    expect(Buffer.from(stored!.der).toString('base64')).toBe(
-      r.body.certificate.replace(/-----[A-Z ]+-----|\s/g, ''),
-    )
-  })
+      // The store has the same certificate.
+      const stored = await s.store.certificates.get(r.body.serial)
+      expect(stored?.spiffeId).toBe(spiffeId)
+      expect(stored?.entryId).toBe(entryId)
+      expect(stored?.status).toBe('valid')
+      expect(Buffer.from(stored!.der).toString('base64')).toBe(
+        r.body.certificate.replace(/-----[A-Z ]+-----|\s/g, ''),
+      )
+    },
+  )
 
   it('a CSR without SANs gets the entry SPIFFE ID (and nothing else)', async () => {
     const spiffeId = 'spiffe://example.org/enroll/no-sans'
@@ -125,7 +167,8 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
     const entryId = await s.createEntry('spiffe://example.org/enroll/capped', { ttl: '10m' })
     let r = await enrollWith(s, await s.joinToken(entryId), { csr: makeCsr().csrPem })
     expect(r.status, r.text).toBe(201)
-    const life = (b: any) => new Date(b.not_after).getTime() - new Date(b.not_before).getTime() - BACKDATE_MS
+    const life = (b: any) =>
+      new Date(b.not_after).getTime() - new Date(b.not_before).getTime() - BACKDATE_MS
     expect(life(r.body)).toBe(10 * 60_000)
     r = await enrollWith(s, await s.joinToken(entryId), { csr: makeCsr().csrPem, ttl: '10m' })
     expect(r.status, r.text).toBe(201)
@@ -145,7 +188,9 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
 
   it('every issued serial is unique and upper/lower case lookups find it', async () => {
     const cred = await s.enroll('spiffe://example.org/enroll/lookup')
-    const upper = await s.call('GET', `/v1/certificates/${cred.serial.toUpperCase()}`, { as: s.admin })
+    const upper = await s.call('GET', `/v1/certificates/${cred.serial.toUpperCase()}`, {
+      as: s.admin,
+    })
     expect(upper.status).toBe(200)
     expect(upper.body.serial).toBe(cred.serial)
   })

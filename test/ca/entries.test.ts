@@ -17,7 +17,11 @@ describe('registration entries (admin API)', () => {
   const post = (json: unknown) => s.call('POST', '/v1/entries', { as: s.admin, json })
 
   it('create → 201 with id and spiffe_id; show, list and the audit event agree', async () => {
-    const r = await post({ spiffe_id: 'spiffe://example.org/entries/web', dns_names: ['Web.Example.org', 'web.example.org'], ttl: '2h' })
+    const r = await post({
+      spiffe_id: 'spiffe://example.org/entries/web',
+      dns_names: ['Web.Example.org', 'web.example.org'],
+      ttl: '2h',
+    })
     expect(r.status, r.text).toBe(201)
     expect(r.body).toMatchObject({
       spiffe_id: 'spiffe://example.org/entries/web',
@@ -39,7 +43,10 @@ describe('registration entries (admin API)', () => {
     expect(list.body.items).toContainEqual(r.body)
     expect(list.body.next_cursor).toBeNull()
 
-    const audit = await s.store.audit.list({ subject: 'spiffe://example.org/entries/web', action: 'entry.create' })
+    const audit = await s.store.audit.list({
+      subject: 'spiffe://example.org/entries/web',
+      action: 'entry.create',
+    })
     expect(audit).toHaveLength(1)
     expect(audit[0]!.actor).toBe('spiffe://example.org/admin')
     expect(audit[0]!.details).toMatchObject({ entry_id: r.body.id })
@@ -54,17 +61,26 @@ describe('registration entries (admin API)', () => {
   it('a duplicate SPIFFE ID → 409, nothing changed', async () => {
     expect((await post({ spiffe_id: 'spiffe://example.org/entries/dup' })).status).toBe(201)
     const before = dbSnapshot(s)
-    const r = await post({ spiffe_id: 'spiffe://example.org/entries/dup', dns_names: ['x.example.org'] })
+    const r = await post({
+      spiffe_id: 'spiffe://example.org/entries/dup',
+      dns_names: ['x.example.org'],
+    })
     expect(expectProblem(r, 409)).toMatch(/spiffe:\/\/example\.org\/entries\/dup/)
     expect(dbSnapshot(s)).toEqual(before)
   })
 
   it('parallel creates of one SPIFFE ID: one 201, the rest 409, one row', async () => {
-    const results = await Promise.all(Array.from({ length: 10 }, () => post({ spiffe_id: 'spiffe://example.org/entries/race' })))
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => post({ spiffe_id: 'spiffe://example.org/entries/race' })),
+    )
     expect(results.filter((r) => r.status === 201)).toHaveLength(1)
     for (const r of results.filter((r) => r.status !== 201)) expectProblem(r, 409)
     const all = await s.call('GET', '/v1/entries?limit=1000', { as: s.admin })
-    expect(all.body.items.filter((e: { spiffe_id: string }) => e.spiffe_id === 'spiffe://example.org/entries/race')).toHaveLength(1)
+    expect(
+      all.body.items.filter(
+        (e: { spiffe_id: string }) => e.spiffe_id === 'spiffe://example.org/entries/race',
+      ),
+    ).toHaveLength(1)
   })
 
   const invalid = [
@@ -95,23 +111,32 @@ describe('registration entries (admin API)', () => {
     'spiffe://example.org/é',
     '',
   ]
-  it.each(invalid.map((id) => ({ id, label: id.length > 60 ? `${id.slice(0, 40)}…(${id.length})` : JSON.stringify(id) })))(
-    'invalid SPIFFE ID $label → 400',
-    async ({ id }) => {
-      const before = dbSnapshot(s)
-      expect(expectProblem(await post({ spiffe_id: id }), 400)).toMatch(/spiffe_id/)
-      expect(dbSnapshot(s)).toEqual(before)
-    },
-  )
+  it.each(
+    invalid.map((id) => ({
+      id,
+      label: id.length > 60 ? `${id.slice(0, 40)}…(${id.length})` : JSON.stringify(id),
+    })),
+  )('invalid SPIFFE ID $label → 400', async ({ id }) => {
+    const before = dbSnapshot(s)
+    expect(expectProblem(await post({ spiffe_id: id }), 400)).toMatch(/spiffe_id/)
+    expect(dbSnapshot(s)).toEqual(before)
+  })
 
   it('a SPIFFE ID that is not a string, or missing → 400', async () => {
-    for (const body of [{}, { spiffe_id: 42 }, { spiffe_id: null }, { spiffe_id: ['spiffe://example.org/x'] }]) {
+    for (const body of [
+      {},
+      { spiffe_id: 42 },
+      { spiffe_id: null },
+      { spiffe_id: ['spiffe://example.org/x'] },
+    ]) {
       expectProblem(await post(body), 400)
     }
   })
 
   it('an admin SPIFFE ID cannot be registered as a workload → 400', async () => {
-    expect(expectProblem(await post({ spiffe_id: 'spiffe://example.org/admin' }), 400)).toMatch(/admin/)
+    expect(expectProblem(await post({ spiffe_id: 'spiffe://example.org/admin' }), 400)).toMatch(
+      /admin/,
+    )
   })
 
   it('bad dns_names / ttl / unknown fields → 400', async () => {
@@ -133,13 +158,20 @@ describe('registration entries (admin API)', () => {
   it('PATCH changes dns_names and the ttl cap, and enrolment follows them', async () => {
     const created = await post({ spiffe_id: 'spiffe://example.org/entries/patched' })
     const id = created.body.id
-    const p = await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: { dns_names: ['api.example.org'], ttl: '5m' } })
+    const p = await s.call('PATCH', `/v1/entries/${id}`, {
+      as: s.admin,
+      json: { dns_names: ['api.example.org'], ttl: '5m' },
+    })
     expect(p.status, p.text).toBe(200)
     expect(p.body).toMatchObject({ id, dns_names: ['api.example.org'], ttl: '5m', enabled: true })
-    expect(new Date(p.body.updated_at).getTime()).toBeGreaterThanOrEqual(new Date(created.body.updated_at).getTime())
+    expect(new Date(p.body.updated_at).getTime()).toBeGreaterThanOrEqual(
+      new Date(created.body.updated_at).getTime(),
+    )
     expect((await s.call('GET', `/v1/entries/${id}`, { as: s.admin })).body).toEqual(p.body)
 
-    const csr = makeCsr({ san: 'URI:spiffe://example.org/entries/patched,DNS:api.example.org' }).csrPem
+    const csr = makeCsr({
+      san: 'URI:spiffe://example.org/entries/patched,DNS:api.example.org',
+    }).csrPem
     expectProblem(await enrollWith(s, await s.joinToken(id), { csr, ttl: '6m' }), 400)
     const ok = await enrollWith(s, await s.joinToken(id), { csr, ttl: '5m' })
     expect(ok.status, ok.text).toBe(201)
@@ -150,16 +182,23 @@ describe('registration entries (admin API)', () => {
     const same = await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: {} })
     expect(same.status).toBe(200)
     expect(same.body).toMatchObject({ dns_names: ['api.example.org'], ttl: null, enabled: true })
-    expect((await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.update' })).length).toBeGreaterThanOrEqual(2)
+    expect(
+      (await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.update' }))
+        .length,
+    ).toBeGreaterThanOrEqual(2)
   })
 
   it('an unknown entry: show and PATCH → 404', async () => {
     expectProblem(await s.call('GET', '/v1/entries/does-not-exist', { as: s.admin }), 404)
-    expectProblem(await s.call('PATCH', '/v1/entries/does-not-exist', { as: s.admin, json: { enabled: true } }), 404)
+    expectProblem(
+      await s.call('PATCH', '/v1/entries/does-not-exist', { as: s.admin, json: { enabled: true } }),
+      404,
+    )
   })
 
   it('pagination: limit and next_cursor walk every entry exactly once', async () => {
-    for (let i = 0; i < 7; i++) expect((await post({ spiffe_id: `spiffe://example.org/entries/page/${i}` })).status).toBe(201)
+    for (let i = 0; i < 7; i++)
+      expect((await post({ spiffe_id: `spiffe://example.org/entries/page/${i}` })).status).toBe(201)
     const all = await s.call('GET', '/v1/entries?limit=1000', { as: s.admin })
     expect(all.body.next_cursor).toBeNull()
     const seen: string[] = []
@@ -184,7 +223,10 @@ describe('registration entries (admin API)', () => {
   it('join tokens: base64url with ≥ 256 bits, expires_at from the ttl, stored only as a hash (not in the database files)', async () => {
     const id = (await post({ spiffe_id: 'spiffe://example.org/entries/tokens' })).body.id
     const before = Date.now()
-    const r = await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin, json: { ttl: '15m' } })
+    const r = await s.call('POST', `/v1/entries/${id}/join-tokens`, {
+      as: s.admin,
+      json: { ttl: '15m' },
+    })
     expect(r.status, r.text).toBe(201)
     expect(Object.keys(r.body).sort()).toEqual(['expires_at', 'token'])
     expect(r.headers['cache-control']).toBe('no-store')
@@ -203,15 +245,21 @@ describe('registration entries (admin API)', () => {
     expect(files).toContain('certbound.db-wal')
     for (const token of [r.body.token, other.body.token]) {
       const secret = token.slice(-32)
-      for (const f of files) expect(readFileSync(join(s.dataDir, f)).includes(secret), f).toBe(false)
+      for (const f of files)
+        expect(readFileSync(join(s.dataDir, f)).includes(secret), f).toBe(false)
     }
     // The audit event names the token by its public lookup id only.
-    const audit = await s.store.audit.list({ subject: 'spiffe://example.org/entries/tokens', action: 'join_token.create' })
+    const audit = await s.store.audit.list({
+      subject: 'spiffe://example.org/entries/tokens',
+      action: 'join_token.create',
+    })
     expect(audit).toHaveLength(2)
     expect(audit[0]!.details).toMatchObject({ entry_id: id })
     expect(JSON.stringify(audit)).not.toContain(r.body.token.slice(-32))
     // Nor in the entry as the API shows it.
-    expect((await s.call('GET', `/v1/entries/${id}`, { as: s.admin })).text).not.toContain(r.body.token.slice(-32))
+    expect((await s.call('GET', `/v1/entries/${id}`, { as: s.admin })).text).not.toContain(
+      r.body.token.slice(-32),
+    )
   })
 
   it('a disabled entry: join-token creation 400, enrolment refused without spending the token, audit', async () => {
@@ -221,17 +269,27 @@ describe('registration entries (admin API)', () => {
     const d = await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: { enabled: false } })
     expect(d.status).toBe(200)
     expect(d.body.enabled).toBe(false)
-    expect((await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.disable' }))).toHaveLength(1)
+    expect(
+      await s.store.audit.list({ subject: created.body.spiffe_id, action: 'entry.disable' }),
+    ).toHaveLength(1)
 
     const before = dbSnapshot(s)
-    expect(expectProblem(await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin, json: {} }), 400)).toMatch(/disabled/)
+    expect(
+      expectProblem(
+        await s.call('POST', `/v1/entries/${id}/join-tokens`, { as: s.admin, json: {} }),
+        400,
+      ),
+    ).toMatch(/disabled/)
     const csr = makeCsr({ san: 'URI:spiffe://example.org/entries/disabled' }).csrPem
     expect(expectProblem(await enrollWith(s, token, { csr }), [401, 403])).toMatch(/disabled/)
     expect(dbSnapshot(s)).toEqual(before)
     await expectServing(s)
 
     // Enabled again, the unspent token enrols.
-    expect((await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: { enabled: true } })).body.enabled).toBe(true)
+    expect(
+      (await s.call('PATCH', `/v1/entries/${id}`, { as: s.admin, json: { enabled: true } })).body
+        .enabled,
+    ).toBe(true)
     expect((await enrollWith(s, token, { csr })).status).toBe(201)
   })
 })

@@ -5,7 +5,13 @@ import { issueAdminCredential } from '../../src/ca/init.js'
 import { systemClock } from '../../src/clock.js'
 import { makeCsr, verifyLeaf } from '../helpers/openssl.js'
 import { sleep, TestServer, type ApiResponse } from '../helpers/server.js'
-import { dbSnapshot, expectProblem, expectServing, foreignCredential, x509Field } from './support.js'
+import {
+  dbSnapshot,
+  expectProblem,
+  expectServing,
+  foreignCredential,
+  x509Field,
+} from './support.js'
 
 type Cred = { certPem: string; keyPem: string }
 
@@ -22,21 +28,36 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
   function adminRoutes(): { method: string; path: string; json?: unknown }[] {
     const e = workload.entryId
     return [
-      { method: 'POST', path: '/v1/entries', json: { spiffe_id: 'spiffe://example.org/mtls/sneaky' } },
+      {
+        method: 'POST',
+        path: '/v1/entries',
+        json: { spiffe_id: 'spiffe://example.org/mtls/sneaky' },
+      },
       { method: 'GET', path: '/v1/entries' },
       { method: 'GET', path: `/v1/entries/${e}` },
       { method: 'PATCH', path: `/v1/entries/${e}`, json: { enabled: false } },
       { method: 'POST', path: `/v1/entries/${e}/join-tokens`, json: {} },
       { method: 'GET', path: '/v1/certificates' },
       { method: 'GET', path: `/v1/certificates/${workload.serial}` },
-      { method: 'POST', path: `/v1/certificates/${workload.serial}/revoke`, json: { reason: 'superseded' } },
+      {
+        method: 'POST',
+        path: `/v1/certificates/${workload.serial}/revoke`,
+        json: { reason: 'superseded' },
+      },
     ]
   }
 
-  async function everyAdminRoute(as: Cred | undefined, status: number, detail: RegExp): Promise<void> {
+  async function everyAdminRoute(
+    as: Cred | undefined,
+    status: number,
+    detail: RegExp,
+  ): Promise<void> {
     const before = dbSnapshot(s)
     for (const route of adminRoutes()) {
-      const r = await s.call(route.method, route.path, { as, ...(route.json ? { json: route.json } : {}) })
+      const r = await s.call(route.method, route.path, {
+        as,
+        ...(route.json ? { json: route.json } : {}),
+      })
       expect(expectProblem(r, status), `${route.method} ${route.path}`).toMatch(detail)
     }
     expect(dbSnapshot(s)).toEqual(before)
@@ -64,11 +85,17 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
     it('the admin certificate works; a revoked admin certificate → 401, a re-issued one works', async () => {
       const old = s.admin
       expect((await s.call('GET', '/v1/entries', { as: old })).status).toBe(200)
-      const issued = await issueAdminCredential({ config: s.config, store: s.store, clock: systemClock }, s.running.ca)
+      const issued = await issueAdminCredential(
+        { config: s.config, store: s.store, clock: systemClock },
+        s.running.ca,
+      )
       const fresh = s.admin // re-read from admin/admin.pem
       expect(fresh.certPem).not.toBe(old.certPem)
       const oldSerial = x509Field(old.certPem, 'serial').toLowerCase()
-      const r = await s.call('POST', `/v1/certificates/${oldSerial}/revoke`, { as: fresh, json: { reason: 'superseded' } })
+      const r = await s.call('POST', `/v1/certificates/${oldSerial}/revoke`, {
+        as: fresh,
+        json: { reason: 'superseded' },
+      })
       expect(r.status, r.text).toBe(200)
       expectProblem(await s.call('GET', '/v1/entries', { as: old }), 401)
       expect((await s.call('GET', '/v1/entries', { as: fresh })).status).toBe(200)
@@ -97,8 +124,12 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       // The renewed certificate renews in turn: a lineage.
       const again = await s.renew(renewed)
       expect(again.status, again.text).toBe(201)
-      expect((await s.store.certificates.get(again.credential!.serial))!.renewedFrom).toBe(renewed.serial)
-      expect(await s.store.certificates.isSelfOrDescendant(again.credential!.serial, cred.serial)).toBe(true)
+      expect((await s.store.certificates.get(again.credential!.serial))!.renewedFrom).toBe(
+        renewed.serial,
+      )
+      expect(
+        await s.store.certificates.isSelfOrDescendant(again.credential!.serial, cred.serial),
+      ).toBe(true)
     })
 
     it('with the same key → 201', async () => {
@@ -126,16 +157,22 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
 
     it('a revoked certificate → 401', async () => {
       const cred = await s.enroll('spiffe://example.org/mtls/revoked')
-      const rv = await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, { as: s.admin, json: {} })
+      const rv = await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, {
+        as: s.admin,
+        json: {},
+      })
       expect(rv.status).toBe(200)
       const before = dbSnapshot(s)
       expect(expectProblem(await s.renew(cred), 401)).toMatch(/revoked/)
       expect(dbSnapshot(s)).toEqual(before)
     })
 
-    it("a certificate whose entry is disabled → 403; enabling it again allows renewal", async () => {
+    it('a certificate whose entry is disabled → 403; enabling it again allows renewal', async () => {
       const cred = await s.enroll('spiffe://example.org/mtls/disabled')
-      const p = await s.call('PATCH', `/v1/entries/${cred.entryId}`, { as: s.admin, json: { enabled: false } })
+      const p = await s.call('PATCH', `/v1/entries/${cred.entryId}`, {
+        as: s.admin,
+        json: { enabled: false },
+      })
       expect(p.status, p.text).toBe(200)
       expect(p.body.enabled).toBe(false)
       const before = dbSnapshot(s)
@@ -149,7 +186,10 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       const before = dbSnapshot(s)
       const csr = makeCsr().csrPem
       expectProblem(await s.call('POST', '/v1/renew', { json: { csr } }), 401)
-      const foreign = foreignCredential({ san: 'URI:spiffe://example.org/mtls/workload', serialHex: workload.serial })
+      const foreign = foreignCredential({
+        san: 'URI:spiffe://example.org/mtls/workload',
+        serialHex: workload.serial,
+      })
       expectProblem(await s.call('POST', '/v1/renew', { as: foreign, json: { csr } }), 401)
       expectProblem(await s.call('POST', '/v1/renew', { as: s.admin, json: { csr } }), 403)
       expect(dbSnapshot(s)).toEqual(before)
@@ -197,7 +237,10 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       const client = oneConnection(cred)
       try {
         expect((await renewOn(client)).status).toBe(201)
-        const rv = await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, { as: s.admin, json: { reason: 'keyCompromise' } })
+        const rv = await s.call('POST', `/v1/certificates/${cred.serial}/revoke`, {
+          as: s.admin,
+          json: { reason: 'keyCompromise' },
+        })
         expect(rv.status).toBe(200)
         const r = await renewOn(client)
         expect(expectProblem(r, 401)).toMatch(/revoked/)
@@ -214,7 +257,9 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       const client = oneConnection(cred)
       try {
         expect((await renewOn(client)).status).toBe(201)
-        await sleep(Math.max(0, new Date(x509Field(cred.certPem, 'enddate')).getTime() - Date.now()) + 300)
+        await sleep(
+          Math.max(0, new Date(x509Field(cred.certPem, 'enddate')).getTime() - Date.now()) + 300,
+        )
         const r = await renewOn(client)
         expect(expectProblem(r, 401)).toMatch(/expired/)
         expect(handshakes.count).toBe(1)

@@ -10,11 +10,14 @@ import { enrollWith, expectProblem } from './support.js'
 /** The certificate the server presents on a fresh TLS connection (verified against our root). */
 function serverCertificate(s: TestServer, servername = 'localhost'): Promise<PeerCertificate> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: s.running.address.port, servername, ca: s.bundlePem }, () => {
-      const cert = socket.getPeerCertificate()
-      socket.end()
-      resolve(cert)
-    })
+    const socket = connect(
+      { host: '127.0.0.1', port: s.running.address.port, servername, ca: s.bundlePem },
+      () => {
+        const cert = socket.getPeerCertificate()
+        socket.end()
+        resolve(cert)
+      },
+    )
     socket.once('error', reject)
   })
 }
@@ -25,15 +28,25 @@ describe('state survives a restart on the same data_dir', () => {
     const first = await TestServer.start({}, { dataDir })
     const kept = await first.enroll('spiffe://example.org/restart/kept')
     const revoked = await first.enroll('spiffe://example.org/restart/revoked')
-    expect((await first.call('POST', `/v1/certificates/${revoked.serial}/revoke`, { as: first.admin, json: { reason: 'superseded' } })).status).toBe(200)
+    expect(
+      (
+        await first.call('POST', `/v1/certificates/${revoked.serial}/revoke`, {
+          as: first.admin,
+          json: { reason: 'superseded' },
+        })
+      ).status,
+    ).toBe(200)
     const pendingEntry = await first.createEntry('spiffe://example.org/restart/pending')
     const pendingToken = await first.joinToken(pendingEntry)
-    const crlNumberBefore = (await first.store.certificates.nextCrlNumber()) // spends one number: still must go up
+    const crlNumberBefore = await first.store.certificates.nextCrlNumber() // spends one number: still must go up
     const bundle = readFileSync(join(dataDir, 'ca/bundle.pem'), 'utf8')
     const serverBefore = await serverCertificate(first)
     await first.running.close()
 
-    const second = await TestServer.start({ server: { hostnames: ['localhost', '127.0.0.1', 'ca.internal.example'] } }, { dataDir })
+    const second = await TestServer.start(
+      { server: { hostnames: ['localhost', '127.0.0.1', 'ca.internal.example'] } },
+      { dataDir },
+    )
     try {
       expect(second.bundlePem).toBe(bundle)
       expect((await second.renew(kept)).status).toBe(201)

@@ -20,7 +20,10 @@ describe('certificates admin API, revocation and the CRL', () => {
   afterAll(() => s.close())
 
   const revoke = (serial: string, json?: unknown): Promise<ApiResponse> =>
-    s.call('POST', `/v1/certificates/${serial}/revoke`, { as: s.admin, ...(json === undefined ? {} : { json }) })
+    s.call('POST', `/v1/certificates/${serial}/revoke`, {
+      as: s.admin,
+      ...(json === undefined ? {} : { json }),
+    })
   const show = (serial: string) => s.call('GET', `/v1/certificates/${serial}`, { as: s.admin })
 
   async function fetchCrl(): Promise<CrlInfo> {
@@ -31,7 +34,17 @@ describe('certificates admin API, revocation and the CRL', () => {
     const der = Buffer.from(await r.body.arrayBuffer())
     expect(der[0]).toBe(0x30) // DER SEQUENCE, not PEM
     const f = tempFiles({ 'crl.der': der, 'chain.pem': s.bundlePem + s.intermediatePem })
-    const verified = openssl(['crl', '-inform', 'DER', '-in', f['crl.der']!, '-CAfile', f['chain.pem']!, '-verify', '-noout'])
+    const verified = openssl([
+      'crl',
+      '-inform',
+      'DER',
+      '-in',
+      f['crl.der']!,
+      '-CAfile',
+      f['chain.pem']!,
+      '-verify',
+      '-noout',
+    ])
     expect(verified.code, verified.out).toBe(0)
     expect(verified.out).toMatch(/verify OK/)
     const t = openssl(['crl', '-inform', 'DER', '-in', f['crl.der']!, '-noout', '-text'])
@@ -39,7 +52,9 @@ describe('certificates admin API, revocation and the CRL', () => {
     const number = /X509v3 CRL Number:\s*\n\s*(\d+)/.exec(t.out)
     expect(number, t.out).not.toBeNull()
     const revoked = new Map<string, string>()
-    for (const m of t.out.matchAll(/Serial Number: ([0-9A-F]+)\n\s+Revocation Date: [^\n]+\n((?:\s+CRL entry extensions:\n\s+X509v3 CRL Reason Code:\s*\n\s+([^\n]+)\n)?)/g)) {
+    for (const m of t.out.matchAll(
+      /Serial Number: ([0-9A-F]+)\n\s+Revocation Date: [^\n]+\n((?:\s+CRL entry extensions:\n\s+X509v3 CRL Reason Code:\s*\n\s+([^\n]+)\n)?)/g,
+    )) {
       revoked.set(m[1]!.toLowerCase(), m[3]?.trim() ?? '')
     }
     return { der, text: t.out, number: BigInt(number![1]!), revoked }
@@ -54,7 +69,9 @@ describe('certificates admin API, revocation and the CRL', () => {
     expect(a.text).toMatch(/Next Update: /)
     expect(a.text).not.toMatch(/NONE/)
     expect(a.text).toMatch(/X509v3 Authority Key Identifier:/)
-    const interSki = openssl(['x509', '-noout', '-ext', 'subjectKeyIdentifier'], s.intermediatePem).out.split('\n')[1]!.trim()
+    const interSki = openssl(['x509', '-noout', '-ext', 'subjectKeyIdentifier'], s.intermediatePem)
+      .out.split('\n')[1]!
+      .trim()
     expect(a.text).toContain(interSki)
     const last = new Date(/Last Update: ([^\n]+)/.exec(a.text)![1]!).getTime()
     const next = new Date(/Next Update: ([^\n]+)/.exec(a.text)![1]!).getTime()
@@ -75,7 +92,11 @@ describe('certificates admin API, revocation and the CRL', () => {
 
     const r = await revoke(cred.serial, { reason: 'superseded' })
     expect(r.status, r.text).toBe(200)
-    expect(r.body).toMatchObject({ serial: cred.serial, status: 'revoked', revocation_reason: 'superseded' })
+    expect(r.body).toMatchObject({
+      serial: cred.serial,
+      status: 'revoked',
+      revocation_reason: 'superseded',
+    })
     expect(r.body.revoked_at).toMatch(/Z$/)
 
     const after = await fetchCrl()
@@ -111,7 +132,9 @@ describe('certificates admin API, revocation and the CRL', () => {
       expect(again.body.revoked_at).toBe(first.body.revoked_at)
     }
     expect(dbSnapshot(s)).toEqual(snapshot)
-    expect((await s.store.audit.list({ subject: c1.serial, action: 'certificate.revoke' }))).toHaveLength(1)
+    expect(
+      await s.store.audit.list({ subject: c1.serial, action: 'certificate.revoke' }),
+    ).toHaveLength(1)
     expect((await fetchCrl()).der.equals(crl2.der)).toBe(true)
   })
 
@@ -123,7 +146,10 @@ describe('certificates admin API, revocation and the CRL', () => {
     const r = await revoke(cred.serial, { reason: 'keyCompromise' })
     expect(r.status).toBe(200)
     expect(r.body.revocation_reason).toBe('superseded')
-    expect((await show(twin.serial)).body).toMatchObject({ status: 'revoked', revocation_reason: 'keyCompromise' })
+    expect((await show(twin.serial)).body).toMatchObject({
+      status: 'revoked',
+      revocation_reason: 'keyCompromise',
+    })
     const crl = await fetchCrl()
     expect(crl.number).toBeGreaterThan(n)
     expect(crl.revoked.get(cred.serial)).toBe('Superseded')
@@ -187,31 +213,46 @@ describe('certificates admin API, revocation and the CRL', () => {
     const b = await s.enroll('spiffe://example.org/crl/short', { ttl: '1s', entryId })
     const c = await s.enroll('spiffe://example.org/crl/short', { ttl: '1h', entryId })
     expect((await revoke(a.serial, { reason: 'superseded' })).status).toBe(200)
-    await sleep(Math.max(0, new Date((await show(b.serial)).body.not_after).getTime() - Date.now()) + 100)
+    await sleep(
+      Math.max(0, new Date((await show(b.serial)).body.not_after).getTime() - Date.now()) + 100,
+    )
     expect((await show(a.serial)).body.status).toBe('revoked')
     expect((await show(b.serial)).body.status).toBe('expired')
     expect((await show(c.serial)).body.status).toBe('valid')
 
     const list = async (q: string) => {
-      const r = await s.call('GET', `/v1/certificates?spiffe_id=${encodeURIComponent('spiffe://example.org/crl/short')}${q}`, { as: s.admin })
+      const r = await s.call(
+        'GET',
+        `/v1/certificates?spiffe_id=${encodeURIComponent('spiffe://example.org/crl/short')}${q}`,
+        { as: s.admin },
+      )
       expect(r.status, r.text).toBe(200)
       expect(Object.keys(r.body).sort()).toEqual(['items', 'next_cursor'])
       return r.body.items.map((i: { serial: string; status: string }) => `${i.serial}:${i.status}`)
     }
-    expect(await list('')).toEqual([`${a.serial}:revoked`, `${b.serial}:expired`, `${c.serial}:valid`])
+    expect(await list('')).toEqual([
+      `${a.serial}:revoked`,
+      `${b.serial}:expired`,
+      `${c.serial}:valid`,
+    ])
     expect(await list('&status=revoked')).toEqual([`${a.serial}:revoked`])
     expect(await list('&status=expired')).toEqual([`${b.serial}:expired`])
     expect(await list('&status=valid')).toEqual([`${c.serial}:valid`])
 
     // The expired-and-revoked certificate stays listed as revoked, never as expired.
-    const other = await s.call('GET', `/v1/certificates?spiffe_id=${encodeURIComponent('spiffe://example.org/nobody')}`, { as: s.admin })
+    const other = await s.call(
+      'GET',
+      `/v1/certificates?spiffe_id=${encodeURIComponent('spiffe://example.org/nobody')}`,
+      { as: s.admin },
+    )
     expect(other.body).toEqual({ items: [], next_cursor: null })
   })
 
   it('cursor paging over the certificate list visits each certificate once', async () => {
     const entryId = await s.createEntry('spiffe://example.org/crl/paged')
     const serials: string[] = []
-    for (let i = 0; i < 5; i++) serials.push((await s.enroll('spiffe://example.org/crl/paged', { entryId })).serial)
+    for (let i = 0; i < 5; i++)
+      serials.push((await s.enroll('spiffe://example.org/crl/paged', { entryId })).serial)
     const seen: string[] = []
     let cursor: string | null = null
     let pages = 0
@@ -253,19 +294,30 @@ describe('certificates admin API, revocation and the CRL', () => {
     expect(crl.revoked.has(bystander.serial)).toBe(false)
 
     const events = await s.store.audit.list({ action: 'certificate.revoke' })
-    expect(events.filter((e) => e.subject === twin)[0]?.details).toMatchObject({ reason: 'keyCompromise', cascaded_from: cred.serial })
-    expect(await s.store.audit.list({ subject: cred.serial, action: 'key.compromised' })).toHaveLength(1)
+    expect(events.filter((e) => e.subject === twin)[0]?.details).toMatchObject({
+      reason: 'keyCompromise',
+      cascaded_from: cred.serial,
+    })
+    expect(
+      await s.store.audit.list({ subject: cred.serial, action: 'key.compromised' }),
+    ).toHaveLength(1)
 
     // The key is refused for any identity, and the refusal spends no join token.
     const entryId = await s.createEntry('spiffe://example.org/crl/reuses-key')
     const token = await s.joinToken(entryId)
     const before = dbSnapshot(s)
-    const csr = makeCsr({ keyPem: cred.keyPem, san: 'URI:spiffe://example.org/crl/reuses-key' }).csrPem
+    const csr = makeCsr({
+      keyPem: cred.keyPem,
+      san: 'URI:spiffe://example.org/crl/reuses-key',
+    }).csrPem
     expect(expectProblem(await enrollWith(s, token, { csr }), 400)).toMatch(/keyCompromise/)
     expect(dbSnapshot(s)).toEqual(before)
     expect((await enrollWith(s, token, { csr: makeCsr().csrPem })).status).toBe(201)
     // Nor can a still-valid certificate renew onto the compromised key.
-    const sneaky = await s.call('POST', '/v1/renew', { as: bystander, json: { csr: makeCsr({ keyPem: cred.keyPem }).csrPem } })
+    const sneaky = await s.call('POST', '/v1/renew', {
+      as: bystander,
+      json: { csr: makeCsr({ keyPem: cred.keyPem }).csrPem },
+    })
     expectProblem(sneaky, 400)
   })
 })
@@ -282,10 +334,23 @@ describe('the CRL never goes stale', () => {
       const r = await request(`${s.url}/v1/crl`, { dispatcher: s.agent() })
       const der = Buffer.from(await r.body.arrayBuffer())
       const f = tempFiles({ 'crl.der': der })
-      const t = openssl(['crl', '-inform', 'DER', '-in', f['crl.der']!, '-noout', '-crlnumber', '-nextupdate'])
+      const t = openssl([
+        'crl',
+        '-inform',
+        'DER',
+        '-in',
+        f['crl.der']!,
+        '-noout',
+        '-crlnumber',
+        '-nextupdate',
+      ])
       const number = /crlNumber=(0x[0-9A-Fa-f]+|[0-9]+)/.exec(t.out)
       expect(number, t.out).not.toBeNull()
-      return { der, number: BigInt(number![1]!), next: new Date(/nextUpdate=(.+)/.exec(t.out)![1]!).getTime() }
+      return {
+        der,
+        number: BigInt(number![1]!),
+        next: new Date(/nextUpdate=(.+)/.exec(t.out)![1]!).getTime(),
+      }
     }
     // (No identical-bytes check here: the 2s rebuild timer may tick between two reads.)
     const a = await get()

@@ -36,7 +36,10 @@ export function x509Text(certPem: string): string {
 }
 
 /** One `openssl x509 -noout -<field>` value, e.g. `serial` → the hex after `serial=`. */
-export function x509Field(certPem: string, field: 'serial' | 'subject' | 'startdate' | 'enddate'): string {
+export function x509Field(
+  certPem: string,
+  field: 'serial' | 'subject' | 'startdate' | 'enddate',
+): string {
   const r = openssl(['x509', '-noout', `-${field}`], certPem)
   if (r.code !== 0) throw new Error(`openssl x509 -${field} failed: ${r.out}`)
   return r.out.trim().replace(/^[a-zA-Z]+=\s*/, '')
@@ -74,9 +77,13 @@ export function dbSnapshot(s: TestServer): unknown {
   try {
     const all = (sql: string) => db.prepare(sql).all()
     return {
-      certificates: all('SELECT serial, status, revoked_at, revocation_reason FROM certificates ORDER BY id'),
+      certificates: all(
+        'SELECT serial, status, revoked_at, revocation_reason FROM certificates ORDER BY id',
+      ),
       joinTokens: all('SELECT id, used_at, used_by, expires_at FROM join_tokens ORDER BY id'),
-      entries: all('SELECT id, spiffe_id, dns_names, max_ttl_ms, enabled, updated_at FROM entries ORDER BY id'),
+      entries: all(
+        'SELECT id, spiffe_id, dns_names, max_ttl_ms, enabled, updated_at FROM entries ORDER BY id',
+      ),
       compromisedKeys: all('SELECT spki_sha256 FROM compromised_keys ORDER BY spki_sha256'),
       audit: all('SELECT count(*) AS n, max(id) AS last FROM audit_events'),
     }
@@ -111,7 +118,10 @@ export function enrollWith(s: TestServer, token: string, json: unknown): Promise
  * A client certificate from a different CA, made with openssl: a throwaway root signs a
  * leaf with `san` (default: our admin SPIFFE ID) and, if given, the serial of one of ours.
  */
-export function foreignCredential(opts: { san?: string; serialHex?: string } = {}): { certPem: string; keyPem: string } {
+export function foreignCredential(opts: { san?: string; serialHex?: string } = {}): {
+  certPem: string
+  keyPem: string
+} {
   const dir = tempDir('certbound-foreign-')
   const p = (f: string) => join(dir, f)
   const run = (args: string[]) => {
@@ -119,13 +129,54 @@ export function foreignCredential(opts: { san?: string; serialHex?: string } = {
     if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.out}`)
   }
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-  run(['req', '-x509', ...ec, '-subj', '/O=example.org/CN=not our root', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2'])
-  run(['req', '-new', ...ec, '-subj', '/O=example.org', '-keyout', p('leaf.key'), '-out', p('leaf.csr')])
+  run([
+    'req',
+    '-x509',
+    ...ec,
+    '-subj',
+    '/O=example.org/CN=not our root',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+    '-days',
+    '2',
+  ])
+  run([
+    'req',
+    '-new',
+    ...ec,
+    '-subj',
+    '/O=example.org',
+    '-keyout',
+    p('leaf.key'),
+    '-out',
+    p('leaf.csr'),
+  ])
   writeFileSync(
     p('ext.cnf'),
     `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth,serverAuth\nsubjectAltName=${opts.san ?? 'URI:spiffe://example.org/admin'}\n`,
   )
   const serial = opts.serialHex ? ['-set_serial', `0x${opts.serialHex}`] : []
-  run(['x509', '-req', '-in', p('leaf.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-days', '1', '-extfile', p('ext.cnf'), ...serial, '-out', p('leaf.pem')])
-  return { certPem: readFileSync(p('leaf.pem'), 'utf8'), keyPem: readFileSync(p('leaf.key'), 'utf8') }
+  run([
+    'x509',
+    '-req',
+    '-in',
+    p('leaf.csr'),
+    '-CA',
+    p('ca.pem'),
+    '-CAkey',
+    p('ca.key'),
+    '-days',
+    '1',
+    '-extfile',
+    p('ext.cnf'),
+    ...serial,
+    '-out',
+    p('leaf.pem'),
+  ])
+  return {
+    certPem: readFileSync(p('leaf.pem'), 'utf8'),
+    keyPem: readFileSync(p('leaf.key'), 'utf8'),
+  }
 }

@@ -1,6 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,9 +32,14 @@ function cli(args: string[], config: string): Promise<Run> {
   delete env.CERTBOUND_CONFIG
   delete env.CERTBOUND_SERVER
   return new Promise((resolve) => {
-    execFile(TSX, [CLI, '--config', config, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
-    })
+    execFile(
+      TSX,
+      [CLI, '--config', config, ...args],
+      { env, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
+      },
+    )
   })
 }
 
@@ -59,7 +72,10 @@ function treeHash(dir: string): Record<string, string> {
 
 function writeConfig(dir: string, port: number): string {
   const file = join(dir, 'ca-config.yaml')
-  writeFileSync(file, `trust_domain: example.org\ndata_dir: ./data\nlog_level: info\nserver:\n  listen: 127.0.0.1:${port}\n`)
+  writeFileSync(
+    file,
+    `trust_domain: example.org\ndata_dir: ./data\nlog_level: info\nserver:\n  listen: 127.0.0.1:${port}\n`,
+  )
   return file
 }
 
@@ -76,7 +92,12 @@ describe('init (a real process)', () => {
     const out = json(await cli(['init'], config))
     const data = join(dir, 'data')
     expect(out.data_dir).toBe(data)
-    for (const key of ['ca/root-key.pem', 'ca/intermediate-key.pem', 'server/tls-key.pem', 'admin/admin-key.pem']) {
+    for (const key of [
+      'ca/root-key.pem',
+      'ca/intermediate-key.pem',
+      'server/tls-key.pem',
+      'admin/admin-key.pem',
+    ]) {
       expect(statSync(join(data, key)).mode & 0o777, key).toBe(0o600)
     }
     const signing = readdirSync(join(data, 'tokens')).filter((f) => f.endsWith('.pem'))
@@ -85,7 +106,8 @@ describe('init (a real process)', () => {
     // No private key is readable by others anywhere under data_dir.
     for (const name of readdirSync(data, { recursive: true }) as string[]) {
       const p = join(data, name)
-      if (statSync(p).isFile() && readFileSync(p, 'utf8').includes('PRIVATE KEY')) expect(statSync(p).mode & 0o077, name).toBe(0)
+      if (statSync(p).isFile() && readFileSync(p, 'utf8').includes('PRIVATE KEY'))
+        expect(statSync(p).mode & 0o077, name).toBe(0)
     }
 
     const bundle = join(data, 'ca/bundle.pem')
@@ -119,7 +141,9 @@ describe('init (a real process)', () => {
     mkdirSync(newer)
     writeFileSync(cfg, 'data_dir: ./data\nserver:\n  listen: 127.0.0.1:0\n')
     const db = openDatabase(join(newer, 'data/certbound.db'))
-    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)').run('9999_future.sql')
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)').run(
+      '9999_future.sql',
+    )
     db.close()
     const before = treeHash(join(newer, 'data'))
     const r = await cli(['serve'], cfg)
@@ -152,10 +176,16 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
     config = writeConfig(dir, port)
     const env = { ...process.env }
     delete env.CERTBOUND_CONFIG
-    server = spawn(TSX, [CLI, '--config', config, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    server = spawn(TSX, [CLI, '--config', config, 'serve'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     exited = new Promise((resolve) => server.once('exit', (code) => resolve(code)))
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start:\n${serverLog}`)), 30_000)
+      const timer = setTimeout(
+        () => reject(new Error(`serve did not start:\n${serverLog}`)),
+        30_000,
+      )
       server.stderr!.on('data', (chunk: Buffer) => {
         serverLog += chunk.toString()
         if (serverLog.includes('certbound serving')) {
@@ -189,9 +219,30 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
   })
 
   it('entry create / list / show, join-token create, cert list / show / revoke: exit 0 with JSON', async () => {
-    const entry = json(await cli(['entry', 'create', 'spiffe://example.org/cli/web', '--dns', 'web.example.org', '--ttl', '2h'], config))
-    expect(entry).toMatchObject({ spiffe_id: 'spiffe://example.org/cli/web', dns_names: ['web.example.org'], ttl: '2h', enabled: true })
-    const [list, shown] = await Promise.all([cli(['entry', 'list'], config), cli(['entry', 'show', entry.id], config)])
+    const entry = json(
+      await cli(
+        [
+          'entry',
+          'create',
+          'spiffe://example.org/cli/web',
+          '--dns',
+          'web.example.org',
+          '--ttl',
+          '2h',
+        ],
+        config,
+      ),
+    )
+    expect(entry).toMatchObject({
+      spiffe_id: 'spiffe://example.org/cli/web',
+      dns_names: ['web.example.org'],
+      ttl: '2h',
+      enabled: true,
+    })
+    const [list, shown] = await Promise.all([
+      cli(['entry', 'list'], config),
+      cli(['entry', 'show', entry.id], config),
+    ])
     expect(json(list).items.map((e: { id: string }) => e.id)).toContain(entry.id)
     expect(json(shown)).toEqual(entry)
 
@@ -209,7 +260,9 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
         method: 'POST',
         dispatcher: agent,
         headers: { authorization: `Bearer ${jt.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ csr: makeCsr({ san: 'URI:spiffe://example.org/cli/web,DNS:web.example.org' }).csrPem }),
+        body: JSON.stringify({
+          csr: makeCsr({ san: 'URI:spiffe://example.org/cli/web,DNS:web.example.org' }).csrPem,
+        }),
       })
       const body = (await res.body.json()) as { serial: string }
       expect(res.statusCode).toBe(201)
@@ -218,12 +271,21 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
       await agent.close()
     }
 
-    const certs = json(await cli(['cert', 'list', '--spiffe-id', 'spiffe://example.org/cli/web'], config))
+    const certs = json(
+      await cli(['cert', 'list', '--spiffe-id', 'spiffe://example.org/cli/web'], config),
+    )
     expect(certs.items.map((c: { serial: string }) => c.serial)).toEqual([serial])
-    expect(json(await cli(['cert', 'show', serial.toUpperCase()], config))).toMatchObject({ serial, status: 'valid' })
+    expect(json(await cli(['cert', 'show', serial.toUpperCase()], config))).toMatchObject({
+      serial,
+      status: 'valid',
+    })
     const revoked = json(await cli(['cert', 'revoke', serial, '--reason', 'keyCompromise'], config))
     expect(revoked).toMatchObject({ serial, status: 'revoked', revocation_reason: 'keyCompromise' })
-    expect(json(await cli(['cert', 'list', '--status', 'revoked'], config)).items.map((c: { serial: string }) => c.serial)).toContain(serial)
+    expect(
+      json(await cli(['cert', 'list', '--status', 'revoked'], config)).items.map(
+        (c: { serial: string }) => c.serial,
+      ),
+    ).toContain(serial)
 
     const disabled = json(await cli(['entry', 'disable', entry.id], config))
     expect(disabled.enabled).toBe(false)
@@ -246,9 +308,16 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
     const out = json(await cli(['admin-credential'], config))
     const after = readFileSync(adminPem, 'utf8')
     expect(after).not.toBe(before)
-    expect(out.serial).toBe(openssl(['x509', '-in', adminPem, '-noout', '-serial']).out.trim().slice('serial='.length).toLowerCase())
+    expect(out.serial).toBe(
+      openssl(['x509', '-in', adminPem, '-noout', '-serial'])
+        .out.trim()
+        .slice('serial='.length)
+        .toLowerCase(),
+    )
     expect(statSync(join(dir, 'data/admin/admin-key.pem')).mode & 0o777).toBe(0o600)
-    expect(openssl(['x509', '-in', adminPem, '-noout', '-ext', 'subjectAltName']).out).toContain('URI:spiffe://example.org/admin')
+    expect(openssl(['x509', '-in', adminPem, '-noout', '-ext', 'subjectAltName']).out).toContain(
+      'URI:spiffe://example.org/admin',
+    )
     // The server knows the new certificate at once (it is in the shared database).
     const list = json(await cli(['cert', 'show', out.serial], config))
     expect(list).toMatchObject({ serial: out.serial, kind: 'admin', status: 'valid' })

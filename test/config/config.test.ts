@@ -36,7 +36,13 @@ describe('configuration', () => {
     const c = configFromObject({})
     expect(c.trustDomain).toBe('example.org')
     expect(c.dataDir).toBe(resolve('data'))
-    expect(c.server).toMatchObject({ host: '127.0.0.1', port: 8443, hostnames: ['localhost', '127.0.0.1'], trustedProxies: [], maxBodyBytes: 65536 })
+    expect(c.server).toMatchObject({
+      host: '127.0.0.1',
+      port: 8443,
+      hostnames: ['localhost', '127.0.0.1'],
+      trustedProxies: [],
+      maxBodyBytes: 65536,
+    })
     expect(c.database.synchronous).toBe('FULL')
     expect(c.ca.keyType).toBe('ec-p256')
     expect(c.certificates).toMatchObject({
@@ -73,11 +79,17 @@ describe('configuration', () => {
   it('relative data_dir is resolved against the config file directory, not the cwd', () => {
     const file = configFile('data_dir: ./state/ca\n')
     expect(loadConfig(file).dataDir).toBe(join(file, '..', 'state', 'ca'))
-    expect(loadConfig(configFile('data_dir: /var/lib/certbound\n')).dataDir).toBe('/var/lib/certbound')
+    expect(loadConfig(configFile('data_dir: /var/lib/certbound\n')).dataDir).toBe(
+      '/var/lib/certbound',
+    )
   })
 
   it('durations: 30s, 15m, 1h, 7d', () => {
-    const c = loadConfig(configFile('certificates:\n  default_ttl: 30s\n  max_ttl: 7d\nenrollment:\n  join_token_ttl: 15m\n'))
+    const c = loadConfig(
+      configFile(
+        'certificates:\n  default_ttl: 30s\n  max_ttl: 7d\nenrollment:\n  join_token_ttl: 15m\n',
+      ),
+    )
     expect(c.certificates.defaultTtlMs).toBe(30_000)
     expect(c.certificates.maxTtlMs).toBe(7 * 86_400_000)
     expect(c.enrollment.joinTokenTtlMs).toBe(15 * 60_000)
@@ -123,7 +135,9 @@ describe('configuration', () => {
   })
 
   it('backdate: 5m is the most accepted', () => {
-    expect(loadConfig(configFile('certificates:\n  backdate: 5m\n')).certificates.backdateMs).toBe(300_000)
+    expect(loadConfig(configFile('certificates:\n  backdate: 5m\n')).certificates.backdateMs).toBe(
+      300_000,
+    )
     expect(refusal('certificates:\n  backdate: 301s\n')).toContain('certificates.backdate')
   })
 
@@ -134,7 +148,9 @@ describe('configuration', () => {
   })
 
   it('tokens.issuer default names the first hostname and the listen port; audience defaults to the issuer', () => {
-    const c = loadConfig(configFile('server:\n  listen: 0.0.0.0:9443\n  hostnames: [ca.example.org]\n'))
+    const c = loadConfig(
+      configFile('server:\n  listen: 0.0.0.0:9443\n  hostnames: [ca.example.org]\n'),
+    )
     expect(c.tokens.issuer).toBe('https://ca.example.org:9443')
     expect(c.tokens.audience).toEqual(['https://ca.example.org:9443'])
     // An IPv6 first hostname is bracketed in the URL; DNS names are lower-cased.

@@ -30,9 +30,16 @@ afterEach(() => {
 })
 
 const tables = (db: Database.Database) =>
-  (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
+  (
+    db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as {
+      name: string
+    }[]
+  ).map((r) => r.name)
 const versions = (db: Database.Database) =>
-  db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[]
+  db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as {
+    version: number
+    name: string
+  }[]
 
 describe('migrations on a real SQLite file', () => {
   it('from empty: every migration applied in order, recorded, tables and indexes exist', () => {
@@ -41,13 +48,25 @@ describe('migrations on a real SQLite file', () => {
     try {
       const known = readMigrations()
       expect(known.length).toBeGreaterThanOrEqual(1)
-      expect(known.map((m) => m.version)).toEqual([...known.map((m) => m.version)].sort((a, b) => a - b))
+      expect(known.map((m) => m.version)).toEqual(
+        [...known.map((m) => m.version)].sort((a, b) => a - b),
+      )
       expect(versions(db)).toEqual(known.map((m) => ({ version: m.version, name: m.name })))
       expect(tables(db)).toEqual(expect.arrayContaining(REQUIRED_TABLES))
-      const indexes = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all() as { name: string }[]).map((r) => r.name)
-      expect(indexes).toEqual(expect.arrayContaining(['certificates_by_spiffe_id', 'certificates_by_spki']))
+      const indexes = (
+        db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all() as {
+          name: string
+        }[]
+      ).map((r) => r.name)
+      expect(indexes).toEqual(
+        expect.arrayContaining(['certificates_by_spiffe_id', 'certificates_by_spki']),
+      )
       // The files in migrations/ are exactly what was read.
-      expect(readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).sort()).toEqual(known.map((m) => m.name))
+      expect(
+        readdirSync(MIGRATIONS_DIR)
+          .filter((f) => f.endsWith('.sql'))
+          .sort(),
+      ).toEqual(known.map((m) => m.name))
     } finally {
       db.close()
     }
@@ -56,7 +75,9 @@ describe('migrations on a real SQLite file', () => {
   it('re-running is a no-op: nothing applied, data untouched, reopening works', () => {
     const file = join(tempDir(), 'certbound.db')
     let db = openDatabase(file)
-    db.prepare(`INSERT INTO entries (id, spiffe_id, created_at, updated_at) VALUES ('e1', 'spiffe://example.org/x', 1, 1)`).run()
+    db.prepare(
+      `INSERT INTO entries (id, spiffe_id, created_at, updated_at) VALUES ('e1', 'spiffe://example.org/x', 1, 1)`,
+    ).run()
     const before = versions(db)
     expect(migrate(db)).toEqual([])
     expect(versions(db)).toEqual(before)
@@ -64,7 +85,9 @@ describe('migrations on a real SQLite file', () => {
     db = openDatabase(file)
     try {
       expect(versions(db)).toEqual(before)
-      expect(db.prepare('SELECT spiffe_id FROM entries').all()).toEqual([{ spiffe_id: 'spiffe://example.org/x' }])
+      expect(db.prepare('SELECT spiffe_id FROM entries').all()).toEqual([
+        { spiffe_id: 'spiffe://example.org/x' },
+      ])
       expect(db.prepare('SELECT crl_number FROM crl_state').all()).toEqual([{ crl_number: 0 }])
     } finally {
       db.close()
@@ -76,7 +99,11 @@ describe('migrations on a real SQLite file', () => {
     const file = join(dir, 'certbound.db')
     const db = openDatabase(file)
     const latest = readMigrations().at(-1)!.version
-    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(latest + 1, `${latest + 1}_future.sql`, Date.now())
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+      latest + 1,
+      `${latest + 1}_future.sql`,
+      Date.now(),
+    )
     db.close()
 
     let error: unknown
@@ -94,7 +121,9 @@ describe('migrations on a real SQLite file', () => {
     expect(() => openStore(dir)).toThrow(/newer/)
     const raw = new Database(file, { readonly: true })
     try {
-      expect(raw.prepare('SELECT max(version) AS v FROM schema_migrations').get()).toEqual({ v: latest + 1 })
+      expect(raw.prepare('SELECT max(version) AS v FROM schema_migrations').get()).toEqual({
+        v: latest + 1,
+      })
     } finally {
       raw.close()
     }
@@ -102,10 +131,14 @@ describe('migrations on a real SQLite file', () => {
 
   it('a migration that fails is rolled back whole (its rows and tables absent), earlier ones stay', () => {
     const migDir = tempDir()
-    for (const m of readMigrations()) copyFileSync(join(MIGRATIONS_DIR, m.name), join(migDir, m.name))
+    for (const m of readMigrations())
+      copyFileSync(join(MIGRATIONS_DIR, m.name), join(migDir, m.name))
     const next = readMigrations().at(-1)!.version + 1
     const name = `${String(next).padStart(4, '0')}_broken.sql`
-    writeFileSync(join(migDir, name), 'CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n')
+    writeFileSync(
+      join(migDir, name),
+      'CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n',
+    )
     const db = new Database(join(tempDir(), 'certbound.db'))
     try {
       expect(() => migrate(db, readMigrations(migDir))).toThrow(/no_such_table/)
@@ -126,7 +159,11 @@ describe('migrations on a real SQLite file', () => {
       expect(db.pragma('busy_timeout', { simple: true })).toBeGreaterThanOrEqual(1000)
       // Foreign keys are enforced, not just declared.
       expect(() =>
-        db.prepare(`INSERT INTO join_tokens (id, token_hash, entry_id, expires_at, created_at) VALUES ('t', 'h', 'missing', 1, 1)`).run(),
+        db
+          .prepare(
+            `INSERT INTO join_tokens (id, token_hash, entry_id, expires_at, created_at) VALUES ('t', 'h', 'missing', 1, 1)`,
+          )
+          .run(),
       ).toThrow(/FOREIGN KEY/)
     } finally {
       db.close()
@@ -141,7 +178,10 @@ describe('migrations on a real SQLite file', () => {
   })
 
   it('database.synchronous NORMAL is honoured when configured', () => {
-    const db = openDatabase(join(tempDir(), 'certbound.db'), { synchronous: 'NORMAL', busyTimeoutMs: 1234 })
+    const db = openDatabase(join(tempDir(), 'certbound.db'), {
+      synchronous: 'NORMAL',
+      busyTimeoutMs: 1234,
+    })
     try {
       expect(db.pragma('synchronous', { simple: true })).toBe(1)
       expect(db.pragma('busy_timeout', { simple: true })).toBe(1234)

@@ -49,14 +49,29 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
   }
   const event = { actor: 'test', action: 'certificate.enroll' }
 
-  async function entryWithToken(store: Store, expiresAt = NOW + 60_000): Promise<{ entryId: string; tokenId: string }> {
+  async function entryWithToken(
+    store: Store,
+    expiresAt = NOW + 60_000,
+  ): Promise<{ entryId: string; tokenId: string }> {
     const entryId = `e-${++seq}`
     await store.entries.create(
-      { id: entryId, spiffeId: `spiffe://example.org/store/${seq}`, dnsNames: [], maxTtlMs: null, scopes: null, enabled: true, createdAt: NOW, updatedAt: NOW },
+      {
+        id: entryId,
+        spiffeId: `spiffe://example.org/store/${seq}`,
+        dnsNames: [],
+        maxTtlMs: null,
+        scopes: null,
+        enabled: true,
+        createdAt: NOW,
+        updatedAt: NOW,
+      },
       { actor: 'test', action: 'entry.create' },
     )
     const tokenId = `t-${seq}`
-    await store.entries.createJoinToken({ id: tokenId, tokenHash: 'h', entryId, expiresAt }, NOW, { actor: 'test', action: 'join_token.create' })
+    await store.entries.createJoinToken({ id: tokenId, tokenHash: 'h', entryId, expiresAt }, NOW, {
+      actor: 'test',
+      action: 'join_token.create',
+    })
     return { entryId, tokenId }
   }
 
@@ -77,11 +92,18 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
 
   it('an expired token, a disabled entry, a compromised key: nothing commits and the token stays unspent', async () => {
     const expired = await entryWithToken(a, NOW - 1)
-    expect(await a.certificates.commitEnrollment(expired.tokenId, cert(expired.entryId), event)).toBe('join_token_spent')
+    expect(
+      await a.certificates.commitEnrollment(expired.tokenId, cert(expired.entryId), event),
+    ).toBe('join_token_spent')
 
     const disabled = await entryWithToken(a)
-    await b.entries.update(disabled.entryId, { enabled: false }, NOW, { actor: 'test', action: 'entry.disable' })
-    expect(await a.certificates.commitEnrollment(disabled.tokenId, cert(disabled.entryId), event)).toBe('entry_disabled')
+    await b.entries.update(disabled.entryId, { enabled: false }, NOW, {
+      actor: 'test',
+      action: 'entry.disable',
+    })
+    expect(
+      await a.certificates.commitEnrollment(disabled.tokenId, cert(disabled.entryId), event),
+    ).toBe('entry_disabled')
     expect(await a.entries.findJoinToken(disabled.tokenId, NOW)).toBeDefined()
 
     const keyed = await entryWithToken(a)
@@ -89,7 +111,9 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     await a.certificates.insert(victim, event)
     await b.certificates.revoke(victim.serial, 'keyCompromise', NOW, 'test')
     const again = cert(keyed.entryId, { spkiSha256: victim.spkiSha256 })
-    expect(await a.certificates.commitEnrollment(keyed.tokenId, again, event)).toBe('key_compromised')
+    expect(await a.certificates.commitEnrollment(keyed.tokenId, again, event)).toBe(
+      'key_compromised',
+    )
     expect(await a.entries.findJoinToken(keyed.tokenId, NOW)).toBeDefined()
     expect(await a.certificates.get(again.serial)).toBeUndefined()
   })
@@ -99,16 +123,22 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     const parent = cert(entryId)
     await a.certificates.insert(parent, event)
     const child = cert(entryId, { renewedFrom: parent.serial })
-    expect(await a.certificates.commitRenewal(child, { actor: 'test', action: 'certificate.renew' })).toBeUndefined()
+    expect(
+      await a.certificates.commitRenewal(child, { actor: 'test', action: 'certificate.renew' }),
+    ).toBeUndefined()
     expect(await a.certificates.isSelfOrDescendant(child.serial, parent.serial)).toBe(true)
     expect(await a.certificates.isSelfOrDescendant(parent.serial, child.serial)).toBe(false)
 
     await b.certificates.revoke(parent.serial, 'superseded', NOW, 'test')
     const late = cert(entryId, { renewedFrom: parent.serial })
-    expect(await a.certificates.commitRenewal(late, { actor: 'test', action: 'certificate.renew' })).toBe('parent_not_valid')
+    expect(
+      await a.certificates.commitRenewal(late, { actor: 'test', action: 'certificate.renew' }),
+    ).toBe('parent_not_valid')
     const old = cert(entryId, { notAfter: NOW - 1 })
     await a.certificates.insert(old, event)
-    expect(await a.certificates.commitRenewal(cert(entryId, { renewedFrom: old.serial }), event)).toBe('parent_not_valid')
+    expect(
+      await a.certificates.commitRenewal(cert(entryId, { renewedFrom: old.serial }), event),
+    ).toBe('parent_not_valid')
   })
 
   it('a change and its audit event commit together or not at all', async () => {
@@ -118,20 +148,33 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     try {
       const { entryId, tokenId } = await entryWithToken(store)
       // The audit write fails (a real SQLite trigger on this connection): the change must roll back.
-      db.exec(`CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`)
+      db.exec(
+        `CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`,
+      )
       const c = cert(entryId)
-      await expect(store.certificates.commitEnrollment(tokenId, c, event)).rejects.toThrow(/audit down/)
+      await expect(store.certificates.commitEnrollment(tokenId, c, event)).rejects.toThrow(
+        /audit down/,
+      )
       expect(await store.certificates.get(c.serial)).toBeUndefined()
       expect(await store.entries.findJoinToken(tokenId, NOW)).toBeDefined()
 
       const valid = cert(entryId)
       db.exec('DROP TRIGGER audit_down')
       await store.certificates.insert(valid, event)
-      db.exec(`CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`)
-      await expect(store.certificates.revoke(valid.serial, 'keyCompromise', NOW, 'test')).rejects.toThrow(/audit down/)
+      db.exec(
+        `CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`,
+      )
+      await expect(
+        store.certificates.revoke(valid.serial, 'keyCompromise', NOW, 'test'),
+      ).rejects.toThrow(/audit down/)
       expect((await store.certificates.get(valid.serial))!.status).toBe('valid')
       expect(await store.certificates.isKeyCompromised(valid.spkiSha256)).toBe(false)
-      await expect(store.entries.update(entryId, { enabled: false }, NOW, { actor: 't', action: 'entry.disable' })).rejects.toThrow(/audit down/)
+      await expect(
+        store.entries.update(entryId, { enabled: false }, NOW, {
+          actor: 't',
+          action: 'entry.disable',
+        }),
+      ).rejects.toThrow(/audit down/)
       expect((await store.entries.get(entryId))!.enabled).toBe(true)
     } finally {
       store.close()
@@ -143,9 +186,15 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     const c = cert(entryId)
     await a.certificates.insert(c, event)
     expect((await a.certificates.revoke(c.serial, 'superseded', NOW, 'test'))!.changed).toBe(true)
-    expect((await b.certificates.revoke(c.serial, 'affiliationChanged', NOW + 5000, 'test'))!.changed).toBe(false)
+    expect(
+      (await b.certificates.revoke(c.serial, 'affiliationChanged', NOW + 5000, 'test'))!.changed,
+    ).toBe(false)
     const row = (await a.certificates.get(c.serial))!
-    expect([row.status, row.revocationReason, row.revokedAt]).toEqual(['revoked', 'superseded', NOW])
+    expect([row.status, row.revocationReason, row.revokedAt]).toEqual([
+      'revoked',
+      'superseded',
+      NOW,
+    ])
     expect(await a.certificates.revoke('00ff', 'superseded', NOW, 'test')).toBeUndefined()
   })
 

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /** Runs openssl (the independent checker); returns the exit code and stdout+stderr. */
-export function openssl(args: readonly string[], input?: string | Uint8Array): { code: number; out: string } {
+export function openssl(
+  args: readonly string[],
+  input?: string | Uint8Array,
+): { code: number; out: string } {
   const r = spawnSync('openssl', args, { input, encoding: 'utf8' })
   if (r.error) throw r.error
   return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` }
@@ -25,10 +28,20 @@ const NEWKEY: Record<CsrKey, string[]> = {
  * Makes a key and a CSR with `openssl req`, the way users do. `san` is the
  * subjectAltName value (e.g. `URI:spiffe://example.org/w,DNS:a.example`).
  */
-export function makeCsr(opts: { key?: CsrKey; san?: string; extra?: string[]; keyPem?: string } = {}): { csrPem: string; keyPem: string } {
+export function makeCsr(
+  opts: { key?: CsrKey; san?: string; extra?: string[]; keyPem?: string } = {},
+): { csrPem: string; keyPem: string } {
   const dir = mkdtempSync(join(tmpdir(), 'certbound-csr-'))
   const keyFile = join(dir, 'key.pem')
-  const args = ['req', '-new', '-nodes', '-subj', '/CN=ignored-by-the-ca', '-out', join(dir, 'csr.pem')]
+  const args = [
+    'req',
+    '-new',
+    '-nodes',
+    '-subj',
+    '/CN=ignored-by-the-ca',
+    '-out',
+    join(dir, 'csr.pem'),
+  ]
   if (opts.keyPem) {
     writeFileSync(keyFile, opts.keyPem, { mode: 0o600 })
     args.push('-key', keyFile)
@@ -40,20 +53,35 @@ export function makeCsr(opts: { key?: CsrKey; san?: string; extra?: string[]; ke
   try {
     const r = openssl(args)
     if (r.code !== 0) throw new Error(`openssl req failed: ${r.out}`)
-    return { csrPem: readFileSync(join(dir, 'csr.pem'), 'utf8'), keyPem: readFileSync(keyFile, 'utf8') }
+    return {
+      csrPem: readFileSync(join(dir, 'csr.pem'), 'utf8'),
+      keyPem: readFileSync(keyFile, 'utf8'),
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 }
 
 /** `openssl verify -x509_strict` of a leaf against root + intermediate; returns the output. */
-export function verifyLeaf(leafPem: string, bundlePem: string, intermediatePem: string): { code: number; out: string } {
+export function verifyLeaf(
+  leafPem: string,
+  bundlePem: string,
+  intermediatePem: string,
+): { code: number; out: string } {
   const dir = mkdtempSync(join(tmpdir(), 'certbound-verify-'))
   writeFileSync(join(dir, 'root.pem'), bundlePem)
   writeFileSync(join(dir, 'inter.pem'), intermediatePem)
   writeFileSync(join(dir, 'leaf.pem'), leafPem)
   try {
-    return openssl(['verify', '-x509_strict', '-CAfile', join(dir, 'root.pem'), '-untrusted', join(dir, 'inter.pem'), join(dir, 'leaf.pem')])
+    return openssl([
+      'verify',
+      '-x509_strict',
+      '-CAfile',
+      join(dir, 'root.pem'),
+      '-untrusted',
+      join(dir, 'inter.pem'),
+      join(dir, 'leaf.pem'),
+    ])
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

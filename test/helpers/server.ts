@@ -36,7 +36,10 @@ export class TestServer {
     readonly intermediatePem: string,
   ) {}
 
-  static async start(overrides: Record<string, any> = {}, options: { clock?: Clock; dataDir?: string; logger?: Logger } = {}): Promise<TestServer> {
+  static async start(
+    overrides: Record<string, any> = {},
+    options: { clock?: Clock; dataDir?: string; logger?: Logger } = {},
+  ): Promise<TestServer> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
     const { server: serverOverrides, ...rest } = overrides
     const config = configFromObject({
@@ -46,7 +49,10 @@ export class TestServer {
       server: { listen: '127.0.0.1:0', ...serverOverrides },
       ...rest,
     })
-    const running = await startServer(config, { clock: options.clock, logger: options.logger ?? pino({ level: 'silent' }) })
+    const running = await startServer(config, {
+      clock: options.clock,
+      logger: options.logger ?? pino({ level: 'silent' }),
+    })
     // The issuer default names port 0; tests that check `iss` read it from config.
     return new TestServer(
       running,
@@ -85,7 +91,14 @@ export class TestServer {
   async call<T = any>(
     method: string,
     path: string,
-    opts: { agent?: Agent; as?: { certPem: string; keyPem: string }; json?: unknown; form?: Record<string, string>; body?: string; headers?: Record<string, string> } = {},
+    opts: {
+      agent?: Agent
+      as?: { certPem: string; keyPem: string }
+      json?: unknown
+      form?: Record<string, string>
+      body?: string
+      headers?: Record<string, string>
+    } = {},
   ): Promise<ApiResponse<T>> {
     const dispatcher = opts.agent ?? this.agent(opts.as)
     const headers: Record<string, string> = { ...opts.headers }
@@ -97,7 +110,12 @@ export class TestServer {
       headers['content-type'] = 'application/x-www-form-urlencoded'
       body = new URLSearchParams(opts.form).toString()
     }
-    const res = await request(`${this.url}${path}`, { method: method as 'GET', dispatcher, headers, body })
+    const res = await request(`${this.url}${path}`, {
+      method: method as 'GET',
+      dispatcher,
+      headers,
+      body,
+    })
     const text = await res.body.text()
     let parsed: any = text
     try {
@@ -110,33 +128,65 @@ export class TestServer {
 
   /** Admin: creates an entry and returns its id. */
   async createEntry(spiffeId: string, extra: Record<string, unknown> = {}): Promise<string> {
-    const r = await this.call('POST', '/v1/entries', { as: this.admin, json: { spiffe_id: spiffeId, ...extra } })
+    const r = await this.call('POST', '/v1/entries', {
+      as: this.admin,
+      json: { spiffe_id: spiffeId, ...extra },
+    })
     if (r.status !== 201) throw new Error(`createEntry: ${r.status} ${r.text}`)
     return r.body.id
   }
 
   async joinToken(entryId: string, ttl?: string): Promise<string> {
-    const r = await this.call('POST', `/v1/entries/${entryId}/join-tokens`, { as: this.admin, json: ttl ? { ttl } : {} })
+    const r = await this.call('POST', `/v1/entries/${entryId}/join-tokens`, {
+      as: this.admin,
+      json: ttl ? { ttl } : {},
+    })
     if (r.status !== 201) throw new Error(`joinToken: ${r.status} ${r.text}`)
     return r.body.token
   }
 
   /** Full enrolment with an openssl-made CSR: entry (created unless given), join token, CSR. */
-  async enroll(spiffeId: string, opts: { ttl?: string; key?: CsrKey; entryId?: string } = {}): Promise<Credential & { entryId: string }> {
+  async enroll(
+    spiffeId: string,
+    opts: { ttl?: string; key?: CsrKey; entryId?: string } = {},
+  ): Promise<Credential & { entryId: string }> {
     const entryId = opts.entryId ?? (await this.createEntry(spiffeId))
     const token = await this.joinToken(entryId)
     const { csrPem, keyPem } = makeCsr({ key: opts.key, san: `URI:${spiffeId}` })
-    const r = await this.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${token}` }, json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) } })
+    const r = await this.call('POST', '/v1/enroll', {
+      headers: { authorization: `Bearer ${token}` },
+      json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) },
+    })
     if (r.status !== 201) throw new Error(`enroll: ${r.status} ${r.text}`)
-    return { certPem: r.body.certificate, chainPem: r.body.chain, keyPem, serial: r.body.serial, entryId }
+    return {
+      certPem: r.body.certificate,
+      chainPem: r.body.chain,
+      keyPem,
+      serial: r.body.serial,
+      entryId,
+    }
   }
 
   /** Renewal over mTLS with `cred`, new key by default. */
-  async renew(cred: { certPem: string; keyPem: string }, opts: { ttl?: string; sameKey?: boolean } = {}): Promise<ApiResponse & { credential?: Credential }> {
+  async renew(
+    cred: { certPem: string; keyPem: string },
+    opts: { ttl?: string; sameKey?: boolean } = {},
+  ): Promise<ApiResponse & { credential?: Credential }> {
     const { csrPem, keyPem } = makeCsr(opts.sameKey ? { keyPem: cred.keyPem } : {})
-    const r = await this.call('POST', '/v1/renew', { as: cred, json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) } })
+    const r = await this.call('POST', '/v1/renew', {
+      as: cred,
+      json: { csr: csrPem, ...(opts.ttl ? { ttl: opts.ttl } : {}) },
+    })
     if (r.status !== 201) return r
-    return { ...r, credential: { certPem: r.body.certificate, chainPem: r.body.chain, keyPem, serial: r.body.serial } }
+    return {
+      ...r,
+      credential: {
+        certPem: r.body.certificate,
+        chainPem: r.body.chain,
+        keyPem,
+        serial: r.body.serial,
+      },
+    }
   }
 
   async close(): Promise<void> {

@@ -44,7 +44,10 @@ describe('revoking the server certificate', () => {
     const s = await TestServer.start()
     try {
       const before = await peerCertificate(s.running.address.port, s.bundlePem)
-      const r = await s.call('POST', `/v1/certificates/${before.serialNumber}/revoke`, { as: s.admin, json: {} })
+      const r = await s.call('POST', `/v1/certificates/${before.serialNumber}/revoke`, {
+        as: s.admin,
+        json: {},
+      })
       expect(r.status).toBe(200)
       let after = before
       for (let i = 0; i < 20 && after.serialNumber === before.serialNumber; i++) {

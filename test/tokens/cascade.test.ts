@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request, type Agent } from 'undici'
 import { openssl } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { expectOAuthError, grant, introspect, mapLimit, refresh, revokeCertificate } from './helpers.js'
+import {
+  expectOAuthError,
+  grant,
+  introspect,
+  mapLimit,
+  refresh,
+  revokeCertificate,
+} from './helpers.js'
 
 const CERTS = 10
 const PER_CERT = 100
@@ -17,10 +24,15 @@ describe('revoking a certificate cascades to its tokens at once (LIFECYCLE invar
   afterAll(() => s.close())
 
   it(`1,000 tokens over ${CERTS} certificates: revoking one flips exactly its ${PER_CERT} tokens, and no other`, async () => {
-    const creds = await Promise.all(Array.from({ length: CERTS }, (_, i) => s.enroll(`spiffe://example.org/cascade/w${i}`)))
+    const creds = await Promise.all(
+      Array.from({ length: CERTS }, (_, i) => s.enroll(`spiffe://example.org/cascade/w${i}`)),
+    )
     const agents = creds.map((c) => s.agent(c))
     const jobs = Array.from({ length: CERTS * PER_CERT }, (_, i) => i % CERTS)
-    const tokens = await mapLimit(jobs, 20, async (c) => ({ cert: c, ...(await grant(s, agents[c]!)) }))
+    const tokens = await mapLimit(jobs, 20, async (c) => ({
+      cert: c,
+      ...(await grant(s, agents[c]!)),
+    }))
     expect(new Set(tokens.map((t) => t.access_token)).size).toBe(CERTS * PER_CERT)
 
     const victim = 3
@@ -30,7 +42,11 @@ describe('revoking a certificate cascades to its tokens at once (LIFECYCLE invar
     const first = tokens.find((t) => t.cert === victim)!
     expect(await check(first.access_token)).toBe(false)
 
-    const after = await mapLimit(tokens, 20, async (t) => ({ cert: t.cert, access: await check(t.access_token), refresh: await check(t.refresh_token) }))
+    const after = await mapLimit(tokens, 20, async (t) => ({
+      cert: t.cert,
+      access: await check(t.access_token),
+      refresh: await check(t.refresh_token),
+    }))
     const flipped = after.filter((t) => !t.access)
     expect(flipped).toHaveLength(PER_CERT)
     expect(flipped.every((t) => t.cert === victim)).toBe(true)
@@ -44,9 +60,16 @@ describe('revoking a certificate cascades to its tokens at once (LIFECYCLE invar
 
     // The cascade is audited, and the next CRL lists the certificate.
     const cascade = await s.store.audit.list({ action: 'token.family.revoke_cascade' })
-    expect(cascade.at(-1)!.details).toMatchObject({ cause: 'certificate_revoked', families: PER_CERT, access_tokens: PER_CERT })
+    expect(cascade.at(-1)!.details).toMatchObject({
+      cause: 'certificate_revoked',
+      families: PER_CERT,
+      access_tokens: PER_CERT,
+    })
     const crl = await request(`${s.url}/v1/crl`, { dispatcher: rsAgent })
-    const text = openssl(['crl', '-inform', 'DER', '-noout', '-text'], new Uint8Array(await crl.body.arrayBuffer())).out
+    const text = openssl(
+      ['crl', '-inform', 'DER', '-noout', '-text'],
+      new Uint8Array(await crl.body.arrayBuffer()),
+    ).out
     expect(text.toUpperCase()).toContain(creds[victim]!.serial.toUpperCase())
   }, 120_000)
 

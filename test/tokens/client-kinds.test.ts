@@ -42,17 +42,35 @@ describe('who may be an OAuth client', () => {
     const joinToken = await s.joinToken(entryId)
     const { csrPem } = makeCsr({ san: 'URI:spiffe://example.org/kinds/rsa3', key: 'rsa-2048' })
     const { csrPem: weak } = makeCsrWithExponent(3)
-    const r = await s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${joinToken}` }, json: { csr: weak } })
+    const r = await s.call('POST', '/v1/enroll', {
+      headers: { authorization: `Bearer ${joinToken}` },
+      json: { csr: weak },
+    })
     expect(r.status).toBe(400)
     expect(r.body.detail).toMatch(/exponent/)
     // The refusal spent nothing: a proper key enrols with the same token.
-    const ok = await s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${joinToken}` }, json: { csr: csrPem } })
+    const ok = await s.call('POST', '/v1/enroll', {
+      headers: { authorization: `Bearer ${joinToken}` },
+      json: { csr: csrPem },
+    })
     expect(ok.status).toBe(201)
   })
 })
 
 function makeCsrWithExponent(e: number): { csrPem: string } {
-  const key = execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', `rsa_keygen_pubexp:${e}`], { encoding: 'utf8' })
+  const key = execFileSync(
+    'openssl',
+    [
+      'genpkey',
+      '-algorithm',
+      'RSA',
+      '-pkeyopt',
+      'rsa_keygen_bits:2048',
+      '-pkeyopt',
+      `rsa_keygen_pubexp:${e}`,
+    ],
+    { encoding: 'utf8' },
+  )
   return makeCsr({ keyPem: key, san: 'URI:spiffe://example.org/kinds/rsa3' })
 }
 
@@ -64,11 +82,20 @@ describe('entries may pin the scopes their workloads are granted', () => {
   afterAll(() => s.close())
 
   it('grants only pinned scopes, on client_credentials and on refresh', async () => {
-    const entryId = await s.createEntry('spiffe://example.org/scoped', { scopes: ['read', 'deploy'] })
+    const entryId = await s.createEntry('spiffe://example.org/scoped', {
+      scopes: ['read', 'deploy'],
+    })
     const a = await s.enroll('spiffe://example.org/scoped', { entryId })
-    expectOAuthError(await token(s, a, { grant_type: 'client_credentials', scope: 'admin' }), 400, 'invalid_scope')
+    expectOAuthError(
+      await token(s, a, { grant_type: 'client_credentials', scope: 'admin' }),
+      400,
+      'invalid_scope',
+    )
     const t = await grant(s, a, { grant_type: 'client_credentials', scope: 'read deploy' })
-    const entry = await s.call('PATCH', `/v1/entries/${entryId}`, { as: s.admin, json: { scopes: ['read'] } })
+    const entry = await s.call('PATCH', `/v1/entries/${entryId}`, {
+      as: s.admin,
+      json: { scopes: ['read'] },
+    })
     expect(entry.body.scopes).toEqual(['read'])
     // The family still holds "read deploy", but the entry no longer allows deploy.
     expectOAuthError(await refresh(s, a, t.refresh_token), 400, 'invalid_scope')
@@ -76,8 +103,13 @@ describe('entries may pin the scopes their workloads are granted', () => {
 
   it('an entry without pinned scopes grants any well-formed scope; bad scopes lists are 400', async () => {
     const a = await s.enroll('spiffe://example.org/unscoped')
-    expect((await token(s, a, { grant_type: 'client_credentials', scope: 'anything' })).status).toBe(200)
-    const r = await s.call('POST', '/v1/entries', { as: s.admin, json: { spiffe_id: 'spiffe://example.org/bad-scopes', scopes: ['a b'] } })
+    expect(
+      (await token(s, a, { grant_type: 'client_credentials', scope: 'anything' })).status,
+    ).toBe(200)
+    const r = await s.call('POST', '/v1/entries', {
+      as: s.admin,
+      json: { spiffe_id: 'spiffe://example.org/bad-scopes', scopes: ['a b'] },
+    })
     expect(r.status).toBe(400)
   })
 })
@@ -90,10 +122,15 @@ describe('keyCompromise reaches the renewals of the compromised certificate', ()
       const c2 = (await s.renew(c1)).credential!
       const c3 = (await s.renew(c2)).credential!
       const t = await grant(s, c3)
-      const r = await s.call('POST', `/v1/certificates/${c1.serial}/revoke`, { as: s.admin, json: { reason: 'keyCompromise' } })
+      const r = await s.call('POST', `/v1/certificates/${c1.serial}/revoke`, {
+        as: s.admin,
+        json: { reason: 'keyCompromise' },
+      })
       expect(r.status).toBe(200)
       for (const c of [c1, c2, c3]) {
-        expect((await s.call('GET', `/v1/certificates/${c.serial}`, { as: s.admin })).body.status).toBe('revoked')
+        expect(
+          (await s.call('GET', `/v1/certificates/${c.serial}`, { as: s.admin })).body.status,
+        ).toBe('revoked')
       }
       expect((await token(s, c3)).status).toBe(401)
       const other = await s.enroll('spiffe://example.org/bystander')

@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
-import { expectOAuthError, foreignCredential, grant, introspect, oauth, refresh, revoke, thumbprintOf, verifyWithServedJwks } from './helpers.js'
+import {
+  expectOAuthError,
+  foreignCredential,
+  grant,
+  introspect,
+  oauth,
+  refresh,
+  revoke,
+  thumbprintOf,
+  verifyWithServedJwks,
+} from './helpers.js'
 
 describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
   let s: TestServer
@@ -44,7 +54,13 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
       const t = await grant(s, a, { grant_type: 'client_credentials', scope: 'x' })
       const r = await introspect(s, rs, t.refresh_token)
       expect(r.status).toBe(200)
-      expect(r.body).toMatchObject({ active: true, sub: a.spiffeId, client_id: a.spiffeId, scope: 'x', cnf: { 'x5t#S256': thumbprintOf(a.certPem) } })
+      expect(r.body).toMatchObject({
+        active: true,
+        sub: a.spiffeId,
+        client_id: a.spiffeId,
+        scope: 'x',
+        cnf: { 'x5t#S256': thumbprintOf(a.certPem) },
+      })
       expect(r.body.exp).toEqual(expect.any(Number))
       expect(r.body.iat).toEqual(expect.any(Number))
       expect(r.body.exp).toBeGreaterThan(r.body.iat)
@@ -58,7 +74,13 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
       const [h, p, sig] = t.access_token.split('.') as [string, string, string]
       const claims = JSON.parse(Buffer.from(p, 'base64url').toString())
       const tampered = `${h}.${Buffer.from(JSON.stringify({ ...claims, sub: 'spiffe://example.org/admin' })).toString('base64url')}.${sig}`
-      for (const garbage of ['garbage', 'a.b.c', tampered, t.refresh_token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')), 'x'.repeat(59)]) {
+      for (const garbage of [
+        'garbage',
+        'a.b.c',
+        tampered,
+        t.refresh_token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')),
+        'x'.repeat(59),
+      ]) {
         const r = await introspect(s, rs, garbage)
         expect(r.status).toBe(200)
         expect(r.body).toEqual({ active: false })
@@ -69,12 +91,20 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
       expectOAuthError(await oauth(s, '/oauth/introspect', rs, {}), 400, 'invalid_request')
       const t = await grant(s, await enroll())
       expectOAuthError(await introspect(s, undefined, t.access_token), 401, 'invalid_client')
-      expectOAuthError(await introspect(s, foreignCredential('spiffe://example.org/resource-server'), t.access_token), 401, 'invalid_client')
+      expectOAuthError(
+        await introspect(
+          s,
+          foreignCredential('spiffe://example.org/resource-server'),
+          t.access_token,
+        ),
+        401,
+        'invalid_client',
+      )
     })
   })
 
   describe('POST /oauth/revoke', () => {
-    it('revokes the client\'s own access token, and only that one', async () => {
+    it("revokes the client's own access token, and only that one", async () => {
       const a = await enroll()
       const t = await grant(s, a)
       const r = await revoke(s, a, t.access_token)
@@ -89,12 +119,15 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
       expect((await revoke(s, a, t.access_token)).status).toBe(200)
     })
 
-    it('revokes the client\'s own refresh token with its whole family and the family\'s access tokens', async () => {
+    it("revokes the client's own refresh token with its whole family and the family's access tokens", async () => {
       const a = await enroll()
       const t1 = await grant(s, a)
       const t2 = await refresh(s, a, t1.refresh_token)
       expect(t2.status).toBe(200)
-      const r = await oauth(s, '/oauth/revoke', a, { token: t2.body.refresh_token, token_type_hint: 'refresh_token' })
+      const r = await oauth(s, '/oauth/revoke', a, {
+        token: t2.body.refresh_token,
+        token_type_hint: 'refresh_token',
+      })
       expect(r.status, r.text).toBe(200)
       expect(await active(t2.body.refresh_token)).toBe(false)
       expect(await active(t2.body.access_token)).toBe(false)
@@ -111,7 +144,7 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
       expectOAuthError(await oauth(s, '/oauth/revoke', a, {}), 400, 'invalid_request')
     })
 
-    it('refuses another client\'s token with invalid_request and leaves it alone', async () => {
+    it("refuses another client's token with invalid_request and leaves it alone", async () => {
       const owner = await enroll()
       const other = await enroll()
       const t = await grant(s, owner)
@@ -125,7 +158,17 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
     it('requires a client certificate (no bearer fallback)', async () => {
       const a = await enroll()
       const t = await grant(s, a)
-      expectOAuthError(await oauth(s, '/oauth/revoke', undefined, { token: t.refresh_token }, { authorization: `Bearer ${t.access_token}` }), 401, 'invalid_client')
+      expectOAuthError(
+        await oauth(
+          s,
+          '/oauth/revoke',
+          undefined,
+          { token: t.refresh_token },
+          { authorization: `Bearer ${t.access_token}` },
+        ),
+        401,
+        'invalid_client',
+      )
       expect(await active(t.refresh_token)).toBe(true)
     })
   })
@@ -134,7 +177,9 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
 describe('tokens.introspection_clients restricts who may introspect', () => {
   let s: TestServer
   beforeAll(async () => {
-    s = await TestServer.start({ tokens: { introspection_clients: ['spiffe://example.org/rs/allowed'] } })
+    s = await TestServer.start({
+      tokens: { introspection_clients: ['spiffe://example.org/rs/allowed'] },
+    })
   })
   afterAll(() => s.close())
 

@@ -35,7 +35,10 @@ describe('purging expired token rows', () => {
       const a = await s.enroll('spiffe://example.org/purge')
       const t = await grant(s, a)
       const far = Date.now() + 48 * 3_600_000
-      expect(await s.store.tokens.purgeExpired(Date.now())).toEqual({ accessTokens: 0, refreshTokens: 0 })
+      expect(await s.store.tokens.purgeExpired(Date.now())).toEqual({
+        accessTokens: 0,
+        refreshTokens: 0,
+      })
       expect((await introspect(s, a, t.access_token)).body.active).toBe(true)
       expect(await s.store.tokens.purgeExpired(far)).toEqual({ accessTokens: 1, refreshTokens: 1 })
       expect((await introspect(s, a, t.refresh_token)).body.active).toBe(false)

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer, sleep } from '../helpers/server.js'
-import { expectOAuthError, grant, introspect, notAfterSeconds, refresh, thumbprintOf, token, verifyWithServedJwks } from './helpers.js'
+import {
+  expectOAuthError,
+  grant,
+  introspect,
+  notAfterSeconds,
+  refresh,
+  thumbprintOf,
+  token,
+  verifyWithServedJwks,
+} from './helpers.js'
 
 /** Sleeps until `certPem` has expired by real (OpenSSL) time, plus a margin. */
 async function waitPastNotAfter(certPem: string): Promise<void> {
@@ -23,52 +32,61 @@ describe('token lifetime follows the certificate (LIFECYCLE invariant 2)', () =>
   })
   afterAll(() => s.close())
 
-  it.concurrent('an expired certificate can neither refresh nor get a token (401 invalid_client)', async () => {
-    const a = await enroll('3s')
-    const agent = s.agent(a)
-    const t = await grant(s, agent)
-    const { payload } = await verifyWithServedJwks(s, t.access_token)
-    expect(payload.exp).toBeLessThanOrEqual(notAfterSeconds(a.certPem))
-    await waitPastNotAfter(a.certPem)
-    // Same keep-alive connection: authorised at the handshake, expired now.
-    expectOAuthError(await refresh(s, agent, t.refresh_token), 401, 'invalid_client')
-    expectOAuthError(await token(s, agent), 401, 'invalid_client')
-    // A fresh handshake with the expired certificate fails the same way.
-    expectOAuthError(await refresh(s, a, t.refresh_token), 401, 'invalid_client')
-    expect(await active(t.access_token)).toBe(false)
-    expect(await active(t.refresh_token)).toBe(false)
-  })
+  it.concurrent(
+    'an expired certificate can neither refresh nor get a token (401 invalid_client)',
+    async () => {
+      const a = await enroll('3s')
+      const agent = s.agent(a)
+      const t = await grant(s, agent)
+      const { payload } = await verifyWithServedJwks(s, t.access_token)
+      expect(payload.exp).toBeLessThanOrEqual(notAfterSeconds(a.certPem))
+      await waitPastNotAfter(a.certPem)
+      // Same keep-alive connection: authorised at the handshake, expired now.
+      expectOAuthError(await refresh(s, agent, t.refresh_token), 401, 'invalid_client')
+      expectOAuthError(await token(s, agent), 401, 'invalid_client')
+      // A fresh handshake with the expired certificate fails the same way.
+      expectOAuthError(await refresh(s, a, t.refresh_token), 401, 'invalid_client')
+      expect(await active(t.access_token)).toBe(false)
+      expect(await active(t.refresh_token)).toBe(false)
+    },
+  )
 
-  it.concurrent('a refresh token dies with its bound certificate, even for a renewed certificate of the same lineage', async () => {
-    const a = await enroll('4s')
-    const t = await grant(s, a)
-    await sleep(1000)
-    const b = (await s.renew(a)).credential! // renewed, but the family is never re-bound to it
-    expect(await active(t.refresh_token)).toBe(true)
-    await waitPastNotAfter(a.certPem)
-    expect(await active(t.refresh_token)).toBe(false)
-    expectOAuthError(await refresh(s, b, t.refresh_token), 400, 'invalid_grant')
-    // b itself is fine: it gets a new family.
-    expect((await token(s, b)).status).toBe(200)
-  })
+  it.concurrent(
+    'a refresh token dies with its bound certificate, even for a renewed certificate of the same lineage',
+    async () => {
+      const a = await enroll('4s')
+      const t = await grant(s, a)
+      await sleep(1000)
+      const b = (await s.renew(a)).credential! // renewed, but the family is never re-bound to it
+      expect(await active(t.refresh_token)).toBe(true)
+      await waitPastNotAfter(a.certPem)
+      expect(await active(t.refresh_token)).toBe(false)
+      expectOAuthError(await refresh(s, b, t.refresh_token), 400, 'invalid_grant')
+      // b itself is fine: it gets a new family.
+      expect((await token(s, b)).status).toBe(200)
+    },
+  )
 
-  it.concurrent('refreshing with the renewed certificate first carries the family past the old notAfter', async () => {
-    const a = await enroll('4s')
-    const t = await grant(s, a)
-    await sleep(1000)
-    const b = (await s.renew(a)).credential!
-    const r1 = await refresh(s, b, t.refresh_token)
-    expect(r1.status, r1.text).toBe(200)
-    await waitPastNotAfter(a.certPem)
-    expect(await active(t.access_token)).toBe(false) // bound to the expired certificate
-    expect(await active(r1.body.access_token)).toBe(true) // bound to b
-    expect(await active(r1.body.refresh_token)).toBe(true)
-    const r2 = await refresh(s, b, r1.body.refresh_token)
-    expect(r2.status, r2.text).toBe(200)
-    const { payload } = await verifyWithServedJwks(s, r2.body.access_token)
-    expect(payload.cnf['x5t#S256']).toBe(thumbprintOf(b.certPem))
-    expect(payload.exp).toBeGreaterThan(notAfterSeconds(a.certPem))
-  })
+  it.concurrent(
+    'refreshing with the renewed certificate first carries the family past the old notAfter',
+    async () => {
+      const a = await enroll('4s')
+      const t = await grant(s, a)
+      await sleep(1000)
+      const b = (await s.renew(a)).credential!
+      const r1 = await refresh(s, b, t.refresh_token)
+      expect(r1.status, r1.text).toBe(200)
+      await waitPastNotAfter(a.certPem)
+      expect(await active(t.access_token)).toBe(false) // bound to the expired certificate
+      expect(await active(r1.body.access_token)).toBe(true) // bound to b
+      expect(await active(r1.body.refresh_token)).toBe(true)
+      const r2 = await refresh(s, b, r1.body.refresh_token)
+      expect(r2.status, r2.text).toBe(200)
+      const { payload } = await verifyWithServedJwks(s, r2.body.access_token)
+      expect(payload.cnf['x5t#S256']).toBe(thumbprintOf(b.certPem))
+      expect(payload.exp).toBeGreaterThan(notAfterSeconds(a.certPem))
+    },
+  )
 })
 
 describe('tokens.refresh_token_ttl bounds a refresh token when the certificate lives longer', () => {

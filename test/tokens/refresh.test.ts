@@ -2,16 +2,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
 import {
-  auditEvents, expectOAuthError, grant, introspect, refresh, revokeCertificate, thumbprintOf, token, verifyWithServedJwks,
+  auditEvents,
+  expectOAuthError,
+  grant,
+  introspect,
+  refresh,
+  revokeCertificate,
+  thumbprintOf,
+  token,
+  verifyWithServedJwks,
 } from './helpers.js'
 
 describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE "refresh")', () => {
   let s: TestServer
   let rs: Credential // a resource server that introspects
   let n = 0
-  const enroll = (name = `w${++n}`, ttl?: string) => s.enroll(`spiffe://example.org/refresh/${name}`, ttl ? { ttl } : {})
+  const enroll = (name = `w${++n}`, ttl?: string) =>
+    s.enroll(`spiffe://example.org/refresh/${name}`, ttl ? { ttl } : {})
   const active = async (t: string) => (await introspect(s, rs, t)).body.active as boolean
-  const theftEvents = async () => (await auditEvents(s, 'token.family.reuse_detected')).filter((e) => e.details?.suspected_theft === true)
+  const theftEvents = async () =>
+    (await auditEvents(s, 'token.family.reuse_detected')).filter(
+      (e) => e.details?.suspected_theft === true,
+    )
 
   beforeAll(async () => {
     s = await TestServer.start()
@@ -41,10 +53,18 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
   it('may narrow the family scope but never widen it', async () => {
     const a = await enroll()
     const t = await grant(s, a, { grant_type: 'client_credentials', scope: 'read write' })
-    const narrowed = await token(s, a, { grant_type: 'refresh_token', refresh_token: t.refresh_token, scope: 'read' })
+    const narrowed = await token(s, a, {
+      grant_type: 'refresh_token',
+      refresh_token: t.refresh_token,
+      scope: 'read',
+    })
     expect(narrowed.status, narrowed.text).toBe(200)
     expect((await verifyWithServedJwks(s, narrowed.body.access_token)).payload.scope).toBe('read')
-    const wider = await token(s, a, { grant_type: 'refresh_token', refresh_token: narrowed.body.refresh_token, scope: 'read admin' })
+    const wider = await token(s, a, {
+      grant_type: 'refresh_token',
+      refresh_token: narrowed.body.refresh_token,
+      scope: 'read admin',
+    })
     expectOAuthError(wider, 400, 'invalid_scope')
   })
 
@@ -115,13 +135,16 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
       const t = await grant(s, a)
       const r1 = await refresh(s, c1, t.refresh_token) // grandchild of the bound certificate
       expect(r1.status, r1.text).toBe(200)
-      expect((await verifyWithServedJwks(s, r1.body.access_token)).payload.cnf['x5t#S256']).toBe(thumbprintOf(c1.certPem))
+      expect((await verifyWithServedJwks(s, r1.body.access_token)).payload.cnf['x5t#S256']).toBe(
+        thumbprintOf(c1.certPem),
+      )
       // Now bound to c1: b2 is a sibling branch, b1 and a are ancestors.
-      for (const cred of [b2, b1, a]) expectOAuthError(await refresh(s, cred, r1.body.refresh_token), 400, 'invalid_grant')
+      for (const cred of [b2, b1, a])
+        expectOAuthError(await refresh(s, cred, r1.body.refresh_token), 400, 'invalid_grant')
       expect((await refresh(s, c1, r1.body.refresh_token)).status).toBe(200)
     })
 
-    it('a second enrolment of the same SPIFFE ID (another key history) cannot refresh the first one\'s family', async () => {
+    it("a second enrolment of the same SPIFFE ID (another key history) cannot refresh the first one's family", async () => {
       const a = await enroll()
       const a2 = await s.enroll(`spiffe://example.org/refresh/w${n}`, { entryId: a.entryId })
       expect(a2.serial).not.toBe(a.serial)
@@ -182,7 +205,8 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
       const results = await Promise.all(agents.map((ag) => refresh(s, ag, t.refresh_token)))
       const ok = results.filter((r) => r.status === 200)
       expect(ok).toHaveLength(1)
-      for (const r of results.filter((x) => x.status !== 200)) expectOAuthError(r, 400, 'invalid_grant')
+      for (const r of results.filter((x) => x.status !== 200))
+        expectOAuthError(r, 400, 'invalid_grant')
       const winner = ok[0]!.body
       expectOAuthError(await refresh(s, a, winner.refresh_token), 400, 'invalid_grant')
       expect(await active(winner.refresh_token)).toBe(false)
@@ -197,15 +221,30 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
     const r = await refresh(s, a, t.refresh_token)
     expect(r.status).toBe(200)
     expectOAuthError(await refresh(s, stranger, r.body.refresh_token), 400, 'invalid_grant')
-    expectOAuthError(await token(s, a, { grant_type: 'client_credentials', client_id: 'spiffe://example.org/nope' }), 401, 'invalid_client')
+    expectOAuthError(
+      await token(s, a, {
+        grant_type: 'client_credentials',
+        client_id: 'spiffe://example.org/nope',
+      }),
+      401,
+      'invalid_client',
+    )
     expectOAuthError(await token(s, a, { grant_type: 'password' }), 400, 'unsupported_grant_type')
     const serial = (e: { details?: Record<string, unknown> | null }) => e.details?.cert_serial
     expect((await auditEvents(s, 'token.issue')).some((e) => serial(e) === a.serial)).toBe(true)
     expect((await auditEvents(s, 'token.refresh')).some((e) => serial(e) === a.serial)).toBe(true)
     const refused = await auditEvents(s, 'token.refresh_refused')
-    expect(refused.some((e) => serial(e) === stranger.serial && e.details?.reason === 'certificate_outside_lineage')).toBe(true)
-    const tokenRefused = (await auditEvents(s, 'token.refused')).filter((e) => serial(e) === a.serial).map((e) => e.details?.reason)
-    expect(tokenRefused).toEqual(expect.arrayContaining(['ERR_INVALID_CLIENT', 'ERR_UNSUPPORTED_GRANT_TYPE']))
+    expect(
+      refused.some(
+        (e) => serial(e) === stranger.serial && e.details?.reason === 'certificate_outside_lineage',
+      ),
+    ).toBe(true)
+    const tokenRefused = (await auditEvents(s, 'token.refused'))
+      .filter((e) => serial(e) === a.serial)
+      .map((e) => e.details?.reason)
+    expect(tokenRefused).toEqual(
+      expect.arrayContaining(['ERR_INVALID_CLIENT', 'ERR_UNSUPPORTED_GRANT_TYPE']),
+    )
   })
 
   it('disabling the entry ends its families and refuses every grant; other entries are untouched', async () => {
@@ -215,7 +254,10 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
     const r2 = await refresh(s, a, t.refresh_token)
     expect(r2.status).toBe(200)
     const other = await grant(s, bystander)
-    const p = await s.call('PATCH', `/v1/entries/${a.entryId}`, { as: s.admin, json: { enabled: false } })
+    const p = await s.call('PATCH', `/v1/entries/${a.entryId}`, {
+      as: s.admin,
+      json: { enabled: false },
+    })
     expect(p.status, p.text).toBe(200)
     expect(await active(r2.body.refresh_token)).toBe(false)
     expect(await active(r2.body.access_token)).toBe(false)
@@ -225,7 +267,10 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
     expect(await active(other.refresh_token)).toBe(true)
     expect(await active(other.access_token)).toBe(true)
     // Enabling the entry again does not resurrect the dead family.
-    expect((await s.call('PATCH', `/v1/entries/${a.entryId}`, { as: s.admin, json: { enabled: true } })).status).toBe(200)
+    expect(
+      (await s.call('PATCH', `/v1/entries/${a.entryId}`, { as: s.admin, json: { enabled: true } }))
+        .status,
+    ).toBe(200)
     expectOAuthError(await refresh(s, a, r2.body.refresh_token), 400, 'invalid_grant')
     expect(await active(r2.body.access_token)).toBe(false)
     expect((await token(s, a)).status).toBe(200)
@@ -239,15 +284,18 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
     const seed = await grant(s, a)
     const grants = Array.from({ length: 60 }, (_, i) => token(s, agents[i % agents.length]!))
     const refreshes = [refresh(s, agents[0]!, seed.refresh_token)]
-    const disable = s.call('PATCH', `/v1/entries/${a.entryId}`, { agent: admin, json: { enabled: false } })
+    const disable = s.call('PATCH', `/v1/entries/${a.entryId}`, {
+      agent: admin,
+      json: { enabled: false },
+    })
     const results = await Promise.all([...grants, ...refreshes])
     expect((await disable).status).toBe(200)
     const issued = results.filter((r) => r.status === 200)
-    for (const r of results.filter((x) => x.status !== 200)) expect(r.body.error).toMatch(/^invalid_(client|grant)$/)
+    for (const r of results.filter((x) => x.status !== 200))
+      expect(r.body.error).toMatch(/^invalid_(client|grant)$/)
     for (const r of issued) {
       expect(await active(r.body.refresh_token)).toBe(false)
       expect(await active(r.body.access_token)).toBe(false)
     }
   })
 })
-

@@ -11,7 +11,9 @@ import { grant, refresh, revoke } from './helpers.js'
 function everyStoredValue(dbFile: string): string[] {
   const db = new Database(dbFile, { readonly: true, fileMustExist: true })
   try {
-    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]
+    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as {
+      name: string
+    }[]
     const values: string[] = []
     for (const { name } of tables) {
       for (const row of db.prepare(`SELECT * FROM "${name}"`).raw().all() as unknown[][]) {
@@ -32,7 +34,10 @@ describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
   const logLines: string[] = []
   beforeAll(async () => {
     // Every log line at the most verbose level, captured.
-    s = await TestServer.start({}, { logger: pino({ level: 'trace' }, { write: (line: string) => void logLines.push(line) }) })
+    s = await TestServer.start(
+      {},
+      { logger: pino({ level: 'trace' }, { write: (line: string) => void logLines.push(line) }) },
+    )
   })
   afterAll(() => s.close())
 
@@ -41,7 +46,10 @@ describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
     const entryId = await s.createEntry(spiffeId)
     const joinToken = await s.joinToken(entryId)
     const { csrPem, keyPem } = makeCsr({ san: `URI:${spiffeId}` })
-    const enrolled = await s.call('POST', '/v1/enroll', { headers: { authorization: `Bearer ${joinToken}` }, json: { csr: csrPem } })
+    const enrolled = await s.call('POST', '/v1/enroll', {
+      headers: { authorization: `Bearer ${joinToken}` },
+      json: { csr: csrPem },
+    })
     expect(enrolled.status, enrolled.text).toBe(201)
     const cred = { certPem: enrolled.body.certificate, keyPem }
     // Exercise every path that stores or audits a refresh token: issue, refresh, reuse, refusal, revoke.
@@ -53,7 +61,14 @@ describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
     const t4 = await grant(s, cred)
     expect((await refresh(s, undefined, t4.refresh_token)).status).toBe(401)
     const unused = await s.joinToken(entryId) // a join token that is never redeemed
-    const secrets = [joinToken, unused, t1.refresh_token, t2.refresh_token, t3.refresh_token, t4.refresh_token]
+    const secrets = [
+      joinToken,
+      unused,
+      t1.refresh_token,
+      t2.refresh_token,
+      t3.refresh_token,
+      t4.refresh_token,
+    ]
 
     const dbFile = join(s.dataDir, 'certbound.db')
     const values = everyStoredValue(dbFile)
@@ -75,7 +90,8 @@ describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
     for (const f of readdirSync(s.dataDir, { recursive: true, withFileTypes: true })) {
       if (!f.isFile()) continue
       const bytes = readFileSync(join(f.parentPath, f.name)).toString('latin1')
-      for (const secret of secrets) expect(bytes.includes(secret.slice(16)), `${f.name} holds a secret`).toBe(false)
+      for (const secret of secrets)
+        expect(bytes.includes(secret.slice(16)), `${f.name} holds a secret`).toBe(false)
     }
     expect(logLines.length).toBeGreaterThan(10)
     const logs = logLines.join('')

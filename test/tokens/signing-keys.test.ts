@@ -24,7 +24,7 @@ class TestClock implements Clock {
 
 const SKEW_MS = 60_000 // src/tokens/keys.ts: allowance for resource-server clock skew
 
-describe('signing-key rotation: every unexpired token\'s kid is always in the JWKS', () => {
+describe("signing-key rotation: every unexpired token's kid is always in the JWKS", () => {
   const clock = new TestClock()
   let s: TestServer
   let a: Credential
@@ -32,8 +32,14 @@ describe('signing-key rotation: every unexpired token\'s kid is always in the JW
   const kids = async () => (await fetchJwks(s)).keys.map((k) => k.kid)
 
   beforeAll(async () => {
-    s = await TestServer.start({ tokens: { access_token_ttl: '30s', jwks_cache_ttl: '10s' } }, { clock })
-    ;[a, rs] = await Promise.all([s.enroll('spiffe://example.org/keys/w'), s.enroll('spiffe://example.org/keys/rs')])
+    s = await TestServer.start(
+      { tokens: { access_token_ttl: '30s', jwks_cache_ttl: '10s' } },
+      { clock },
+    )
+    ;[a, rs] = await Promise.all([
+      s.enroll('spiffe://example.org/keys/w'),
+      s.enroll('spiffe://example.org/keys/rs'),
+    ])
   })
   afterAll(() => s.close())
 
@@ -43,7 +49,12 @@ describe('signing-key rotation: every unexpired token\'s kid is always in the JW
     expect(await kids()).toEqual([k1])
 
     const rotatedAt = clock.now().getTime()
-    const k2 = (await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({ immediate: false, actor: 'test' })).kid
+    const k2 = (
+      await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({
+        immediate: false,
+        actor: 'test',
+      })
+    ).kid
     const activateAt = rotatedAt + 30_000 + 10_000 + SKEW_MS
     // Published at once, but not signing for one access-token lifetime plus one JWKS cache lifetime.
     expect((await kids()).sort()).toEqual([k1, k2].sort())
@@ -71,7 +82,9 @@ describe('signing-key rotation: every unexpired token\'s kid is always in the JW
     clock.advance(2_000)
     expect(await kids()).toEqual([k2])
     // Old tokens can no longer be verified, new ones can.
-    await expect(verifyWithServedJwks(s, lastOld.access_token, new Date(activateAt - 2_000))).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' })
+    await expect(
+      verifyWithServedJwks(s, lastOld.access_token, new Date(activateAt - 2_000)),
+    ).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' })
     const later = await grant(s, a)
     await verifyWithServedJwks(s, later.access_token, clock.now())
     expect(kidOf(later.access_token)).toBe(k2)
@@ -81,9 +94,16 @@ describe('signing-key rotation: every unexpired token\'s kid is always in the JW
     const t = await grant(s, a)
     const old = kidOf(t.access_token)
     expect((await introspect(s, rs, t.access_token)).body.active).toBe(true)
-    const k3 = (await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({ immediate: true, actor: 'test' })).kid
+    const k3 = (
+      await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({
+        immediate: true,
+        actor: 'test',
+      })
+    ).kid
     expect(await kids()).toEqual([k3])
-    await expect(verifyWithServedJwks(s, t.access_token, clock.now())).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' })
+    await expect(verifyWithServedJwks(s, t.access_token, clock.now())).rejects.toMatchObject({
+      code: 'ERR_JWKS_NO_MATCHING_KEY',
+    })
     expect((await introspect(s, rs, t.access_token)).body).toEqual({ active: false })
     const fresh = await grant(s, a)
     expect(kidOf(fresh.access_token)).toBe(k3)
@@ -109,7 +129,10 @@ describe('automatic rotation by age (tokens.signing_key_rotation)', () => {
   const clock = new TestClock()
   let s: TestServer
   beforeAll(async () => {
-    s = await TestServer.start({ tokens: { access_token_ttl: '30s', jwks_cache_ttl: '10s', signing_key_rotation: '2m' } }, { clock })
+    s = await TestServer.start(
+      { tokens: { access_token_ttl: '30s', jwks_cache_ttl: '10s', signing_key_rotation: '2m' } },
+      { clock },
+    )
   })
   afterAll(() => s.close())
 
@@ -133,15 +156,25 @@ describe('certbound keys rotate --now (CLI) against a running server', () => {
   })
   afterAll(() => s.close())
 
-  it('withdraws the old key from the running server\'s JWKS at once and kills its tokens', async () => {
-    const [a, rs] = await Promise.all([s.enroll('spiffe://example.org/cli/w'), s.enroll('spiffe://example.org/cli/rs')])
+  it("withdraws the old key from the running server's JWKS at once and kills its tokens", async () => {
+    const [a, rs] = await Promise.all([
+      s.enroll('spiffe://example.org/cli/w'),
+      s.enroll('spiffe://example.org/cli/rs'),
+    ])
     const t = await grant(s, a)
     const configFile = join(s.dataDir, 'ca-config.yaml')
-    writeFileSync(configFile, `trust_domain: example.org\ndata_dir: ${s.dataDir}\nlog_level: silent\n`)
-    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'keys', 'rotate', '--now', '--config', configFile], {
-      encoding: 'utf8',
-      timeout: 30_000,
-    })
+    writeFileSync(
+      configFile,
+      `trust_domain: example.org\ndata_dir: ${s.dataDir}\nlog_level: silent\n`,
+    )
+    const cli = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/index.ts', 'keys', 'rotate', '--now', '--config', configFile],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    )
     expect(cli.status, cli.stderr).toBe(0)
     const { kid } = JSON.parse(cli.stdout)
     expect(kid).not.toBe(kidOf(t.access_token))
@@ -152,4 +185,3 @@ describe('certbound keys rotate --now (CLI) against a running server', () => {
     await verifyWithServedJwks(s, fresh.access_token)
   })
 })
-

@@ -5,7 +5,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
 import {
-  expectOAuthError, foreignCredential, grant, introspect, notAfterSeconds, oauth, refresh, revoke, thumbprintOf, token,
+  expectOAuthError,
+  foreignCredential,
+  grant,
+  introspect,
+  notAfterSeconds,
+  oauth,
+  refresh,
+  revoke,
+  thumbprintOf,
+  token,
   verifyWithServedJwks,
 } from './helpers.js'
 
@@ -22,7 +31,11 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
 
   it('returns a certificate-bound RFC 9068 token that jose verifies against the served JWKS', async () => {
     const before = Math.floor(Date.now() / 1000)
-    const r = await token(s, cred, { grant_type: 'client_credentials', scope: 'deploy read:logs', client_id: ID })
+    const r = await token(s, cred, {
+      grant_type: 'client_credentials',
+      scope: 'deploy read:logs',
+      client_id: ID,
+    })
     expect(r.status, r.text).toBe(200)
     expect(r.headers['cache-control']).toBe('no-store')
     expect(String(r.headers['content-type'])).toMatch(/^application\/json/)
@@ -50,7 +63,10 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
   it('gives every grant its own jti and refresh token, and omits scope when none was asked', async () => {
     const [a, b] = await Promise.all([grant(s, cred), grant(s, cred)])
     expect(a.refresh_token).not.toBe(b.refresh_token)
-    const [pa, pb] = await Promise.all([verifyWithServedJwks(s, a.access_token), verifyWithServedJwks(s, b.access_token)])
+    const [pa, pb] = await Promise.all([
+      verifyWithServedJwks(s, a.access_token),
+      verifyWithServedJwks(s, b.access_token),
+    ])
     expect(pa.payload.jti).not.toBe(pb.payload.jti)
     expect(pa.payload.scope).toBeUndefined()
     expect(a).not.toHaveProperty('scope')
@@ -83,7 +99,14 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
     })
 
     it('client_id that is not the certificate SPIFFE ID → 401 invalid_client', async () => {
-      expectOAuthError(await token(s, cred, { grant_type: 'client_credentials', client_id: 'spiffe://example.org/other' }), 401, 'invalid_client')
+      expectOAuthError(
+        await token(s, cred, {
+          grant_type: 'client_credentials',
+          client_id: 'spiffe://example.org/other',
+        }),
+        401,
+        'invalid_client',
+      )
     })
 
     it('missing grant_type → 400 invalid_request', async () => {
@@ -91,12 +114,23 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
     })
 
     it('unknown grant → 400 unsupported_grant_type', async () => {
-      expectOAuthError(await token(s, cred, { grant_type: 'password', username: 'u', password: 'p' }), 400, 'unsupported_grant_type')
-      expectOAuthError(await token(s, cred, { grant_type: 'authorization_code', code: 'x' }), 400, 'unsupported_grant_type')
+      expectOAuthError(
+        await token(s, cred, { grant_type: 'password', username: 'u', password: 'p' }),
+        400,
+        'unsupported_grant_type',
+      )
+      expectOAuthError(
+        await token(s, cred, { grant_type: 'authorization_code', code: 'x' }),
+        400,
+        'unsupported_grant_type',
+      )
     })
 
     it('a JSON body instead of a form → 400 invalid_request', async () => {
-      const r = await s.call('POST', '/oauth/token', { as: cred, json: { grant_type: 'client_credentials' } })
+      const r = await s.call('POST', '/oauth/token', {
+        as: cred,
+        json: { grant_type: 'client_credentials' },
+      })
       expectOAuthError(r, 400, 'invalid_request')
     })
 
@@ -110,22 +144,61 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
     })
 
     it('malformed scope → 400 invalid_scope', async () => {
-      for (const scope of ['a  b', ' a', 'a ', 'say "hi"', 'back\\slash', 'tab\there', 'ünïcode', 'x'.repeat(2000)]) {
-        expectOAuthError(await token(s, cred, { grant_type: 'client_credentials', scope }), 400, 'invalid_scope')
+      for (const scope of [
+        'a  b',
+        ' a',
+        'a ',
+        'say "hi"',
+        'back\\slash',
+        'tab\there',
+        'ünïcode',
+        'x'.repeat(2000),
+      ]) {
+        expectOAuthError(
+          await token(s, cred, { grant_type: 'client_credentials', scope }),
+          400,
+          'invalid_scope',
+        )
       }
     })
 
     it('refresh_token grant without a refresh_token → 400 invalid_request', async () => {
-      expectOAuthError(await token(s, cred, { grant_type: 'refresh_token' }), 400, 'invalid_request')
+      expectOAuthError(
+        await token(s, cred, { grant_type: 'refresh_token' }),
+        400,
+        'invalid_request',
+      )
     })
 
     it('there is no bearer fallback: a valid access token without a certificate → 401 on every OAuth endpoint', async () => {
       const t = await grant(s, cred)
       const bearer = { authorization: `Bearer ${t.access_token}` }
-      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, bearer), 401, 'invalid_client')
-      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'refresh_token', refresh_token: t.refresh_token }, bearer), 401, 'invalid_client')
-      expectOAuthError(await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, bearer), 401, 'invalid_client')
-      expectOAuthError(await oauth(s, '/oauth/revoke', undefined, { token: t.access_token }, bearer), 401, 'invalid_client')
+      expectOAuthError(
+        await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, bearer),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await oauth(
+          s,
+          '/oauth/token',
+          undefined,
+          { grant_type: 'refresh_token', refresh_token: t.refresh_token },
+          bearer,
+        ),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, bearer),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await oauth(s, '/oauth/revoke', undefined, { token: t.access_token }, bearer),
+        401,
+        'invalid_client',
+      )
       // Nothing happened: the tokens are still good.
       expect((await introspect(s, cred, t.access_token)).body.active).toBe(true)
       expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
@@ -133,8 +206,16 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
 
     it('a bearer refresh token or a foreign certificate cannot refresh or revoke either', async () => {
       const t = await grant(s, cred)
-      expectOAuthError(await refresh(s, foreignCredential(ID), t.refresh_token), 401, 'invalid_client')
-      expectOAuthError(await revoke(s, foreignCredential(ID), t.refresh_token), 401, 'invalid_client')
+      expectOAuthError(
+        await refresh(s, foreignCredential(ID), t.refresh_token),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await revoke(s, foreignCredential(ID), t.refresh_token),
+        401,
+        'invalid_client',
+      )
       expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
     })
   })
@@ -189,7 +270,9 @@ describe('no path accepts a token or identity without the TLS client certificate
     const pem = cred.certPem
     const der = new X509Certificate(pem).raw.toString('base64')
     const headers: Record<string, string>[] = [
-      { 'x-forwarded-client-cert': `Hash=${thumbprintOf(pem)};Cert="${encodeURIComponent(pem)}";URI=${ID}` },
+      {
+        'x-forwarded-client-cert': `Hash=${thumbprintOf(pem)};Cert="${encodeURIComponent(pem)}";URI=${ID}`,
+      },
       { 'client-cert': `:${der}:` },
       { 'x-client-cert': encodeURIComponent(pem) },
       { 'ssl-client-cert': encodeURIComponent(pem) },
@@ -198,11 +281,28 @@ describe('no path accepts a token or identity without the TLS client certificate
     ]
     const t = await grant(s, cred)
     for (const h of headers) {
-      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, h), 401, 'invalid_client')
-      expectOAuthError(await oauth(s, '/oauth/token', undefined, { grant_type: 'refresh_token', refresh_token: t.refresh_token }, h), 401, 'invalid_client')
-      expectOAuthError(await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, h), 401, 'invalid_client')
+      expectOAuthError(
+        await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, h),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await oauth(
+          s,
+          '/oauth/token',
+          undefined,
+          { grant_type: 'refresh_token', refresh_token: t.refresh_token },
+          h,
+        ),
+        401,
+        'invalid_client',
+      )
+      expectOAuthError(
+        await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, h),
+        401,
+        'invalid_client',
+      )
     }
     expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
   })
 })
-

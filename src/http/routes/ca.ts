@@ -50,23 +50,38 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   const mtls = requireClientCert(deps)
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
-  app.get('/v1/bundle', (c) => c.body(deps.ca.bundlePem, 200, { 'content-type': 'application/x-pem-file' }))
+  app.get('/v1/bundle', (c) =>
+    c.body(deps.ca.bundlePem, 200, { 'content-type': 'application/x-pem-file' }),
+  )
   app.get('/v1/crl', async (c) =>
-    c.body(Buffer.from(await deps.crl.get()), 200, { 'content-type': 'application/pkix-crl', 'cache-control': 'max-age=60' }),
+    c.body(Buffer.from(await deps.crl.get()), 200, {
+      'content-type': 'application/pkix-crl',
+      'cache-control': 'max-age=60',
+    }),
   )
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
     // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
     const m = /^Bearer +([A-Za-z0-9_-]{1,512})$/i.exec(auth)
-    if (!m) throw new CAError('ERR_JOIN_TOKEN_INVALID', 'send the join token as "Authorization: Bearer <token>"')
+    if (!m)
+      throw new CAError(
+        'ERR_JOIN_TOKEN_INVALID',
+        'send the join token as "Authorization: Bearer <token>"',
+      )
     const body = await readJsonObject(c)
-    return c.json(await deps.authority.enroll(m[1]!, { csr: body.csr as string, ttl: body.ttl }), 201)
+    return c.json(
+      await deps.authority.enroll(m[1]!, { csr: body.csr as string, ttl: body.ttl }),
+      201,
+    )
   })
 
   app.post('/v1/renew', mtls, async (c) => {
     const body = await readJsonObject(c)
-    return c.json(await deps.authority.renew(c.var.client, { csr: body.csr as string, ttl: body.ttl }), 201)
+    return c.json(
+      await deps.authority.renew(c.var.client, { csr: body.csr as string, ttl: body.ttl }),
+      201,
+    )
   })
 
   app.post('/v1/entries', admin, async (c) => {
@@ -77,19 +92,33 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     const page = await deps.entries.list(c.req.query('cursor'), limitParam(c))
     return c.json({ items: page.items.map(entryView), next_cursor: page.nextCursor })
   })
-  app.get('/v1/entries/:id', admin, async (c) => c.json(entryView(await deps.entries.get(c.req.param('id')))))
+  app.get('/v1/entries/:id', admin, async (c) =>
+    c.json(entryView(await deps.entries.get(c.req.param('id')))),
+  )
   app.patch('/v1/entries/:id', admin, async (c) => {
-    const entry = await deps.entries.update(c.req.param('id'), await readJsonObject(c), actorOf(c.var.client))
+    const entry = await deps.entries.update(
+      c.req.param('id'),
+      await readJsonObject(c),
+      actorOf(c.var.client),
+    )
     return c.json(entryView(entry))
   })
   app.post('/v1/entries/:id/join-tokens', admin, async (c) => {
     const body = await readJsonObject(c, { optional: true })
-    return c.json(await deps.entries.createJoinToken(c.req.param('id'), body, actorOf(c.var.client)), 201, { 'cache-control': 'no-store' })
+    return c.json(
+      await deps.entries.createJoinToken(c.req.param('id'), body, actorOf(c.var.client)),
+      201,
+      { 'cache-control': 'no-store' },
+    )
   })
 
   app.get('/v1/certificates', admin, async (c) => {
     const status = c.req.query('status')
-    if (status !== undefined && status !== '' && !(STATUSES as readonly string[]).includes(status)) {
+    if (
+      status !== undefined &&
+      status !== '' &&
+      !(STATUSES as readonly string[]).includes(status)
+    ) {
       throw new CAError('ERR_BAD_REQUEST', `"status" must be one of ${STATUSES.join(', ')}`)
     }
     const now = deps.clock.now().getTime()
@@ -100,17 +129,22 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
       limit: limitParam(c),
       now,
     })
-    return c.json({ items: page.items.map((r) => certificateView(r, now)), next_cursor: page.nextCursor })
+    return c.json({
+      items: page.items.map((r) => certificateView(r, now)),
+      next_cursor: page.nextCursor,
+    })
   })
   app.get('/v1/certificates/:serial', admin, async (c) => {
     const record = await deps.store.certificates.get(checkSerial(c.req.param('serial')))
-    if (!record) throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${c.req.param('serial')}`)
+    if (!record)
+      throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${c.req.param('serial')}`)
     return c.json(certificateView(record, deps.clock.now().getTime()))
   })
   app.post('/v1/certificates/:serial/revoke', admin, async (c) => {
     const serial = checkSerial(c.req.param('serial'))
     const body = await readJsonObject(c, { optional: true })
-    for (const k of Object.keys(body)) if (k !== 'reason') throw new CAError('ERR_BAD_REQUEST', `unknown field "${k.slice(0, 64)}"`)
+    for (const k of Object.keys(body))
+      if (k !== 'reason') throw new CAError('ERR_BAD_REQUEST', `unknown field "${k.slice(0, 64)}"`)
     const record = await deps.authority.revoke(serial, body.reason, actorOf(c.var.client))
     return c.json(certificateView(record, deps.clock.now().getTime()))
   })
@@ -118,7 +152,11 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
 }
 
 function checkSerial(serial: string): string {
-  if (!SERIAL.test(serial)) throw new CAError('ERR_BAD_REQUEST', 'a serial is hex digits, as `openssl x509 -serial` prints it')
+  if (!SERIAL.test(serial))
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      'a serial is hex digits, as `openssl x509 -serial` prints it',
+    )
   return serial.toLowerCase()
 }
 

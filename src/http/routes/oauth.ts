@@ -23,7 +23,11 @@ const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
  * RFC 8705 tls_client_auth: the client is the SPIFFE ID of the presented certificate. The
  * optional client_id must match it; a disabled entry gets nothing.
  */
-async function authenticateOAuthClient(client: CertificateRecord, form: Map<string, string>, deps: OAuthRouteDeps): Promise<void> {
+async function authenticateOAuthClient(
+  client: CertificateRecord,
+  form: Map<string, string>,
+  deps: OAuthRouteDeps,
+): Promise<void> {
   // Only workload certificates with an entry: an admin or server certificate is not a client,
   // and a client must be one that disabling its entry can stop.
   if (client.kind !== 'workload' || client.spiffeId === null || client.entryId === null) {
@@ -35,7 +39,8 @@ async function authenticateOAuthClient(client: CertificateRecord, form: Map<stri
   }
   if (client.entryId !== null) {
     const entry = await deps.store.entries.get(client.entryId)
-    if (!entry?.enabled) throw new CAError('ERR_INVALID_CLIENT', `the entry for ${client.spiffeId} is disabled`)
+    if (!entry?.enabled)
+      throw new CAError('ERR_INVALID_CLIENT', `the entry for ${client.spiffeId} is disabled`)
   }
 }
 
@@ -51,9 +56,14 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       const form = await readOAuthForm(c)
       await authenticateOAuthClient(client, form, deps)
       const grantType = form.get('grant_type')
-      if (grantType === undefined) throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
+      if (grantType === undefined)
+        throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
       const grant = GRANTS.get(grantType)
-      if (!grant) throw new CAError('ERR_UNSUPPORTED_GRANT_TYPE', `grant_type "${grantType.slice(0, 64)}" is not supported`)
+      if (!grant)
+        throw new CAError(
+          'ERR_UNSUPPORTED_GRANT_TYPE',
+          `grant_type "${grantType.slice(0, 64)}" is not supported`,
+        )
       return c.json(await grant(client, form, deps), 200, NO_STORE)
     } catch (e) {
       // Refusals of an authenticated client are audited (the refresh grant audits its own).
@@ -72,7 +82,8 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
 
   app.post('/oauth/introspect', mtls, async (c) => {
     const form = await readOAuthForm(c)
-    if (c.var.client.kind === 'workload') await authenticateOAuthClient(c.var.client, new Map(), deps)
+    if (c.var.client.kind === 'workload')
+      await authenticateOAuthClient(c.var.client, new Map(), deps)
     return c.json(await introspect(c.var.client, form, deps), 200, NO_STORE)
   })
 
@@ -84,7 +95,9 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
   })
 
   app.get('/.well-known/jwks.json', async (c) =>
-    c.json(await deps.keys.jwks(), 200, { 'cache-control': `public, max-age=${Math.floor(deps.config.tokens.jwksCacheTtlMs / 1000)}` }),
+    c.json(await deps.keys.jwks(), 200, {
+      'cache-control': `public, max-age=${Math.floor(deps.config.tokens.jwksCacheTtlMs / 1000)}`,
+    }),
   )
 
   app.get('/.well-known/oauth-authorization-server', (c) => {
