@@ -13,28 +13,34 @@ export interface TlsMaterial {
 }
 
 /**
+ * The context of every handshake. `setSecureContext` replaces the whole context, so the
+ * renewal path must pass the same options or the hardening silently disappears.
+ */
+function secureContextOptions(tls: TlsMaterial) {
+  return {
+    cert: tls.certPem,
+    key: tls.keyPem,
+    ca: tls.caPem,
+    minVersion: 'TLSv1.2' as const,
+    // A TLS 1.2 renegotiation could swap the peer certificate under a decided connection.
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+  }
+}
+
+/**
  * HTTPS that asks for, but does not require, a client certificate: each route decides,
  * from `socket.authorized` and the database, on every request.
  */
 export function createHttpsServer(app: Hono<AppEnv>, tls: TlsMaterial): Server {
   return createServer(
-    {
-      cert: tls.certPem,
-      key: tls.keyPem,
-      ca: tls.caPem,
-      requestCert: true,
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-      // A TLS 1.2 renegotiation could swap the peer certificate under a decided connection.
-      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
-    },
+    { ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false },
     getRequestListener(app.fetch),
   )
 }
 
 /** Swaps in a renewed server certificate for new connections, without a restart. */
 export function replaceTlsMaterial(server: Server, tls: TlsMaterial): void {
-  server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ca: tls.caPem })
+  server.setSecureContext(secureContextOptions(tls))
 }
 
 export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {

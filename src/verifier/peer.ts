@@ -65,14 +65,9 @@ export function createProxyMatcher(
     const ip = normalizeAddress(raw)
     const family = ip === undefined ? 0 : isIP(ip)
     const max = family === 4 ? 32 : 128
-    const prefix = bits === undefined ? max : Number(bits)
-    if (
-      family === 0 ||
-      extra !== undefined ||
-      !Number.isInteger(prefix) ||
-      prefix < 0 ||
-      prefix > max
-    ) {
+    // Digits only: Number('') is 0, so a sloppy "10.0.0.1/" would otherwise trust everyone.
+    const prefix = bits === undefined ? max : /^[0-9]{1,3}$/.test(bits) ? Number(bits) : NaN
+    if (family === 0 || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
       throw new TypeError(`trustedProxies: "${entry}" is not an IP address or CIDR`)
     }
     list.addSubnet(ip!, prefix, family === 4 ? 'ipv4' : 'ipv6')

@@ -39,11 +39,34 @@ describe('server TLS certificate renewal without a restart', () => {
   })
 })
 
+/** Asks for a TLS 1.2 renegotiation; resolves with the error the server answered with. */
+function renegotiationError(port: number, ca: string): Promise<Error | null> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(
+      { host: '127.0.0.1', port, ca, servername: 'localhost', maxVersion: 'TLSv1.2' },
+      () => {
+        socket.off('error', reject)
+        socket.once('error', (e) => resolve(e))
+        const asked = socket.renegotiate({ rejectUnauthorized: true }, (e) => {
+          socket.destroy()
+          resolve(e ?? null)
+        })
+        if (!asked) resolve(new Error('renegotiation not started'))
+        // The request makes the server read the renegotiation handshake and answer it.
+        socket.write('GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n')
+        socket.resume()
+      },
+    )
+    socket.once('error', reject)
+  })
+}
+
 describe('revoking the server certificate', () => {
-  it('makes the server present a new one on the next connection', async () => {
+  it('makes the server present a new one on the next connection, refusing renegotiation as before', async () => {
     const s = await TestServer.start()
     try {
       const before = await peerCertificate(s.running.address.port, s.bundlePem)
+      expect(await renegotiationError(s.running.address.port, s.bundlePem)).toBeInstanceOf(Error)
       const r = await s.call('POST', `/v1/certificates/${before.serialNumber}/revoke`, {
         as: s.admin,
         json: {},
@@ -55,6 +78,8 @@ describe('revoking the server certificate', () => {
         after = await peerCertificate(s.running.address.port, s.bundlePem)
       }
       expect(after.serialNumber).not.toBe(before.serialNumber)
+      // The swapped-in context keeps the hardening of the first one.
+      expect(await renegotiationError(s.running.address.port, s.bundlePem)).toBeInstanceOf(Error)
     } finally {
       await s.close()
     }

@@ -119,7 +119,10 @@ describe('trusted proxies', () => {
   })
 
   it('refuses entries that are not IPs or CIDRs', () => {
-    for (const entry of ['localhost', '10.0.0.0/33', '::/129', '1.2.3.4/8/9', '', '10.0.0.0/x']) {
+    // An empty or non-decimal prefix must not read as /0 (which would trust every address).
+    const bad = ['localhost', '10.0.0.0/33', '::/129', '1.2.3.4/8/9', '', '10.0.0.0/x']
+    bad.push('10.0.0.1/', '::1/', '10.0.0.1/-0', '10.0.0.1/0x8', '10.0.0.1/1e1', '10.0.0.1/ 8')
+    for (const entry of bad) {
       expect(() => createProxyMatcher([entry])).toThrow(TypeError)
     }
   })
