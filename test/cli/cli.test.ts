@@ -176,7 +176,8 @@ describe('serve and the admin commands (real processes over HTTPS)', () => {
     config = writeConfig(dir, port)
     const env = { ...process.env }
     delete env.CERTBOUND_CONFIG
-    server = spawn(TSX, [CLI, '--config', config, 'serve'], {
+    // Through npm, as users run it: SIGTERM to npm must stop the server, not orphan it.
+    server = spawn('npm', ['run', '-s', 'certbound', '--', '--config', config, 'serve'], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
