@@ -34,13 +34,17 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
 /** RFC 9457 problem details for the non-OAuth API. */
 export function problemResponse(c: Context, e: CAError): Response {
   const [status, title] = STATUS[e.code]
+  const headers: Record<string, string> = {
+    'content-type': 'application/problem+json',
+    'cache-control': 'no-store',
+  }
+  // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme; the join token is a bearer token.
+  if (e.code === 'ERR_JOIN_TOKEN_INVALID')
+    headers['www-authenticate'] = 'Bearer realm="certbound", error="invalid_token"'
   return c.body(
     JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }),
     status,
-    {
-      'content-type': 'application/problem+json',
-      'cache-control': 'no-store',
-    },
+    headers,
   )
 }
 
@@ -55,7 +59,8 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   ERR_INVALID_OAUTH_REQUEST: [400, 'invalid_request'],
   ERR_BAD_REQUEST: [400, 'invalid_request'],
   ERR_PAYLOAD_TOO_LARGE: [400, 'invalid_request'],
-  ERR_FORBIDDEN: [403, 'access_denied'],
+  // A valid client this endpoint is not for (tokens.introspection_clients).
+  ERR_FORBIDDEN: [403, 'unauthorized_client'],
 }
 
 /**

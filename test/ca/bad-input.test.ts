@@ -272,10 +272,19 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
   })
 
   describe('join token problems → 401', () => {
+    /** `refused`, plus the bearer challenge a 401 must carry (RFC 9110 §15.5.2, RFC 6750 §3). */
+    const refused401 = async (send: () => Promise<ApiResponse>) => {
+      const r = await refused(send, 401, /join token/)
+      expect(r.headers['www-authenticate']).toMatch(
+        /^Bearer realm="certbound", error="invalid_token"$/,
+      )
+      return r
+    }
+
     it('missing Authorization', async () => {
       const { spiffeId, token } = await fresh()
       const csr = makeCsr({ san: `URI:${spiffeId}` }).csrPem
-      await refused(() => s.call('POST', '/v1/enroll', { json: { csr } }), 401, /join token/)
+      await refused401(() => s.call('POST', '/v1/enroll', { json: { csr } }))
       await stillWorks(token, spiffeId)
     })
 
@@ -290,10 +299,8 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
         `Bearer ${token} extra`,
         token,
       ]) {
-        await refused(
-          () => s.call('POST', '/v1/enroll', { headers: { authorization }, json: { csr } }),
-          401,
-          /join token/,
+        await refused401(() =>
+          s.call('POST', '/v1/enroll', { headers: { authorization }, json: { csr } }),
         )
       }
       await stillWorks(token, spiffeId)
@@ -311,24 +318,20 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
     it('an unknown token, and a known id with a wrong secret', async () => {
       const { spiffeId, token } = await fresh()
       const csr = makeCsr({ san: `URI:${spiffeId}` }).csrPem
-      await refused(
-        () => enrollWith(s, randomBytes(44).toString('base64url').slice(0, 59), { csr }),
-        401,
-        /join token/,
+      await refused401(() =>
+        enrollWith(s, randomBytes(44).toString('base64url').slice(0, 59), { csr }),
       )
       const forged = token.slice(0, 16) + randomBytes(32).toString('base64url')
       expect(forged).toHaveLength(token.length)
-      await refused(() => enrollWith(s, forged, { csr }), 401, /join token/)
+      await refused401(() => enrollWith(s, forged, { csr }))
       await stillWorks(token, spiffeId)
     })
 
     it('a used join token', async () => {
       const { spiffeId, token } = await fresh()
       await stillWorks(token, spiffeId)
-      await refused(
-        () => enrollWith(s, token, { csr: makeCsr({ san: `URI:${spiffeId}` }).csrPem }),
-        401,
-        /join token/,
+      await refused401(() =>
+        enrollWith(s, token, { csr: makeCsr({ san: `URI:${spiffeId}` }).csrPem }),
       )
     })
 
@@ -338,7 +341,7 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
       const token = await s.joinToken(entryId, '1s')
       const csr = makeCsr({ san: `URI:${spiffeId}` }).csrPem
       await sleep(1100)
-      await refused(() => enrollWith(s, token, { csr }), 401, /join token/)
+      await refused401(() => enrollWith(s, token, { csr }))
     })
   })
 

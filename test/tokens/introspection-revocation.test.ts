@@ -195,7 +195,7 @@ describe('tokens.introspection_clients restricts who may introspect', () => {
     const denied = await introspect(s, workload, t.access_token)
     expect(denied.status).toBe(403)
     expect(denied.body.active).toBeUndefined()
-    expect(denied.body.error).toEqual(expect.any(String))
+    expect(denied.body.error).toBe('unauthorized_client')
     expectOAuthError(await introspect(s, undefined, t.access_token), 401, 'invalid_client')
   })
 })
