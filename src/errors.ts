@@ -10,6 +10,7 @@ export type CAErrorCode =
   | 'ERR_KEY_UNSUPPORTED' // key type or size outside allowed_key_types
   | 'ERR_TTL_TOO_LONG'
   | 'ERR_NOT_FOUND'
+  | 'ERR_METHOD_NOT_ALLOWED'
   | 'ERR_CONFLICT'
   | 'ERR_JOIN_TOKEN_INVALID' // unknown, used, expired
   | 'ERR_CLIENT_CERT_REQUIRED' // no / untrusted / expired / unknown / revoked client certificate

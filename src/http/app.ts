@@ -42,9 +42,20 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   )
   app.route('/', caRoutes(deps))
   app.route('/', oauthRoutes(deps))
-  app.notFound((c) =>
-    problemResponse(c, new CAError('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)),
-  )
+  const allowedMethods = routeMethods(app)
+  app.notFound((c) => {
+    const allow = allowedMethods(c.req.path)
+    if (allow === undefined)
+      return problemResponse(
+        c,
+        new CAError('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`),
+      )
+    // RFC 9110 §15.5.6: a known path with another method is 405, with the methods it takes.
+    const e = new CAError('ERR_METHOD_NOT_ALLOWED', `${c.req.path} takes ${allow}`)
+    const res = isOAuthPath(c.req.path) ? oauthErrorResponse(c, e) : problemResponse(c, e)
+    res.headers.set('allow', allow)
+    return res
+  })
   app.onError((err, c) => {
     if (err instanceof CAError) {
       if (
@@ -70,4 +81,21 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     )
   })
   return app
+}
+
+/** The `Allow` value for a path some route serves (with another method), else undefined. */
+function routeMethods(app: Hono<AppEnv>): (path: string) => string | undefined {
+  const byPattern = new Map<string, Set<string>>()
+  for (const r of app.routes) {
+    if (r.method === 'ALL') continue // middleware
+    const methods = byPattern.get(r.path) ?? new Set<string>()
+    methods.add(r.method)
+    if (r.method === 'GET') methods.add('HEAD')
+    byPattern.set(r.path, methods)
+  }
+  const table = [...byPattern].map(([pattern, methods]) => ({
+    re: new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/:[^/]+/g, '[^/]+')}$`),
+    allow: [...methods].join(', '),
+  }))
+  return (path) => table.find((t) => t.re.test(path))?.allow
 }

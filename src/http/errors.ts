@@ -11,6 +11,7 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_KEY_UNSUPPORTED: [400, 'Key type not allowed'],
   ERR_TTL_TOO_LONG: [400, 'Lifetime over the maximum'],
   ERR_NOT_FOUND: [404, 'Not found'],
+  ERR_METHOD_NOT_ALLOWED: [405, 'Method not allowed'],
   ERR_CONFLICT: [409, 'Conflict'],
   ERR_JOIN_TOKEN_INVALID: [401, 'Invalid join token'],
   ERR_CLIENT_CERT_REQUIRED: [401, 'Client certificate required'],
@@ -58,6 +59,7 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   ERR_UNSUPPORTED_GRANT_TYPE: [400, 'unsupported_grant_type'],
   ERR_INVALID_OAUTH_REQUEST: [400, 'invalid_request'],
   ERR_BAD_REQUEST: [400, 'invalid_request'],
+  ERR_METHOD_NOT_ALLOWED: [405, 'invalid_request'],
   ERR_PAYLOAD_TOO_LARGE: [400, 'invalid_request'],
   // A valid client this endpoint is not for (tokens.introspection_clients).
   ERR_FORBIDDEN: [403, 'unauthorized_client'],

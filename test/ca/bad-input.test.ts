@@ -446,6 +446,26 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
     it('an unknown route → 404 problem+json', async () => {
       await refused(() => s.call('GET', '/v1/nothing-here'), 404, /nothing-here/)
     })
+
+    it('a known route with another method → 405 with Allow (RFC 9110 §15.5.6)', async () => {
+      const cases: [string, string, string][] = [
+        ['DELETE', '/healthz', 'GET, HEAD'],
+        ['POST', '/v1/crl', 'GET, HEAD'],
+        ['DELETE', '/v1/entries/some-id', 'GET, HEAD, PATCH'],
+        ['GET', '/v1/certificates/00ff/revoke', 'POST'],
+      ]
+      for (const [method, path, allow] of cases) {
+        const r = await refused(() => s.call(method, path), 405, /takes/)
+        expect(r.headers.allow).toBe(allow)
+      }
+      // The OAuth endpoints answer in RFC 6749 §5.2 form.
+      const before = dbSnapshot(s)
+      const r = await s.call('GET', '/oauth/token')
+      expect(r.status).toBe(405)
+      expect(r.headers.allow).toBe('POST')
+      expect(r.body.error).toBe('invalid_request')
+      expect(dbSnapshot(s)).toEqual(before)
+    })
   })
 })
 
