@@ -173,7 +173,7 @@ function entryGrant(entry: EntryRecord): Grant {
   return {
     spiffeId: entry.spiffeId,
     allowedDnsNames: entry.dnsNames,
-    entryMaxTtlMs: entry.maxTtlMs,
+    entryMaxTtlMs: entry.maxTtl?.ms ?? null,
   }
 }
 

@@ -5,7 +5,7 @@ import { formatDuration, parseDuration } from '../config/duration.js'
 import { newSecretToken } from '../crypto/secret-token.js'
 import type { EntryPatch } from '../db/entries.js'
 import type { Store } from '../db/store.js'
-import type { EntryRecord, Page } from '../db/types.js'
+import type { EntryRecord, Page, TtlCap } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
@@ -30,7 +30,7 @@ export function entryView(e: EntryRecord): EntryView {
     id: e.id,
     spiffe_id: e.spiffeId,
     dns_names: e.dnsNames,
-    ttl: e.maxTtlMs === null ? null : formatDuration(e.maxTtlMs),
+    ttl: e.maxTtl?.text ?? null,
     scopes: e.scopes,
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
@@ -65,7 +65,7 @@ export class EntryService {
       id: randomUUID(),
       spiffeId,
       dnsNames: parseDnsNames(body.dns_names) ?? [],
-      maxTtlMs: parseEntryTtl(body.ttl, config) ?? null,
+      maxTtl: parseEntryTtl(body.ttl, config) ?? null,
       scopes: parseScopes(body.scopes) ?? null,
       enabled: true,
       createdAt: now,
@@ -78,7 +78,7 @@ export class EntryService {
       details: {
         entry_id: entry.id,
         dns_names: entry.dnsNames,
-        max_ttl_ms: entry.maxTtlMs,
+        max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
       },
     })
@@ -102,7 +102,7 @@ export class EntryService {
     const patch: EntryPatch = {
       enabled: body.enabled as boolean | undefined,
       dnsNames: parseDnsNames(body.dns_names),
-      maxTtlMs: body.ttl === null ? null : parseEntryTtl(body.ttl, this.deps.config),
+      maxTtl: body.ttl === null ? null : parseEntryTtl(body.ttl, this.deps.config),
       scopes: parseScopes(body.scopes),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
@@ -211,7 +211,7 @@ function parseScopes(value: unknown): string[] | null | undefined {
   return [...new Set(value as string[])]
 }
 
-function parseEntryTtl(value: unknown, config: Config): number | undefined {
+function parseEntryTtl(value: unknown, config: Config): TtlCap | undefined {
   if (value === undefined) return undefined
   const ms = typeof value === 'string' ? parseDuration(value) : undefined
   if (ms === undefined)
@@ -222,5 +222,5 @@ function parseEntryTtl(value: unknown, config: Config): number | undefined {
       `"ttl" is over certificates.max_ttl (${formatDuration(config.certificates.maxTtlMs)})`,
     )
   }
-  return ms
+  return { text: value as string, ms }
 }

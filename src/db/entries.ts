@@ -2,12 +2,12 @@ import type { Database } from 'better-sqlite3'
 import { CAError } from '../errors.js'
 import type { AuditRepository } from './audit.js'
 import { decodeCursor, encodeCursor, toEntry, type EntryRow } from './rows.js'
-import type { AuditInput, EntryRecord, Page } from './types.js'
+import type { AuditInput, EntryRecord, Page, TtlCap } from './types.js'
 
 export interface EntryPatch {
   readonly enabled?: boolean
   readonly dnsNames?: readonly string[]
-  readonly maxTtlMs?: number | null
+  readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
 }
 
@@ -29,14 +29,15 @@ export class EntryRepository {
       this.db.transaction(() => {
         this.db
           .prepare(
-            `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, scopes, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(
             entry.id,
             entry.spiffeId,
             JSON.stringify(entry.dnsNames),
-            entry.maxTtlMs,
+            entry.maxTtl?.ms ?? null,
+            entry.maxTtl?.text ?? null,
             entry.scopes === null ? null : JSON.stringify(entry.scopes),
             entry.enabled ? 1 : 0,
             entry.createdAt,
@@ -98,18 +99,19 @@ export class EntryRepository {
         ...before,
         enabled: patch.enabled ?? before.enabled,
         dnsNames: patch.dnsNames ?? before.dnsNames,
-        maxTtlMs: patch.maxTtlMs === undefined ? before.maxTtlMs : patch.maxTtlMs,
+        maxTtl: patch.maxTtl === undefined ? before.maxTtl : patch.maxTtl,
         scopes: patch.scopes === undefined ? before.scopes : patch.scopes,
         updatedAt: now,
       }
       this.db
         .prepare(
-          'UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, scopes = ?, updated_at = ? WHERE id = ?',
+          'UPDATE entries SET enabled = ?, dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, updated_at = ? WHERE id = ?',
         )
         .run(
           after.enabled ? 1 : 0,
           JSON.stringify(after.dnsNames),
-          after.maxTtlMs,
+          after.maxTtl?.ms ?? null,
+          after.maxTtl?.text ?? null,
           after.scopes === null ? null : JSON.stringify(after.scopes),
           now,
           id,

@@ -7,6 +7,7 @@ export interface EntryRow {
   spiffe_id: string
   dns_names: string
   max_ttl_ms: number | null
+  max_ttl: string | null
   scopes: string | null
   enabled: number
   created_at: number
@@ -18,7 +19,7 @@ export function toEntry(r: EntryRow): EntryRecord {
     id: r.id,
     spiffeId: r.spiffe_id,
     dnsNames: JSON.parse(r.dns_names) as string[],
-    maxTtlMs: r.max_ttl_ms,
+    maxTtl: r.max_ttl_ms === null ? null : { text: r.max_ttl!, ms: r.max_ttl_ms },
     scopes: r.scopes === null ? null : (JSON.parse(r.scopes) as string[]),
     enabled: r.enabled === 1,
     createdAt: r.created_at,

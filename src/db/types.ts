@@ -1,10 +1,16 @@
 /** Records as the repositories hand them to the domain: times are epoch milliseconds. */
 
+export interface TtlCap {
+  readonly text: string
+  readonly ms: number
+}
+
 export interface EntryRecord {
   readonly id: string
   readonly spiffeId: string
   readonly dnsNames: readonly string[]
-  readonly maxTtlMs: number | null
+  /** The cap on certificate lifetimes: as the admin wrote it, and in milliseconds. */
+  readonly maxTtl: TtlCap | null
   /** OAuth scopes the entry's workloads may ask for; null = any well-formed scope. */
   readonly scopes: readonly string[] | null
   readonly enabled: boolean

@@ -52,6 +52,17 @@ describe('registration entries (admin API)', () => {
     expect(audit[0]!.details).toMatchObject({ entry_id: r.body.id })
   })
 
+  it('the ttl cap reads back as written ("24h" stays "24h", "60m" stays "60m")', async () => {
+    for (const [i, ttl] of ['24h', '60m', '120s', '1d'].entries()) {
+      const r = await post({ spiffe_id: `spiffe://example.org/entries/ttl${i}`, ttl })
+      expect(r.status, r.text).toBe(201)
+      expect(r.body.ttl).toBe(ttl)
+      expect((await s.call('GET', `/v1/entries/${r.body.id}`, { as: s.admin })).body.ttl).toBe(ttl)
+      const p = await s.call('PATCH', `/v1/entries/${r.body.id}`, { as: s.admin, json: { ttl } })
+      expect(p.body.ttl).toBe(ttl)
+    }
+  })
+
   it('an entry without options has no DNS names and no ttl cap', async () => {
     const r = await post({ spiffe_id: 'spiffe://example.org/entries/plain' })
     expect(r.status).toBe(201)

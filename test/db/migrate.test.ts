@@ -149,6 +149,29 @@ describe('migrations on a real SQLite file', () => {
     }
   })
 
+  it('0004 carries existing entry ttl caps over as text in their largest whole unit', () => {
+    const db = new Database(join(tempDir(), 'certbound.db'))
+    try {
+      migrate(
+        db,
+        readMigrations().filter((m) => m.version < 4),
+      )
+      const insert = db.prepare(
+        `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, enabled, created_at, updated_at)
+         VALUES (?, ?, '[]', ?, 1, 0, 0)`,
+      )
+      const caps = [86_400_000, 7_200_000, 5_400_000, 90_000, null]
+      caps.forEach((ms, i) => insert.run(`e${i}`, `spiffe://example.org/m/${i}`, ms))
+      migrate(db)
+      const rows = db.prepare('SELECT max_ttl FROM entries ORDER BY id').all() as {
+        max_ttl: string | null
+      }[]
+      expect(rows.map((r) => r.max_ttl)).toEqual(['1d', '2h', '90m', '90s', null])
+    } finally {
+      db.close()
+    }
+  })
+
   it('openDatabase: WAL, synchronous=FULL (2), foreign_keys on, a busy timeout', () => {
     const file = join(tempDir(), 'certbound.db')
     const db = openDatabase(file)

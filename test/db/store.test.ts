@@ -59,7 +59,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
         id: entryId,
         spiffeId: `spiffe://example.org/store/${seq}`,
         dnsNames: [],
-        maxTtlMs: null,
+        maxTtl: null,
         scopes: null,
         enabled: true,
         createdAt: NOW,
