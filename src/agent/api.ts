@@ -1,6 +1,7 @@
 import { Agent, request } from 'undici'
 
 import type { CertificateResponse, TokenResponse } from '../contract.js'
+import { checkCaServerIdentity } from '../verifier/ca-server.js'
 import { ServerError } from './errors.js'
 
 export type { CertificateResponse, TokenResponse }
@@ -116,7 +117,12 @@ export class CaApi {
     const cred = c.credential ? { cert: c.credential.chainPem, key: c.credential.keyPem } : {}
     const dispatcher = new Agent({
       ...TIMEOUTS,
-      connect: { ...TIMEOUTS.connect, ca: this.caPem, ...cred },
+      connect: {
+        ...TIMEOUTS.connect,
+        ca: this.caPem,
+        checkServerIdentity: checkCaServerIdentity,
+        ...cred,
+      },
     })
     try {
       let status: number

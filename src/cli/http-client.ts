@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { PATHS } from '../ca/files.js'
 import type { Config } from '../config/load.js'
+import { checkCaServerIdentity } from '../verifier/ca-server.js'
 
 export interface AdminClientOptions {
   readonly server?: string
@@ -42,6 +43,7 @@ export class AdminClient {
         cert: read(opts.cert ?? join(dir, PATHS.adminCert)),
         key: read(opts.key ?? join(dir, PATHS.adminKey)),
         ca: [ca, ...(opts.caBundle ? [] : [read(join(dir, PATHS.intermediateCert))])],
+        checkServerIdentity: checkCaServerIdentity,
       },
     })
   }

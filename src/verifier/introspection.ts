@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { Dispatcher } from 'undici'
+import { checkCaServerIdentity } from './ca-server.js'
 import { VerifyError } from './errors.js'
 
 /**
@@ -87,7 +88,11 @@ export function createIntrospector(
     throw new TypeError('introspection needs "cert" and "key" (or a "dispatcher") for mTLS')
   }
   const own =
-    dispatcher === undefined ? new Agent({ connect: { ca: trustAnchors, cert, key } }) : undefined
+    dispatcher === undefined
+      ? new Agent({
+          connect: { ca: trustAnchors, cert, key, checkServerIdentity: checkCaServerIdentity },
+        })
+      : undefined
   const current = (): Dispatcher =>
     own ?? (typeof dispatcher === 'function' ? dispatcher() : (dispatcher as Dispatcher))
   const ttl = options.cacheTtlMs ?? 5_000

@@ -4,6 +4,7 @@ import { errors, jwtVerify } from 'jose'
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { Agent } from 'undici'
 import { x5tS256 } from '../crypto/thumbprint.js'
+import { checkCaServerIdentity } from './ca-server.js'
 import { validateClientCertificate } from './chain.js'
 import { VerifyError } from './errors.js'
 import { createIntrospector } from './introspection.js'
@@ -144,7 +145,9 @@ function presentedCertificate(
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   const opts = resolveOptions(options)
-  const agent = new Agent({ connect: { ca: opts.trustAnchorsPem } })
+  const agent = new Agent({
+    connect: { ca: opts.trustAnchorsPem, checkServerIdentity: checkCaServerIdentity },
+  })
   const key = createJwksResolver(opts.jwksUri, agent, options.jwks)
   const introspector: Introspector | undefined =
     opts.introspectionEndpoint === undefined
