@@ -55,7 +55,7 @@ export class Authority {
     if (!entry.enabled)
       throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${entry.spiffeId} is disabled`)
     const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, null, now)
-    const refusal = await store.certificates.commitEnrollment(found.id, issued, {
+    const event = {
       actor: `join-token:${found.id}`,
       action: 'certificate.enroll',
       subject: issued.serial,
@@ -64,7 +64,14 @@ export class Authority {
         entry_id: entry.id,
         not_after: new Date(issued.notAfter).toISOString(),
       },
-    })
+    }
+    // Commit time, not issue time: the token may have expired while we signed.
+    const refusal = await store.certificates.commitEnrollment(
+      found.id,
+      issued,
+      event,
+      clock.now().getTime(),
+    )
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }
@@ -91,7 +98,7 @@ export class Authority {
       throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${presented.spiffeId} is disabled`)
     }
     const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, presented.serial, now)
-    const refusal = await store.certificates.commitRenewal(issued, {
+    const event = {
       actor: presented.spiffeId,
       action: 'certificate.renew',
       subject: issued.serial,
@@ -100,7 +107,8 @@ export class Authority {
         renewed_from: presented.serial,
         not_after: new Date(issued.notAfter).toISOString(),
       },
-    })
+    }
+    const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime())
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }

@@ -125,6 +125,7 @@ export class CertificateRepository {
     joinTokenId: string,
     c: NewCertificate,
     event: AuditInput,
+    now: number,
   ): Promise<CommitRefusalReason | undefined> {
     return this.db.transaction((): CommitRefusalReason | undefined => {
       if (!this.#entryEnabled(c.entryId)) return 'entry_disabled'
@@ -133,7 +134,7 @@ export class CertificateRepository {
         .prepare(
           'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
         )
-        .run(c.issuedAt, c.serial, joinTokenId, c.issuedAt).changes
+        .run(now, c.serial, joinTokenId, now).changes
       if (spent !== 1) return 'join_token_spent'
       this.#insert(c)
       this.audit.write(c.issuedAt, event)
@@ -145,13 +146,14 @@ export class CertificateRepository {
   async commitRenewal(
     c: NewCertificate,
     event: AuditInput,
+    now: number,
   ): Promise<CommitRefusalReason | undefined> {
     return this.db.transaction((): CommitRefusalReason | undefined => {
       const parent = this.db
         .prepare(
           `SELECT 1 FROM certificates WHERE serial = ? AND status = 'valid' AND not_after > ?`,
         )
-        .get(c.renewedFrom, c.issuedAt)
+        .get(c.renewedFrom, now)
       if (!parent) return 'parent_not_valid'
       if (!this.#entryEnabled(c.entryId)) return 'entry_disabled'
       if (this.#keyCompromised(c.spkiSha256)) return 'key_compromised'

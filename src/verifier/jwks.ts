@@ -11,7 +11,7 @@ export interface JwksCacheOptions {
    * much time has passed (rate limit against `kid` spraying). Default 30 000 ms.
    */
   cooldownMs?: number
-  /** Cached keys are refetched after this long. Default 600 000 ms (10 minutes). */
+  /** Cached keys are refetched after this long. Default 300 000 ms (the issuer's JWKS max-age). */
   cacheMaxAgeMs?: number
   /** Abort a JWKS request after this long. Default 5 000 ms. */
   timeoutMs?: number

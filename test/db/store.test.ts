@@ -82,8 +82,10 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     expect(await b.entries.findJoinToken(tokenId, NOW)).toBeDefined()
     const first = cert(entryId)
     const second = cert(entryId)
-    expect(await a.certificates.commitEnrollment(tokenId, first, event)).toBeUndefined()
-    expect(await b.certificates.commitEnrollment(tokenId, second, event)).toBe('join_token_spent')
+    expect(await a.certificates.commitEnrollment(tokenId, first, event, NOW)).toBeUndefined()
+    expect(await b.certificates.commitEnrollment(tokenId, second, event, NOW)).toBe(
+      'join_token_spent',
+    )
     expect(await b.certificates.get(first.serial)).toBeDefined()
     expect(await a.certificates.get(second.serial)).toBeUndefined()
     expect((await a.audit.list({ action: 'certificate.enroll' })).length).toBe(1)
@@ -93,7 +95,13 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
   it('an expired token, a disabled entry, a compromised key: nothing commits and the token stays unspent', async () => {
     const expired = await entryWithToken(a, NOW - 1)
     expect(
-      await a.certificates.commitEnrollment(expired.tokenId, cert(expired.entryId), event),
+      await a.certificates.commitEnrollment(expired.tokenId, cert(expired.entryId), event, NOW),
+    ).toBe('join_token_spent')
+
+    // Expired while the certificate was being signed: the commit time counts, not the issue time.
+    const racing = await entryWithToken(a, NOW + 500)
+    expect(
+      await a.certificates.commitEnrollment(racing.tokenId, cert(racing.entryId), event, NOW + 600),
     ).toBe('join_token_spent')
 
     const disabled = await entryWithToken(a)
@@ -102,7 +110,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
       action: 'entry.disable',
     })
     expect(
-      await a.certificates.commitEnrollment(disabled.tokenId, cert(disabled.entryId), event),
+      await a.certificates.commitEnrollment(disabled.tokenId, cert(disabled.entryId), event, NOW),
     ).toBe('entry_disabled')
     expect(await a.entries.findJoinToken(disabled.tokenId, NOW)).toBeDefined()
 
@@ -111,7 +119,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     await a.certificates.insert(victim, event)
     await b.certificates.revoke(victim.serial, 'keyCompromise', NOW, 'test')
     const again = cert(keyed.entryId, { spkiSha256: victim.spkiSha256 })
-    expect(await a.certificates.commitEnrollment(keyed.tokenId, again, event)).toBe(
+    expect(await a.certificates.commitEnrollment(keyed.tokenId, again, event, NOW)).toBe(
       'key_compromised',
     )
     expect(await a.entries.findJoinToken(keyed.tokenId, NOW)).toBeDefined()
@@ -124,7 +132,11 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     await a.certificates.insert(parent, event)
     const child = cert(entryId, { renewedFrom: parent.serial })
     expect(
-      await a.certificates.commitRenewal(child, { actor: 'test', action: 'certificate.renew' }),
+      await a.certificates.commitRenewal(
+        child,
+        { actor: 'test', action: 'certificate.renew' },
+        NOW,
+      ),
     ).toBeUndefined()
     expect(await a.certificates.isSelfOrDescendant(child.serial, parent.serial)).toBe(true)
     expect(await a.certificates.isSelfOrDescendant(parent.serial, child.serial)).toBe(false)
@@ -132,12 +144,18 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
     await b.certificates.revoke(parent.serial, 'superseded', NOW, 'test')
     const late = cert(entryId, { renewedFrom: parent.serial })
     expect(
-      await a.certificates.commitRenewal(late, { actor: 'test', action: 'certificate.renew' }),
+      await a.certificates.commitRenewal(late, { actor: 'test', action: 'certificate.renew' }, NOW),
     ).toBe('parent_not_valid')
+    const ending = cert(entryId, { notAfter: NOW + 500 })
+    await a.certificates.insert(ending, event)
+    const renewedFromEnding = cert(entryId, { renewedFrom: ending.serial })
+    expect(await a.certificates.commitRenewal(renewedFromEnding, event, NOW + 600)).toBe(
+      'parent_not_valid',
+    )
     const old = cert(entryId, { notAfter: NOW - 1 })
     await a.certificates.insert(old, event)
     expect(
-      await a.certificates.commitRenewal(cert(entryId, { renewedFrom: old.serial }), event),
+      await a.certificates.commitRenewal(cert(entryId, { renewedFrom: old.serial }), event, NOW),
     ).toBe('parent_not_valid')
   })
 
@@ -152,7 +170,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
         `CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit down'); END`,
       )
       const c = cert(entryId)
-      await expect(store.certificates.commitEnrollment(tokenId, c, event)).rejects.toThrow(
+      await expect(store.certificates.commitEnrollment(tokenId, c, event, NOW)).rejects.toThrow(
         /audit down/,
       )
       expect(await store.certificates.get(c.serial)).toBeUndefined()
