@@ -4,11 +4,11 @@ import { bodyLimit } from 'hono/body-limit'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
-import type { AppEnv } from './mtls.js'
+import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
-export type AppDeps = CaRouteDeps & OAuthRouteDeps & { readonly logger: Logger }
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer'> & { readonly logger: Logger }
 
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -40,8 +40,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       },
     }),
   )
-  app.route('/', caRoutes(deps))
-  app.route('/', oauthRoutes(deps))
+  const routeDeps = { ...deps, peer: createPeerSource(deps) }
+  app.route('/', caRoutes(routeDeps))
+  app.route('/', oauthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)

@@ -1,23 +1,33 @@
+import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { HttpBindings } from '@hono/node-server'
+import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
+import type { Logger } from 'pino'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { authenticateClientCertificate } from '../ca/client-identity.js'
+import type { CaMaterial } from '../ca/material.js'
 import type { Store } from '../db/store.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { validateClientCertificate } from '../verifier/chain.js'
+import { VerifyError } from '../verifier/errors.js'
+import { createCertificateResolver, forwardedCertificateHeaders } from '../verifier/peer.js'
 
 export type AppEnv = {
   Bindings: HttpBindings
   Variables: { client: CertificateRecord; requestId: string }
 }
 
+/** A request's client certificate, and whether it chains to this CA (checked by TLS or by us). */
+export interface Peer {
+  readonly authorized: boolean
+  readonly certificate: X509Certificate | undefined
+}
+
 /** What the TLS layer decided about the peer: read per request, never cached per connection. */
-export function peerOf(env: HttpBindings): {
-  authorized: boolean
-  certificate: ReturnType<TLSSocket['getPeerX509Certificate']>
-} {
+export function peerOf(env: HttpBindings): Peer {
   const socket = env.incoming.socket as TLSSocket
   if (typeof socket.getPeerX509Certificate !== 'function')
     return { authorized: false, certificate: undefined }
@@ -26,10 +36,58 @@ export function peerOf(env: HttpBindings): {
   return { authorized, certificate: socket.getPeerX509Certificate() }
 }
 
+/** Where a request's client certificate comes from (one source for every mTLS route). */
+export type PeerSource = (c: Context<AppEnv>) => Peer
+
+/**
+ * The TLS socket's certificate; or, from a peer in `server.trusted_proxies` only, the one its
+ * forwarding header carries (RFC 9440 `Client-Cert`, Envoy XFCC, nginx's escaped PEM), checked
+ * against our root and intermediate as the handshake would have: a proxy's word alone is never
+ * enough. A forwarding header from any other peer is a spoofing attempt: refused and logged.
+ * Either way the database check that follows is the same.
+ */
+export function createPeerSource(deps: {
+  config: Config
+  ca: CaMaterial
+  clock: Clock
+  logger: Logger
+}): PeerSource {
+  const resolve = createCertificateResolver({ trustedProxies: deps.config.server.trustedProxies })
+  const trust = {
+    anchors: [new X509Certificate(deps.ca.bundlePem)],
+    intermediates: [new X509Certificate(deps.ca.intermediatePem)],
+  }
+  return (c) => {
+    const header = (name: string) => c.req.header(name)
+    if (forwardedCertificateHeaders(header).length === 0) return peerOf(c.env)
+    const socket = c.env.incoming.socket
+    const presented = resolve(header, socket, socket.remoteAddress)
+    if (!presented.ok) {
+      if (presented.spoof) {
+        deps.logger.warn(
+          { req: c.var.requestId, peer: socket.remoteAddress, headers: presented.headers },
+          'forwarded client certificate from an untrusted peer refused (spoofing attempt)',
+        )
+      }
+      throw new CAError('ERR_CLIENT_CERT_REQUIRED', presented.error.message)
+    }
+    const certificate = presented.certificate
+    if (certificate === undefined) return { authorized: false, certificate }
+    try {
+      validateClientCertificate(certificate, trust, deps.clock.now(), presented.chain)
+    } catch (e) {
+      if (e instanceof VerifyError)
+        throw new CAError('ERR_CLIENT_CERT_REQUIRED', `forwarded ${e.message}`)
+      throw e
+    }
+    return { authorized: true, certificate }
+  }
+}
+
 /** mTLS: sets `client` to the certificate's database record, or refuses (401). */
-export function requireClientCert(deps: { store: Store; clock: Clock }) {
+export function requireClientCert(deps: { store: Store; clock: Clock; peer: PeerSource }) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    const client = await authenticateClientCertificate(peerOf(c.env), deps)
+    const client = await authenticateClientCertificate(deps.peer(c), deps)
     if (client.kind === 'server') {
       throw new CAError(
         'ERR_CLIENT_CERT_REQUIRED',
@@ -42,7 +100,12 @@ export function requireClientCert(deps: { store: Store; clock: Clock }) {
 }
 
 /** Admin = a valid mTLS certificate whose SPIFFE ID is in admin.spiffe_ids (403 otherwise). */
-export function requireAdmin(deps: { store: Store; clock: Clock; config: Config }) {
+export function requireAdmin(deps: {
+  store: Store
+  clock: Clock
+  config: Config
+  peer: PeerSource
+}) {
   const clientCert = requireClientCert(deps)
   return createMiddleware<AppEnv>(async (c, next) => {
     await clientCert(c, async () => {

@@ -48,6 +48,13 @@ const CERT_HEADERS = [
   'x-amzn-mtls-clientcert',
 ]
 
+/** The names of the client-certificate forwarding headers this request carries. */
+export function forwardedCertificateHeaders(
+  header: (name: string) => string | undefined,
+): string[] {
+  return CERT_HEADERS.filter((n) => (header(n) ?? '').trim() !== '')
+}
+
 /** Strips the IPv4-mapped prefix (`::ffff:10.0.0.1` → `10.0.0.1`). */
 export function normalizeAddress(address: string | undefined): string | undefined {
   if (address === undefined) return undefined

@@ -1,6 +1,7 @@
-import { X509Certificate } from 'node:crypto'
+import { createHash, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
@@ -257,52 +258,97 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
   })
 })
 
-describe('no path accepts a token or identity without the TLS client certificate (LIFECYCLE invariant 9)', () => {
-  let s: TestServer
+describe('forwarded client certificates (RFC 9440) and LIFECYCLE invariant 9', () => {
+  const logs: string[] = []
+  let plain: TestServer
+  let proxied: TestServer
   beforeAll(async () => {
-    // Even with the test client's address listed as a trusted proxy.
-    s = await TestServer.start({ server: { trusted_proxies: ['127.0.0.0/8'] } })
+    const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(line) })
+    plain = await TestServer.start({}, { logger })
+    // The test client's own address stands in for a TLS-terminating proxy.
+    proxied = await TestServer.start({ server: { trusted_proxies: ['127.0.0.0/8'] } })
   })
-  afterAll(() => s.close())
+  afterAll(async () => {
+    await plain.close()
+    await proxied.close()
+  })
 
-  it('ignores client-certificate headers that proxies use', async () => {
-    const cred = await s.enroll(ID)
-    const pem = cred.certPem
-    const der = new X509Certificate(pem).raw.toString('base64')
-    const headers: Record<string, string>[] = [
-      {
-        'x-forwarded-client-cert': `Hash=${thumbprintOf(pem)};Cert="${encodeURIComponent(pem)}";URI=${ID}`,
-      },
-      { 'client-cert': `:${der}:` },
-      { 'x-client-cert': encodeURIComponent(pem) },
-      { 'ssl-client-cert': encodeURIComponent(pem) },
-      { 'x-ssl-client-cert': encodeURIComponent(pem) },
-      { 'x-ssl-client-verify': 'SUCCESS', 'x-ssl-client-s-dn': 'O=example.org' },
-    ]
-    const t = await grant(s, cred)
-    for (const h of headers) {
+  const forwardings = (pem: string): Record<string, Record<string, string>> => ({
+    'client-cert': { 'client-cert': `:${new X509Certificate(pem).raw.toString('base64')}:` },
+    xfcc: {
+      'x-forwarded-client-cert': `Hash=${createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')};Cert="${encodeURIComponent(pem)}";URI=${ID}`,
+    },
+    'escaped-pem': { 'x-ssl-client-cert': encodeURIComponent(pem) },
+  })
+
+  it('by default a forwarding header is a spoofing attempt: refused, even beside a valid TLS certificate, and logged', async () => {
+    const cred = await plain.enroll(ID)
+    const other = await plain.enroll(`${ID}/other`)
+    const t = await grant(plain, cred)
+    for (const [format, h] of Object.entries(forwardings(other.certPem))) {
+      for (const who of [undefined, cred]) {
+        const r = await oauth(plain, '/oauth/token', who, { grant_type: 'client_credentials' }, h)
+        expectOAuthError(r, 401, 'invalid_client')
+        expect(r.body.error_description, format).toMatch(/untrusted peer/)
+      }
       expectOAuthError(
-        await oauth(s, '/oauth/token', undefined, { grant_type: 'client_credentials' }, h),
+        await oauth(plain, '/oauth/introspect', cred, { token: t.access_token }, h),
         401,
         'invalid_client',
       )
-      expectOAuthError(
-        await oauth(
-          s,
-          '/oauth/token',
-          undefined,
-          { grant_type: 'refresh_token', refresh_token: t.refresh_token },
-          h,
-        ),
-        401,
-        'invalid_client',
-      )
-      expectOAuthError(
-        await oauth(s, '/oauth/introspect', undefined, { token: t.access_token }, h),
-        401,
-        'invalid_client',
-      )
+      const renew = await plain.call('POST', '/v1/renew', { as: cred, headers: h, json: {} })
+      expect(renew.status).toBe(401)
     }
-    expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
+    expect(logs.filter((l) => l.includes('spoofing attempt')).length).toBeGreaterThanOrEqual(9)
+    // Nothing was issued on the way: the family of `t` is the only one.
+    expect((await introspect(plain, cred, t.refresh_token)).body.active).toBe(true)
+  })
+
+  it('from a trusted proxy the forwarded certificate is the client: the token is bound to it', async () => {
+    const cred = await proxied.enroll(ID)
+    for (const [format, h] of Object.entries(forwardings(cred.certPem))) {
+      const r = await oauth(
+        proxied,
+        '/oauth/token',
+        undefined,
+        { grant_type: 'client_credentials' },
+        h,
+      )
+      expect(r.status, `${format}: ${r.text}`).toBe(200)
+      const { payload } = await verifyWithServedJwks(proxied, r.body.access_token)
+      expect(payload.cnf).toEqual({ 'x5t#S256': thumbprintOf(cred.certPem) })
+    }
+  })
+
+  it('a forwarded certificate is checked like a TLS one: foreign, revoked, or a bare hash get nothing', async () => {
+    const cred = await proxied.enroll(`${ID}/checked`)
+    const foreign = foreignCredential(`${ID}/checked`)
+    const revoked = await proxied.enroll(`${ID}/revoked`)
+    const r = await proxied.call('POST', `/v1/certificates/${revoked.serial}/revoke`, {
+      as: proxied.admin,
+      json: {},
+    })
+    expect(r.status).toBe(200)
+    const cc = (pem: string) => forwardings(pem)['client-cert']!
+    const refused: [string, Record<string, string>][] = [
+      ['foreign CA', cc(foreign.certPem)],
+      ['revoked', cc(revoked.certPem)],
+      ['hash only', { 'x-forwarded-client-cert': `Hash=${thumbprintOf(cred.certPem)};URI=${ID}` }],
+      ['a proxy verdict, no certificate', { 'x-ssl-client-verify': 'SUCCESS' }],
+      ['two formats at once', { ...cc(cred.certPem), ...forwardings(cred.certPem).xfcc }],
+    ]
+    for (const [name, h] of refused) {
+      const t = await oauth(
+        proxied,
+        '/oauth/token',
+        undefined,
+        { grant_type: 'client_credentials' },
+        h,
+      )
+      expect(t.status, name).toBe(401)
+    }
+    // The admin API follows the same rule: a forwarded workload certificate is no admin.
+    const list = await proxied.call('GET', '/v1/entries', { headers: cc(cred.certPem) })
+    expect(list.status).toBe(403)
   })
 })

@@ -10,7 +10,7 @@ import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { derToPem } from '../../x509/pem.js'
 import { limitParam, readJsonObject } from '../body.js'
-import { requireAdmin, requireClientCert, type AppEnv } from '../mtls.js'
+import { requireAdmin, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
 export interface CaRouteDeps {
   readonly config: Config
@@ -20,6 +20,7 @@ export interface CaRouteDeps {
   readonly authority: Authority
   readonly entries: EntryService
   readonly crl: CrlPublisher
+  readonly peer: PeerSource
 }
 
 const SERIAL = /^[0-9a-fA-F]{2,64}$/

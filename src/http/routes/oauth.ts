@@ -8,13 +8,14 @@ import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
 import type { SigningKeys } from '../../tokens/keys.js'
 import { readOAuthForm } from '../body.js'
-import { requireClientCert, type AppEnv } from '../mtls.js'
+import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
 export interface OAuthRouteDeps {
   readonly config: Config
   readonly store: Store
   readonly clock: Clock
   readonly keys: SigningKeys
+  readonly peer: PeerSource
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
