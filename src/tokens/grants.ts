@@ -50,8 +50,33 @@ async function checkEntryScopes(
   }
 }
 
-function refreshExpiry(deps: GrantDeps, cert: CertificateRecord, now: number): number {
-  return Math.min(now + deps.config.tokens.refreshTokenTtlMs, cert.notAfter)
+/**
+ * The rows a grant commits: the new refresh token, which never outlives the certificate it is
+ * bound to (LIFECYCLE invariant 2), and the access token's `jti` for introspection and cascades.
+ */
+function issuedRows(
+  deps: GrantDeps,
+  client: CertificateRecord,
+  access: { jti: string; kid: string; exp: number },
+  refresh: { id: string; hash: string },
+  now: number,
+) {
+  return {
+    refresh: {
+      id: refresh.id,
+      hash: refresh.hash,
+      issuedAt: now,
+      expiresAt: Math.min(now + deps.config.tokens.refreshTokenTtlMs, client.notAfter),
+    },
+    access: {
+      jti: access.jti,
+      certSerial: client.serial,
+      spiffeId: client.spiffeId!,
+      kid: access.kid,
+      issuedAt: now,
+      expiresAt: access.exp * 1000,
+    },
+  }
 }
 
 /** client_credentials: a new family bound to the presented certificate. */
@@ -62,6 +87,7 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const refresh = newSecretToken()
   const familyId = randomUUID()
+  const rows = issuedRows(deps, client, access, refresh, now.getTime())
   const ok = await deps.store.tokens.createFamily(
     {
       id: familyId,
@@ -71,20 +97,8 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
       scope,
       createdAt: now.getTime(),
     },
-    {
-      id: refresh.id,
-      hash: refresh.hash,
-      issuedAt: now.getTime(),
-      expiresAt: refreshExpiry(deps, client, now.getTime()),
-    },
-    {
-      jti: access.jti,
-      certSerial: client.serial,
-      spiffeId: client.spiffeId!,
-      kid: access.kid,
-      issuedAt: now.getTime(),
-      expiresAt: access.exp * 1000,
-    },
+    rows.refresh,
+    rows.access,
     {
       actor: client.spiffeId!,
       action: 'token.issue',
@@ -155,20 +169,7 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
     familyId: family.id,
     oldRefreshId: state.id,
     certSerial: client.serial,
-    refresh: {
-      id: next.id,
-      hash: next.hash,
-      issuedAt: now.getTime(),
-      expiresAt: refreshExpiry(deps, client, now.getTime()),
-    },
-    access: {
-      jti: access.jti,
-      certSerial: client.serial,
-      spiffeId: client.spiffeId!,
-      kid: access.kid,
-      issuedAt: now.getTime(),
-      expiresAt: access.exp * 1000,
-    },
+    ...issuedRows(deps, client, access, next, now.getTime()),
     event: {
       actor: client.spiffeId!,
       action: 'token.refresh',
