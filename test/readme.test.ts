@@ -56,8 +56,12 @@ describe('README.md runs as written', () => {
     }
   }, 40_000)
 
-  afterAll(() => {
-    server?.kill('SIGTERM')
+  afterAll(async () => {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((resolve) => server.once('exit', resolve))
+      server.kill('SIGTERM')
+      await exited
+    }
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -65,7 +69,7 @@ describe('README.md runs as written', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const blocks = shellBlocks(readme)
     expect(blocks.length).toBeGreaterThanOrEqual(5)
-    const loader = join(ROOT, 'node_modules/tsx/dist/loader.mjs')
+    const loader = import.meta.resolve('tsx') // what `node --import tsx` loads, from any cwd
     const script = [
       'set -euo pipefail',
       // `npm run -s certbound -- …` from the checkout, while the files live in this temp dir.

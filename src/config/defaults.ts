@@ -12,6 +12,8 @@ export const DEFAULTS = {
     max_body_bytes: 64 * 1024,
     // The server renews its own TLS certificate when a third of this is left.
     tls_certificate_ttl: '30d',
+    // The one header a trusted proxy forwards the client certificate in: RFC 9440 by default.
+    forwarded_client_cert: 'client-cert',
   },
   database: { busy_timeout: '5s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },

@@ -19,6 +19,7 @@ export interface Config {
     readonly port: number
     readonly hostnames: readonly string[]
     readonly trustedProxies: readonly string[]
+    readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
   }
@@ -102,6 +103,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       port,
       hostnames: c.server.hostnames,
       trustedProxies: c.server.trusted_proxies,
+      forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
     },

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { KEY_TYPES, type KeyType } from '../crypto/keys.js'
 import { parseDuration } from './duration.js'
 import { DEFAULTS } from './defaults.js'
+import { createProxyMatcher } from '../verifier/peer.js'
 
 /** A duration string (`30s`, `15m`, `1h`, `7d`) parsed to milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -20,12 +21,14 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'must be HOST:PORT')
 
+// The parser that will match peers decides what is valid, so config and runtime cannot disagree.
 const cidr = z.string().refine((s) => {
-  const [ip, bits, ...rest] = s.split('/')
-  if (rest.length > 0 || !ip || isIP(ip) === 0) return false
-  if (bits === undefined) return true
-  const max = isIP(ip) === 4 ? 32 : 128
-  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= max
+  try {
+    createProxyMatcher([s])
+    return true
+  } catch {
+    return false
+  }
 }, 'must be an IP address or CIDR')
 
 /** A name the server's TLS certificate carries: an IP address or a DNS name (lower-cased). */
@@ -61,6 +64,9 @@ export const configSchema = z.strictObject({
         .min(1)
         .default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
+      forwarded_client_cert: z
+        .enum(['client-cert', 'xfcc', 'escaped-pem'])
+        .default(D.server.forwarded_client_cert),
       max_body_bytes: z
         .number()
         .int()

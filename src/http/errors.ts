@@ -39,9 +39,14 @@ export function problemResponse(c: Context, e: CAError): Response {
     'content-type': 'application/problem+json',
     'cache-control': 'no-store',
   }
-  // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme; the join token is a bearer token.
-  if (e.code === 'ERR_JOIN_TOKEN_INVALID')
-    headers['www-authenticate'] = 'Bearer realm="certbound", error="invalid_token"'
+  // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme (the join token is a bearer token),
+  // with an error code only when credentials were sent.
+  if (e.code === 'ERR_JOIN_TOKEN_INVALID') {
+    headers['www-authenticate'] =
+      c.req.header('authorization') === undefined
+        ? 'Bearer realm="certbound"'
+        : 'Bearer realm="certbound", error="invalid_token"'
+  }
   return c.body(
     JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }),
     status,

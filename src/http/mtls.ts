@@ -13,7 +13,11 @@ import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { validateClientCertificate } from '../verifier/chain.js'
 import { VerifyError } from '../verifier/errors.js'
-import { createCertificateResolver, forwardedCertificateHeaders } from '../verifier/peer.js'
+import {
+  createCertificateResolver,
+  createProxyMatcher,
+  forwardedCertificateHeaders,
+} from '../verifier/peer.js'
 
 export type AppEnv = {
   Bindings: HttpBindings
@@ -40,11 +44,13 @@ export function peerOf(env: HttpBindings): Peer {
 export type PeerSource = (c: Context<AppEnv>) => Peer
 
 /**
- * The TLS socket's certificate; or, from a peer in `server.trusted_proxies` only, the one its
- * forwarding header carries (RFC 9440 `Client-Cert`, Envoy XFCC, nginx's escaped PEM), checked
- * against our root and intermediate as the handshake would have: a proxy's word alone is never
- * enough. A forwarding header from any other peer is a spoofing attempt: refused and logged.
- * Either way the database check that follows is the same.
+ * The TLS socket's certificate, for direct clients. From a peer in `server.trusted_proxies`,
+ * the certificate in the one header `server.forwarded_client_cert` names (RFC 9440
+ * `Client-Cert`, Envoy XFCC, nginx's escaped PEM) and nothing else: not another forwarding
+ * header, which the proxy may have passed through from its client, and not the proxy's own TLS
+ * certificate. A forwarded certificate is checked against our root and intermediate as the
+ * handshake would have (a proxy's word is not enough), then in the database like any other.
+ * A forwarding header from any other peer is a spoofing attempt: refused and logged.
  */
 export function createPeerSource(deps: {
   config: Config
@@ -52,32 +58,39 @@ export function createPeerSource(deps: {
   clock: Clock
   logger: Logger
 }): PeerSource {
-  const resolve = createCertificateResolver({ trustedProxies: deps.config.server.trustedProxies })
+  const { trustedProxies, forwardedClientCert } = deps.config.server
+  const isTrustedProxy = createProxyMatcher(trustedProxies)
+  const resolve = createCertificateResolver({
+    trustedProxies,
+    forwardedFormats: [forwardedClientCert],
+  })
   const trust = {
     anchors: [new X509Certificate(deps.ca.bundlePem)],
     intermediates: [new X509Certificate(deps.ca.intermediatePem)],
   }
+  const refuse = (message: string) => new CAError('ERR_CLIENT_CERT_REQUIRED', message)
   return (c) => {
     const header = (name: string) => c.req.header(name)
-    if (forwardedCertificateHeaders(header).length === 0) return peerOf(c.env)
-    const socket = c.env.incoming.socket
-    const presented = resolve(header, socket, socket.remoteAddress)
-    if (!presented.ok) {
-      if (presented.spoof) {
-        deps.logger.warn(
-          { req: c.var.requestId, peer: socket.remoteAddress, headers: presented.headers },
-          'forwarded client certificate from an untrusted peer refused (spoofing attempt)',
-        )
-      }
-      throw new CAError('ERR_CLIENT_CERT_REQUIRED', presented.error.message)
+    const peer = c.env.incoming.socket.remoteAddress
+    if (!isTrustedProxy(peer)) {
+      const headers = forwardedCertificateHeaders(header)
+      if (headers.length === 0) return peerOf(c.env)
+      deps.logger.warn(
+        { req: c.var.requestId, peer, headers },
+        'forwarded client certificate from an untrusted peer refused (spoofing attempt)',
+      )
+      throw refuse('forwarded client certificate from an untrusted peer')
     }
+    // No socket: the proxy's own TLS certificate never stands for its client.
+    const presented = resolve(header, undefined, peer)
+    if (!presented.ok) throw refuse(presented.error.message)
     const certificate = presented.certificate
-    if (certificate === undefined) return { authorized: false, certificate }
+    if (certificate === undefined)
+      throw refuse(`the trusted proxy forwarded no client certificate (${forwardedClientCert})`)
     try {
       validateClientCertificate(certificate, trust, deps.clock.now(), presented.chain)
     } catch (e) {
-      if (e instanceof VerifyError)
-        throw new CAError('ERR_CLIENT_CERT_REQUIRED', `forwarded ${e.message}`)
+      if (e instanceof VerifyError) throw refuse(`forwarded ${e.message}`)
       throw e
     }
     return { authorized: true, certificate }

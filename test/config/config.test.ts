@@ -115,6 +115,9 @@ describe('configuration', () => {
       ['server:\n  listen: localhost\n', 'server.listen'],
       ['server:\n  listen: 127.0.0.1:99999\n', 'server.listen'],
       ['server:\n  trusted_proxies: [not-an-ip]\n', 'server.trusted_proxies'],
+      ['server:\n  trusted_proxies: ["10.0.0.1/"]\n', 'server.trusted_proxies'], // not /0
+      ['server:\n  trusted_proxies: ["::ffff:10.0.0.0/104"]\n', 'server.trusted_proxies'],
+      ['server:\n  forwarded_client_cert: x-client-cert\n', 'server.forwarded_client_cert'],
       ['server:\n  hostnames: ["exa mple"]\n', 'server.hostnames'],
       ['server:\n  hostnames: [localhost, "https://ca.example.org"]\n', 'server.hostnames'],
       ['server:\n  hostnames: []\n', 'server.hostnames'],

@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
+import { Agent } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
@@ -259,96 +260,123 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
 })
 
 describe('forwarded client certificates (RFC 9440) and LIFECYCLE invariant 9', () => {
+  const PROXY = '127.0.0.2' // a TLS-terminating proxy; direct clients connect from 127.0.0.1
   const logs: string[] = []
-  let plain: TestServer
-  let proxied: TestServer
+  let s: TestServer
   beforeAll(async () => {
     const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(line) })
-    plain = await TestServer.start({}, { logger })
-    // The test client's own address stands in for a TLS-terminating proxy.
-    proxied = await TestServer.start({ server: { trusted_proxies: ['127.0.0.0/8'] } })
+    s = await TestServer.start({ server: { trusted_proxies: [`${PROXY}/32`] } }, { logger })
   })
-  afterAll(async () => {
-    await plain.close()
-    await proxied.close()
-  })
+  afterAll(() => s.close())
 
-  const forwardings = (pem: string): Record<string, Record<string, string>> => ({
-    'client-cert': { 'client-cert': `:${new X509Certificate(pem).raw.toString('base64')}:` },
-    xfcc: {
-      'x-forwarded-client-cert': `Hash=${createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')};Cert="${encodeURIComponent(pem)}";URI=${ID}`,
-    },
-    'escaped-pem': { 'x-ssl-client-cert': encodeURIComponent(pem) },
-  })
+  /** Connections from the proxy's address, presenting `cred` (the proxy's own) if given. */
+  const viaProxy = (server: TestServer, cred?: Credential) =>
+    new Agent({
+      localAddress: PROXY,
+      connect: { ca: server.bundlePem, ...(cred ? { cert: cred.certPem, key: cred.keyPem } : {}) },
+    })
+  const forwardings = (pem: string): Record<string, Record<string, string>> => {
+    const der = new X509Certificate(pem).raw
+    const hash = createHash('sha256').update(der).digest('hex')
+    return {
+      'client-cert': { 'client-cert': `:${der.toString('base64')}:` },
+      xfcc: {
+        'x-forwarded-client-cert': `Hash=${hash};Cert="${encodeURIComponent(pem)}";URI=${ID}`,
+      },
+      'escaped-pem': { 'x-ssl-client-cert': encodeURIComponent(pem) },
+    }
+  }
+  const cc = (pem: string) => forwardings(pem)['client-cert']!
+  const tokenVia = (agent: Agent, h: Record<string, string>, server = s) =>
+    oauth(server, '/oauth/token', agent, { grant_type: 'client_credentials' }, h)
 
-  it('by default a forwarding header is a spoofing attempt: refused, even beside a valid TLS certificate, and logged', async () => {
-    const cred = await plain.enroll(ID)
-    const other = await plain.enroll(`${ID}/other`)
-    const t = await grant(plain, cred)
+  it('from any other peer a forwarding header is a spoofing attempt: refused, even beside a valid TLS certificate, and logged', async () => {
+    const cred = await s.enroll(ID)
+    const other = await s.enroll(`${ID}/other`)
+    const t = await grant(s, cred)
     for (const [format, h] of Object.entries(forwardings(other.certPem))) {
       for (const who of [undefined, cred]) {
-        const r = await oauth(plain, '/oauth/token', who, { grant_type: 'client_credentials' }, h)
+        const r = await oauth(s, '/oauth/token', who, { grant_type: 'client_credentials' }, h)
         expectOAuthError(r, 401, 'invalid_client')
         expect(r.body.error_description, format).toMatch(/untrusted peer/)
       }
       expectOAuthError(
-        await oauth(plain, '/oauth/introspect', cred, { token: t.access_token }, h),
+        await oauth(s, '/oauth/introspect', cred, { token: t.access_token }, h),
         401,
         'invalid_client',
       )
-      const renew = await plain.call('POST', '/v1/renew', { as: cred, headers: h, json: {} })
+      const renew = await s.call('POST', '/v1/renew', { as: cred, headers: h, json: {} })
       expect(renew.status).toBe(401)
     }
-    expect(logs.filter((l) => l.includes('spoofing attempt')).length).toBeGreaterThanOrEqual(9)
-    // Nothing was issued on the way: the family of `t` is the only one.
-    expect((await introspect(plain, cred, t.refresh_token)).body.active).toBe(true)
+    expect(logs.filter((l) => l.includes('spoofing attempt')).length).toBe(12)
+    // Nothing was issued on the way: the family of `t` is still the only one, and active.
+    expect((await introspect(s, cred, t.refresh_token)).body.active).toBe(true)
   })
 
-  it('from a trusted proxy the forwarded certificate is the client: the token is bound to it', async () => {
-    const cred = await proxied.enroll(ID)
-    for (const [format, h] of Object.entries(forwardings(cred.certPem))) {
-      const r = await oauth(
-        proxied,
-        '/oauth/token',
-        undefined,
-        { grant_type: 'client_credentials' },
-        h,
-      )
-      expect(r.status, `${format}: ${r.text}`).toBe(200)
-      const { payload } = await verifyWithServedJwks(proxied, r.body.access_token)
+  it('from the trusted proxy the forwarded certificate is the client: the token is bound to it', async () => {
+    const cred = await s.enroll(`${ID}/proxied`)
+    const proxy = viaProxy(s)
+    try {
+      const r = await tokenVia(proxy, cc(cred.certPem))
+      expect(r.status, r.text).toBe(200)
+      const { payload } = await verifyWithServedJwks(s, r.body.access_token)
+      expect(payload.sub).toBe(`${ID}/proxied`)
       expect(payload.cnf).toEqual({ 'x5t#S256': thumbprintOf(cred.certPem) })
+    } finally {
+      await proxy.close()
     }
   })
 
-  it('a forwarded certificate is checked like a TLS one: foreign, revoked, or a bare hash get nothing', async () => {
-    const cred = await proxied.enroll(`${ID}/checked`)
+  it('from the trusted proxy: checked like a TLS certificate, one configured header only, never the proxy’s own', async () => {
+    const cred = await s.enroll(`${ID}/checked`)
+    const proxyOwn = await s.enroll(`${ID}/the-proxy`)
     const foreign = foreignCredential(`${ID}/checked`)
-    const revoked = await proxied.enroll(`${ID}/revoked`)
-    const r = await proxied.call('POST', `/v1/certificates/${revoked.serial}/revoke`, {
-      as: proxied.admin,
+    const revoked = await s.enroll(`${ID}/revoked`)
+    const r = await s.call('POST', `/v1/certificates/${revoked.serial}/revoke`, {
+      as: s.admin,
       json: {},
     })
     expect(r.status).toBe(200)
-    const cc = (pem: string) => forwardings(pem)['client-cert']!
-    const refused: [string, Record<string, string>][] = [
-      ['foreign CA', cc(foreign.certPem)],
-      ['revoked', cc(revoked.certPem)],
-      ['hash only', { 'x-forwarded-client-cert': `Hash=${thumbprintOf(cred.certPem)};URI=${ID}` }],
-      ['a proxy verdict, no certificate', { 'x-ssl-client-verify': 'SUCCESS' }],
-      ['two formats at once', { ...cc(cred.certPem), ...forwardings(cred.certPem).xfcc }],
-    ]
-    for (const [name, h] of refused) {
-      const t = await oauth(
-        proxied,
-        '/oauth/token',
-        undefined,
-        { grant_type: 'client_credentials' },
-        h,
-      )
-      expect(t.status, name).toBe(401)
+    const f = forwardings(cred.certPem)
+    const proxy = viaProxy(s, proxyOwn)
+    try {
+      const refused: [string, Record<string, string>, RegExp][] = [
+        ['no header: not the proxy’s identity', {}, /forwarded no client certificate/],
+        ['a blank header', { 'client-cert': '  ' }, /forwarded no client certificate/],
+        ['foreign CA', cc(foreign.certPem), /forwarded client certificate/],
+        ['revoked', cc(revoked.certPem), /revoked/],
+        ['another format (passed through?)', f.xfcc!, /not accepted/],
+        ['the configured one plus another', { ...f['client-cert']!, ...f.xfcc! }, /ambiguous/],
+      ]
+      for (const [name, h, detail] of refused) {
+        const t = await tokenVia(proxy, h)
+        expectOAuthError(t, 401, 'invalid_client')
+        expect(t.body.error_description, name).toMatch(detail)
+      }
+      // The admin API follows the same rule: a forwarded workload certificate is no admin.
+      const list = await s.call('GET', '/v1/entries', { agent: proxy, headers: cc(cred.certPem) })
+      expect(list.status).toBe(403)
+    } finally {
+      await proxy.close()
     }
-    // The admin API follows the same rule: a forwarded workload certificate is no admin.
-    const list = await proxied.call('GET', '/v1/entries', { headers: cc(cred.certPem) })
-    expect(list.status).toBe(403)
   })
+
+  it.each(['xfcc', 'escaped-pem'] as const)(
+    'server.forwarded_client_cert: %s is honoured, and then Client-Cert is not',
+    async (format) => {
+      const other = await TestServer.start({
+        server: { trusted_proxies: [PROXY], forwarded_client_cert: format },
+      })
+      const proxy = viaProxy(other)
+      try {
+        const cred = await other.enroll(ID)
+        const ok = await tokenVia(proxy, forwardings(cred.certPem)[format]!, other)
+        expect(ok.status, ok.text).toBe(200)
+        expectOAuthError(await tokenVia(proxy, cc(cred.certPem), other), 401, 'invalid_client')
+      } finally {
+        await proxy.close()
+        await other.close()
+      }
+    },
+  )
 })
