@@ -81,8 +81,8 @@ export function createPeerSource(deps: {
       )
       throw refuse('forwarded client certificate from an untrusted peer')
     }
-    // No socket: the proxy's own TLS certificate never stands for its client.
-    const presented = resolve(header, undefined, peer)
+    // The proxy's own TLS certificate never stands for its client (the resolver ignores it).
+    const presented = resolve(header, c.env.incoming.socket, peer)
     if (!presented.ok) throw refuse(presented.error.message)
     const certificate = presented.certificate
     if (certificate === undefined)

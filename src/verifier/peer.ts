@@ -127,10 +127,11 @@ function parseForwarded(
 }
 
 /**
- * Builds the per-request lookup of the presented certificate: the TLS socket's, or, only from
- * a trusted proxy, the one in its forwarding header (RFC 9440 semantics). From a trusted proxy
- * exactly one forwarding header of an accepted format may be present (plus `Client-Cert-Chain`
- * with `Client-Cert`); anything else means the proxy passed a client's header through.
+ * Builds the per-request lookup of the presented certificate: the TLS socket's, or, from a
+ * trusted proxy, only the one in its forwarding header (RFC 9440 semantics). From a trusted
+ * proxy exactly one forwarding header of an accepted format may be present (plus
+ * `Client-Cert-Chain` with `Client-Cert`); anything else means the proxy passed a client's
+ * header through. No header from a trusted proxy means no client certificate.
  */
 export function createCertificateResolver(options: ForwardingOptions): CertificateResolver {
   const trusted = createProxyMatcher(options.trustedProxies ?? [])
@@ -147,6 +148,9 @@ export function createCertificateResolver(options: ForwardingOptions): Certifica
   return (header, socket, peer) => {
     const present = names.filter((n) => (header(n) ?? '').trim() !== '')
     if (present.length === 0) {
+      // A proxy's own TLS certificate never stands for its client: a leaked token bound to it
+      // would otherwise work for anyone who can reach the proxy.
+      if (trusted(peer)) return { ok: true, certificate: undefined, chain: [], source: 'forwarded' }
       const { certificate, chain } = socketCertificate(socket)
       return { ok: true, certificate, chain, source: 'tls' }
     }

@@ -237,9 +237,11 @@ describe('forwarded client certificates', () => {
     expect((await call(`${rs.url}/xfcconly/x`, agents.none, token, xfcc(a))).status).toBe(200)
   })
 
-  it('uses the socket certificate when a trusted proxy forwards none', async () => {
+  it('never takes a trusted proxy’s own TLS certificate for its client’s', async () => {
+    // `a` connects from a trusted address with a token bound to its own certificate.
     const res = await call(`${rs.url}/proxied/x`, agents.a, await issuer.mint(a))
-    expect(res.body?.source).toBe('tls')
+    expectInvalidToken(res, /no client certificate/)
+    expect((await call(`${rs.url}/direct/x`, agents.a, await issuer.mint(a))).status).toBe(200)
   })
 })
 
