@@ -2,7 +2,7 @@ import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr, openssl } from '../helpers/openssl.js'
 import { sleep, TestServer, type ApiResponse } from '../helpers/server.js'
-import { dbSnapshot, enrollWith, expectProblem, query, tempFiles } from './support.js'
+import { dbSnapshot, enrollWith, expectProblem, query, tempFiles, verifyCrl } from './support.js'
 
 interface CrlInfo {
   der: Buffer
@@ -33,31 +33,16 @@ describe('certificates admin API, revocation and the CRL', () => {
     expect(r.headers['content-type']).toBe('application/pkix-crl')
     const der = Buffer.from(await r.body.arrayBuffer())
     expect(der[0]).toBe(0x30) // DER SEQUENCE, not PEM
-    const f = tempFiles({ 'crl.der': der, 'chain.pem': s.bundlePem + s.intermediatePem })
-    const verified = openssl([
-      'crl',
-      '-inform',
-      'DER',
-      '-in',
-      f['crl.der']!,
-      '-CAfile',
-      f['chain.pem']!,
-      '-verify',
-      '-noout',
-    ])
-    expect(verified.code, verified.out).toBe(0)
-    expect(verified.out).toMatch(/verify OK/)
-    const t = openssl(['crl', '-inform', 'DER', '-in', f['crl.der']!, '-noout', '-text'])
-    expect(t.code, t.out).toBe(0)
-    const number = /X509v3 CRL Number:\s*\n\s*(\d+)/.exec(t.out)
-    expect(number, t.out).not.toBeNull()
+    const text = verifyCrl(s, der)
+    const number = /X509v3 CRL Number:\s*\n\s*(\d+)/.exec(text)
+    expect(number, text).not.toBeNull()
     const revoked = new Map<string, string>()
-    for (const m of t.out.matchAll(
+    for (const m of text.matchAll(
       /Serial Number: ([0-9A-F]+)\n\s+Revocation Date: [^\n]+\n((?:\s+CRL entry extensions:\n\s+X509v3 CRL Reason Code:\s*\n\s+([^\n]+)\n)?)/g,
     )) {
       revoked.set(m[1]!.toLowerCase(), m[3]?.trim() ?? '')
     }
-    return { der, text: t.out, number: BigInt(number![1]!), revoked }
+    return { der, text, number: BigInt(number![1]!), revoked }
   }
 
   it('CRL: DER, application/pkix-crl, verified by openssl, issuer, AKI, thisUpdate/nextUpdate; cached between revocations', async () => {

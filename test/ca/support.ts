@@ -28,6 +28,30 @@ export function tempFiles(files: Record<string, string | Uint8Array>): Record<st
   return paths
 }
 
+/**
+ * `openssl crl -verify` of a DER CRL against the server's root + intermediate (the intermediate
+ * signs it); asserts `verify OK` and returns the `-text` dump.
+ */
+export function verifyCrl(s: TestServer, der: Uint8Array): string {
+  const f = tempFiles({ 'crl.der': der, 'chain.pem': s.bundlePem + s.intermediatePem })
+  const [crl, chain] = [f['crl.der']!, f['chain.pem']!]
+  const r = openssl([
+    'crl',
+    '-inform',
+    'DER',
+    '-in',
+    crl,
+    '-CAfile',
+    chain,
+    '-verify',
+    '-text',
+    '-noout',
+  ])
+  expect(r.code, r.out).toBe(0)
+  expect(r.out).toMatch(/verify OK/)
+  return r.out
+}
+
 /** `openssl x509 -noout -text` of a PEM certificate. */
 export function x509Text(certPem: string): string {
   const r = openssl(['x509', '-noout', '-text'], certPem)
