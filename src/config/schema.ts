@@ -74,6 +74,11 @@ export const configSchema = z.strictObject({
         .max(16 * 1024 * 1024)
         .default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
+      workers: z
+        .union([z.literal('auto'), z.number().int().min(1).max(256)], {
+          error: 'must be an integer from 1 to 256, or "auto"',
+        })
+        .default(D.server.workers),
     })
     .prefault({}),
   database: z
