@@ -13,7 +13,7 @@
  * Exits non-zero if a call does not answer 2xx.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createBoundFetch } from '../src/client/index.js'
+import { createBoundFetch } from '@certbound/client'
 
 const url = process.argv[2] ?? 'https://localhost:8444/api/hello'
 const repeat = Number(process.env.REPEAT ?? 1)

@@ -1,9 +1,9 @@
 import { isIP } from 'node:net'
+import { createProxyMatcher } from '@certbound/verifier/mtls'
 import { z } from 'zod'
 import { KEY_TYPES, type KeyType } from '../crypto/keys.js'
 import { parseDuration } from './duration.js'
 import { DEFAULTS } from './defaults.js'
-import { createProxyMatcher } from '../verifier/peer.js'
 
 /** A duration string (`30s`, `15m`, `1h`, `7d`) parsed to milliseconds. */
 const duration = z.string().transform((text, ctx) => {

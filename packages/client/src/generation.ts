@@ -1,7 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFile, realpath } from 'node:fs/promises'
 import { join } from 'node:path'
-import { x5tS256 } from '../crypto/thumbprint.js'
+import { x5tS256 } from './thumbprint.js'
 
 /** One consistent set of credentials, read from one generation directory. */
 export interface Generation {

@@ -1,5 +1,5 @@
 /**
- * `certbound/client`: an undici fetch for Node workloads that presents the agent's current
+ * `@certbound/client`: an undici fetch for Node workloads that presents the agent's current
  * certificate and access token, and follows rotations without a restart.
  *
  * @packageDocumentation
@@ -70,7 +70,7 @@ function agentFor(generation: Generation): Agent {
  * @throws if the directory does not hold a complete, consistent generation.
  * @example
  * ```ts
- * import { createBoundFetch } from 'certbound/client'
+ * import { createBoundFetch } from '@certbound/client'
  *
  * const api = await createBoundFetch({ dir: '/var/run/certbound' })
  * const res = await api.fetch('https://billing.internal:8444/api/invoices')
