@@ -1,6 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFile, realpath } from 'node:fs/promises'
 import { join } from 'node:path'
+import { ClientError } from './errors.js'
 import { x5tS256 } from './thumbprint.js'
 
 /** One consistent set of credentials, read from one generation directory. */
@@ -24,32 +25,84 @@ export function dataLink(dir: string): string {
   return join(dir, '..data')
 }
 
+function missing(what: string, cause: unknown): ClientError {
+  const code = (cause as NodeJS.ErrnoException).code ?? String(cause)
+  return new ClientError('ERR_GENERATION_MISSING', `cannot read ${what} (${code})`, { cause })
+}
+
 /** Where `dir/..data` points now. */
-export function currentGenerationPath(dir: string): Promise<string> {
-  return realpath(dataLink(dir))
+export async function currentGenerationPath(dir: string): Promise<string> {
+  try {
+    return await realpath(dataLink(dir))
+  } catch (err) {
+    throw missing(`${dataLink(dir)}, the link certbound agent writes`, err)
+  }
+}
+
+async function read(path: string, name: string): Promise<string> {
+  try {
+    return await readFile(join(path, name), 'utf8')
+  } catch (err) {
+    throw missing(`${path}/${name}`, err)
+  }
 }
 
 async function readChain(path: string): Promise<string> {
   try {
     return await readFile(join(path, 'chain.pem'), 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    return readFile(join(path, 'cert.pem'), 'utf8')
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw missing(`${path}/chain.pem`, err)
+    return read(path, 'cert.pem')
   }
 }
 
+function invalid(message: string, cause?: unknown): ClientError {
+  return new ClientError('ERR_GENERATION_INVALID', message, { cause })
+}
+
 function parseToken(json: string, path: string) {
-  const token = JSON.parse(json) as Record<string, unknown>
-  const { access_token: accessToken, token_type: type, expires_at: expires } = token
+  let token: unknown
+  try {
+    token = JSON.parse(json)
+  } catch (err) {
+    throw invalid(`${path}/token.json is not JSON`, err)
+  }
+  if (typeof token !== 'object' || token === null) {
+    throw invalid(`${path}/token.json is not a JSON object`)
+  }
+  const fields = token as Record<string, unknown>
+  const { access_token: accessToken, token_type: type, expires_at: expires } = fields
   if (typeof accessToken !== 'string' || accessToken === '') {
-    throw new Error(`${path}/token.json has no access_token`)
+    throw invalid(`${path}/token.json has no access_token`)
   }
   if (typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
-    throw new Error(`${path}/token.json: token_type is not Bearer`)
+    throw invalid(`${path}/token.json: token_type is not Bearer`)
   }
   const expiresAt = new Date(typeof expires === 'string' ? expires : NaN)
-  if (Number.isNaN(expiresAt.getTime())) throw new Error(`${path}/token.json: bad expires_at`)
-  return { accessToken, expiresAt, thumbprint: token['x5t#S256'] }
+  if (Number.isNaN(expiresAt.getTime())) throw invalid(`${path}/token.json: bad expires_at`)
+  return { accessToken, expiresAt, thumbprint: fields['x5t#S256'] }
+}
+
+function parseKeyPair(path: string, chainPem: string, keyPem: string): X509Certificate {
+  let certificate: X509Certificate
+  let key: ReturnType<typeof createPrivateKey>
+  try {
+    certificate = new X509Certificate(chainPem)
+  } catch (err) {
+    throw invalid(`${path}: the certificate does not parse`, err)
+  }
+  try {
+    key = createPrivateKey(keyPem)
+  } catch (err) {
+    throw invalid(`${path}/key.pem does not parse`, err)
+  }
+  if (!certificate.checkPrivateKey(key)) {
+    throw new ClientError(
+      'ERR_GENERATION_MISMATCH',
+      `${path}: key.pem does not match the certificate`,
+    )
+  }
+  return certificate
 }
 
 /**
@@ -60,18 +113,18 @@ function parseToken(json: string, path: string) {
 export async function readGeneration(path: string, caBundle?: string): Promise<Generation> {
   const [chainPem, keyPem, caPem, tokenJson] = await Promise.all([
     readChain(path),
-    readFile(join(path, 'key.pem'), 'utf8'),
-    caBundle ?? readFile(join(path, 'bundle.pem'), 'utf8'),
-    readFile(join(path, 'token.json'), 'utf8'),
+    read(path, 'key.pem'),
+    caBundle ?? read(path, 'bundle.pem'),
+    read(path, 'token.json'),
   ])
-  const certificate = new X509Certificate(chainPem)
-  if (!certificate.checkPrivateKey(createPrivateKey(keyPem))) {
-    throw new Error(`${path}: key.pem does not match the certificate`)
-  }
+  const certificate = parseKeyPair(path, chainPem, keyPem)
   const { accessToken, expiresAt, thumbprint: claimed } = parseToken(tokenJson, path)
   const thumbprint = x5tS256(certificate.raw)
   if (claimed !== undefined && claimed !== thumbprint) {
-    throw new Error(`${path}: token.json is bound to another certificate`)
+    throw new ClientError(
+      'ERR_GENERATION_MISMATCH',
+      `${path}: token.json is bound to another certificate`,
+    )
   }
   return { path, chainPem, keyPem, caPem, accessToken, expiresAt, thumbprint, certificate }
 }
