@@ -1,5 +1,5 @@
 /**
- * A Node workload calling the protected API with `certbound/client`: every request presents
+ * A Node workload calling the protected API with `@certbound/client`: every request presents
  * the agent's current certificate (mTLS) and the access token bound to it, and a rotation by
  * the agent is followed without a restart. From the repository root, with the CA, the API
  * (examples/protected-api.ts) and the client's agent running:
