@@ -43,6 +43,10 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
   'server.tls_certificate_ttl': {
     description: 'the server renews its own certificate with a third left, without a restart',
   },
+  'server.workers': {
+    description:
+      'server processes on the one listening socket (node:cluster), or `auto` for one per core; they share the database and answer alike',
+  },
 
   database: { description: 'The embedded SQLite database `data_dir/certbound.db`.' },
   'database.synchronous': {
