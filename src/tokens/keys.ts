@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { calculateJwkThumbprint, createLocalJWKSet, type JWK } from 'jose'
 import { readDataFile } from '../ca/files.js'
 import type { Clock } from '../clock.js'
@@ -93,6 +95,8 @@ export class SigningKeys {
         k.kid,
         this.deps.kek.seal(pem, sealPurpose(k.kid)),
       )
+      // Sealed in the database now: the clear copy goes (committed first, so nothing is lost).
+      rmSync(join(this.deps.config.dataDir, k.legacyKeyFile), { force: true })
     }
     if (keys.length === 0) await this.rotate({ immediate: false, actor: 'system' })
   }
