@@ -31,9 +31,10 @@ export interface Peer {
 }
 
 /** What the TLS layer decided about the peer: read per request, never cached per connection. */
-export function peerOf(env: HttpBindings): Peer {
-  const socket = env.incoming.socket as TLSSocket
-  if (typeof socket.getPeerX509Certificate !== 'function')
+export function peerOf(env: HttpBindings | undefined): Peer {
+  // No socket (an in-process `app.request()`): no client certificate, never an exception.
+  const socket = env?.incoming?.socket as TLSSocket | undefined
+  if (typeof socket?.getPeerX509Certificate !== 'function')
     return { authorized: false, certificate: undefined }
   // authorizationError too: `authorized` alone is set once per connection by Node.
   const authorized = socket.authorized === true && !socket.authorizationError
@@ -71,7 +72,7 @@ export function createPeerSource(deps: {
   const refuse = (message: string) => new CAError('ERR_CLIENT_CERT_REQUIRED', message)
   return (c) => {
     const header = (name: string) => c.req.header(name)
-    const peer = c.env.incoming.socket.remoteAddress
+    const peer = c.env?.incoming?.socket?.remoteAddress
     if (!isTrustedProxy(peer)) {
       const headers = forwardedCertificateHeaders(header)
       if (headers.length === 0) return peerOf(c.env)
@@ -82,7 +83,7 @@ export function createPeerSource(deps: {
       throw refuse('forwarded client certificate from an untrusted peer')
     }
     // The proxy's own TLS certificate never stands for its client (the resolver ignores it).
-    const presented = resolve(header, c.env.incoming.socket, peer)
+    const presented = resolve(header, c.env?.incoming?.socket, peer)
     if (!presented.ok) throw refuse(presented.error.message)
     const certificate = presented.certificate
     if (certificate === undefined)
