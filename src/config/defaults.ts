@@ -15,7 +15,8 @@ export const DEFAULTS = {
     // The one header a trusted proxy forwards the client certificate in: RFC 9440 by default.
     forwarded_client_cert: 'client-cert',
   },
-  database: { busy_timeout: '5s' },
+  // pool_size and startup_timeout apply to PostgreSQL (database.url) only.
+  database: { busy_timeout: '5s', pool_size: 10, startup_timeout: '60s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },
   certificates: { default_ttl: '1h', max_ttl: '24h', backdate: '1m' },
   // nextUpdate - thisUpdate; the CRL is rebuilt when half of it has passed.

@@ -66,7 +66,10 @@ export function parsePostgresUrl(text: string): PostgresUrl {
   try {
     url = new URL(text)
   } catch {
-    throw new TypeError('must be a URL like postgres://user@host:5432/certbound')
+    throw new TypeError(
+      'must be a URL like postgres://user@host:5432/certbound (a port of 1-65535; ' +
+        'percent-encode @ : / ? # in the user and password)',
+    )
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new TypeError('must start with postgres:// or postgresql://')
