@@ -2,7 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { CAError } from '../../errors.js'
 import type { SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
-import { isConnectionError, mapPostgresError, RETRYABLE_SQLSTATES, sqlStateOf } from './errors.js'
+import {
+  isConnectionError,
+  isPoolTimeout,
+  mapPostgresError,
+  RETRYABLE_SQLSTATES,
+  sqlStateOf,
+} from './errors.js'
 import { placeholderCache } from './placeholders.js'
 
 /** The few log calls the driver makes (a pino logger fits). */
@@ -120,7 +126,8 @@ export class PostgresDriver implements SqlDriver {
         return await this.#pool.connect()
       } catch (e) {
         const mapped = mapPostgresError(e)
-        if (!isConnectionError(e) || attempt >= this.#maxAttempts) throw mapped
+        // A pool timeout has waited its whole budget already.
+        if (!isConnectionError(e) || isPoolTimeout(e) || attempt >= this.#maxAttempts) throw mapped
         await backoff(attempt)
       }
     }

@@ -37,6 +37,12 @@ export function sqlStateOf(e: unknown): string | undefined {
   return sqlState(e) ?? (e instanceof CAError ? sqlState(e.cause) : undefined)
 }
 
+/** Waited `connectionTimeoutMillis` for a pooled connection (busy, or the server is slow). */
+export function isPoolTimeout(e: unknown): boolean {
+  const message = (e as Error | null)?.message
+  return typeof message === 'string' && DRIVER_MESSAGES[0]!.test(message)
+}
+
 /** True when the error means "could not reach the server", not "the server said no". */
 export function isConnectionError(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code
