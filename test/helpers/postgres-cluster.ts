@@ -26,8 +26,22 @@ export interface ClusterInfo {
   readonly version: number
 }
 
-/** `/usr/lib/postgresql/<version>/bin` of the newest version installed, or why there is none. */
+/**
+ * `/usr/lib/postgresql/<version>/bin` of the newest version installed (Debian's layout), or
+ * CERTBOUND_POSTGRES_BINDIR where they live elsewhere; or why there are none.
+ */
 export function findBinaries(): { binDir: string; version: number } | { reason: string } {
+  if (process.getuid?.() === 0 && spawnSync('id', ['-u', 'postgres']).status !== 0) {
+    return { reason: "running as root, and there is no 'postgres' user to run initdb as" }
+  }
+  const override = process.env.CERTBOUND_POSTGRES_BINDIR
+  if (override) {
+    if (!existsSync(join(override, 'initdb'))) {
+      return { reason: `no initdb in CERTBOUND_POSTGRES_BINDIR=${override}` }
+    }
+    const out = execFileSync(join(override, 'initdb'), ['--version'], { encoding: 'utf8' })
+    return { binDir: override, version: Number(/([0-9]+)/.exec(out)?.[1] ?? 0) }
+  }
   const root = '/usr/lib/postgresql'
   const versions = existsSync(root)
     ? readdirSync(root)
@@ -39,9 +53,6 @@ export function findBinaries(): { binDir: string; version: number } | { reason: 
     return {
       reason: `no PostgreSQL server binaries under ${root}/<version>/bin (apt-get install postgresql)`,
     }
-  }
-  if (process.getuid?.() === 0 && spawnSync('id', ['-u', 'postgres']).status !== 0) {
-    return { reason: "running as root, and there is no 'postgres' user to run initdb as" }
   }
   return { binDir: join(root, String(versions[0]), 'bin'), version: versions[0]! }
 }
