@@ -1,3 +1,4 @@
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SqlExecutor } from '../../../src/db/driver.js'
 import { PostgresDriver } from '../../../src/db/postgres/driver.js'
@@ -72,6 +73,8 @@ describe.skipIf(!postgres.cluster)(`PostgreSQL driver${postgres.skipped}`, () =>
     // Past 2^53 a BIGINT stays exact, as a bigint, rather than rounded.
     const big = await driver.get<{ v: unknown }>('SELECT ?::bigint AS v', [2n ** 62n + 1n])
     expect(big!.v).toBe(2n ** 62n + 1n)
+    // The parsers are this pool's own: node-postgres' global ones are untouched.
+    expect(pg.types.getTypeParser(20, 'text')('5')).toBe('5')
     expect(await driver.get('SELECT * FROM t WHERE id = ?', ['none'])).toBeUndefined()
     expect(await driver.all('SELECT * FROM t WHERE id = ?', ['none'])).toEqual([])
   })
