@@ -205,7 +205,8 @@ export class PostgresDriver implements SqlDriver {
         }
         // Nothing of this attempt committed: a serialization failure, a deadlock or a lost
         // connection may simply run again.
-        if (!(isRetryable(root) || lost)) throw e
+        // BEGIN and COMMIT run outside the executor: their errors are mapped here.
+        if (!(isRetryable(root) || lost)) throw mapPostgresError(e)
         if (attempt >= this.#maxAttempts) throw gaveUp(root, attempt)
         await backoff(attempt)
       }

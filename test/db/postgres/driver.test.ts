@@ -105,6 +105,18 @@ describe.skipIf(!postgres.cluster)(`PostgreSQL driver${postgres.skipped}`, () =>
     expect(await driver.get('SELECT id FROM t WHERE id = ?', ['dup-partner'])).toBeUndefined()
   })
 
+  it('an error at COMMIT (a deferred unique constraint) is mapped too', async () => {
+    await driver.run('CREATE TABLE deferred (x INTEGER UNIQUE DEFERRABLE INITIALLY DEFERRED)')
+    const e = await rejection(
+      driver.transaction(async (tx) => {
+        await tx.run('INSERT INTO deferred (x) VALUES (?), (?)', [1, 1])
+      }),
+    )
+    expect(e).toBeInstanceOf(CAError)
+    expect(e.code).toBe('ERR_STORAGE_CONFLICT')
+    expect(await driver.all('SELECT x FROM deferred')).toEqual([])
+  })
+
   it('disk full (53100) is ERR_STORAGE_FULL; other engine errors pass through as they are', async () => {
     const full = await rejection(driver.transaction((tx) => tx.run(raise('53100'))))
     expect(full).toBeInstanceOf(CAError)
