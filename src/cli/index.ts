@@ -13,6 +13,7 @@ const caInit = () => import('../ca/init.js')
 const caMaterial = () => import('../ca/material.js')
 const db = () => import('../db/store.js')
 const signingKeys = () => import('../tokens/keys.js')
+const caFiles = () => import('../ca/files.js')
 
 function configOf(cmd: Command): Config {
   const opts = cmd.optsWithGlobals() as { config?: string }
@@ -82,7 +83,7 @@ export function buildCli(): Command {
           'ERR_CA_EXISTS',
           `a CA already exists in ${config.dataDir}; refusing to overwrite it`,
         )
-      const store = openStore(config.dataDir, config.database)
+      const store = await openStore(config.dataDir, config.database)
       try {
         const ca = await initialize(config, store)
         print({
@@ -92,7 +93,7 @@ export function buildCli(): Command {
           admin: config.admin.spiffeIds[0],
         })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 
@@ -112,7 +113,7 @@ export function buildCli(): Command {
         caInit(),
         caMaterial(),
       ])
-      const store = openStore(config.dataDir, config.database)
+      const store = await openStore(config.dataDir, config.database)
       try {
         const issued = await issueAdminCredential(
           { config, store, clock: systemClock },
@@ -126,7 +127,7 @@ export function buildCli(): Command {
           certificate: `${config.dataDir}/admin/admin.pem`,
         })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 
@@ -142,16 +143,22 @@ export function buildCli(): Command {
     )
     .action(async (o: { now?: boolean }, cmd: Command) => {
       const config = configOf(cmd)
-      const [{ openStore }, { SigningKeys }] = await Promise.all([db(), signingKeys()])
-      const store = openStore(config.dataDir, config.database)
+      const [{ openStore }, { SigningKeys }, { loadKeyEncryptionKey }] = await Promise.all([
+        db(),
+        signingKeys(),
+        caFiles(),
+      ])
+      const store = await openStore(config.dataDir, config.database)
       try {
-        const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({
+        const kek = loadKeyEncryptionKey(config.dataDir)
+        const key = await new SigningKeys({ config, store, clock: systemClock, kek }).rotate({
           immediate: o.now === true,
           actor: 'cli',
         })
+        if (!key) throw new Error('another process rotated the signing key at the same moment')
         print({ kid: key.kid, alg: key.alg, signs_from: new Date(key.activateAt).toISOString() })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 

@@ -149,6 +149,8 @@ export interface SigningKeyStore {
     now: number,
     event: AuditInput,
   ): Promise<boolean>
+  /** Moves a key of an older data_dir from its file into the database (upgrade in place). */
+  sealLegacyKey(kid: string, sealed: Uint8Array): Promise<void>
   /** Emergency rotation: the new key signs now; the old ones leave the JWKS with their tokens. */
   rotateNow(
     key: SigningKeyRecord,

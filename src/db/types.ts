@@ -214,7 +214,9 @@ export interface SigningKeyRecord {
   readonly alg: string
   readonly publicJwk: Record<string, unknown>
   /** The private key, sealed under the key-encryption key (AES-256-GCM). */
-  readonly privateKeySealed: Uint8Array
+  readonly privateKeySealed: Uint8Array | null
+  /** A key of an older data_dir still in its file (imported and sealed at start). */
+  readonly legacyKeyFile?: string | null
   readonly createdAt: number
   readonly publishAt: number
   readonly activateAt: number

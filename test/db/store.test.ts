@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { openDatabase } from '../../src/db/open.js'
-import { openStore, storeFromDatabase, type Store } from '../../src/db/store.js'
+import { createSqlStore } from '../../src/db/sql/store.js'
+import { openSqlite } from '../../src/db/sqlite/open.js'
+import { openStore, type Store } from '../../src/db/store.js'
 import type { NewCertificate } from '../../src/db/types.js'
 
 /**
@@ -17,15 +18,15 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
   let b: Store
   const NOW = Date.now()
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'certbound-store-'))
     // Two connections to one file, as two processes (or replicas) would have.
-    a = openStore(dir)
-    b = openStore(dir)
+    a = await openStore(dir)
+    b = await openStore(dir)
   })
-  afterEach(() => {
-    a.close()
-    b.close()
+  afterEach(async () => {
+    await a.close()
+    await b.close()
     rmSync(dir, { recursive: true, force: true })
   })
 
@@ -161,8 +162,9 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
 
   it('a change and its audit event commit together or not at all', async () => {
     const file = join(dir, 'certbound.db')
-    const db = openDatabase(file)
-    const store = storeFromDatabase(db)
+    const driver = openSqlite(file)
+    const db = driver.connection // the write connection: its temp trigger fires inside writes
+    const store = createSqlStore(driver)
     try {
       const { entryId, tokenId } = await entryWithToken(store)
       // The audit write fails (a real SQLite trigger on this connection): the change must roll back.
@@ -195,7 +197,7 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
       ).rejects.toThrow(/audit down/)
       expect((await store.entries.get(entryId))!.enabled).toBe(true)
     } finally {
-      store.close()
+      await store.close()
     }
   })
 
@@ -217,9 +219,9 @@ describe('repositories: the preconditions are re-checked inside the commit', () 
   })
 
   it('CRL numbers strictly increase across connections', async () => {
-    const n1 = await a.certificates.nextCrlNumber()
-    const n2 = await b.certificates.nextCrlNumber()
-    const n3 = await a.certificates.nextCrlNumber()
+    const n1 = (await a.crls.snapshot(NOW)).crlNumber
+    const n2 = (await b.crls.snapshot(NOW)).crlNumber
+    const n3 = (await a.crls.snapshot(NOW)).crlNumber
     expect(n2).toBeGreaterThan(n1)
     expect(n3).toBeGreaterThan(n2)
   })

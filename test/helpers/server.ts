@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { Agent, request } from 'undici'
-import type { Clock } from '../../src/clock.js'
+import { loadKeyEncryptionKey } from '../../src/ca/files.js'
+import { ServerCredentials } from '../../src/ca/server-credential.js'
+import { systemClock, type Clock } from '../../src/clock.js'
 import { configFromObject, type Config } from '../../src/config/load.js'
 import { startServer, type RunningServer } from '../../src/main.js'
 import { makeCsr, type CsrKey } from './openssl.js'
@@ -187,6 +189,19 @@ export class TestServer {
         serial: r.body.serial,
       },
     }
+  }
+
+  /** The server's own TLS certificate (chain) and key, as the database holds them. */
+  async serverCredential(): Promise<{ certPem: string; keyPem: string; serial: string }> {
+    const tls = await new ServerCredentials({
+      config: this.config,
+      store: this.store,
+      clock: systemClock,
+      ca: this.running.ca,
+      kek: loadKeyEncryptionKey(this.dataDir),
+    }).current()
+    if (!tls) throw new Error('no server TLS credential stored')
+    return tls
   }
 
   async close(): Promise<void> {

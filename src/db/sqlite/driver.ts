@@ -37,7 +37,9 @@ function statementCache(db: Database.Database): (sql: string) => Statement {
 // better-sqlite3 binds Buffers, not plain Uint8Arrays, as BLOBs.
 function bind(params: readonly SqlValue[]): unknown[] {
   return params.map((p) =>
-    p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.length) : p,
+    p instanceof Uint8Array && !Buffer.isBuffer(p)
+      ? Buffer.from(p.buffer, p.byteOffset, p.length)
+      : p,
   )
 }
 

@@ -1,4 +1,5 @@
-import type { AuditRecord, CertificateRecord, EntryRecord } from './types.js'
+import { CAError } from '../../errors.js'
+import type { AuditRecord, CertificateRecord, EntryRecord } from '../types.js'
 
 /** Row ↔ record mapping, shared by the repositories. */
 
@@ -85,14 +86,30 @@ export function toAudit(r: AuditRow): AuditRecord {
   }
 }
 
-/** Opaque list cursors: the last row id, base64url so clients do not build them. */
-export function encodeCursor(id: number): string {
-  return Buffer.from(`c${id}`).toString('base64url')
+/**
+ * Opaque list cursors: the position of the last row returned, base64url so clients do not
+ * build them. Anything this store did not issue is ERR_INVALID_CURSOR.
+ */
+export function encodeCursor(position: readonly (string | number)[]): string {
+  return Buffer.from(JSON.stringify(['c', ...position])).toString('base64url')
 }
 
-export function decodeCursor(cursor: string | undefined): number | undefined {
-  if (cursor === undefined || cursor === '') return 0
-  const text = Buffer.from(cursor, 'base64url').toString()
-  const m = /^c([0-9]{1,15})$/.exec(text)
-  return m ? Number(m[1]) : undefined
+export function decodeCursor<T extends readonly (string | number)[]>(
+  cursor: string | undefined,
+  shape: { [K in keyof T]: 'string' | 'number' },
+): T | undefined {
+  if (cursor === undefined || cursor === '') return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString())
+  } catch {
+    value = undefined
+  }
+  const items = Array.isArray(value) ? (value as unknown[]) : []
+  const ok =
+    items.length === shape.length + 1 &&
+    items[0] === 'c' &&
+    shape.every((type, i) => typeof items[i + 1] === type && String(items[i + 1]).length <= 200)
+  if (!ok) throw new CAError('ERR_INVALID_CURSOR', 'the cursor is not one this server issued')
+  return items.slice(1) as unknown as T
 }
