@@ -1,5 +1,5 @@
 -- certbound schema v1 (PostgreSQL): the certificate path. Same tables, columns and indexes as
--- migrations/0001_init.sql (SQLite); times are BIGINT milliseconds since the epoch (UTC),
+-- migrations/sqlite/0001_init.sql; times are BIGINT milliseconds since the epoch (UTC),
 -- booleans 0/1 integers, BLOB is BYTEA, SQLite's rowid keys are identity columns.
 
 CREATE TABLE ca_certificates (

@@ -1,5 +1,5 @@
 -- certbound schema v2 (PostgreSQL): certificate-bound tokens (RFC 8705) and their signing keys.
--- Mirrors migrations/0002_tokens.sql.
+-- Mirrors migrations/sqlite/0002_tokens.sql.
 
 CREATE TABLE signing_keys (
   kid          TEXT    PRIMARY KEY,

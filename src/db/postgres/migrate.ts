@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import type pg from 'pg'
 import { CAError } from '../../errors.js'
-import { readMigrations, type Migration } from '../migrate.js'
+import { readMigrations, type Migration } from '../sqlite/migrate.js'
 import type { PostgresDriver } from './driver.js'
 
 /** `migrations/postgres/` at the package root: the same depth from src/db/postgres and dist/. */
