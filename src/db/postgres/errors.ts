@@ -37,10 +37,18 @@ export function sqlStateOf(e: unknown): string | undefined {
   return sqlState(e) ?? (e instanceof CAError ? sqlState(e.cause) : undefined)
 }
 
-/** Waited `connectionTimeoutMillis` for a pooled connection (busy, or the server is slow). */
+/**
+ * Waited `connectionTimeoutMillis` for a connection: none free in the pool, or the server did
+ * not answer (a host that drops packets). The time budget is spent: not worth a quick retry.
+ */
 export function isPoolTimeout(e: unknown): boolean {
   const message = (e as Error | null)?.message
-  return typeof message === 'string' && DRIVER_MESSAGES[0]!.test(message)
+  return (
+    typeof message === 'string' &&
+    /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)/.test(
+      message,
+    )
+  )
 }
 
 /** True when the error means "could not reach the server", not "the server said no". */
