@@ -56,6 +56,25 @@ async function loadOrInitialize(config: Config, store: Store, clock: Clock): Pro
   return initialize(config, store, clock)
 }
 
+/**
+ * What a primary process does before it forks workers: opens the database (migrating it),
+ * initialises a new data_dir, makes sure there is a signing key and a server TLS credential —
+ * so that workers starting together find everything in place.
+ */
+export async function prepareDataDir(config: Config, logger: Logger): Promise<void> {
+  const store = await openStore(config.dataDir, config.database)
+  try {
+    const ca = await loadOrInitialize(config, store, systemClock)
+    const kek = loadKeyEncryptionKey(config.dataDir)
+    const deps = { config, store, clock: systemClock }
+    await new SigningKeys({ ...deps, kek }).ensure()
+    await new ServerCredentials({ ...deps, ca, kek }).fresh()
+    logger.debug({ data_dir: config.dataDir }, 'data_dir ready')
+  } finally {
+    await store.close()
+  }
+}
+
 /** The composition root: config → store → CA → services → app → HTTPS. */
 export async function startServer(
   config: Config,
@@ -140,7 +159,13 @@ async function serve(
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `https://${host}:${address.port}`
   logger.info(
-    { url, data_dir: config.dataDir, issuer: config.tokens.issuer, backend: store.backend },
+    {
+      url,
+      data_dir: config.dataDir,
+      issuer: config.tokens.issuer,
+      backend: store.backend,
+      pid: process.pid,
+    },
     'certbound serving',
   )
   return {

@@ -9,6 +9,7 @@ import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js
 // Server-side modules load native SQLite: import them only in the commands that need them,
 // so the workload-side `agent` runs without the CA's database code.
 const server = () => import('../main.js')
+const cluster = () => import('../cluster.js')
 const caInit = () => import('../ca/init.js')
 const caMaterial = () => import('../ca/material.js')
 const db = () => import('../db/store.js')
@@ -55,8 +56,8 @@ export function buildCli(): Command {
     .command('serve')
     .description('start the HTTPS server (initialises data_dir on first start)')
     .action(async (_o, cmd: Command) => {
-      const { startServer } = await server()
-      const running = await startServer(configOf(cmd))
+      const { serve } = await cluster()
+      const running = await serve(configOf(cmd))
       let stopping = false
       const stop = (signal: string) => {
         if (stopping) return

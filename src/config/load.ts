@@ -23,6 +23,7 @@ export interface Config {
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
+    readonly workers: number | 'auto'
   }
   readonly database: {
     /** postgres://… selects PostgreSQL; undefined: SQLite in data_dir. */
@@ -123,6 +124,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
+      workers: c.server.workers,
     },
     database: {
       url: db.url,

@@ -1,6 +1,13 @@
 import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { HttpBindings } from '@hono/node-server'
+import {
+  VerifyError,
+  createCertificateResolver,
+  createProxyMatcher,
+  forwardedCertificateHeaders,
+  validateClientCertificate,
+} from '@certbound/verifier/mtls'
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
 import type { Logger } from 'pino'
@@ -11,13 +18,6 @@ import type { CaMaterial } from '../ca/material.js'
 import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
-import { validateClientCertificate } from '../verifier/chain.js'
-import { VerifyError } from '../verifier/errors.js'
-import {
-  createCertificateResolver,
-  createProxyMatcher,
-  forwardedCertificateHeaders,
-} from '../verifier/peer.js'
 
 export type AppEnv = {
   Bindings: HttpBindings

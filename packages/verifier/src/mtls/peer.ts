@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto'
 import { BlockList, isIP } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { VerifyError } from './errors.js'
+import { VerifyError } from '../errors.js'
 import { parseClientCert, parseEscapedPem, parseXfcc } from './forwarded.js'
 import type { ForwardedCertificate, ForwardedFormat } from './forwarded.js'
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { X509Certificate } from 'node:crypto'
-import { VerifyError } from './errors.js'
+import { VerifyError } from '../errors.js'
 import { parsePemBundle, toCertificate } from './pem.js'
 
 /**

@@ -1,5 +1,5 @@
 import type { X509Certificate } from 'node:crypto'
-import { VerifyError } from './errors.js'
+import { VerifyError } from '../errors.js'
 
 /** Trust material: anchors (roots) and known intermediates, parsed once. */
 export interface TrustStore {
@@ -60,7 +60,7 @@ function chainsToAnchor(cert: X509Certificate, depth: number, ctx: PathContext):
  * @example
  * ```ts
  * import { X509Certificate } from 'node:crypto'
- * import { validateClientCertificate } from 'certbound/verifier'
+ * import { validateClientCertificate } from '@certbound/verifier'
  *
  * const store = { anchors: [new X509Certificate(rootPem)], intermediates: [] }
  * validateClientCertificate(new X509Certificate(leafPem), store, new Date(), [intermediate])

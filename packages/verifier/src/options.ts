@@ -1,8 +1,8 @@
 import type { X509Certificate } from 'node:crypto'
-import type { TrustStore } from './chain.js'
+import type { TrustStore } from './mtls/chain.js'
 import type { IntrospectionOptions } from './introspection.js'
 import type { JwksCacheOptions } from './jwks.js'
-import { parsePemBundle } from './pem.js'
+import { parsePemBundle } from './mtls/pem.js'
 
 /** Signature algorithms the CA may use (contract); the default allow-list. */
 export const DEFAULT_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256'] as const

@@ -1,5 +1,5 @@
 /**
- * `certbound/client`: an undici fetch for Node workloads that presents the agent's current
+ * `@certbound/client`: an undici fetch for Node workloads that presents the agent's current
  * certificate and access token, and follows rotations without a restart.
  *
  * @packageDocumentation
@@ -8,9 +8,12 @@ import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { Agent, Headers, fetch as undiciFetch } from 'undici'
 import type { Dispatcher, RequestInfo, RequestInit, Response } from 'undici'
+import { ClientError } from './errors.js'
 import { currentGenerationPath, readGeneration } from './generation.js'
 import type { Generation } from './generation.js'
 
+export { CLIENT_ERROR_CODES, ClientError } from './errors.js'
+export type { ClientErrorCode } from './errors.js'
 export type { Generation } from './generation.js'
 
 /** Options of {@link createBoundFetch}. */
@@ -67,10 +70,10 @@ function agentFor(generation: Generation): Agent {
  * opened with, so the old pool is closed gracefully (in-flight requests finish) rather than
  * reused with the new token.
  *
- * @throws if the directory does not hold a complete, consistent generation.
+ * @throws {@link ClientError} if the directory does not hold a complete, consistent generation.
  * @example
  * ```ts
- * import { createBoundFetch } from 'certbound/client'
+ * import { createBoundFetch } from '@certbound/client'
  *
  * const api = await createBoundFetch({ dir: '/var/run/certbound' })
  * const res = await api.fetch('https://billing.internal:8444/api/invoices')
@@ -129,7 +132,7 @@ export async function createBoundFetch(options: BoundFetchOptions): Promise<Boun
 
   return {
     async fetch(input, init) {
-      if (closed) throw new Error('BoundFetch is closed')
+      if (closed) throw new ClientError('ERR_CLIENT_CLOSED', 'BoundFetch is closed')
       const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url)
       // The token goes only over TLS, where the bound certificate is presented with it.
       if (url.protocol !== 'https:')

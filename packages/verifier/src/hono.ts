@@ -1,15 +1,14 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Context, MiddlewareHandler } from 'hono'
-import pino from 'pino'
 import { VerifyError } from './errors.js'
 import type { VerifierOptions } from './options.js'
-import { createCertificateResolver, normalizeAddress } from './peer.js'
-import type { CertificateSource, ForwardingOptions } from './peer.js'
+import { createCertificateResolver, normalizeAddress } from './mtls/peer.js'
+import type { CertificateSource, ForwardingOptions } from './mtls/peer.js'
 import { createVerifier } from './verify-access-token.js'
 import type { BoundTokenClaims, Verifier } from './verify-access-token.js'
 
-export type { ForwardedFormat } from './forwarded.js'
-export type { CertificateSource, ForwardingOptions } from './peer.js'
+export type { ForwardedFormat } from './mtls/forwarded.js'
+export type { CertificateSource, ForwardingOptions } from './mtls/peer.js'
 
 /** What {@link certboundAuth} leaves for handlers in `c.get('certbound')`. */
 export interface CertboundContext {
@@ -33,6 +32,15 @@ export interface VerifierLogger {
   warn(obj: Record<string, unknown>, msg?: string): void
 }
 
+// One JSON line per event on stderr, in pino's shape (level 40 = warn), so log pipelines that
+// read the CA's logs read these too — without making every resource server install pino.
+const stderrLogger: VerifierLogger = {
+  warn(obj, msg) {
+    const line = { level: 40, time: Date.now(), name: 'certbound-verifier', ...obj, msg }
+    process.stderr.write(`${JSON.stringify(line)}\n`)
+  },
+}
+
 /** Options of {@link certboundAuth}. */
 export interface CertboundAuthOptions extends ForwardingOptions {
   /** A verifier from `createVerifier`, or its options (a verifier is then created once). */
@@ -41,7 +49,7 @@ export interface CertboundAuthOptions extends ForwardingOptions {
   requiredScopes?: readonly string[]
   /** `realm` of the `WWW-Authenticate` challenge. */
   realm?: string
-  /** Where spoofing attempts are logged. Default: a pino logger named `certbound-verifier`. */
+  /** Where spoofing attempts are logged. Default: JSON lines on stderr named `certbound-verifier`. */
   logger?: VerifierLogger
 }
 
@@ -96,7 +104,7 @@ function refuse(c: Context, err: VerifyError, opts: Challenge) {
  * import https from 'node:https'
  * import { Hono } from 'hono'
  * import { serve } from '@hono/node-server'
- * import { certboundAuth } from 'certbound/verifier/hono'
+ * import { certboundAuth } from '@certbound/verifier/hono'
  *
  * const app = new Hono()
  * app.use('/api/*', certboundAuth({
@@ -119,7 +127,7 @@ export function certboundAuth(options: CertboundAuthOptions): MiddlewareHandler 
       ? (given as Verifier)
       : createVerifier(given as VerifierOptions)
   const resolve = createCertificateResolver(options)
-  const logger = options.logger ?? pino({ name: 'certbound-verifier' })
+  const logger = options.logger ?? stderrLogger
   const { requiredScopes = [] } = options
   const opts: Challenge = { realm: options.realm, scope: requiredScopes }
 

@@ -1,8 +1,6 @@
-import type { CAErrorCode } from '../errors.js'
-
 /**
- * Codes a {@link VerifyError} carries. The first three are the CA's own codes (`CAErrorCode`);
- * the last two exist only on the resource-server side.
+ * Every code a {@link VerifyError} carries. The first three have the same names as the CA's own
+ * codes for the same refusals; the last two exist only on the resource-server side.
  *
  * - `ERR_TOKEN_INVALID`: bad signature, `alg`, `typ`, `iss`, `aud`, time window, unknown `kid`,
  *   missing claims, or inactive at introspection.
@@ -13,13 +11,16 @@ import type { CAErrorCode } from '../errors.js'
  * - `ERR_VERIFIER_UNAVAILABLE`: the JWKS or introspection endpoint could not be reached or
  *   answered nonsense. The request is refused (fail closed), but the token is not blamed.
  */
-export type VerifyErrorCode =
-  | Extract<
-      CAErrorCode,
-      'ERR_TOKEN_INVALID' | 'ERR_TOKEN_BINDING_MISMATCH' | 'ERR_CLIENT_CERT_REQUIRED'
-    >
-  | 'ERR_INSUFFICIENT_SCOPE'
-  | 'ERR_VERIFIER_UNAVAILABLE'
+export const VERIFY_ERROR_CODES = [
+  'ERR_TOKEN_INVALID',
+  'ERR_TOKEN_BINDING_MISMATCH',
+  'ERR_CLIENT_CERT_REQUIRED',
+  'ERR_INSUFFICIENT_SCOPE',
+  'ERR_VERIFIER_UNAVAILABLE',
+] as const
+
+/** One of {@link VERIFY_ERROR_CODES}. */
+export type VerifyErrorCode = (typeof VERIFY_ERROR_CODES)[number]
 
 /**
  * The only error the verifier throws for a refused request. Misuse of the API (bad options)

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { Dispatcher } from 'undici'
-import { checkCaServerIdentity } from './ca-server.js'
+import { checkCaServerIdentity } from './mtls/ca-server.js'
 import { VerifyError } from './errors.js'
 
 /**
@@ -18,7 +18,7 @@ export interface IntrospectionOptions {
   key?: string
   /**
    * Instead of `cert`/`key`: the undici dispatcher to use (or a function returning the current
-   * one, e.g. `() => boundFetch.dispatcher()` from `certbound/client`, which follows rotations).
+   * one, e.g. `() => boundFetch.dispatcher()` from `@certbound/client`, which follows rotations).
    */
   dispatcher?: Dispatcher | (() => Dispatcher)
   /** How long an answer is reused, in ms (never past the token's `exp`). Default 5 000. */

@@ -3,17 +3,17 @@ import type { X509Certificate } from 'node:crypto'
 import { errors, jwtVerify } from 'jose'
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { Agent } from 'undici'
-import { x5tS256 } from '../crypto/thumbprint.js'
-import { checkCaServerIdentity } from './ca-server.js'
-import { validateClientCertificate } from './chain.js'
+import { x5tS256 } from './mtls/thumbprint.js'
+import { checkCaServerIdentity } from './mtls/ca-server.js'
+import { validateClientCertificate } from './mtls/chain.js'
 import { VerifyError } from './errors.js'
 import { createIntrospector } from './introspection.js'
 import type { Introspector } from './introspection.js'
 import { createJwksResolver } from './jwks.js'
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions, VerifierOptions } from './options.js'
-import { toCertificate } from './pem.js'
-import type { CertificateInput } from './pem.js'
+import { toCertificate } from './mtls/pem.js'
+import type { CertificateInput } from './mtls/pem.js'
 
 const MAX_TOKEN_LENGTH = 16 * 1024
 const MAX_LEARNED_INTERMEDIATES = 16
@@ -131,7 +131,7 @@ function presentedCertificate(
  * @example
  * ```ts
  * import { readFileSync } from 'node:fs'
- * import { createVerifier } from 'certbound/verifier'
+ * import { createVerifier } from '@certbound/verifier'
  *
  * const verifier = createVerifier({
  *   issuer: 'https://ca.example.org:8443',
@@ -218,7 +218,7 @@ function isVerifier(value: VerifierOptions | Verifier): value is Verifier {
  *   `ERR_CLIENT_CERT_REQUIRED` or `ERR_VERIFIER_UNAVAILABLE`.
  * @example
  * ```ts
- * import { verifyBoundToken, VerifyError } from 'certbound/verifier'
+ * import { verifyBoundToken, VerifyError } from '@certbound/verifier'
  *
  * const options = { issuer, audience: issuer, trustAnchors: bundlePem }
  * https.createServer({ cert, key, ca: bundlePem, requestCert: true }, async (req, res) => {
