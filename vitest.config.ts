@@ -13,6 +13,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: [CONDITION, 'module', 'node', 'development|production'] } },
   test: {
     include: ['test/**/*.test.ts'],
+    // One throwaway PostgreSQL cluster per run, started by the first test file that needs it.
+    globalSetup: ['test/helpers/postgres-setup.ts'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -17,7 +17,8 @@ export const DEFAULTS = {
     // Server processes on the one listening socket (node:cluster); 'auto' = one per core.
     workers: 1 as number | 'auto',
   },
-  database: { busy_timeout: '5s' },
+  // pool_size and startup_timeout apply to PostgreSQL (database.url) only.
+  database: { busy_timeout: '5s', pool_size: 10, startup_timeout: '60s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },
   certificates: { default_ttl: '1h', max_ttl: '24h', backdate: '1m' },
   // nextUpdate - thisUpdate; the CRL is rebuilt when half of it has passed.

@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import type { KeyType } from '../crypto/keys.js'
+import { parsePostgresUrl } from '../db/postgres/url.js'
 import { CAError } from '../errors.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 import { configSchema } from './schema.js'
@@ -24,7 +25,16 @@ export interface Config {
     readonly tlsCertificateTtlMs: number
     readonly workers: number | 'auto'
   }
-  readonly database: { readonly synchronous: 'FULL' | 'NORMAL'; readonly busyTimeoutMs: number }
+  readonly database: {
+    /** postgres://… selects PostgreSQL; undefined: SQLite in data_dir. */
+    readonly url: string | undefined
+    /** Absolute; read when connecting, never kept in the config. */
+    readonly passwordFile: string | undefined
+    readonly poolSize: number
+    readonly startupTimeoutMs: number
+    readonly synchronous: 'FULL' | 'NORMAL'
+    readonly busyTimeoutMs: number
+  }
   readonly ca: {
     readonly keyType: KeyType
     readonly rootTtlMs: number
@@ -90,6 +100,13 @@ export function configFromObject(raw: unknown, path?: string): Config {
   if (c.certificates.default_ttl > c.certificates.max_ttl) {
     fail(path, 'certificates.default_ttl', 'must not exceed certificates.max_ttl')
   }
+  const db = c.database
+  if (db.password_file !== undefined && db.url === undefined) {
+    fail(path, 'database.password_file', 'needs database.url (SQLite has no password)')
+  }
+  if (db.password_file !== undefined && db.url && parsePostgresUrl(db.url).password) {
+    fail(path, 'database.password_file', 'database.url has a password already: keep one of them')
+  }
   const first = c.server.hostnames[0]!
   const issuerHost = isIP(first) === 6 ? `[${first}]` : first
   const issuer = (c.tokens.issuer ?? `https://${issuerHost}:${port}`).replace(/\/+$/, '')
@@ -109,7 +126,14 @@ export function configFromObject(raw: unknown, path?: string): Config {
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
       workers: c.server.workers,
     },
-    database: { synchronous: c.database.synchronous, busyTimeoutMs: c.database.busy_timeout },
+    database: {
+      url: db.url,
+      passwordFile: db.password_file === undefined ? undefined : resolve(baseDir, db.password_file),
+      poolSize: db.pool_size,
+      startupTimeoutMs: db.startup_timeout,
+      synchronous: db.synchronous,
+      busyTimeoutMs: db.busy_timeout,
+    },
     ca: {
       keyType: c.ca.key_type,
       rootTtlMs: c.ca.root_ttl,

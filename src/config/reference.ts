@@ -48,11 +48,37 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
       'server processes on the one listening socket (node:cluster), or `auto` for one per core; they share the database and answer alike',
   },
 
-  database: { description: 'The embedded SQLite database `data_dir/certbound.db`.' },
+  database: {
+    description:
+      'The embedded SQLite database `data_dir/certbound.db`, or PostgreSQL (`database.url`), ' +
+      'which several replicas can share.',
+  },
+  'database.url': {
+    description:
+      '`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]` selects PostgreSQL; TLS as ' +
+      "libpq's `sslmode` says: `disable`, `require`, `verify-ca`, `verify-full` (with " +
+      '`sslrootcert=FILE`; `sslcert`/`sslkey` for a client certificate). `prefer`/`allow` are refused',
+    default: 'none (SQLite)',
+  },
+  'database.password_file': {
+    description:
+      'PostgreSQL password read from this file (one line) when the URL has none; else `PGPASSWORD`',
+    default: 'none',
+  },
+  'database.pool_size': { description: 'PostgreSQL connections each process keeps at most' },
+  'database.startup_timeout': {
+    description:
+      'how long a starting server waits for PostgreSQL to accept connections, logging ' +
+      '"waiting for the database"',
+  },
   'database.synchronous': {
     description: 'SQLite `synchronous`; `FULL` makes an acknowledged issuance survive a power loss',
   },
-  'database.busy_timeout': { description: 'SQLite busy timeout' },
+  'database.busy_timeout': {
+    description:
+      'how long a write waits for a lock (SQLite busy timeout; PostgreSQL `lock_timeout` and the ' +
+      'wait for a free pooled connection) before the request is answered 503',
+  },
 
   ca: { description: 'The root and issuing CA that `init` creates.' },
   'ca.key_type': { description: 'key type of the root and the intermediate' },

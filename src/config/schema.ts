@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { KEY_TYPES, type KeyType } from '../crypto/keys.js'
 import { parseDuration } from './duration.js'
 import { DEFAULTS } from './defaults.js'
+import { postgresUrlProblem } from '../db/postgres/url.js'
 
 /** A duration string (`30s`, `15m`, `1h`, `7d`) parsed to milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -54,6 +55,12 @@ const trustDomain = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/, 'must be a lower-case DNS-like trust domain')
 
+// The driver's own parser decides; its messages never repeat the URL (it may hold a password).
+const postgresUrl = z.string().superRefine((text, ctx) => {
+  const problem = postgresUrlProblem(text)
+  if (problem) ctx.addIssue({ code: 'custom', message: problem })
+})
+
 const D = DEFAULTS
 
 export const configSchema = z.strictObject({
@@ -89,6 +96,11 @@ export const configSchema = z.strictObject({
     .prefault({}),
   database: z
     .strictObject({
+      // Absent: the embedded SQLite file data_dir/certbound.db.
+      url: postgresUrl.optional(),
+      password_file: z.string().min(1).optional(),
+      pool_size: z.number().int().min(1).max(1000).default(D.database.pool_size),
+      startup_timeout: duration.prefault(D.database.startup_timeout),
       synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
       busy_timeout: duration.prefault(D.database.busy_timeout),
     })

@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it } from 'vitest'
 import { isCAError } from '../../../src/errors.js'
-import { BACKENDS, type OpenBackend } from './backends.js'
+import { describeEachBackend, type OpenBackend } from './backends.js'
 import { cert, entryWithToken, event, family, NOW, storedCert } from './fixtures.js'
 
-describe.each(BACKENDS)('storage contract ($name): certificates', (backend) => {
+describeEachBackend('storage contract ($name): certificates', (backend) => {
   let db: OpenBackend
   beforeAll(async () => {
     db = await backend.open()

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { SigningKeyRecord } from '../../../src/db/types.js'
-import { BACKENDS, type OpenBackend } from './backends.js'
+import { describeEachBackend, type OpenBackend } from './backends.js'
 import { cert, event, NOW, storedCert } from './fixtures.js'
 
 const key = (kid: string, createdAt: number): SigningKeyRecord => ({
@@ -15,7 +15,7 @@ const key = (kid: string, createdAt: number): SigningKeyRecord => ({
   withdrawAt: null,
 })
 
-describe.each(BACKENDS)('storage contract ($name): state shared by every process', (backend) => {
+describeEachBackend('storage contract ($name): state shared by every process', (backend) => {
   let db: OpenBackend
   beforeAll(async () => {
     db = await backend.open()

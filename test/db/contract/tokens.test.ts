@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BACKENDS, type OpenBackend } from './backends.js'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { describeEachBackend, type OpenBackend } from './backends.js'
 import { accessRow, cert, event, family, NOW, refreshRow, storedCert } from './fixtures.js'
 
-describe.each(BACKENDS)('storage contract ($name): token families', (backend) => {
+describeEachBackend('storage contract ($name): token families', (backend) => {
   let db: OpenBackend
   beforeAll(async () => {
     db = await backend.open()

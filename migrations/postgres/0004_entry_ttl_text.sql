@@ -1,0 +1,10 @@
+-- certbound schema v4 (PostgreSQL): an entry's ttl cap as the admin wrote it ("24h" reads back
+-- as "24h", not "1d"); max_ttl_ms stays the value the policy computes with.
+ALTER TABLE entries ADD COLUMN max_ttl TEXT;
+UPDATE entries SET max_ttl = CASE
+  WHEN max_ttl_ms % 86400000 = 0 THEN (max_ttl_ms / 86400000)::text || 'd'
+  WHEN max_ttl_ms % 3600000 = 0 THEN (max_ttl_ms / 3600000)::text || 'h'
+  WHEN max_ttl_ms % 60000 = 0 THEN (max_ttl_ms / 60000)::text || 'm'
+  ELSE (max_ttl_ms / 1000)::text || 's'
+END
+WHERE max_ttl_ms IS NOT NULL;
