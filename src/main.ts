@@ -6,12 +6,13 @@ import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
-import { createCa, issueAdminCredential } from './ca/init.js'
+import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/load.js'
 import type { KeyEncryptionKey } from './crypto/sealing.js'
+import { isCAError } from './errors.js'
 import type { Store } from './db/port.js'
 import { openStore } from './db/store.js'
 import { createApp } from './http/app.js'
@@ -50,10 +51,21 @@ export async function initialize(
   return ca
 }
 
-/** The CA material, creating it on the first start of an empty data_dir. */
+/**
+ * The CA material, creating it on the first start of an empty data_dir. Of several processes
+ * or replicas starting at once on one data_dir exactly one creates the CA; the others use it.
+ */
 async function loadOrInitialize(config: Config, store: Store, clock: Clock): Promise<CaMaterial> {
-  if (caExists(config.dataDir)) return loadCaMaterial(config.dataDir)
-  return initialize(config, store, clock)
+  if (!caExists(config.dataDir)) {
+    try {
+      return await initialize(config, store, clock)
+    } catch (e) {
+      if (!isCAError(e, 'ERR_CA_EXISTS') || !caExists(config.dataDir)) throw e
+    }
+  }
+  const ca = loadCaMaterial(config.dataDir)
+  await recordCaCertificates({ config, store, clock }, ca)
+  return ca
 }
 
 /**
@@ -62,7 +74,7 @@ async function loadOrInitialize(config: Config, store: Store, clock: Clock): Pro
  * so that workers starting together find everything in place.
  */
 export async function prepareDataDir(config: Config, logger: Logger): Promise<void> {
-  const store = await openStore(config.dataDir, config.database)
+  const store = await openStore(config.dataDir, config.database, logger)
   try {
     const ca = await loadOrInitialize(config, store, systemClock)
     const kek = loadKeyEncryptionKey(config.dataDir)
@@ -82,7 +94,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger(config)
-  const store = await openStore(config.dataDir, config.database)
+  const store = await openStore(config.dataDir, config.database, logger)
   try {
     return await serve(config, store, clock, logger)
   } catch (e) {

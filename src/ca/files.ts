@@ -4,9 +4,11 @@ import {
   fsyncSync,
   linkSync,
   mkdirSync,
+  mkdtempSync,
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs'
@@ -40,15 +42,44 @@ export const PATHS = {
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
-  const tmp = `${path}.${process.pid}.tmp`
-  writeFileSync(tmp, data, { mode })
-  const fd = openSync(tmp, 'r')
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  writeFileSync(tmp, data, { mode, flag: 'wx' })
+  fsyncPath(tmp)
+  renameSync(tmp, path)
+  fsyncPath(dirname(path))
+}
+
+/** A fresh, empty directory beside `name` under data_dir (0700), to be committed whole. */
+export function stageDirectory(dataDir: string, name: string): string {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  return mkdtempSync(join(dataDir, `.${name}-`))
+}
+
+/**
+ * Renames a staged directory into place in one step. False (and the staging removed) when the
+ * target exists: another process committed first.
+ */
+export function commitDirectory(staging: string, target: string): boolean {
+  fsyncPath(staging)
+  try {
+    renameSync(staging, target)
+  } catch (e) {
+    rmSync(staging, { recursive: true, force: true })
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false
+    throw e
+  }
+  fsyncPath(dirname(target))
+  return true
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r')
   try {
     fsyncSync(fd)
   } finally {
     closeSync(fd)
   }
-  renameSync(tmp, path)
 }
 
 export function writePrivateKey(dataDir: string, rel: string, pem: string): void {

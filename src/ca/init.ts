@@ -3,10 +3,19 @@ import type { Config } from '../config/load.js'
 import { generateKeyPair, privateKeyToPem } from '../crypto/keys.js'
 import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
-import { buildCertificate, parseCertificate } from '../x509/certificate.js'
+import { join } from 'node:path'
+import { newKeyEncryptionKeyBytes } from '../crypto/sealing.js'
+import { buildCertificate } from '../x509/certificate.js'
 import { derToPem } from '../x509/pem.js'
 import { newSerial } from '../x509/serial.js'
-import { loadKeyEncryptionKey, PATHS, writePrivateKey, writePublic } from './files.js'
+import {
+  commitDirectory,
+  PATHS,
+  stageDirectory,
+  writeFileAtomic,
+  writePrivateKey,
+  writePublic,
+} from './files.js'
 import { issueLeaf } from './issue.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './material.js'
 
@@ -45,37 +54,70 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
     notAfter: new Date(Math.min(now + config.ca.intermediateTtlMs, now + config.ca.rootTtlMs)),
     issuer: { certDer: rootDer, privateKey: rootKeys.privateKey },
   })
-  // Keys first: a certificate on disk without its key would look like a CA that cannot sign.
-  loadKeyEncryptionKey(dir)
-  writePrivateKey(dir, PATHS.rootKey, privateKeyToPem(rootKeys.privateKey))
-  writePrivateKey(dir, PATHS.intermediateKey, privateKeyToPem(interKeys.privateKey))
-  writePublic(dir, PATHS.rootCert, derToPem(rootDer, 'CERTIFICATE'))
-  writePublic(dir, PATHS.bundle, derToPem(rootDer, 'CERTIFICATE'))
-  writePublic(dir, PATHS.intermediateCert, derToPem(interDer, 'CERTIFICATE'))
-  for (const [kind, der, keyFile] of [
-    ['root', rootDer, PATHS.rootKey],
-    ['intermediate', interDer, PATHS.intermediateKey],
+  // Every file of the new CA is written and fsynced in a staging directory that is then renamed
+  // to `ca/` in one step: a crash leaves either no CA or a whole one, never a certificate
+  // without its key; and of several processes initialising one data_dir at once, exactly one
+  // rename succeeds — the others use the CA that won.
+  const staging = stageDirectory(dir, 'ca')
+  writeFileAtomic(join(staging, 'kek.key'), newKeyEncryptionKeyBytes(), 0o600)
+  writeFileAtomic(join(staging, 'root-key.pem'), privateKeyToPem(rootKeys.privateKey), 0o600)
+  writeFileAtomic(
+    join(staging, 'intermediate-key.pem'),
+    privateKeyToPem(interKeys.privateKey),
+    0o600,
+  )
+  writeFileAtomic(join(staging, 'root.pem'), derToPem(rootDer, 'CERTIFICATE'), 0o644)
+  writeFileAtomic(join(staging, 'bundle.pem'), derToPem(rootDer, 'CERTIFICATE'), 0o644)
+  writeFileAtomic(join(staging, 'intermediate.pem'), derToPem(interDer, 'CERTIFICATE'), 0o644)
+  if (!commitDirectory(staging, join(dir, 'ca'))) {
+    throw new CAError('ERR_CA_EXISTS', `a CA was created in ${dir} at the same moment; using it`)
+  }
+  const ca = loadCaMaterial(dir)
+  await recordCaCertificates({ config, store, clock }, ca, 'cli')
+  return ca
+}
+
+/**
+ * Makes sure the database records the CA of data_dir (a process that created the CA files may
+ * have stopped before it wrote the rows), and refuses a database that belongs to another CA.
+ */
+export async function recordCaCertificates(
+  deps: InitDeps,
+  ca: CaMaterial,
+  actor = 'system',
+): Promise<void> {
+  const { config, store, clock } = deps
+  const recorded = await store.certificates.caCertificates()
+  const roots = recorded.filter((r) => r.kind === 'root').map((r) => r.serial)
+  if (roots.length > 0 && !roots.includes(ca.root.serialHex)) {
+    throw new CAError(
+      'ERR_CONFIG_INVALID',
+      `the database belongs to another CA (root ${roots[0]}); data_dir ${config.dataDir} holds root ${ca.root.serialHex}`,
+    )
+  }
+  const now = Math.floor(clock.now().getTime() / 1000) * 1000
+  for (const [kind, view, keyFile] of [
+    ['root', ca.root, PATHS.rootKey],
+    ['intermediate', ca.intermediate, PATHS.intermediateKey],
   ] as const) {
-    const view = parseCertificate(der)
     await store.certificates.saveCaCertificate(
       {
         kind,
         serial: view.serialHex,
-        der,
+        der: view.der,
         keyFile,
         notBefore: view.notBefore.getTime(),
         notAfter: view.notAfter.getTime(),
       },
       now,
       {
-        actor: 'cli',
+        actor,
         action: `ca.create_${kind}`,
         subject: view.serialHex,
         details: { key_type: config.ca.keyType },
       },
     )
   }
-  return loadCaMaterial(dir)
 }
 
 /**

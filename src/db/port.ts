@@ -98,7 +98,8 @@ export interface CertificateStore {
   ): Promise<RevocationResult | undefined>
   /** True when `serial` is `ancestor` or was renewed from it, directly or further down. */
   isSelfOrDescendant(serial: string, ancestor: string): Promise<boolean>
-  saveCaCertificate(c: CaCertificateRecord, now: number, event: AuditInput): Promise<void>
+  /** Records a CA certificate once (false: it was recorded already, by this or another process). */
+  saveCaCertificate(c: CaCertificateRecord, now: number, event: AuditInput): Promise<boolean>
   caCertificates(): Promise<CaCertificateRecord[]>
 }
 

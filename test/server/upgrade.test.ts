@@ -82,3 +82,25 @@ describe('a round-one data_dir upgrades in place', () => {
     expect(crl.includes(Buffer.from(fixture.revoked_serial, 'hex'))).toBe(true)
   })
 })
+
+describe('several processes starting on one empty data_dir at the same moment', () => {
+  it('exactly one CA is created, every process uses it, the database records it once', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'certbound-race-init-'))
+    const servers = await Promise.all(
+      Array.from({ length: 4 }, () => TestServer.start({}, { dataDir })),
+    )
+    try {
+      const roots = new Set(servers.map((s) => s.running.ca.root.serialHex))
+      expect(roots.size).toBe(1)
+      const rows = await servers[0]!.store.certificates.caCertificates()
+      expect(rows.map((r) => r.kind).sort()).toEqual(['intermediate', 'root'])
+      // Every process serves enrolment with that CA.
+      for (const s of servers)
+        expect(
+          (await s.enroll(`spiffe://example.org/race/${s.url.split(':')[2]}`)).serial,
+        ).toBeTruthy()
+    } finally {
+      for (const s of servers) await s.running.close()
+    }
+  })
+})

@@ -158,14 +158,15 @@ export class SqlCertificateStore implements CertificateStore {
     return row !== undefined
   }
 
-  async saveCaCertificate(c: CaCertificateRecord, now: number, event: AuditInput): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await tx.run(
+  saveCaCertificate(c: CaCertificateRecord, now: number, event: AuditInput): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const added = await tx.run(
         `INSERT INTO ca_certificates (kind, serial, der, key_file, not_before, not_after, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`,
         [c.kind, c.serial, c.der, c.keyFile, c.notBefore, c.notAfter, now],
       )
-      await writeAudit(tx, now, event)
+      if (added) await writeAudit(tx, now, event)
+      return added === 1
     })
   }
 
