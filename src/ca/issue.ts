@@ -7,6 +7,7 @@ import { sha256Hex, x5tS256 } from '../crypto/thumbprint.js'
 import { buildCertificate } from '../x509/certificate.js'
 import { newSerial, serialToHex } from '../x509/serial.js'
 import type { CaMaterial } from './material.js'
+import { profileForKind } from './profiles.js'
 
 export interface LeafRequest {
   readonly kind: CertificateKind
@@ -37,7 +38,7 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   const serial = newSerial()
   const notBefore = issuedAt - config.certificates.backdateMs
   const der = buildCertificate({
-    profile: req.kind === 'server' ? 'server' : 'leaf',
+    profile: profileForKind(req.kind),
     subject: { organization: config.certificates.organization },
     publicKey: req.publicKey,
     serial,

@@ -4,6 +4,8 @@ export { buildCertificate, issuerView, parseCertificate } from './certificate.js
 export type { CertificateParams, CertificateView, Issuer, Profile } from './certificate.js'
 export { buildCrl, REASON_CODES } from './crl.js'
 export type { CrlParams, RevocationReason, RevokedEntry } from './crl.js'
+export { PROFILES, resolveProfile, withUrls } from './profiles.js'
+export type { CertificateProfile, ProfileName, SanKind } from './profiles.js'
 export { parseCsr } from './csr.js'
 export type { ParsedCsr } from './csr.js'
 export type { SubjectName } from './name.js'

@@ -90,10 +90,10 @@ function buildCases(): Case[] {
           },
         ],
         [
-          // issueLeaf gives admin credentials the leaf profile today.
+          // Admin credentials had the leaf profile before profiles were data: same bytes.
           'admin',
           {
-            profile: 'leaf',
+            profile: 'admin',
             subject: { organization: 'example.org' },
             notBefore: T0,
             notAfter: T1,
@@ -143,7 +143,7 @@ describe('certificate profiles: golden bytes', () => {
   it('TBS (and, for deterministic signatures, the whole DER) is byte-identical', () => {
     const actual = goldenOf(cases)
     if (process.env.CERTBOUND_GOLDEN_WRITE === '1') {
-      writeFileSync(GOLDEN, `${JSON.stringify(actual, null, 1)}\n`)
+      writeFileSync(GOLDEN, `${JSON.stringify(actual, null, 2)}\n`)
     }
     const expected = JSON.parse(readFileSync(GOLDEN, 'utf8')) as Record<string, string>
     // 6 issuer types × (root + intermediate + 6 subject types × 4 leaves).
