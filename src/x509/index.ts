@@ -1,6 +1,7 @@
 // Public facade of the x509 layer: parse* returns read-only views, build* takes typed params.
 // pkijs/asn1js types never leak out of this folder.
 export { buildCertificate, issuerView, parseCertificate } from './certificate.js'
+export { buildCertificateFast } from './template.js'
 export type { CertificateParams, CertificateView, Issuer, Profile } from './certificate.js'
 export { buildCrl, REASON_CODES } from './crl.js'
 export type { CrlParams, RevocationReason, RevokedEntry } from './crl.js'
