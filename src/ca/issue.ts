@@ -2,11 +2,12 @@ import type { KeyObject } from 'node:crypto'
 import type { Config } from '../config/load.js'
 import type { NewCertificate, CertificateKind } from '../db/types.js'
 import { CAError } from '../errors.js'
-import { spkiDer } from '../crypto/keys.js'
 import { sha256Hex, x5tS256 } from '../crypto/thumbprint.js'
-import { buildCertificate } from '../x509/certificate.js'
+import { spkiOfKey } from '../x509/spki.js'
+import { buildCertificateFast } from '../x509/template.js'
 import { newSerial, serialToHex } from '../x509/serial.js'
 import type { CaMaterial } from './material.js'
+import { profileForKind } from './profiles.js'
 
 export interface LeafRequest {
   readonly kind: CertificateKind
@@ -36,8 +37,9 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   }
   const serial = newSerial()
   const notBefore = issuedAt - config.certificates.backdateMs
-  const der = buildCertificate({
-    profile: req.kind === 'server' ? 'server' : 'leaf',
+  // The template encoder: byte-identical to the pkijs one (test/unit/x509), a fraction of the CPU.
+  const der = buildCertificateFast({
+    profile: profileForKind(req.kind),
     subject: { organization: config.certificates.organization },
     publicKey: req.publicKey,
     serial,
@@ -56,7 +58,7 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     spiffeId: req.spiffeId,
     entryId: req.entryId,
     thumbprint: x5tS256(der),
-    spkiSha256: sha256Hex(spkiDer(req.publicKey)),
+    spkiSha256: sha256Hex(spkiOfKey(req.publicKey)),
     notBefore,
     notAfter,
     renewedFrom: req.renewedFrom,

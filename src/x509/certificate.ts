@@ -8,10 +8,11 @@ import { sha256Hex, x5tS256 } from '../crypto/thumbprint.js'
 import { CAError } from '../errors.js'
 import { bytesEqual, decodeDer, encode, toBytes, x509Time } from './der.js'
 import * as ext from './extensions.js'
-import type { KeyUsageName } from './extensions.js'
 import { buildName, isEmptyName, nameFromDer, nameToDer } from './name.js'
 import type { SubjectName } from './name.js'
-import { EKU, EXT } from './oids.js'
+import { EXT } from './oids.js'
+import { checkProfileNames, keyUsagesFor, resolveProfile } from './profiles.js'
+import type { CertificateProfile, ProfileName } from './profiles.js'
 import { assertSerial, serialToHex } from './serial.js'
 import { signStructure } from './signing.js'
 
@@ -44,15 +45,13 @@ export interface Issuer {
   readonly privateKey: KeyObject
 }
 
-/**
- * Certificate profiles (RFC 5280): the CA's own root and issuing intermediate, workload/admin
- * client leaves, and the CA's TLS server certificate.
- */
-export type Profile = 'root' | 'intermediate' | 'leaf' | 'server'
+/** A standard profile's name (profiles.ts). */
+export type Profile = ProfileName
 
 /** Everything `buildCertificate` needs; the profile fixes the extensions. */
 export interface CertificateParams {
-  profile: Profile
+  /** A standard profile by name, or a profile value (e.g. one with AIA/CDP URLs). */
+  profile: ProfileName | CertificateProfile
   subject: SubjectName
   publicKey: KeyObject
   serial: Uint8Array
@@ -61,7 +60,7 @@ export interface CertificateParams {
   uris?: readonly string[]
   dnsNames?: readonly string[]
   ipAddresses?: readonly string[]
-  /** Absent only for 'root', which is self-signed with `selfPrivateKey`. */
+  /** Absent only for a self-signed profile (root), which is signed with `selfPrivateKey`. */
   issuer?: Issuer
   selfPrivateKey?: KeyObject
 }
@@ -132,8 +131,13 @@ interface Signer {
 }
 
 /** Resolves who signs: the issuer CA, or the subject itself for a root. Misuse → TypeError. */
-function resolveSigner(p: CertificateParams, subjectName: Uint8Array, ski: Uint8Array): Signer {
-  if (p.profile === 'root') {
+function resolveSigner(
+  profile: CertificateProfile,
+  p: CertificateParams,
+  subjectName: Uint8Array,
+  ski: Uint8Array,
+): Signer {
+  if (profile.selfSigned) {
     if (!p.selfPrivateKey || p.issuer) {
       throw new TypeError('a root needs selfPrivateKey and no issuer')
     }
@@ -142,7 +146,7 @@ function resolveSigner(p: CertificateParams, subjectName: Uint8Array, ski: Uint8
     }
     return { issuerName: nameFromDer(subjectName), authorityKeyId: ski, key: p.selfPrivateKey }
   }
-  if (!p.issuer || p.selfPrivateKey) throw new TypeError(`a ${p.profile} needs an issuer`)
+  if (!p.issuer || p.selfPrivateKey) throw new TypeError(`a ${profile.name} needs an issuer`)
   const ca = issuerView(p.issuer)
   return {
     issuerName: nameFromDer(ca.subjectDer),
@@ -174,49 +178,41 @@ export function issuerView(issuer: Issuer): CertificateView {
   return ca
 }
 
+/** The extensions a profile gives this certificate, in the order both encoders write them. */
 function profileExtensions(
+  profile: CertificateProfile,
   p: CertificateParams,
-  ski: Uint8Array,
-  aki: Uint8Array,
+  names: { uris: readonly string[]; dnsNames: readonly string[]; ipAddresses: readonly string[] },
+  ids: { ski: Uint8Array; aki: Uint8Array },
   emptySubject: boolean,
 ): pkijs.Extension[] {
-  const names = { uris: p.uris ?? [], dnsNames: p.dnsNames ?? [], ipAddresses: p.ipAddresses ?? [] }
-  const hasNames = names.uris.length + names.dnsNames.length + names.ipAddresses.length > 0
-  const out: pkijs.Extension[] = []
-  switch (p.profile) {
-    case 'root':
-      out.push(ext.basicConstraintsExt(true), ext.keyUsageExt(['keyCertSign', 'cRLSign']))
-      break
-    case 'intermediate':
-      out.push(
-        ext.basicConstraintsExt(true, 0),
-        ext.keyUsageExt(['digitalSignature', 'keyCertSign', 'cRLSign']),
-      )
-      break
-    case 'leaf':
-    case 'server': {
-      if (!hasNames) throw new TypeError(`a ${p.profile} certificate needs at least one SAN`)
-      const rsa = p.publicKey.asymmetricKeyType === 'rsa'
-      // keyEncipherment only for RSA: TLS 1.2 RSA key transport; meaningless for EC/EdDSA keys.
-      const usages: KeyUsageName[] = rsa
-        ? ['digitalSignature', 'keyEncipherment']
-        : ['digitalSignature']
-      const eku = p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth]
-      out.push(ext.basicConstraintsExt(false), ext.keyUsageExt(usages), ext.extKeyUsageExt(eku))
-      break
-    }
-    default:
-      throw new TypeError(`unknown profile ${String(p.profile)}`)
+  const { basicConstraints: bc, extKeyUsage: eku, aia } = profile
+  const out = [
+    ext.basicConstraintsExt(bc.ca, bc.pathLen, bc.critical),
+    ext.keyUsageExt(keyUsagesFor(profile, requireKeyType(p.publicKey)), profile.keyUsage.critical),
+  ]
+  if (eku) out.push(ext.extKeyUsageExt(eku.purposes, eku.critical))
+  if (names.uris.length + names.dnsNames.length + names.ipAddresses.length > 0) {
+    out.push(ext.subjectAltNameExt(names, emptySubject))
   }
-  if (hasNames) out.push(ext.subjectAltNameExt(names, emptySubject))
-  out.push(ext.subjectKeyIdExt(ski))
+  out.push(ext.subjectKeyIdExt(ids.ski))
   // A root's AKI would only repeat its SKI (RFC 5280 §4.2.1.1 allows omitting it).
-  if (p.profile !== 'root') out.push(ext.authorityKeyIdExt(aki))
+  if (!profile.selfSigned) out.push(ext.authorityKeyIdExt(ids.aki))
+  if (aia.ocsp.length + aia.caIssuers.length > 0) out.push(ext.authorityInfoAccessExt(aia))
+  if (profile.crlDistributionPoints.length > 0) {
+    out.push(ext.crlDistributionPointsExt(profile.crlDistributionPoints))
+  }
+  if (profile.ocspNoCheck) out.push(ext.ocspNoCheckExt())
   return out
 }
 
-/** Builds and signs an X.509 v3 certificate for one of the fixed profiles; returns DER. */
+/**
+ * Builds and signs an X.509 v3 certificate with the pkijs encoder; returns DER. The profile
+ * (by name or as a value) fixes the extensions. Used for CA certificates and as the reference
+ * the template encoder (template.ts) is tested against.
+ */
 export function buildCertificate(p: CertificateParams): Uint8Array {
+  const profile = resolveProfile(p.profile)
   requireKeyType(p.publicKey)
   assertSerial(p.serial)
   const notBefore = x509Time(p.notBefore)
@@ -226,12 +222,12 @@ export function buildCertificate(p: CertificateParams): Uint8Array {
   }
   const subject = buildName(p.subject)
   const emptySubject = isEmptyName(subject)
-  if (emptySubject && (p.profile === 'root' || p.profile === 'intermediate')) {
-    throw new TypeError('a CA certificate needs a non-empty subject (RFC 5280 §4.1.2.6)')
-  }
+  const names = { uris: p.uris ?? [], dnsNames: p.dnsNames ?? [], ipAddresses: p.ipAddresses ?? [] }
+  const lifetime = notAfter.value.getTime() - notBefore.value.getTime()
+  checkProfileNames(profile, names, emptySubject, lifetime)
   const spki = spkiOf(p.publicKey)
   const ski = ext.keyIdentifier(spki)
-  const signer = resolveSigner(p, nameToDer(subject), ski)
+  const signer = resolveSigner(profile, p, nameToDer(subject), ski)
   const cert = new pkijs.Certificate({
     version: 2, // v3
     serialNumber: new asn1js.Integer({ valueHex: p.serial }),
@@ -242,7 +238,13 @@ export function buildCertificate(p: CertificateParams): Uint8Array {
     subjectPublicKeyInfo: new pkijs.PublicKeyInfo({
       schema: decodeDer(spki, 'SubjectPublicKeyInfo'),
     }),
-    extensions: profileExtensions(p, ski, signer.authorityKeyId, emptySubject),
+    extensions: profileExtensions(
+      profile,
+      p,
+      names,
+      { ski, aki: signer.authorityKeyId },
+      emptySubject,
+    ),
   })
   return signStructure(cert, signer.key)
 }

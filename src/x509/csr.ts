@@ -2,43 +2,25 @@ import type { KeyObject } from 'node:crypto'
 
 import * as pkijs from 'pkijs'
 
-import {
-  describeUnsupportedKey,
-  keyTypeOf,
-  publicKeyFromSpki,
-  spkiDer as spkiOf,
-} from '../crypto/keys.js'
+import { spkiDer as spkiOf } from '../crypto/keys.js'
 import type { KeyType } from '../crypto/keys.js'
 import { CAError } from '../errors.js'
+import {
+  emptyNames,
+  importSpki,
+  invalid,
+  parsedCsr,
+  supportedKeyType,
+  type ParsedCsr,
+} from './csr-common.js'
+import { readCsrFast } from './csr-fast.js'
 import { decodeDer, encode, toBytes } from './der.js'
 import { readBasicConstraints, readSubjectAltName } from './extensions.js'
-import { EXT, EXTENSION_REQUEST, KEY_ALG } from './oids.js'
+import { EXT, EXTENSION_REQUEST } from './oids.js'
 import { pemToDer } from './pem.js'
 import { checkSignature } from './signing.js'
 
-/**
- * A PKCS#10 request whose self-signature verified. Everything except the key is the
- * requester's claim (smallstep's "insecure" data): policy decides what, if anything, is used.
- */
-export interface ParsedCsr {
-  readonly der: Uint8Array
-  readonly publicKey: KeyObject
-  /** Canonical SubjectPublicKeyInfo DER (as node exports the key). */
-  readonly spkiDer: Uint8Array
-  readonly keyType: KeyType
-  readonly uris: readonly string[]
-  readonly dnsNames: readonly string[]
-  readonly ipAddresses: readonly string[]
-  readonly emails: readonly string[]
-  /** basicConstraints cA=TRUE requested in the extensionRequest attribute. */
-  readonly requestsCA: boolean
-}
-
-const KNOWN_KEY_ALGS: readonly string[] = Object.values(KEY_ALG)
-
-function invalid(message: string, cause?: unknown): CAError {
-  return new CAError('ERR_CSR_INVALID', message, cause === undefined ? undefined : { cause })
-}
+export type { ParsedCsr } from './csr-common.js'
 
 /** The Extensions from the (single) PKCS#9 extensionRequest attribute, RFC 2986 §4.1. */
 function requestedExtensions(csr: pkijs.CertificationRequest): pkijs.Extension[] {
@@ -56,25 +38,12 @@ function requestedExtensions(csr: pkijs.CertificationRequest): pkijs.Extension[]
 
 function importKey(csr: pkijs.CertificationRequest): { publicKey: KeyObject; keyType: KeyType } {
   const alg = csr.subjectPublicKeyInfo.algorithm.algorithmId
-  let publicKey: KeyObject
-  try {
-    publicKey = publicKeyFromSpki(encode(csr.subjectPublicKeyInfo.toSchema()))
-  } catch (e) {
-    if (!KNOWN_KEY_ALGS.includes(alg)) {
-      throw new CAError('ERR_KEY_UNSUPPORTED', `public key algorithm ${alg} is not supported`, {
-        cause: e,
-      })
-    }
-    throw invalid('CSR public key is malformed', e)
-  }
-  const keyType = keyTypeOf(publicKey)
-  if (keyType === undefined) {
-    throw new CAError('ERR_KEY_UNSUPPORTED', describeUnsupportedKey(publicKey))
-  }
-  return { publicKey, keyType }
+  const publicKey = importSpki(encode(csr.subjectPublicKeyInfo.toSchema()), alg)
+  return { publicKey, keyType: supportedKeyType(publicKey) }
 }
 
-function parse(der: Uint8Array): ParsedCsr {
+/** The pkijs reader: BER-tolerant, every shape pkijs knows; the fast reader's fallback. */
+function parseWithPkijs(der: Uint8Array): ParsedCsr {
   let csr: pkijs.CertificationRequest
   try {
     csr = new pkijs.CertificationRequest({ schema: decodeDer(der, 'CSR') })
@@ -92,46 +61,48 @@ function parse(der: Uint8Array): ParsedCsr {
     csr.signatureValue.valueBlock.valueHexView,
   )
   if (failure !== undefined) throw invalid(`CSR ${failure}`)
-  const names = {
-    uris: [] as string[],
-    dnsNames: [] as string[],
-    ipAddresses: [] as string[],
-    emails: [] as string[],
-  }
+  const names = emptyNames()
   let requestsCA = false
   for (const e of requestedExtensions(csr)) {
     if (e.extnID === EXT.subjectAltName) Object.assign(names, readSubjectAltName(e))
     else if (e.extnID === EXT.basicConstraints) requestsCA = readBasicConstraints(e).ca
   }
-  return {
-    der,
-    publicKey,
-    spkiDer: spkiOf(publicKey),
-    keyType,
-    uris: Object.freeze(names.uris),
-    dnsNames: Object.freeze(names.dnsNames),
-    ipAddresses: Object.freeze(names.ipAddresses),
-    emails: Object.freeze(names.emails),
-    requestsCA,
-  }
+  return parsedCsr(der, { publicKey, spkiDer: spkiOf(publicKey), keyType }, names, requestsCA)
 }
 
-/**
- * Parses a PEM CSR and verifies its self-signature (proof of possession). Bad input never
- * escapes as anything but a CAError: ERR_PEM_INVALID (not PEM / wrong label),
- * ERR_KEY_UNSUPPORTED (key type or size) or ERR_CSR_INVALID (everything else).
- */
-export function parseCsr(pem: string): ParsedCsr {
-  return parseCsrDer(pemToDer(pem, 'CERTIFICATE REQUEST'))
-}
-
-/** As {@link parseCsr}, for DER bytes (the domain's input: the edges decode PEM or base64). */
-export function parseCsrDer(der: Uint8Array): ParsedCsr {
+function guarded(
+  der: Uint8Array,
+  read: (der: Uint8Array) => ParsedCsr | undefined,
+): ParsedCsr | undefined {
   try {
-    return Object.freeze(parse(toBytes(der)))
+    return read(toBytes(der))
   } catch (e) {
     if (e instanceof CAError) throw e
     const reason = e instanceof Error ? e.message : String(e)
     throw invalid(`CSR is malformed: ${reason}`, e)
   }
+}
+
+/**
+ * Parses a DER CSR and verifies its self-signature (proof of possession): the strict fast
+ * reader first, pkijs for valid DER of a shape the fast reader does not model. Bad input never
+ * escapes as anything but a CAError: ERR_KEY_UNSUPPORTED (key type or size) or ERR_CSR_INVALID
+ * (everything else, including encodings that are not minimal DER).
+ */
+export function parseCsrDer(der: Uint8Array): ParsedCsr {
+  if (!(der instanceof Uint8Array)) throw new TypeError('parseCsrDer needs a Uint8Array')
+  return guarded(der, readCsrFast) ?? guarded(der, parseWithPkijs)!
+}
+
+/** The pkijs reader alone (tests compare the fast reader with it). Same errors as parseCsrDer. */
+export function parseCsrDerWithPkijs(der: Uint8Array): ParsedCsr {
+  return guarded(der, parseWithPkijs)!
+}
+
+/**
+ * Parses a PEM CSR and verifies its self-signature, as `parseCsrDer`; not PEM or a wrong
+ * label: ERR_PEM_INVALID.
+ */
+export function parseCsr(pem: string): ParsedCsr {
+  return parseCsrDer(pemToDer(pem, 'CERTIFICATE REQUEST'))
 }

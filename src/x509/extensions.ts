@@ -5,7 +5,7 @@ import * as asn1js from 'asn1js'
 import * as pkijs from 'pkijs'
 
 import { decodeDer, toBytes } from './der.js'
-import { EXT } from './oids.js'
+import { ACCESS_METHOD, EXT } from './oids.js'
 
 // Encoders and decoders for the handful of RFC 5280 extensions certbound writes or reads.
 
@@ -18,11 +18,15 @@ function extension(
 }
 
 /** basicConstraints (§4.2.1.9). cA FALSE is the DEFAULT, so DER leaves it out. */
-export function basicConstraintsExt(ca: boolean, pathLen?: number): pkijs.Extension {
+export function basicConstraintsExt(
+  ca: boolean,
+  pathLen?: number,
+  critical = true,
+): pkijs.Extension {
   const bc = new pkijs.BasicConstraints(
     pathLen === undefined ? { cA: ca } : { cA: ca, pathLenConstraint: pathLen },
   )
-  return extension(EXT.basicConstraints, true, bc.toSchema())
+  return extension(EXT.basicConstraints, critical, bc.toSchema())
 }
 
 // KeyUsage ::= BIT STRING { digitalSignature (0), ..., keyEncipherment (2), ..., keyCertSign (5),
@@ -36,23 +40,75 @@ export const KEY_USAGE = {
 /** A keyUsage bit certbound sets. */
 export type KeyUsageName = keyof typeof KEY_USAGE
 
-/** keyUsage, always critical here. DER named bit lists drop trailing zero bits (X.690 §11.2.2). */
-export function keyUsageExt(usages: readonly KeyUsageName[]): pkijs.Extension {
+/** The keyUsage named bit list: DER drops trailing zero bits (X.690 §11.2.2). */
+export function keyUsageBits(usages: readonly KeyUsageName[]): {
+  bytes: Uint8Array
+  unusedBits: number
+} {
+  if (usages.length === 0) throw new TypeError('keyUsage needs at least one bit')
   const bits = usages.map((u) => KEY_USAGE[u])
   const highest = Math.max(...bits)
   const bytes = new Uint8Array(Math.floor(highest / 8) + 1)
   for (const bit of bits) bytes[bit >> 3]! |= 0x80 >> (bit & 7)
-  const unusedBits = 7 - (highest % 8)
-  return extension(EXT.keyUsage, true, new asn1js.BitString({ valueHex: bytes, unusedBits }))
+  return { bytes, unusedBits: 7 - (highest % 8) }
 }
 
-/** extendedKeyUsage (§4.2.1.12), non-critical. */
-export function extKeyUsageExt(purposes: readonly string[]): pkijs.Extension {
+/** keyUsage (§4.2.1.3); conforming CAs mark it critical. */
+export function keyUsageExt(usages: readonly KeyUsageName[], critical = true): pkijs.Extension {
+  const { bytes, unusedBits } = keyUsageBits(usages)
+  return extension(EXT.keyUsage, critical, new asn1js.BitString({ valueHex: bytes, unusedBits }))
+}
+
+/** extendedKeyUsage (§4.2.1.12), non-critical unless told. */
+export function extKeyUsageExt(purposes: readonly string[], critical = false): pkijs.Extension {
   return extension(
     EXT.extKeyUsage,
-    false,
+    critical,
     new pkijs.ExtKeyUsage({ keyPurposes: [...purposes] }).toSchema(),
   )
+}
+
+/** authorityInfoAccess (§4.2.2.1): OCSP URLs first, then caIssuers; MUST be non-critical. */
+export function authorityInfoAccessExt(aia: {
+  readonly ocsp: readonly string[]
+  readonly caIssuers: readonly string[]
+}): pkijs.Extension {
+  const describe = (method: string, url: string) =>
+    new pkijs.AccessDescription({
+      accessMethod: method,
+      accessLocation: new pkijs.GeneralName({ type: 6, value: ia5(url, 'AIA URL') }),
+    })
+  const accessDescriptions = [
+    ...aia.ocsp.map((u) => describe(ACCESS_METHOD.ocsp, u)),
+    ...aia.caIssuers.map((u) => describe(ACCESS_METHOD.caIssuers, u)),
+  ]
+  return extension(
+    EXT.authorityInfoAccess,
+    false,
+    new pkijs.InfoAccess({ accessDescriptions }).toSchema(),
+  )
+}
+
+/**
+ * cRLDistributionPoints (§4.2.1.13): one DistributionPoint whose fullName lists the URLs (the
+ * same CRL at each), no reasons, no cRLIssuer. Non-critical.
+ */
+export function crlDistributionPointsExt(urls: readonly string[]): pkijs.Extension {
+  const point = new pkijs.DistributionPoint({
+    distributionPoint: urls.map(
+      (u) => new pkijs.GeneralName({ type: 6, value: ia5(u, 'CRL distribution point URL') }),
+    ),
+  })
+  return extension(
+    EXT.cRLDistributionPoints,
+    false,
+    new pkijs.CRLDistributionPoints({ distributionPoints: [point] }).toSchema(),
+  )
+}
+
+/** id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): extnValue is a NULL. Non-critical. */
+export function ocspNoCheckExt(): pkijs.Extension {
+  return extension(EXT.ocspNoCheck, false, new asn1js.Null())
 }
 
 /** The subjectAltName forms certbound uses (URI, DNS, IP, rfc822). */
@@ -63,7 +119,8 @@ export interface SanNames {
   readonly emails: readonly string[]
 }
 
-function ia5(value: string, what: string): string {
+/** Checks an IA5String value (SAN, URL): printable ASCII only. */
+export function ia5(value: string, what: string): string {
   // IA5String is 7-bit ASCII; asn1js would silently truncate anything else to one byte.
   if (typeof value !== 'string' || value.length === 0 || !/^[\x20-\x7e]+$/.test(value)) {
     throw new TypeError(`${what} must be non-empty printable ASCII: ${JSON.stringify(value)}`)

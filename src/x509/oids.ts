@@ -28,10 +28,21 @@ export const EXT = {
   reasonCode: '2.5.29.21',
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
+  cRLDistributionPoints: '2.5.29.31',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  // RFC 6960 §4.2.2.2.1
+  ocspNoCheck: '1.3.6.1.5.5.7.48.1.5',
 } as const
 
-// Extended key usages, RFC 5280 §4.2.1.12.
+// AccessDescription accessMethods, RFC 5280 §4.2.2.1.
+export const ACCESS_METHOD = {
+  ocsp: '1.3.6.1.5.5.7.48.1',
+  caIssuers: '1.3.6.1.5.5.7.48.2',
+} as const
+
+// Extended key usages, RFC 5280 §4.2.1.12 (OCSPSigning: RFC 6960 §4.2.2.2).
 export const EKU = {
+  ocspSigning: '1.3.6.1.5.5.7.3.9',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
 } as const
