@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { Agent, fetch } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestServer } from '../helpers/server.js'
-import { readOut, runAgent, removeTempDirs, tempDir } from './helpers.js'
+import { readOut, runAgent, removeTempDirs, tempDir } from '../helpers/agent.js'
 
 // The examples run as written: examples/protected-api.ts (its own certificate from an agent
 // directory), examples/client.ts (certbound/client) and examples/ci-runner.sh (agent --once

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { removeTempDirs, tempDir } from './helpers.js'
+import { removeTempDirs, tempDir } from '../helpers/agent.js'
 
 afterAll(() => removeTempDirs())
 

@@ -20,7 +20,7 @@ import {
   removeTempDirs,
   tempDir,
   verifyAccessToken,
-} from './helpers.js'
+} from '../helpers/agent.js'
 
 // `certbound agent` as a real child process against a real server: first boot, restarts, and
 // the --once exit codes.

@@ -15,7 +15,7 @@ import {
   stageGeneration,
 } from '../../src/agent/out-dir.js'
 import { loadState, saveState } from '../../src/agent/state.js'
-import { removeTempDirs, tempDir } from './helpers.js'
+import { removeTempDirs, tempDir } from '../helpers/agent.js'
 
 afterAll(() => removeTempDirs())
 

@@ -11,7 +11,7 @@ import {
   removeTempDirs,
   tempDir,
   verifyAccessToken,
-} from './helpers.js'
+} from '../helpers/agent.js'
 
 // The long-running agent with real short-lived certificates: renewal at about 2/3 of the
 // lifetime measured from receipt, the token refreshed with the new certificate, readers that

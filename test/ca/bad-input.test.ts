@@ -4,7 +4,7 @@ import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { sleep, TestServer, type ApiResponse } from '../helpers/server.js'
-import { dbSnapshot, enrollWith, expectProblem, expectServing } from './support.js'
+import { dbSnapshot, enrollWith, expectProblem, expectServing } from '../helpers/ca.js'
 
 /** Flips one bit in the last byte of the CSR's DER: inside the signature value. */
 function corruptSignature(csrPem: string): string {

@@ -2,7 +2,7 @@ import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
 import { verifyLeaf } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { verifyCrl, x509Text } from './support.js'
+import { verifyCrl, x509Text } from '../helpers/ca.js'
 
 /** ca.key_type decides how the CA signs: explicit hashes, pure EdDSA, never SHA-1. */
 describe.each([

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr, verifyLeaf } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { enrollWith, expectProblem, expectServing, query } from './support.js'
+import { enrollWith, expectProblem, expectServing, query } from '../helpers/ca.js'
 
 describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', () => {
   let s: TestServer

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr, openssl, verifyLeaf, type CsrKey } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { enrollWith, extensionBlock, tempFiles, x509Field, x509Text } from './support.js'
+import { enrollWith, extensionBlock, tempFiles, x509Field, x509Text } from '../helpers/ca.js'
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
 const BACKDATE_MS = 60_000

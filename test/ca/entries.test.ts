@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { dbSnapshot, enrollWith, expectProblem, expectServing } from './support.js'
+import { dbSnapshot, enrollWith, expectProblem, expectServing } from '../helpers/ca.js'
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
 

@@ -11,7 +11,7 @@ import {
   expectServing,
   foreignCredential,
   x509Field,
-} from './support.js'
+} from '../helpers/ca.js'
 
 type Cred = { certPem: string; keyPem: string }
 

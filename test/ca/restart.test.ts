@@ -5,7 +5,7 @@ import { connect, type PeerCertificate } from 'node:tls'
 import { describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { enrollWith, expectProblem } from './support.js'
+import { enrollWith, expectProblem } from '../helpers/ca.js'
 
 /** The certificate the server presents on a fresh TLS connection (verified against our root). */
 function serverCertificate(s: TestServer, servername = 'localhost'): Promise<PeerCertificate> {

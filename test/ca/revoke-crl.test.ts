@@ -2,7 +2,14 @@ import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr, openssl } from '../helpers/openssl.js'
 import { sleep, TestServer, type ApiResponse } from '../helpers/server.js'
-import { dbSnapshot, enrollWith, expectProblem, query, tempFiles, verifyCrl } from './support.js'
+import {
+  dbSnapshot,
+  enrollWith,
+  expectProblem,
+  query,
+  tempFiles,
+  verifyCrl,
+} from '../helpers/ca.js'
 
 interface CrlInfo {
   der: Buffer

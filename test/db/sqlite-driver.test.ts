@@ -7,7 +7,7 @@ import { createSqlStore } from '../../src/db/sql/store.js'
 import { openSqlite } from '../../src/db/sqlite/open.js'
 import { isCAError } from '../../src/errors.js'
 import { TestServer } from '../helpers/server.js'
-import { expectProblem } from '../ca/support.js'
+import { expectProblem } from '../helpers/ca.js'
 
 const dirs: string[] = []
 function tempFile(): string {

@@ -7,8 +7,8 @@ import { CLIENT_ERROR_CODES, ClientError, createBoundFetch } from '@certbound/cl
 import { VERIFY_ERROR_CODES } from '@certbound/verifier'
 import type { VerifyErrorCode } from '@certbound/verifier'
 import type { CAErrorCode } from '../../src/errors.js'
-import { createTestPki } from '../verifier/helpers/pki.js'
-import type { Issued, TestPki } from '../verifier/helpers/pki.js'
+import { createTestPki } from '../helpers/verifier/pki.js'
+import type { Issued, TestPki } from '../helpers/verifier/pki.js'
 
 const ROOT = join(import.meta.dirname, '../..')
 

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestPki } from '../verifier/helpers/pki.js'
-import type { TestPki } from '../verifier/helpers/pki.js'
+import { createTestPki } from '../helpers/verifier/pki.js'
+import type { TestPki } from '../helpers/verifier/pki.js'
 
 /**
  * What a resource server or a workload gets from `npm install @certbound/verifier` or

@@ -9,7 +9,7 @@ import {
   mapLimit,
   refresh,
   revokeCertificate,
-} from './helpers.js'
+} from '../helpers/tokens.js'
 
 const CERTS = 10
 const PER_CERT = 100

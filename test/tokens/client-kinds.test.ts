@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { expectOAuthError, grant, introspect, refresh, token } from './helpers.js'
+import { expectOAuthError, grant, introspect, refresh, token } from '../helpers/tokens.js'
 
 describe('who may be an OAuth client', () => {
   let s: TestServer

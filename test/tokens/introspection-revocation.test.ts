@@ -11,7 +11,7 @@ import {
   revoke,
   thumbprintOf,
   verifyWithServedJwks,
-} from './helpers.js'
+} from '../helpers/tokens.js'
 
 describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
   let s: TestServer

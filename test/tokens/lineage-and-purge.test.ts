@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestServer } from '../helpers/server.js'
-import { grant, introspect, refresh, revoke } from './helpers.js'
+import { grant, introspect, refresh, revoke } from '../helpers/tokens.js'
 
 describe('revocation by the certificate lineage, not just the SPIFFE ID', () => {
   let s: TestServer

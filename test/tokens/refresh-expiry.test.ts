@@ -10,7 +10,7 @@ import {
   thumbprintOf,
   token,
   verifyWithServedJwks,
-} from './helpers.js'
+} from '../helpers/tokens.js'
 
 /** Sleeps until `certPem` has expired by real (OpenSSL) time, plus a margin. */
 async function waitPastNotAfter(certPem: string): Promise<void> {

@@ -11,7 +11,7 @@ import {
   thumbprintOf,
   token,
   verifyWithServedJwks,
-} from './helpers.js'
+} from '../helpers/tokens.js'
 
 describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE "refresh")', () => {
   let s: TestServer

@@ -5,7 +5,7 @@ import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { grant, refresh, revoke } from './helpers.js'
+import { grant, refresh, revoke } from '../helpers/tokens.js'
 
 /** Every text or blob value in every column of every table, as text. */
 function everyStoredValue(dbFile: string): string[] {

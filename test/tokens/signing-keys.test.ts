@@ -7,7 +7,14 @@ import { loadKeyEncryptionKey } from '../../src/ca/files.js'
 import { SigningKeys } from '../../src/tokens/keys.js'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
-import { fetchJwks, grant, introspect, kidOf, refresh, verifyWithServedJwks } from './helpers.js'
+import {
+  fetchJwks,
+  grant,
+  introspect,
+  kidOf,
+  refresh,
+  verifyWithServedJwks,
+} from '../helpers/tokens.js'
 
 /**
  * The key schedule runs on the injected clock; TLS runs on real time. So the clock only

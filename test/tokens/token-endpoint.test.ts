@@ -16,7 +16,7 @@ import {
   thumbprintOf,
   token,
   verifyWithServedJwks,
-} from './helpers.js'
+} from '../helpers/tokens.js'
 
 const ID = 'spiffe://example.org/ci/runner'
 

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createVerifier, VerifyError } from '@certbound/verifier'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
-import { agentArgs, runAgent, tempDir } from '../agent/helpers.js'
-import { grant } from '../tokens/helpers.js'
+import { agentArgs, runAgent, tempDir } from '../helpers/agent.js'
+import { grant } from '../helpers/tokens.js'
 
 /**
  * A workload whose entry allows `localhost` holds a certificate of this CA valid for the CA

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { VerifyError, parseClientCert, parseEscapedPem, parseXfcc } from '@certbound/verifier'
 import { createProxyMatcher, normalizeAddress } from '@certbound/verifier/mtls'
-import { createTestPki } from './helpers/pki.js'
-import type { Issued, TestPki } from './helpers/pki.js'
+import { createTestPki } from '../helpers/verifier/pki.js'
+import type { Issued, TestPki } from '../helpers/verifier/pki.js'
 
 let pki: TestPki
 let a: Issued

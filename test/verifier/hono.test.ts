@@ -5,12 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certboundAuth } from '@certbound/verifier/hono'
 import { createVerifier } from '@certbound/verifier'
 import type { Verifier } from '@certbound/verifier'
-import { startIssuer } from './helpers/issuer.js'
-import type { FixtureIssuer } from './helpers/issuer.js'
-import { createTestPki } from './helpers/pki.js'
-import type { Issued, TestPki } from './helpers/pki.js'
-import { call, clientAgent, startResourceServer } from './helpers/rs.js'
-import type { ResourceServer } from './helpers/rs.js'
+import { startIssuer } from '../helpers/verifier/issuer.js'
+import type { FixtureIssuer } from '../helpers/verifier/issuer.js'
+import { createTestPki } from '../helpers/verifier/pki.js'
+import type { Issued, TestPki } from '../helpers/verifier/pki.js'
+import { call, clientAgent, startResourceServer } from '../helpers/verifier/rs.js'
+import type { ResourceServer } from '../helpers/verifier/rs.js'
 
 let pki: TestPki
 let issuer: FixtureIssuer

@@ -3,10 +3,10 @@ import { SignJWT, base64url } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createVerifier, verifyBoundToken, VerifyError } from '@certbound/verifier'
 import type { Verifier, VerifierOptions } from '@certbound/verifier'
-import { startIssuer } from './helpers/issuer.js'
-import type { FixtureIssuer } from './helpers/issuer.js'
-import { createTestPki } from './helpers/pki.js'
-import type { Issued, TestPki } from './helpers/pki.js'
+import { startIssuer } from '../helpers/verifier/issuer.js'
+import type { FixtureIssuer } from '../helpers/verifier/issuer.js'
+import { createTestPki } from '../helpers/verifier/pki.js'
+import type { Issued, TestPki } from '../helpers/verifier/pki.js'
 
 let pki: TestPki
 let issuer: FixtureIssuer

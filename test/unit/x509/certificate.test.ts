@@ -10,8 +10,8 @@ import { buildCertificate, parseCertificate } from '../../../src/x509/certificat
 import { bytesToIp, ipToBytes } from '../../../src/x509/extensions.js'
 import { derToPem } from '../../../src/x509/pem.js'
 import { newSerial, serialToHex } from '../../../src/x509/serial.js'
-import { makeChain, makeLeaf, openssl, tempDir } from './openssl-helper.js'
-import type { TestChain } from './openssl-helper.js'
+import { makeChain, makeLeaf, openssl, tempDir } from '../../helpers/x509.js'
+import type { TestChain } from '../../helpers/x509.js'
 
 const tmp = tempDir()
 afterAll(() => tmp.cleanup())

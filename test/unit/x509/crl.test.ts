@@ -5,8 +5,8 @@ import { parseCertificate } from '../../../src/x509/certificate.js'
 import { REASON_CODES, buildCrl } from '../../../src/x509/crl.js'
 import type { RevocationReason } from '../../../src/x509/crl.js'
 import { derToPem } from '../../../src/x509/pem.js'
-import { makeChain, makeLeaf, openssl, tempDir } from './openssl-helper.js'
-import type { TestChain } from './openssl-helper.js'
+import { makeChain, makeLeaf, openssl, tempDir } from '../../helpers/x509.js'
+import type { TestChain } from '../../helpers/x509.js'
 
 const tmp = tempDir()
 afterAll(() => tmp.cleanup())

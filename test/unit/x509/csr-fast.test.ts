@@ -13,7 +13,7 @@ import { parseCsrDer, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
 import { pemToDer } from '../../../src/x509/pem.js'
 import { isRefusal, STRICTER, verdict, view } from './csr-verdict.js'
 import { FIXTURE_KEYS } from './fixture-keys.js'
-import { openssl, tempDir } from './openssl-helper.js'
+import { openssl, tempDir } from '../../helpers/x509.js'
 
 const tmp = tempDir()
 afterAll(() => tmp.cleanup())

@@ -4,7 +4,7 @@ import { CAError } from '../../../src/errors.js'
 import type { CAErrorCode } from '../../../src/errors.js'
 import { parseCsr } from '../../../src/x509/csr.js'
 import { derToPem, pemToDer } from '../../../src/x509/pem.js'
-import { openssl, tempDir } from './openssl-helper.js'
+import { openssl, tempDir } from '../../helpers/x509.js'
 
 const tmp = tempDir()
 afterAll(() => tmp.cleanup())

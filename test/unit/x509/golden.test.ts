@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { buildCertificate } from '../../../src/x509/certificate.js'
 import { buildCrl } from '../../../src/x509/crl.js'
 import { derToPem } from '../../../src/x509/pem.js'
-import { openssl, tempDir } from './openssl-helper.js'
+import { openssl, tempDir } from '../../helpers/x509.js'
 
 function ed25519FromSeed(byte: number) {
   const pkcs8 = Buffer.concat([

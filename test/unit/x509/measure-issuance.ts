@@ -18,7 +18,7 @@ import { buildCsr } from '../../../src/x509/csr-builder.js'
 import { parseCsr, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
 import { pemToDer } from '../../../src/x509/pem.js'
 import { newSerial, serialToHex } from '../../../src/x509/serial.js'
-import { makeChain } from './openssl-helper.js'
+import { makeChain } from '../../helpers/x509.js'
 
 const keyType = (process.argv[2] ?? 'ec-p256') as KeyType
 const seconds = Number(process.argv[3] ?? 3)

@@ -10,8 +10,8 @@ import { PROFILES, withUrls } from '../../../src/x509/profiles.js'
 import { derToPem } from '../../../src/x509/pem.js'
 import { newSerial } from '../../../src/x509/serial.js'
 import { FIXTURE_KEYS } from './fixture-keys.js'
-import { makeChain, openssl, tempDir } from './openssl-helper.js'
-import type { TestChain } from './openssl-helper.js'
+import { makeChain, openssl, tempDir } from '../../helpers/x509.js'
+import type { TestChain } from '../../helpers/x509.js'
 
 const tmp = tempDir()
 afterAll(() => tmp.cleanup())

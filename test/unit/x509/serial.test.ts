@@ -4,8 +4,8 @@ import { generateKeyPair } from '../../../src/crypto/keys.js'
 import { parseCertificate } from '../../../src/x509/certificate.js'
 import { derToPem } from '../../../src/x509/pem.js'
 import { newSerial, serialFromHex, serialToHex } from '../../../src/x509/serial.js'
-import { makeChain, makeLeaf, openssl } from './openssl-helper.js'
-import type { TestChain } from './openssl-helper.js'
+import { makeChain, makeLeaf, openssl } from '../../helpers/x509.js'
+import type { TestChain } from '../../helpers/x509.js'
 
 describe('newSerial', () => {
   it('10,000 serials: 16 bytes, positive, minimal, first byte 0x40..0x7f, all distinct', () => {

@@ -18,7 +18,7 @@ import { derToPem } from '../../../src/x509/pem.js'
 import { PROFILES, withUrls } from '../../../src/x509/profiles.js'
 import { buildCertificateFast } from '../../../src/x509/template.js'
 import { FIXTURE_KEYS } from './fixture-keys.js'
-import { openssl, tempDir } from './openssl-helper.js'
+import { openssl, tempDir } from '../../helpers/x509.js'
 
 const HOUR = 3600_000
 const tmp = tempDir()

@@ -1,29 +1,21 @@
 // Test helper: OpenSSL as the independent checker of what the x509 layer produces.
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import type { KeyObject } from 'node:crypto'
 
-import { generateKeyPair } from '../../../src/crypto/keys.js'
-import type { KeyType } from '../../../src/crypto/keys.js'
-import { buildCertificate } from '../../../src/x509/certificate.js'
-import type { Issuer } from '../../../src/x509/certificate.js'
-import { derToPem } from '../../../src/x509/pem.js'
-import { newSerial } from '../../../src/x509/serial.js'
+import { generateKeyPair } from '../../src/crypto/keys.js'
+import type { KeyType } from '../../src/crypto/keys.js'
+import { buildCertificate } from '../../src/x509/certificate.js'
+import type { Issuer } from '../../src/x509/certificate.js'
+import { derToPem } from '../../src/x509/pem.js'
+import { newSerial } from '../../src/x509/serial.js'
+import { openssl } from './openssl.js'
 
-export interface OpensslResult {
-  readonly code: number
-  readonly out: string
-}
+export { openssl }
 
-/** Runs openssl; returns stdout+stderr (some verdicts go to stderr) and the exit code. */
-export function openssl(args: readonly string[], input?: string | Uint8Array): OpensslResult {
-  const r = spawnSync('openssl', args, { input, encoding: 'utf8' })
-  if (r.error) throw r.error
-  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` }
-}
+export type OpensslResult = ReturnType<typeof openssl>
 
 /** A temp dir for files handed to openssl; `cleanup()` in afterAll. */
 export function tempDir(): {

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import type { JWTPayload } from 'jose'
 import { x5tS256 } from '../../src/crypto/thumbprint.js'
-import type { TestServer } from '../helpers/server.js'
+import type { TestServer } from './server.js'
 
 const ROOT = join(import.meta.dirname, '../..')
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, expect } from 'vitest'
-import { openssl } from '../helpers/openssl.js'
-import type { ApiResponse, TestServer } from '../helpers/server.js'
+import { openssl } from './openssl.js'
+import type { ApiResponse, TestServer } from './server.js'
 
 // Temp directories made here are removed when the test file that imported this module ends.
 const made: string[] = []

@@ -11,8 +11,8 @@ import {
 } from 'jose'
 import type { Agent } from 'undici'
 import { expect } from 'vitest'
-import { openssl } from '../helpers/openssl.js'
-import type { ApiResponse, TestServer } from '../helpers/server.js'
+import { openssl } from './openssl.js'
+import type { ApiResponse, TestServer } from './server.js'
 
 export type Cred = { certPem: string; keyPem: string }
 
