@@ -43,10 +43,10 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
     status: number | number[],
     detail: RegExp,
   ): Promise<ApiResponse> {
-    const before = dbSnapshot(s)
+    const before = await dbSnapshot(s)
     const r = await send()
     expect(expectProblem(r, status)).toMatch(detail)
-    expect(dbSnapshot(s)).toEqual(before)
+    expect(await dbSnapshot(s)).toEqual(before)
     await expectServing(s)
     return r
   }
@@ -234,7 +234,7 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
 
     it('a chunked body over 64 KiB (no content-length) → 413 or 400', async () => {
       const { spiffeId, token } = await fresh()
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       const chunks = [
         Buffer.from('{"csr":"'),
         ...Array.from({ length: 80 }, () => Buffer.alloc(1024, 0x41)),
@@ -250,7 +250,7 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
       expect([413, 400], text).toContain(res.statusCode)
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
       expect(JSON.parse(text).detail).toMatch(/bytes|large/)
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
       await expectServing(s)
       await stillWorks(token, spiffeId)
     })
@@ -461,12 +461,12 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
         expect(r.headers.allow).toBe(allow)
       }
       // The OAuth endpoints answer in RFC 6749 §5.2 form.
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       const r = await s.call('GET', '/oauth/token')
       expect(r.status).toBe(405)
       expect(r.headers.allow).toBe('POST')
       expect(r.body.error).toBe('invalid_request')
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
     })
   })
 })
@@ -483,12 +483,12 @@ describe('certificates.allowed_key_types is enforced', () => {
     async (key) => {
       const entryId = await s.createEntry(`spiffe://example.org/keytypes/${key}`)
       const token = await s.joinToken(entryId)
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       const r = await enrollWith(s, token, { csr: makeCsr({ key }).csrPem })
       const detail = expectProblem(r, 400)
       expect(detail).toContain(key)
       expect(detail).toContain('ec-p256, ec-p384')
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
       expect((await enrollWith(s, token, { csr: makeCsr({ key: 'ec-p384' }).csrPem })).status).toBe(
         201,
       )

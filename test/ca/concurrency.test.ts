@@ -26,9 +26,13 @@ describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', 
     for (const r of refused) expectProblem(r, 401)
     expect(verifyLeaf(ok[0]!.body.certificate, s.bundlePem, s.intermediatePem).code).toBe(0)
 
-    const rows = query(s, 'SELECT serial FROM certificates WHERE entry_id = ?', entryId)
+    const rows = await query(s, 'SELECT serial FROM certificates WHERE entry_id = ?', entryId)
     expect(rows).toEqual([{ serial: ok[0]!.body.serial }])
-    const tokens = query(s, 'SELECT used_at, used_by FROM join_tokens WHERE entry_id = ?', entryId)
+    const tokens = await query(
+      s,
+      'SELECT used_at, used_by FROM join_tokens WHERE entry_id = ?',
+      entryId,
+    )
     expect(tokens).toHaveLength(1)
     expect(tokens[0].used_at).not.toBeNull()
     expect(tokens[0].used_by).toBe(ok[0]!.body.serial)
@@ -47,7 +51,7 @@ describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', 
     const bad = makeCsr({ san: 'URI:spiffe://example.org/someone-else' }).csrPem
     expectProblem(await enrollWith(s, token, { csr: bad }), 400)
     expectProblem(await enrollWith(s, token, { csr: makeCsr().csrPem, ttl: '25h' }), 400)
-    expect(query(s, 'SELECT used_at FROM join_tokens WHERE entry_id = ?', entryId)).toEqual([
+    expect(await query(s, 'SELECT used_at FROM join_tokens WHERE entry_id = ?', entryId)).toEqual([
       { used_at: null },
     ])
     const good = await enrollWith(s, token, { csr: makeCsr().csrPem })
@@ -67,8 +71,8 @@ describe('a join token yields at most one certificate (LIFECYCLE invariant 6)', 
     const badResults = results.filter((_, i) => i % 2 === 0)
     for (const r of badResults) expect([400, 401]).toContain(r.status)
     expect(results.filter((r) => r.status === 201)).toHaveLength(1)
-    expect(query(s, 'SELECT count(*) AS n FROM certificates WHERE entry_id = ?', entryId)).toEqual([
-      { n: 1 },
-    ])
+    expect(
+      await query(s, 'SELECT count(*) AS n FROM certificates WHERE entry_id = ?', entryId),
+    ).toEqual([{ n: 1 }])
   })
 })

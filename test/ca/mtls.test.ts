@@ -52,7 +52,7 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
     status: number,
     detail: RegExp,
   ): Promise<void> {
-    const before = dbSnapshot(s)
+    const before = await dbSnapshot(s)
     for (const route of adminRoutes()) {
       const r = await s.call(route.method, route.path, {
         as,
@@ -60,7 +60,7 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       })
       expect(expectProblem(r, status), `${route.method} ${route.path}`).toMatch(detail)
     }
-    expect(dbSnapshot(s)).toEqual(before)
+    expect(await dbSnapshot(s)).toEqual(before)
     await expectServing(s)
   }
 
@@ -143,11 +143,11 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
 
     it('a CSR naming another SPIFFE ID → 400, nothing issued', async () => {
       const cred = await s.enroll('spiffe://example.org/mtls/other-id')
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       const { csrPem } = makeCsr({ san: 'URI:spiffe://example.org/mtls/workload' })
       const r = await s.call('POST', '/v1/renew', { as: cred, json: { csr: csrPem } })
       expect(expectProblem(r, 400)).toMatch(/spiffe:\/\/example\.org\/mtls\/workload/)
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
     })
 
     it('a ttl over the cap → 400', async () => {
@@ -162,9 +162,9 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
         json: {},
       })
       expect(rv.status).toBe(200)
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       expect(expectProblem(await s.renew(cred), 401)).toMatch(/revoked/)
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
     })
 
     it('a certificate whose entry is disabled → 403; enabling it again allows renewal', async () => {
@@ -175,15 +175,15 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       })
       expect(p.status, p.text).toBe(200)
       expect(p.body.enabled).toBe(false)
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       expect(expectProblem(await s.renew(cred), 403)).toMatch(/disabled/)
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
       await s.call('PATCH', `/v1/entries/${cred.entryId}`, { as: s.admin, json: { enabled: true } })
       expect((await s.renew(cred)).status).toBe(201)
     })
 
     it('no certificate → 401; a foreign CA certificate → 401; the admin certificate → 403', async () => {
-      const before = dbSnapshot(s)
+      const before = await dbSnapshot(s)
       const csr = makeCsr().csrPem
       expectProblem(await s.call('POST', '/v1/renew', { json: { csr } }), 401)
       const foreign = foreignCredential({
@@ -192,7 +192,7 @@ describe('mTLS on admin routes and renewal (real TLS handshakes)', () => {
       })
       expectProblem(await s.call('POST', '/v1/renew', { as: foreign, json: { csr } }), 401)
       expectProblem(await s.call('POST', '/v1/renew', { as: s.admin, json: { csr } }), 403)
-      expect(dbSnapshot(s)).toEqual(before)
+      expect(await dbSnapshot(s)).toEqual(before)
       await expectServing(s)
     })
   })

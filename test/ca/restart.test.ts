@@ -45,7 +45,7 @@ describe('state survives a restart on the same data_dir', () => {
 
     const second = await TestServer.start(
       { server: { hostnames: ['localhost', '127.0.0.1', 'ca.internal.example'] } },
-      { dataDir },
+      { dataDir, databaseUrl: first.databaseUrl },
     )
     try {
       expect(second.bundlePem).toBe(bundle)
@@ -72,7 +72,7 @@ describe('state survives a restart on the same data_dir', () => {
     const first = await TestServer.start({}, { dataDir })
     const before = await serverCertificate(first)
     await first.running.close()
-    const second = await TestServer.start({}, { dataDir })
+    const second = await TestServer.start({}, { dataDir, databaseUrl: first.databaseUrl })
     try {
       expect((await serverCertificate(second)).serialNumber).toBe(before.serialNumber)
     } finally {

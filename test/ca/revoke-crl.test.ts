@@ -69,12 +69,12 @@ describe('certificates admin API, revocation and the CRL', () => {
     const next = new Date(/Next Update: ([^\n]+)/.exec(a.text)![1]!).getTime()
     expect(next - last).toBe(24 * 3_600_000)
     expect(next).toBeGreaterThan(Date.now())
-    const stateBefore = query(s, 'SELECT crl_number FROM crl_state')
+    const stateBefore = await query(s, 'SELECT crl_number FROM crl_state')
 
     // Not rebuilt per request: identical bytes, the same number, no new CRL number spent.
     const b = await fetchCrl()
     expect(b.der.equals(a.der)).toBe(true)
-    expect(query(s, 'SELECT crl_number FROM crl_state')).toEqual(stateBefore)
+    expect(await query(s, 'SELECT crl_number FROM crl_state')).toEqual(stateBefore)
   })
 
   it('revocation: 200, status revoked with reason; the next CRL lists it with a higher number', async () => {
@@ -116,14 +116,14 @@ describe('certificates admin API, revocation and the CRL', () => {
 
     // Idempotent: 200, first reason and time kept, nothing written, CRL untouched.
     const first = await show(c1.serial)
-    const snapshot = dbSnapshot(s)
+    const snapshot = await dbSnapshot(s)
     for (const json of [{ reason: 'superseded' }, {}]) {
       const again = await revoke(c1.serial, json)
       expect(again.status).toBe(200)
       expect(again.body.revocation_reason).toBe('cessationOfOperation')
       expect(again.body.revoked_at).toBe(first.body.revoked_at)
     }
-    expect(dbSnapshot(s)).toEqual(snapshot)
+    expect(await dbSnapshot(s)).toEqual(snapshot)
     expect(
       await s.store.audit.list({ subject: c1.serial, action: 'certificate.revoke' }),
     ).toHaveLength(1)
@@ -160,7 +160,7 @@ describe('certificates admin API, revocation and the CRL', () => {
 
   it('certificateHold, removeFromCRL, unknown or non-string reasons, unknown fields → 400, nothing changed', async () => {
     const cred = await s.enroll('spiffe://example.org/crl/bad-reasons')
-    const before = dbSnapshot(s)
+    const before = await dbSnapshot(s)
     const crl = await fetchCrl()
     for (const [json, detail] of [
       [{ reason: 'certificateHold' }, /hold/],
@@ -172,7 +172,7 @@ describe('certificates admin API, revocation and the CRL', () => {
     ] as const) {
       expect(expectProblem(await revoke(cred.serial, json), 400)).toMatch(detail)
     }
-    expect(dbSnapshot(s)).toEqual(before)
+    expect(await dbSnapshot(s)).toEqual(before)
     expect((await fetchCrl()).der.equals(crl.der)).toBe(true)
     expect((await show(cred.serial)).body.status).toBe('valid')
   })
@@ -297,13 +297,13 @@ describe('certificates admin API, revocation and the CRL', () => {
     // The key is refused for any identity, and the refusal spends no join token.
     const entryId = await s.createEntry('spiffe://example.org/crl/reuses-key')
     const token = await s.joinToken(entryId)
-    const before = dbSnapshot(s)
+    const before = await dbSnapshot(s)
     const csr = makeCsr({
       keyPem: cred.keyPem,
       san: 'URI:spiffe://example.org/crl/reuses-key',
     }).csrPem
     expect(expectProblem(await enrollWith(s, token, { csr }), 400)).toMatch(/keyCompromise/)
-    expect(dbSnapshot(s)).toEqual(before)
+    expect(await dbSnapshot(s)).toEqual(before)
     expect((await enrollWith(s, token, { csr: makeCsr().csrPem })).status).toBe(201)
     // Nor can a still-valid certificate renew onto the compromised key.
     const sneaky = await s.call('POST', '/v1/renew', {

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
+import type { SqlValue } from '../../src/db/driver.js'
 import { afterAll, expect } from 'vitest'
 import { openssl } from './openssl.js'
 import type { ApiResponse, TestServer } from './server.js'
@@ -93,37 +93,28 @@ export function expectProblem(r: ApiResponse, status: number | number[]): string
 }
 
 /**
- * Everything a refused request must leave as it was, read through a second, read-only
- * connection to the server's SQLite file (WAL lets it see every committed change).
+ * Everything a refused request must leave as it was, read through a connection of the test's
+ * own (SQLite: read-only, WAL lets it see every committed change; PostgreSQL: a pool).
  */
-export function dbSnapshot(s: TestServer): unknown {
-  const db = new Database(join(s.dataDir, 'certbound.db'), { readonly: true, fileMustExist: true })
-  try {
-    const all = (sql: string) => db.prepare(sql).all()
-    return {
-      certificates: all(
-        'SELECT serial, status, revoked_at, revocation_reason FROM certificates ORDER BY id',
-      ),
-      joinTokens: all('SELECT id, used_at, used_by, expires_at FROM join_tokens ORDER BY id'),
-      entries: all(
-        'SELECT id, spiffe_id, dns_names, max_ttl_ms, enabled, updated_at FROM entries ORDER BY id',
-      ),
-      compromisedKeys: all('SELECT spki_sha256 FROM compromised_keys ORDER BY spki_sha256'),
-      audit: all('SELECT count(*) AS n, max(id) AS last FROM audit_events'),
-    }
-  } finally {
-    db.close()
+export async function dbSnapshot(s: TestServer): Promise<unknown> {
+  return {
+    certificates: await s.query(
+      'SELECT serial, status, revoked_at, revocation_reason FROM certificates ORDER BY id',
+    ),
+    joinTokens: await s.query(
+      'SELECT id, used_at, used_by, expires_at FROM join_tokens ORDER BY id',
+    ),
+    entries: await s.query(
+      'SELECT id, spiffe_id, dns_names, max_ttl_ms, enabled, updated_at FROM entries ORDER BY id',
+    ),
+    compromisedKeys: await s.query('SELECT spki_sha256 FROM compromised_keys ORDER BY spki_sha256'),
+    audit: await s.query('SELECT count(*) AS n, max(id) AS last FROM audit_events'),
   }
 }
 
-/** Rows of one SQL query against the server's database (read-only connection). */
-export function query<T = any>(s: TestServer, sql: string, ...params: unknown[]): T[] {
-  const db = new Database(join(s.dataDir, 'certbound.db'), { readonly: true, fileMustExist: true })
-  try {
-    return db.prepare(sql).all(...params) as T[]
-  } finally {
-    db.close()
-  }
+/** Rows of one SQL query against the server's database (a connection of the test's own). */
+export function query<T = any>(s: TestServer, sql: string, ...params: SqlValue[]): Promise<T[]> {
+  return s.query<T>(sql, ...params)
 }
 
 /** The server still answers (a refused request must not have broken it). */

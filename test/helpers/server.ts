@@ -1,14 +1,19 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { pino, type Logger } from 'pino'
 import { Agent, request } from 'undici'
 import { loadKeyEncryptionKey } from '../../src/ca/files.js'
 import { ServerCredentials } from '../../src/ca/server-credential.js'
 import { systemClock, type Clock } from '../../src/clock.js'
 import { configFromObject, type Config } from '../../src/config/load.js'
+import type { SqlValue } from '../../src/db/driver.js'
+import type { PostgresDriver } from '../../src/db/postgres/driver.js'
+import { openPostgresDriver } from '../../src/db/postgres/open.js'
 import { startServer, type RunningServer } from '../../src/main.js'
 import { makeCsr, type CsrKey } from './openssl.js'
+import { createTestDatabase, testPostgres } from './postgres.js'
 
 export interface Credential {
   readonly certPem: string
@@ -167,10 +172,13 @@ export class ApiClient {
  * file, in this process, plus undici clients that present real client certificates.
  */
 export class TestServer extends ApiClient {
+  #postgres: { driver?: PostgresDriver; drop?: () => Promise<void> } = {}
+
   private constructor(
     readonly running: RunningServer,
     readonly config: Config,
     dataDir: string,
+    drop: (() => Promise<void>) | undefined,
   ) {
     super(
       `https://127.0.0.1:${running.address.port}`,
@@ -178,19 +186,33 @@ export class TestServer extends ApiClient {
       readFileSync(join(dataDir, 'ca/bundle.pem'), 'utf8'),
       readFileSync(join(dataDir, 'ca/intermediate.pem'), 'utf8'),
     )
+    this.#postgres.drop = drop
   }
 
+  /**
+   * Starts a server on a fresh data_dir (or `dataDir`). The backend is SQLite, or PostgreSQL
+   * when the suite runs in the `postgres` project (CERTBOUND_TEST_BACKEND=postgres): then a
+   * fresh database of the run's throwaway cluster, or `databaseUrl` to reopen one (restarts).
+   */
   static async start(
     overrides: Record<string, any> = {},
-    options: { clock?: Clock; dataDir?: string; logger?: Logger } = {},
+    options: { clock?: Clock; dataDir?: string; logger?: Logger; databaseUrl?: string } = {},
   ): Promise<TestServer> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
-    const { server: serverOverrides, ...rest } = overrides
+    const { server: serverOverrides, database: databaseOverrides, ...rest } = overrides
+    let url: string | undefined = databaseOverrides?.url ?? options.databaseUrl
+    let drop: (() => Promise<void>) | undefined
+    if (url === undefined && testBackend() === 'postgres') {
+      const db = await createTestDatabase(await requirePostgres())
+      url = db.url
+      drop = () => db.drop()
+    }
     const config = configFromObject({
       trust_domain: 'example.org',
       data_dir: dataDir,
       log_level: 'silent',
       server: { listen: '127.0.0.1:0', ...serverOverrides },
+      database: { ...databaseOverrides, ...(url === undefined ? {} : { url }) },
       ...rest,
     })
     const running = await startServer(config, {
@@ -198,7 +220,47 @@ export class TestServer extends ApiClient {
       logger: options.logger ?? pino({ level: 'silent' }),
     })
     // The issuer default names port 0; tests that check `iss` read it from config.
-    return new TestServer(running, config, dataDir)
+    return new TestServer(running, config, dataDir, drop)
+  }
+
+  /** The PostgreSQL URL of this server's database, or undefined on SQLite. */
+  get databaseUrl(): string | undefined {
+    return this.config.database.url
+  }
+
+  /** Rows of one query (portable SQL, `?` placeholders) on a connection of the test's own. */
+  async query<T = any>(sql: string, ...params: SqlValue[]): Promise<T[]> {
+    const url = this.databaseUrl
+    if (url === undefined) {
+      const file = join(this.dataDir, 'certbound.db')
+      const db = new Database(file, { readonly: true, fileMustExist: true })
+      try {
+        return db.prepare(sql).all(...params) as T[]
+      } finally {
+        db.close()
+      }
+    }
+    this.#postgres.driver ??= await openPostgresDriver({ url, migrate: false })
+    return this.#postgres.driver.all<T>(sql, params)
+  }
+
+  /** Every value stored in every table, as text (BLOBs both as latin1 and as UTF-8). */
+  async storedValues(): Promise<string[]> {
+    const tables = await this.query<{ name: string }>(
+      this.databaseUrl === undefined
+        ? `SELECT name FROM sqlite_master WHERE type = 'table'`
+        : `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'`,
+    )
+    const values: string[] = []
+    for (const { name } of tables) {
+      for (const row of await this.query<Record<string, unknown>>(`SELECT * FROM "${name}"`)) {
+        for (const v of Object.values(row)) {
+          if (typeof v === 'string') values.push(v)
+          else if (Buffer.isBuffer(v)) values.push(v.toString('latin1'), v.toString('utf8'))
+        }
+      }
+    }
+    return values
   }
 
   get store() {
@@ -221,8 +283,21 @@ export class TestServer extends ApiClient {
   async close(): Promise<void> {
     await this.closeAgents()
     await this.running.close()
+    await this.#postgres.driver?.close()
+    await this.#postgres.drop?.()
     rmSync(this.dataDir, { recursive: true, force: true })
   }
+}
+
+/** The backend the HTTP suites run on: the vitest project's (sqlite unless told otherwise). */
+export function testBackend(): 'sqlite' | 'postgres' {
+  return process.env.CERTBOUND_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite'
+}
+
+async function requirePostgres() {
+  const { cluster, skipped } = await testPostgres()
+  if (!cluster) throw new Error(`the postgres test project needs a PostgreSQL server${skipped}`)
+  return cluster
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,6 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
@@ -8,27 +7,6 @@ import { TestServer } from '../helpers/server.js'
 import { grant, refresh, revoke } from '../helpers/tokens.js'
 
 /** Every text or blob value in every column of every table, as text. */
-function everyStoredValue(dbFile: string): string[] {
-  const db = new Database(dbFile, { readonly: true, fileMustExist: true })
-  try {
-    const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as {
-      name: string
-    }[]
-    const values: string[] = []
-    for (const { name } of tables) {
-      for (const row of db.prepare(`SELECT * FROM "${name}"`).raw().all() as unknown[][]) {
-        for (const v of row) {
-          if (typeof v === 'string') values.push(v)
-          else if (Buffer.isBuffer(v)) values.push(v.toString('latin1'), v.toString('utf8'))
-        }
-      }
-    }
-    return values
-  } finally {
-    db.close()
-  }
-}
-
 describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
   let s: TestServer
   const logLines: string[] = []
@@ -70,8 +48,7 @@ describe('secrets are never stored in clear (LIFECYCLE invariant 8)', () => {
       t4.refresh_token,
     ]
 
-    const dbFile = join(s.dataDir, 'certbound.db')
-    const values = everyStoredValue(dbFile)
+    const values = await s.storedValues()
     expect(values.length).toBeGreaterThan(50)
     for (const secret of secrets) {
       // The 16-character lookup prefix is stored by design; the whole secret, or its secret part, never.

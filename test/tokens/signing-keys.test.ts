@@ -190,7 +190,8 @@ describe('certbound keys rotate --now (CLI) against a running server', () => {
     const configFile = join(s.dataDir, 'ca-config.yaml')
     writeFileSync(
       configFile,
-      `trust_domain: example.org\ndata_dir: ${s.dataDir}\nlog_level: silent\n`,
+      `trust_domain: example.org\ndata_dir: ${s.dataDir}\nlog_level: silent\n` +
+        (s.databaseUrl ? `database:\n  url: ${JSON.stringify(s.databaseUrl)}\n` : ''),
     )
     const cli = spawnSync(
       process.execPath,
