@@ -1,19 +1,20 @@
 import type { KeyObject } from 'node:crypto'
 import { join } from 'node:path'
-import { calculateJwkThumbprint, createLocalJWKSet, type JWK } from 'jose'
+import { calculateJwkThumbprint, type JWK } from 'jose'
 import { PATHS, readDataFile, writePrivateKey } from '../ca/files.js'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, jwsAlgFor, privateKeyFromPem, privateKeyToPem } from '../crypto/keys.js'
 import type { SigningKeyRecord } from '../db/signing-keys.js'
 import type { Store } from '../db/store.js'
+import { importJwks, type JwsAlg, type VerificationKey } from './jws.js'
 
 // Allowance for clock skew between the CA and resource servers when retiring keys.
 const SKEW_MS = 60_000
 
 export interface ActiveSigningKey {
   readonly kid: string
-  readonly alg: string
+  readonly alg: JwsAlg
   readonly privateKey: KeyObject
 }
 
@@ -26,7 +27,7 @@ export interface ActiveSigningKey {
  */
 export class SigningKeys {
   readonly #privateKeys = new Map<string, KeyObject>()
-  #keySet: { id: string; set: ReturnType<typeof createLocalJWKSet> } | undefined
+  #verification: { id: string; keys: VerificationKey[] } | undefined
 
   constructor(private readonly deps: { config: Config; store: Store; clock: Clock }) {}
 
@@ -50,7 +51,7 @@ export class SigningKeys {
       privateKey = privateKeyFromPem(readDataFile(this.deps.config.dataDir, key.keyFile))
       this.#privateKeys.set(key.kid, privateKey)
     }
-    return { kid: key.kid, alg: key.alg, privateKey }
+    return { kid: key.kid, alg: key.alg as JwsAlg, privateKey }
   }
 
   /** The public keys to publish now (RFC 7517 JWK Set). */
@@ -65,14 +66,14 @@ export class SigningKeys {
   }
 
   /**
-   * A jose key set over the published keys, rebuilt only when the set changes: importing
-   * the keys on every introspection would dominate its cost.
+   * The published keys as node KeyObjects for `verifyJwt`, imported again only when the set
+   * changes: importing them on every introspection would dominate its cost.
    */
-  async keySet(): Promise<ReturnType<typeof createLocalJWKSet>> {
+  async verificationKeys(): Promise<readonly VerificationKey[]> {
     const jwks = await this.jwks()
-    const id = jwks.keys.map((k) => k.kid).join(' ')
-    if (this.#keySet?.id !== id) this.#keySet = { id, set: createLocalJWKSet(jwks) }
-    return this.#keySet.set
+    const id = jwks.keys.map((k) => `${k.kid} ${k.alg}`).join(' ')
+    if (this.#verification?.id !== id) this.#verification = { id, keys: importJwks(jwks) }
+    return this.#verification.keys
   }
 
   /** Creates the first key if there is none (init, or an upgraded database). */
