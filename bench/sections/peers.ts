@@ -1,0 +1,162 @@
+import { execFileSync } from 'node:child_process'
+import { X509Certificate, createHash } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Credential } from '../lib/certbound.js'
+import { workloadKeys } from '../lib/csr.js'
+import { client, closeAll, send, sendOk } from '../lib/http.js'
+import { selfSigned } from '../lib/openssl.js'
+import { freePort, startChild, waitUntil } from '../lib/proc.js'
+import { runScenario, type ScenarioOptions, type ScenarioResult } from '../lib/scenario.js'
+
+/**
+ * Section 4: the servers users would pick instead, in the same run, driven by the same client
+ * (undici, the same number of keep-alive connections, the same certificates).
+ */
+
+/**
+ * node-oidc-provider as an RFC 8705 token endpoint: client_credentials with tls_client_auth,
+ * the same 16 certbound workload certificates, certificate-bound ES256 JWT access tokens.
+ */
+export async function oidcProviderTokens(
+  dir: string,
+  creds: readonly Credential[],
+  caBundle: string,
+  opts: ScenarioOptions,
+): Promise<ScenarioResult> {
+  const port = await freePort()
+  const tls = selfSigned(dir, 'oidc-provider', { ca: false, san: 'IP:127.0.0.1' })
+  const configFile = join(dir, 'oidc-provider.json')
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      port,
+      cert: tls.cert,
+      key: tls.key,
+      ca: caBundle,
+      clients: creds.map((c) => c.spiffeId),
+    }),
+  )
+  const child = startChild(
+    process.execPath,
+    ['--import', 'tsx', 'bench/peers/oidc-provider-server.ts', configFile],
+    { logFile: join(dir, 'oidc-provider.log') },
+  )
+  const url = `https://127.0.0.1:${port}`
+  const agents = creds.map((c) => client({ ca: tls.cert, cert: c.chain, key: c.keyPem }))
+  try {
+    await waitUntil(
+      'oidc-provider',
+      () => sendOk(agents[0]!, `${url}/.well-known/openid-configuration`, { method: 'GET' }),
+      child,
+    )
+    // One grant checked by hand: a certificate-bound JWT, so the peer does the same work.
+    const first = await sendOk(agents[0]!, `${url}/token`, {
+      form: { grant_type: 'client_credentials', client_id: creds[0]!.spiffeId },
+    })
+    const [h, p] = (first.access_token as string)
+      .split('.')
+      .slice(0, 2)
+      .map((x) => JSON.parse(Buffer.from(x, 'base64url').toString()))
+    const leaf = new X509Certificate(creds[0]!.chain)
+    const x5t = createHash('sha256').update(leaf.raw).digest('base64url')
+    if (h.alg !== 'ES256' || p.cnf?.['x5t#S256'] !== x5t)
+      throw new Error(
+        `oidc-provider's token is not an ES256 token bound to the client: ${JSON.stringify([h, p])}`,
+      )
+    return await runScenario(
+      child.pid,
+      {
+        workers: creds.length,
+        prepare: async () => async (_i, w) =>
+          void (await sendOk(agents[w]!, `${url}/token`, {
+            form: { grant_type: 'client_credentials', client_id: creds[w]!.spiffeId },
+          })),
+      },
+      opts,
+    )
+  } finally {
+    await closeAll(agents)
+    await child.stop()
+  }
+}
+
+/** Whether the cfssl binary is on PATH. */
+export function cfsslAvailable(): boolean {
+  try {
+    execFileSync('cfssl', ['version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * cfssl's signing endpoint (`cfssl serve`, plain HTTP, no database) with a P-256 CA like
+ * certbound's. cfssl 1.2 drops URI SANs, so its CSRs carry a DNS SAN instead. GOMAXPROCS=1
+ * unless BENCH_CFSSL_GOMAXPROCS says otherwise: one core, as certbound's one server process.
+ */
+export async function cfsslSign(
+  dir: string,
+  workers: number,
+  opts: ScenarioOptions,
+): Promise<ScenarioResult> {
+  const port = await freePort()
+  const ca = selfSigned(dir, 'cfssl-ca', { ca: true })
+  const configFile = join(dir, 'cfssl.json')
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      signing: {
+        default: { expiry: '1h', usages: ['digital signature', 'client auth', 'server auth'] },
+      },
+    }),
+  )
+  const child = startChild(
+    'cfssl',
+    [
+      'serve',
+      `-address=127.0.0.1`,
+      `-port=${port}`,
+      `-ca=${ca.certFile}`,
+      `-ca-key=${ca.keyFile}`,
+      `-config=${configFile}`,
+      '-loglevel=2', // warnings: like certbound's log_level warn, no line per request
+    ],
+    {
+      logFile: join(dir, 'cfssl.log'),
+      env: { ...process.env, GOMAXPROCS: process.env.BENCH_CFSSL_GOMAXPROCS ?? '1' },
+    },
+  )
+  const url = `http://127.0.0.1:${port}/api/v1/cfssl/sign`
+  const agents = Array.from({ length: workers }, () => client(undefined))
+  try {
+    await waitUntil(
+      'cfssl',
+      async () => {
+        const r = await send(agents[0]!, `http://127.0.0.1:${port}/api/v1/cfssl/health`)
+        if (r.status >= 500) throw new Error(`${r.status}`)
+      },
+      child,
+    )
+    return await runScenario(
+      child.pid,
+      {
+        workers,
+        prepare: async (n) => {
+          const keys = await workloadKeys(n, (i) => ({ dnsNames: [`w${i}.bench.example`] }))
+          return async (i, w) => {
+            const r = await sendOk(agents[w]!, url, {
+              json: { certificate_request: keys[i]!.csrPem },
+            })
+            if (r.success !== true) throw new Error(`cfssl: ${JSON.stringify(r.errors)}`)
+          }
+        },
+      },
+      opts,
+    )
+  } finally {
+    await closeAll(agents)
+    await child.stop()
+  }
+}
