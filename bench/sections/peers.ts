@@ -7,7 +7,10 @@ import { workloadKeys } from '../lib/csr.js'
 import { client, closeAll, send, sendOk } from '../lib/http.js'
 import { selfSigned } from '../lib/openssl.js'
 import { freePort, startChild, waitUntil } from '../lib/proc.js'
+import { ratio, type Report } from '../lib/report.js'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from '../lib/scenario.js'
+import type { HttpsResults } from './https.js'
+import { cfsslVersion, packageVersion } from '../lib/versions.js'
 
 /**
  * Section 4: the servers users would pick instead, in the same run, driven by the same client
@@ -159,4 +162,46 @@ export async function cfsslSign(
     await closeAll(agents)
     await child.stop()
   }
+}
+
+/** Section 4's rows: each peer's figures and certbound's ratio to it. */
+export function reportPeers(
+  report: Report,
+  https: HttpsResults | undefined,
+  oidc: ScenarioResult | undefined,
+  cfssl: ScenarioResult | undefined,
+): void {
+  const S = '4. peers, same run, same driver'
+  const row = (name: string, r: ScenarioResult | undefined, note?: string) =>
+    report.add({
+      section: S,
+      name,
+      value: r?.perSecond ?? null,
+      unit: '/s',
+      ...(r ? { p50Ms: r.p50, p99Ms: r.p99, cpuUs: r.cpuUs } : {}),
+      ...(note ? { note } : {}),
+    })
+  row(`node-oidc-provider ${packageVersion('oidc-provider')} POST /token client_credentials`, oidc)
+  report.add({
+    section: S,
+    name: 'certbound token grants vs node-oidc-provider',
+    value: ratio(https?.token?.perSecond, oidc?.perSecond),
+    unit: 'x',
+    ...(https?.token && oidc
+      ? { note: `CPU per grant ${ratio(https.token.cpuUs, oidc.cpuUs)?.toFixed(2)}x` }
+      : {}),
+  })
+  row(
+    `cfssl ${cfsslVersion()} POST /api/v1/cfssl/sign (HTTP)`,
+    cfssl,
+    cfssl
+      ? `GOMAXPROCS=${process.env.BENCH_CFSSL_GOMAXPROCS ?? '1'}`
+      : 'cfssl not on PATH: skipped',
+  )
+  report.add({
+    section: S,
+    name: 'certbound enrolment vs cfssl signing',
+    value: ratio(https?.enroll?.perSecond, cfssl?.perSecond),
+    unit: 'x',
+  })
 }
