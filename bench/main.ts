@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { configFromObject } from '../src/config/load.js'
-import { benchConfig, CertboundServer } from './lib/certbound.js'
+import { benchConfig, CertboundServer, parseSets, type Obj } from './lib/certbound.js'
 import { renderTable, Report } from './lib/report.js'
 import type { ScenarioOptions, ScenarioResult } from './lib/scenario.js'
 import { cryptoSection, type CryptoLimits } from './sections/crypto.js'
@@ -28,7 +28,11 @@ export interface BenchOptions {
   readonly only: readonly string[] | undefined
   readonly out: string
   readonly keep: boolean
+  /** Config overrides for every certbound server of the run (`--set`). */
+  readonly overrides: Obj
 }
+
+const SECTIONS = ['crypto', 'inprocess', 'https', 'peers', 'verifier', 'memory'] as const
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   const { values } = parseArgs({
@@ -41,25 +45,33 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       only: { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      set: { type: 'string', multiple: true, default: [] },
     },
   })
+  const only = values.only?.split(',').map((s) => s.trim())
+  const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s))
+  if (unknown?.length)
+    throw new TypeError(`--only: no section ${unknown.join(', ')} (${SECTIONS.join(', ')})`)
   const seconds = Number(values.seconds ?? (values.quick ? 1 : 3))
   if (!(seconds > 0)) throw new TypeError('--seconds must be a positive number')
   return {
     scale: values.scale!,
     seconds,
     clients: Number(values.clients),
-    only: values.only?.split(',').map((s) => s.trim()),
+    only,
     out: values.out ?? (values.scale ? 'bench/results-scale.json' : 'bench/results.json'),
     keep: values.keep!,
+    overrides: parseSets(values.set ?? []),
   }
 }
-
-const SECTIONS = ['crypto', 'inprocess', 'https', 'peers', 'verifier', 'memory'] as const
 
 export async function runBench(argv: readonly string[]): Promise<Report> {
   const opts = parseOptions(argv)
   const report = new Report()
+  // Fails fast on a bad --set, before anything is started.
+  const cfg = configFromObject(
+    benchConfig(join(tmpdir(), 'certbound-bench-probe'), 1, opts.overrides),
+  )
   const dir = mkdtempSync(join(tmpdir(), 'certbound-bench-'))
   const load: ScenarioOptions = {
     seconds: opts.seconds,
@@ -81,7 +93,6 @@ export async function runBench(argv: readonly string[]): Promise<Report> {
       return undefined
     }
   }
-  const cfg = configFromObject(benchConfig(join(dir, 'probe'), 1))
   const types = {
     ca: cfg.ca.keyType,
     workload: 'ec-p256' as const,
@@ -89,7 +100,7 @@ export async function runBench(argv: readonly string[]): Promise<Report> {
   }
   try {
     if (opts.scale) {
-      await section('scale', () => scaleSection(report, dir, opts.clients, load))
+      await section('scale', () => scaleSection(report, dir, opts.clients, load, opts.overrides))
     } else {
       await runMain(report, dir, opts, load, types, want, section)
     }
@@ -128,7 +139,11 @@ async function runMain(
     : undefined) ?? { issuance: NaN, token: NaN, verify: NaN }
   if (want('inprocess'))
     await section('in-process issuance', () =>
-      inProcessSection(report, limits, { seconds: opts.seconds, maxRequests: 20_000 }),
+      inProcessSection(report, limits, {
+        seconds: opts.seconds,
+        maxRequests: 20_000,
+        overrides: opts.overrides,
+      }),
     )
   if (!['https', 'peers', 'verifier', 'memory'].some((s) => want(s as never))) return
 
@@ -138,7 +153,7 @@ async function runMain(
   let cfssl: ScenarioResult | undefined
   let verifier: { verifier: number; jose: number } | undefined
   try {
-    server = await CertboundServer.start(join(dir, 'certbound'))
+    server = await CertboundServer.start(join(dir, 'certbound'), opts.overrides)
     const { creds, entryIds } = await server.workloads(opts.clients, 'client')
     if (want('https') || want('memory') || want('verifier'))
       https = await section('certbound over HTTPS', () =>
@@ -160,7 +175,7 @@ async function runMain(
       await server.stop()
       server = undefined
       await section('memory and workers', () =>
-        memorySection(report, dir, creds, entryIds, https, load),
+        memorySection(report, dir, creds, entryIds, https, load, opts.overrides),
       )
     }
   } finally {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Agent } from 'undici'
-import { stringify } from 'yaml'
+import { parse as parseYaml, stringify } from 'yaml'
 import { configFromObject } from '../../src/config/load.js'
 import { workloadKeys, type WorkloadKey } from './csr.js'
 import { client, closeAll, sendOk } from './http.js'
@@ -14,7 +14,7 @@ import { freePort, startChild, waitUntil, type Child } from './proc.js'
 
 export const TRUST_DOMAIN = 'example.org'
 
-type Obj = Record<string, unknown>
+export type Obj = Record<string, unknown>
 
 /** The bench's base configuration; `overrides` are merged into it key by key. */
 export function benchConfig(dataDir: string, port: number, overrides: Obj = {}): Obj {
@@ -28,7 +28,7 @@ export function benchConfig(dataDir: string, port: number, overrides: Obj = {}):
   return merge(base, overrides)
 }
 
-function merge(a: Obj, b: Obj): Obj {
+export function merge(a: Obj, b: Obj): Obj {
   const out: Obj = { ...a }
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k]
@@ -36,6 +36,25 @@ function merge(a: Obj, b: Obj): Obj {
       v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object'
         ? merge(prev as Obj, v as Obj)
         : v
+  }
+  return out
+}
+
+/**
+ * `--set a.b=value` (repeatable) as an overrides object; values are YAML scalars
+ * (`--set database.synchronous=NORMAL`, `--set server.workers=2`).
+ */
+export function parseSets(sets: readonly string[]): Obj {
+  let out: Obj = {}
+  for (const s of sets) {
+    const eq = s.indexOf('=')
+    if (eq <= 0) throw new TypeError(`--set ${s}: expected KEY.PATH=VALUE`)
+    const value: unknown = parseYaml(s.slice(eq + 1))
+    const obj = s
+      .slice(0, eq)
+      .split('.')
+      .reduceRight<unknown>((v, k) => ({ [k]: v }), value) as Obj
+    out = merge(out, obj)
   }
   return out
 }

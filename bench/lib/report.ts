@@ -93,7 +93,8 @@ function fmt(v: number | null | undefined, digits = 0): string {
 
 function fmtRatio(v: number | null | undefined): string {
   if (v === null || v === undefined) return 'n/a'
-  return v >= 10 ? `${v.toFixed(0)}x` : `${v.toFixed(2)}x`
+  if (v >= 10) return `${v.toFixed(0)}x`
+  return v >= 0.1 ? `${v.toFixed(2)}x` : `${v.toPrecision(2)}x`
 }
 
 function pad(s: string, n: number, right = false): string {

@@ -10,7 +10,7 @@ import { startServer } from '../../src/main.js'
 import { buildCertificate } from '../../src/x509/certificate.js'
 import { parseCsr } from '../../src/x509/csr.js'
 import { newSerial } from '../../src/x509/serial.js'
-import { benchConfig, TRUST_DOMAIN } from '../lib/certbound.js'
+import { benchConfig, TRUST_DOMAIN, type Obj } from '../lib/certbound.js'
 import { workloadKeys } from '../lib/csr.js'
 import { client, sendOk } from '../lib/http.js'
 import { closedLoop, sizeFor, syncRate } from '../lib/measure.js'
@@ -31,12 +31,12 @@ const CONCURRENCY = 16
 export async function inProcessSection(
   report: Report,
   limits: CryptoLimits,
-  opts: { seconds: number; maxRequests: number },
+  opts: { seconds: number; maxRequests: number; overrides: Obj },
 ): Promise<void> {
   const S = '2. in-process issuance (one core, no HTTP)'
   const dir = mkdtempSync(join(tmpdir(), 'certbound-bench-inproc-'))
   const config = configFromObject({
-    ...benchConfig(join(dir, 'data'), 0),
+    ...benchConfig(join(dir, 'data'), 0, opts.overrides),
     log_level: 'silent',
   })
   const running = await startServer(config, { logger: pino({ level: 'silent' }) })

@@ -1,5 +1,11 @@
 import { join } from 'node:path'
-import { CertboundServer, configAccepts, type Credential } from '../lib/certbound.js'
+import {
+  CertboundServer,
+  configAccepts,
+  merge,
+  type Credential,
+  type Obj,
+} from '../lib/certbound.js'
 import { ratio, type Report } from '../lib/report.js'
 import type { ScenarioOptions } from '../lib/scenario.js'
 import { certboundLoad, type HttpsResults } from './https.js'
@@ -15,6 +21,7 @@ export async function memorySection(
   entryIds: readonly string[],
   https: HttpsResults | undefined,
   load: ScenarioOptions,
+  base: Obj = {},
 ): Promise<void> {
   const S = '7. memory and workers'
   const mb = (b: number | undefined) => (b === undefined ? null : b / 1024 / 1024)
@@ -24,7 +31,7 @@ export async function memorySection(
     value: mb(https?.peakRssBytes),
     unit: 'MB',
   })
-  const overrides = { server: { workers: 2 } }
+  const overrides = merge(base, { server: { workers: 2 } })
   if (!configAccepts(overrides)) {
     report.add({
       section: S,

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { request } from 'undici'
-import { CertboundServer, type Credential } from '../lib/certbound.js'
+import { CertboundServer, type Credential, type Obj } from '../lib/certbound.js'
 import { sendOk } from '../lib/http.js'
 import { ratio, type Report } from '../lib/report.js'
 import type { ScenarioOptions } from '../lib/scenario.js'
@@ -52,11 +52,12 @@ export async function scaleSection(
   dir: string,
   clients: number,
   load: ScenarioOptions,
+  overrides: Obj = {},
 ): Promise<void> {
   const S = '6. scale (bulk-inserted database)'
   const counts = scaleCounts()
   const home = join(dir, 'scale')
-  let server = await CertboundServer.start(home)
+  let server = await CertboundServer.start(home, overrides)
   let victim: Credential
   let plain: { before: Credential; after: Credential }
   let empty: HttpsResults
@@ -115,7 +116,7 @@ export async function scaleSection(
   report.add({ section: S, name: 'database file', value: bulk.fileBytes / 1024 / 1024, unit: 'MB' })
 
   const t0 = performance.now()
-  server = await CertboundServer.start(home, {}, 'certbound-scaled')
+  server = await CertboundServer.start(home, overrides, 'certbound-scaled')
   report.add({
     section: S,
     name: 'server start on the big database',
