@@ -45,6 +45,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       only: { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      dist: { type: 'boolean', default: false },
       set: { type: 'string', multiple: true, default: [] },
     },
   })
@@ -52,6 +53,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s))
   if (unknown?.length)
     throw new TypeError(`--only: no section ${unknown.join(', ')} (${SECTIONS.join(', ')})`)
+  if (values.dist) process.env.BENCH_SERVER = 'dist'
   const seconds = Number(values.seconds ?? (values.quick ? 1 : 3))
   if (!(seconds > 0)) throw new TypeError('--seconds must be a positive number')
   return {
@@ -106,7 +108,12 @@ export async function runBench(argv: readonly string[]): Promise<Report> {
     }
   } finally {
     const extra = {
-      options: { ...opts, synchronous: cfg.database.synchronous, key_types: types },
+      options: {
+        ...opts,
+        synchronous: cfg.database.synchronous,
+        key_types: types,
+        server: process.env.BENCH_SERVER === 'dist' ? 'dist (bin/certbound.js)' : 'tsx (src/)',
+      },
       versions: {
         'oidc-provider': packageVersion('oidc-provider'),
         cfssl: cfsslVersion(),
@@ -114,6 +121,12 @@ export async function runBench(argv: readonly string[]): Promise<Report> {
       },
     }
     writeFileSync(opts.out, `${JSON.stringify(report.toJSON(extra), null, 2)}\n`)
+    const j = report.toJSON(extra)
+    console.log(
+      `certbound bench: ${opts.clients} clients, ${opts.seconds} s per scenario, ` +
+        `server ${extra.options.server}, synchronous=${cfg.database.synchronous}, ` +
+        `${j.machine.cpus} × ${j.machine.model}, node ${j.machine.node}`,
+    )
     console.log(renderTable(report))
     console.log(`\nwritten to ${opts.out} (${report.toJSON({}).duration_s} s)`)
     if (opts.keep) console.log(`kept ${dir}`)

@@ -28,6 +28,8 @@ export interface Target {
   readonly op: '>=' | '<'
   readonly bound: number
   readonly unit: 'x' | 'ms' | 'MB'
+  /** The row showing the figure: the verdict is printed next to it too. */
+  readonly row?: Row
 }
 
 export class Report {
@@ -66,7 +68,11 @@ export class Report {
       },
       ...extra,
       rows: this.rows,
-      targets: this.targets.map((t) => ({ ...t, pass: passes(t) })),
+      targets: this.targets.map(({ row, ...t }) => ({
+        ...t,
+        ...(row ? { row: `${row.section} / ${row.name}` } : {}),
+        pass: passes(t),
+      })),
       errors: this.errors,
     }
   }
@@ -97,6 +103,15 @@ function fmtRatio(v: number | null | undefined): string {
   return v >= 0.1 ? `${v.toFixed(2)}x` : `${v.toPrecision(2)}x`
 }
 
+function verdict(t: Target): string {
+  const p = passes(t)
+  return p === null ? 'n/a ' : p ? 'PASS' : 'FAIL'
+}
+
+function bound(t: Target): string {
+  return `${t.op === '>=' ? '≥' : '<'} ${t.bound}${t.unit === 'x' ? 'x' : ` ${t.unit}`}`
+}
+
 function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n)
 }
@@ -105,13 +120,17 @@ function pad(s: string, n: number, right = false): string {
 export function renderTable(report: Report): string {
   const out: string[] = []
   let section = ''
+  const byRow = new Map(report.targets.filter((t) => t.row).map((t) => [t.row!, t]))
   const header = `${pad('', 62)} ${pad('value', 12, true)} ${pad('unit', 6)} ${pad('p50 ms', 8, true)} ${pad('p99 ms', 8, true)} ${pad('cpu µs', 8, true)}  ratio`
   for (const r of report.rows) {
     if (r.section !== section) {
       section = r.section
       out.push('', `== ${section} ==`, header)
     }
-    const ratioText = r.ratio ? `${fmtRatio(r.ratio.value)} of ${r.ratio.to}` : ''
+    const t = byRow.get(r)
+    const ratioText =
+      (r.ratio ? `${fmtRatio(r.ratio.value)} of ${r.ratio.to}` : '') +
+      (t ? `  [target ${bound(t)}: ${verdict(t).trim()}]` : '')
     const digits = r.unit === '/s' ? 0 : 2
     out.push(
       [
@@ -128,11 +147,8 @@ export function renderTable(report: Report): string {
   if (report.targets.length) {
     out.push('', '== targets (issue 10) ==')
     for (const t of report.targets) {
-      const p = passes(t)
       const value = t.unit === 'x' ? fmtRatio(t.value) : `${fmt(t.value, 1)} ${t.unit}`
-      const bound = t.unit === 'x' ? `${t.bound}x` : `${t.bound} ${t.unit}`
-      const verdict = p === null ? 'n/a ' : p ? 'PASS' : 'FAIL'
-      out.push(`${verdict}  ${pad(t.name, 58)} ${pad(value, 12, true)}  (target ${t.op} ${bound})`)
+      out.push(`${verdict(t)}  ${pad(t.name, 58)} ${pad(value, 12, true)}  (target ${bound(t)})`)
     }
   }
   for (const e of report.errors) out.push('', `!! ${e.section} failed: ${e.message}`)

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { CertboundServer, type Credential, type Obj } from '../lib/certbound.js'
 import { sendOk } from '../lib/http.js'
-import { ratio, type Report } from '../lib/report.js'
+import { ratio, type Report, type Row } from '../lib/report.js'
 import type { ScenarioOptions } from '../lib/scenario.js'
 import { activeFamilies, bulkInsert, type BulkCounts } from '../scale/sqlite-bulk.js'
 import { certboundLoad, type HttpsResults } from './https.js'
@@ -125,11 +125,12 @@ export async function scaleSection(
   })
   try {
     const big = await certboundLoad(server, creds, entryIds, load, ['token', 'enroll'])
+    const rows: Partial<Record<'token' | 'enroll', Row>> = {}
     for (const [name, label] of [
       ['token', 'token grants'],
       ['enroll', 'enrolments'],
     ] as const) {
-      report.add({
+      rows[name] = report.add({
         section: S,
         name: `${label} on the big database`,
         value: big[name]?.perSecond ?? null,
@@ -144,7 +145,7 @@ export async function scaleSection(
       })
     }
     const crlRevoke = await revokeMs(server, plain.after.serial)
-    report.add({
+    const crlRow = report.add({
       section: S,
       name: `revoke, CRL of ${counts.revoked.toLocaleString('en-US')}+ entries rebuilt`,
       value: crlRevoke,
@@ -156,7 +157,12 @@ export async function scaleSection(
       name: 'GET /v1/crl (served as stored)',
       value: served.ms,
       unit: 'ms',
-      note: `${(served.bytes / 1024 / 1024).toFixed(2)} MB DER`,
+    })
+    report.add({
+      section: S,
+      name: 'CRL size (DER)',
+      value: served.bytes / 1024 / 1024,
+      unit: 'MB',
     })
     const cascadeRevoke = await revokeMs(server, victim.serial)
     const left = activeFamilies(join(server.dataDir, 'certbound.db'), victim.serial)
@@ -167,7 +173,7 @@ export async function scaleSection(
       throw new Error(
         `the cascade left ${left} families active (introspection: ${JSON.stringify(introspected)})`,
       )
-    report.add({
+    const cascadeRow = report.add({
       section: S,
       name: `revoke, cascade to ${counts.cascade.toLocaleString('en-US')} token families + CRL`,
       value: cascadeRevoke,
@@ -181,6 +187,7 @@ export async function scaleSection(
       op: '>=',
       bound: 0.9,
       unit: 'x',
+      ...(rows.token ? { row: rows.token } : {}),
     })
     report.target({
       name: 'enrolments, big database vs empty',
@@ -188,6 +195,7 @@ export async function scaleSection(
       op: '>=',
       bound: 0.9,
       unit: 'x',
+      ...(rows.enroll ? { row: rows.enroll } : {}),
     })
     report.target({
       name: `CRL of ${counts.revoked.toLocaleString('en-US')} entries built (revoke latency)`,
@@ -195,6 +203,7 @@ export async function scaleSection(
       op: '<',
       bound: 2000,
       unit: 'ms',
+      row: crlRow,
     })
     report.target({
       name: `cascade of ${counts.cascade.toLocaleString('en-US')} tokens (minus the CRL-only revoke)`,
@@ -202,6 +211,7 @@ export async function scaleSection(
       op: '<',
       bound: 100,
       unit: 'ms',
+      row: cascadeRow,
     })
   } finally {
     await server.stop()
