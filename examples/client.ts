@@ -1,5 +1,5 @@
 /**
- * A Node workload calling the protected API with `certbound/client`: every request presents
+ * A Node workload calling the protected API with `@certbound/client`: every request presents
  * the agent's current certificate (mTLS) and the access token bound to it, and a rotation by
  * the agent is followed without a restart. From the repository root, with the CA, the API
  * (examples/protected-api.ts) and the client's agent running:
@@ -13,7 +13,7 @@
  * Exits non-zero if a call does not answer 2xx.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createBoundFetch } from '../src/client/index.js'
+import { createBoundFetch } from '@certbound/client'
 
 const url = process.argv[2] ?? 'https://localhost:8444/api/hello'
 const repeat = Number(process.env.REPEAT ?? 1)

@@ -25,9 +25,9 @@ import { createServer } from 'node:https'
 import type { Server } from 'node:https'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
-import { createBoundFetch } from '../src/client/index.js'
-import { createVerifier } from '../src/verifier/index.js'
-import { certboundAuth } from '../src/verifier/hono.js'
+import { createBoundFetch } from '@certbound/client'
+import { createVerifier } from '@certbound/verifier'
+import { certboundAuth } from '@certbound/verifier/hono'
 
 const env = (name: string, fallback: string) => process.env[name] || fallback
 

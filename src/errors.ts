@@ -22,6 +22,11 @@ export type CAErrorCode =
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'
+  // storage (any backend)
+  | 'ERR_STORAGE_CONFLICT' // a unique or primary-key constraint refused the write
+  | 'ERR_STORAGE_UNAVAILABLE' // busy beyond database.busy_timeout, unreachable, failing over
+  | 'ERR_STORAGE_FULL' // no space left for the write
+  | 'ERR_INVALID_CURSOR' // a list cursor this server did not issue
   // OAuth (RFC 6749 §5.2)
   | 'ERR_INVALID_CLIENT'
   | 'ERR_INVALID_GRANT'

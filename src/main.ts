@@ -1,23 +1,25 @@
+import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
-import {
-  createCa,
-  issueAdminCredential,
-  issueServerCertificate,
-  readServerCertificate,
-  type ServerTls,
-} from './ca/init.js'
+import { loadKeyEncryptionKey } from './ca/files.js'
+import { createCa, issueAdminCredential } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
+import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/load.js'
-import { openStore, type Store } from './db/store.js'
+import type { KeyEncryptionKey } from './crypto/sealing.js'
+import type { Store } from './db/port.js'
+import { openStore } from './db/store.js'
 import { createApp } from './http/app.js'
 import { closeGracefully, createHttpsServer, listen, replaceTlsMaterial } from './http/server.js'
+import { Maintenance } from './maintenance.js'
 import { SigningKeys } from './tokens/keys.js'
+
+const PURGE_EVERY_MS = 3_600_000
 
 export interface RunningServer {
   readonly address: AddressInfo
@@ -33,7 +35,7 @@ export function createLogger(config: Config): Logger {
   return pino({ level: config.logLevel, base: undefined }, pino.destination(2))
 }
 
-/** `certbound init`: CA, server TLS certificate, first admin credential, signing key. */
+/** `certbound init`: CA, key-encryption key, first admin credential, signing key. */
 export async function initialize(
   config: Config,
   store: Store,
@@ -41,10 +43,36 @@ export async function initialize(
 ): Promise<CaMaterial> {
   const deps = { config, store, clock }
   const ca = await createCa(deps)
-  await issueServerCertificate(deps, ca)
+  const kek = loadKeyEncryptionKey(config.dataDir)
+  await new ServerCredentials({ ...deps, ca, kek }).fresh()
   await issueAdminCredential(deps, ca)
-  await new SigningKeys(deps).ensure()
+  await new SigningKeys({ ...deps, kek }).ensure()
   return ca
+}
+
+/** The CA material, creating it on the first start of an empty data_dir. */
+async function loadOrInitialize(config: Config, store: Store, clock: Clock): Promise<CaMaterial> {
+  if (caExists(config.dataDir)) return loadCaMaterial(config.dataDir)
+  return initialize(config, store, clock)
+}
+
+/**
+ * What a primary process does before it forks workers: opens the database (migrating it),
+ * initialises a new data_dir, makes sure there is a signing key and a server TLS credential —
+ * so that workers starting together find everything in place.
+ */
+export async function prepareDataDir(config: Config, logger: Logger): Promise<void> {
+  const store = await openStore(config.dataDir, config.database)
+  try {
+    const ca = await loadOrInitialize(config, store, systemClock)
+    const kek = loadKeyEncryptionKey(config.dataDir)
+    const deps = { config, store, clock: systemClock }
+    await new SigningKeys({ ...deps, kek }).ensure()
+    await new ServerCredentials({ ...deps, ca, kek }).fresh()
+    logger.debug({ data_dir: config.dataDir }, 'data_dir ready')
+  } finally {
+    await store.close()
+  }
 }
 
 /** The composition root: config → store → CA → services → app → HTTPS. */
@@ -54,90 +82,102 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger(config)
-  const store = openStore(config.dataDir, config.database)
+  const store = await openStore(config.dataDir, config.database)
   try {
-    const ca = caExists(config.dataDir)
-      ? loadCaMaterial(config.dataDir)
-      : await initialize(config, store, clock)
-    const deps = { config, store, clock }
-    const keys = new SigningKeys(deps)
-    await keys.ensure()
-    await keys.rotateIfDue()
-    const crl = new CrlPublisher({ store, clock, ca, validityMs: config.crl.validityMs })
-    await crl.rebuild()
-    crl.start()
-    const caPem = ca.bundlePem + ca.intermediatePem
-    let tls = readServerCertificate(config.dataDir, config.server.hostnames)
-    // Renew the server's own certificate when a third of its lifetime is left, or when it
-    // was revoked; new connections get it at once (setSecureContext), no restart.
-    const tlsStale = async (t: ServerTls) =>
-      t.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3 ||
-      (await store.certificates.get(t.serial))?.status !== 'valid'
-    if (!tls || (await tlsStale(tls))) tls = await issueServerCertificate(deps, ca)
-    let server: Server | undefined
-    const renewTls = async (force: boolean) => {
-      if (!force && !(await tlsStale(tls!))) return
-      tls = await issueServerCertificate(deps, ca)
-      if (server) replaceTlsMaterial(server, { ...tls, caPem })
-      logger.info(
-        { serial: tls.serial, not_after: tls.notAfter.toISOString() },
-        'server TLS certificate renewed',
-      )
-    }
-    const onRevoked = (serials: readonly string[]) => {
-      if (serials.includes(tls!.serial))
-        void renewTls(true).catch((e) =>
-          logger.error({ err: (e as Error).message }, 'server TLS renewal failed'),
-        )
-    }
-    const app = createApp({
-      ...deps,
-      ca,
-      keys,
-      crl,
-      logger,
-      authority: new Authority({ ...deps, ca, crl, onRevoked }),
-      entries: new EntryService(deps),
-    })
-    server = createHttpsServer(app, { ...tls, caPem })
-    const address = await listen(server, config.server.host, config.server.port)
-    const maintenance = setInterval(
-      async () => {
-        try {
-          await renewTls(false)
-          await keys.rotateIfDue()
-          await store.tokens.purgeExpired(clock.now().getTime())
-        } catch (e) {
-          logger.error({ err: (e as Error).message }, 'scheduled maintenance failed')
-        }
-      },
-      Math.min(3_600_000, config.server.tlsCertificateTtlMs / 10),
-    )
-    maintenance.unref()
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    logger.info(
-      {
-        url: `https://${host}:${address.port}`,
-        data_dir: config.dataDir,
-        issuer: config.tokens.issuer,
-      },
-      'certbound serving',
-    )
-    return {
-      address,
-      url: `https://${host}:${address.port}`,
-      store,
-      ca,
-      server,
-      async close() {
-        clearInterval(maintenance)
-        crl.stop()
-        await closeGracefully(server)
-        store.close()
-      },
-    }
+    return await serve(config, store, clock, logger)
   } catch (e) {
-    store.close()
+    await store.close()
     throw e
+  }
+}
+
+async function serve(
+  config: Config,
+  store: Store,
+  clock: Clock,
+  logger: Logger,
+): Promise<RunningServer> {
+  const ca = await loadOrInitialize(config, store, clock)
+  const kek: KeyEncryptionKey = loadKeyEncryptionKey(config.dataDir)
+  const deps = { config, store, clock }
+  const keys = new SigningKeys({ ...deps, kek })
+  await keys.ensure()
+  const crl = new CrlPublisher({ store, clock, ca, validityMs: config.crl.validityMs })
+  const credentials = new ServerCredentials({ ...deps, ca, kek })
+  const caPem = ca.bundlePem + ca.intermediatePem
+  let tls: ServerTls = await credentials.fresh()
+  let server: Server | undefined
+  // Serve whatever credential the database holds now (another process may have renewed it).
+  const adopt = (next: ServerTls) => {
+    if (next.serial === tls.serial) return
+    tls = next
+    if (server) replaceTlsMaterial(server, { ...tls, caPem })
+    logger.info(
+      { serial: tls.serial, not_after: tls.notAfter.toISOString() },
+      'server TLS certificate renewed',
+    )
+  }
+  const onRevoked = (serials: readonly string[]) => {
+    if (serials.includes(tls.serial))
+      void credentials
+        .fresh(true)
+        .then(adopt)
+        .catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed'))
+  }
+  const app = createApp({
+    ...deps,
+    ca,
+    keys,
+    crl,
+    logger,
+    authority: new Authority({ ...deps, ca, crl, onRevoked }),
+    entries: new EntryService(deps),
+  })
+  server = createHttpsServer(app, { ...tls, caPem })
+  const address = await listen(server, config.server.host, config.server.port)
+  let purgedAt = 0
+  const maintenance = new Maintenance({
+    store,
+    clock,
+    logger,
+    holder: `${process.pid}-${randomUUID()}`,
+    periodMs: Math.min(10_000, config.server.tlsCertificateTtlMs / 10),
+    everyProcess: async () => adopt((await credentials.current()) ?? tls),
+    leaderOnly: async () => {
+      if (await credentials.stale(tls)) adopt(await credentials.fresh())
+      await keys.rotateIfDue()
+      await crl.refresh()
+      const now = clock.now().getTime()
+      if (now - purgedAt >= PURGE_EVERY_MS) {
+        await store.tokens.purgeExpired(now)
+        purgedAt = now
+      }
+    },
+  })
+  await maintenance.tick()
+  maintenance.start()
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `https://${host}:${address.port}`
+  logger.info(
+    {
+      url,
+      data_dir: config.dataDir,
+      issuer: config.tokens.issuer,
+      backend: store.backend,
+      pid: process.pid,
+    },
+    'certbound serving',
+  )
+  return {
+    address,
+    url,
+    store,
+    ca,
+    server,
+    async close() {
+      await maintenance.stop()
+      await closeGracefully(server)
+      await store.close()
+    },
   }
 }

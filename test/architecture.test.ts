@@ -2,18 +2,25 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
-/** The dependency rules of STYLE.md, checked on the real import graph of src/. */
-const SRC = resolve('src')
+/**
+ * The dependency rules of STYLE.md, checked on the real import graph of src/ and packages/.
+ * Paths are relative to the repository root.
+ */
+const ROOT = resolve(import.meta.dirname, '..')
+const PACKAGES = ['verifier', 'client'] as const
 
 function files(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
+  return readdirSync(join(ROOT, dir)).flatMap((name) => {
     const p = join(dir, name)
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : []
+    return statSync(join(ROOT, p)).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : []
   })
 }
 
+/** Import specifiers of a file; relative ones resolved to repository paths (`src/x.ts`). */
 function imports(file: string): string[] {
-  const text = readFileSync(file, 'utf8')
+  const text = readFileSync(join(ROOT, file), 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '') // TSDoc examples import the published names
+    .replace(/^\s*\/\/.*$/gm, '')
   const specs = [
     ...text.matchAll(
       /(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g,
@@ -22,11 +29,20 @@ function imports(file: string): string[] {
   return specs
     .map((m) => m[1] ?? m[2]!)
     .map((s) =>
-      s.startsWith('.') ? relative(SRC, resolve(dirname(file), s)).replace(/\.js$/, '.ts') : s,
+      s.startsWith('.')
+        ? relative(ROOT, resolve(ROOT, dirname(file), s)).replace(/\.js$/, '.ts')
+        : s,
     )
 }
 
-/** Every module reachable from `entry` (relative to src/), following relative imports. */
+const isLocal = (spec: string) => spec.endsWith('.ts') && !spec.startsWith('node:')
+const packageName = (spec: string) =>
+  spec
+    .split('/')
+    .slice(0, spec.startsWith('@') ? 2 : 1)
+    .join('/')
+
+/** Every module reachable from `entry` (a repository path), following relative imports. */
 export function closure(entry: string): Set<string> {
   const seen = new Set<string>()
   const queue = [entry]
@@ -34,31 +50,30 @@ export function closure(entry: string): Set<string> {
     const f = queue.pop()!
     if (seen.has(f)) continue
     seen.add(f)
-    for (const i of imports(join(SRC, f)))
-      if (!i.startsWith('.') && i.endsWith('.ts') && !i.includes('node_modules')) queue.push(i)
+    for (const i of imports(f)) if (isLocal(i)) queue.push(i)
   }
   return seen
 }
 
-const all = files(SRC).map((f) => relative(SRC, f))
+const src = files('src')
 
 describe('architecture', () => {
-  it('nothing imports http/ except main.ts and http/ itself', () => {
-    const offenders = all.filter(
+  it('nothing imports src/http/ except src/main.ts and src/http/ itself', () => {
+    const offenders = [...src, ...PACKAGES.flatMap((p) => files(`packages/${p}/src`))].filter(
       (f) =>
-        !f.startsWith('http/') &&
-        f !== 'main.ts' &&
-        imports(join(SRC, f)).some((i) => i.startsWith('http/')),
+        !f.startsWith('src/http/') &&
+        f !== 'src/main.ts' &&
+        imports(f).some((i) => i.startsWith('src/http/')),
     )
     expect(offenders).toEqual([])
   })
 
   it('domain code (ca/, tokens/) never imports hono or the HTTP layer', () => {
-    const offenders = all.filter(
+    const offenders = src.filter(
       (f) =>
-        /^(ca|tokens)\//.test(f) &&
-        imports(join(SRC, f)).some(
-          (i) => i.startsWith('hono') || i.startsWith('@hono') || i.startsWith('http/'),
+        /^src\/(ca|tokens)\//.test(f) &&
+        imports(f).some(
+          (i) => i.startsWith('hono') || i.startsWith('@hono') || i.startsWith('src/http/'),
         ),
     )
     expect(offenders).toEqual([])
@@ -66,33 +81,92 @@ describe('architecture', () => {
 
   it('all SQL lives in src/db/', () => {
     const sql = /\.prepare\(|\bdb\.exec\(|\b(SELECT|INSERT INTO|UPDATE)\s+[a-z_]+\s/
-    const offenders = all.filter(
-      (f) => !f.startsWith('db/') && sql.test(readFileSync(join(SRC, f), 'utf8')),
+    const everything = [...src, ...PACKAGES.flatMap((p) => files(`packages/${p}/src`))]
+    const offenders = everything.filter(
+      (f) => !f.startsWith('src/db/') && sql.test(readFileSync(join(ROOT, f), 'utf8')),
     )
     expect(offenders).toEqual([])
   })
 
-  it('the verifier, the client helper and the agent never reach the database code', () => {
-    for (const entry of [
-      'verifier/index.ts',
-      'verifier/hono.ts',
-      'client/index.ts',
-      'agent/command.ts',
-    ]) {
-      if (!all.includes(entry)) continue
-      const reach = [...closure(entry)]
+  for (const name of PACKAGES) {
+    it(`packages/${name} imports nothing outside itself but node: and its declared dependencies`, () => {
+      const manifest = JSON.parse(
+        readFileSync(join(ROOT, `packages/${name}/package.json`), 'utf8'),
+      ) as { dependencies?: object; peerDependencies?: object }
+      const runtime = Object.keys(manifest.dependencies ?? {})
+      // The contract: jose and undici at most, never better-sqlite3, pg, pkijs, pino.
       expect(
-        reach.filter((f) => f.startsWith('db/') || f.startsWith('ca/') || f === 'main.ts'),
-        entry,
+        runtime.filter((d) => d !== 'jose' && d !== 'undici'),
+        name,
       ).toEqual([])
-      const external = reach.flatMap((f) => imports(join(SRC, f))).filter((i) => !i.endsWith('.ts'))
-      expect(external, entry).not.toContain('better-sqlite3')
-    }
+      const allowed = new Set([...runtime, ...Object.keys(manifest.peerDependencies ?? {})])
+      const own = files(`packages/${name}/src`)
+      const specs = own.flatMap((f) => imports(f).map((i) => ({ f, i })))
+      expect(
+        specs.filter(({ i }) => isLocal(i) && !i.startsWith(`packages/${name}/src/`)),
+        'relative imports leave the package',
+      ).toEqual([])
+      expect(
+        specs.filter(
+          ({ i }) => !isLocal(i) && !i.startsWith('node:') && !allowed.has(packageName(i)),
+        ),
+        'undeclared packages',
+      ).toEqual([])
+    })
+  }
+
+  it('hono, an optional peer, is only named by the ./hono entry and only for types', () => {
+    const users = files('packages/verifier/src').filter((f) =>
+      imports(f).some((i) => packageName(i) === 'hono'),
+    )
+    expect(users).toEqual(['packages/verifier/src/hono.ts'])
+    const text = readFileSync(join(ROOT, 'packages/verifier/src/hono.ts'), 'utf8')
+    expect(text).not.toMatch(/^import (?!type )[^\n]*from 'hono/m)
+  })
+
+  it('the shared mTLS module is neutral: node: built-ins and the error vocabulary only', () => {
+    const mtls = files('packages/verifier/src/mtls')
+    const outside = mtls
+      .flatMap((f) => imports(f))
+      .filter((i) =>
+        isLocal(i)
+          ? !i.startsWith('packages/verifier/src/mtls/') && i !== 'packages/verifier/src/errors.ts'
+          : !i.startsWith('node:'),
+      )
+    expect(outside).toEqual([])
+  })
+
+  it('src/ uses the packages only through @certbound/verifier/mtls', () => {
+    const uses = src.flatMap((f) =>
+      imports(f)
+        .filter((i) => i.startsWith('@certbound/'))
+        .map((i) => `${f}: ${i}`),
+    )
+    expect(uses.filter((u) => !u.endsWith(': @certbound/verifier/mtls'))).toEqual([])
+    expect(uses.length).toBeGreaterThan(0)
+  })
+
+  it('the agent never reaches the database or the CA', () => {
+    const reach = [...closure('src/agent/command.ts')]
+    expect(
+      reach.filter(
+        (f) => f.startsWith('src/db/') || f.startsWith('src/ca/') || f === 'src/main.ts',
+      ),
+    ).toEqual([])
+    expect(reach.flatMap((f) => imports(f)).filter((i) => !isLocal(i))).not.toContain(
+      'better-sqlite3',
+    )
   })
 })
 
 describe('architecture checks can fail', () => {
   it('the import closure of main.ts does reach the database code', () => {
-    expect([...closure('main.ts')]).toContain('db/store.ts')
+    expect([...closure('src/main.ts')]).toContain('src/db/store.ts')
+  })
+
+  it('an import that leaves a package is seen as one', () => {
+    // src/http/mtls.ts stands in for a package file that imports the CA's code.
+    expect(imports('src/http/mtls.ts')).toContain('src/ca/client-identity.ts')
+    expect(imports('src/http/mtls.ts')).toContain('@certbound/verifier/mtls')
   })
 })

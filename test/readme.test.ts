@@ -1,22 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 /**
- * The README's shell blocks, run as written, in order, in one bash: the walk-through with curl
- * and openssl, the CLI, Tokens, Run a workload, CI runners. Only what a user's machine fixes
- * differs: the port (8443 may be taken) and the directory (a temp one, with its own config).
+ * docs/walkthrough.md and then the README's shell blocks, run as written, in order, in one bash:
+ * the walk-through with curl and openssl, the CLI, Tokens, Run a workload, CI runners — twice,
+ * each time after the walk-through's own "start from a fresh CA" step, as a user who runs it
+ * again would. Only what a user's machine fixes differs: the port (8443 may be taken) and the
+ * directory (a temp one, with its own config).
  */
 const ROOT = join(import.meta.dirname, '..')
+const DOCS = ['docs/walkthrough.md', 'README.md']
 
 function shellBlocks(markdown: string): string[] {
-  return [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)]
-    .map((m) => m[1]!)
-    .filter((block) => !/^npm (install|test)/m.test(block)) // the Quickstart
+  return [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!)
 }
+
+const isQuickstart = (block: string) => /^npm (install|test)/m.test(block)
+const isFreshStart = (block: string) => /^npm start$/m.test(block)
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -27,21 +31,16 @@ function freePort(): Promise<number> {
   })
 }
 
-describe('README.md runs as written', () => {
+describe('docs/walkthrough.md and README.md run as written, and again', () => {
   let dir: string
   let port: number
-  let server: ChildProcess
+  let server: ChildProcess | undefined
   let serverLog = ''
   const env = () => ({ ...process.env, CERTBOUND_CONFIG: join(dir, 'ca-config.yaml') })
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
-    port = await freePort()
-    writeFileSync(
-      join(dir, 'ca-config.yaml'),
-      `trust_domain: example.org\ndata_dir: ./data\n` +
-        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n`,
-    )
+  /** `npm start`, on this test's port and directory. */
+  async function start() {
+    serverLog = ''
     server = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve'], {
       cwd: ROOT,
       env: env(),
@@ -54,41 +53,105 @@ describe('README.md runs as written', () => {
       if (Date.now() > deadline) throw new Error(`serve did not start:\n${serverLog}`)
       await new Promise((r) => setTimeout(r, 100))
     }
-  }, 40_000)
+  }
 
-  afterAll(async () => {
+  async function stop() {
     if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server.once('exit', resolve))
+      const exited = new Promise((resolve) => server!.once('exit', resolve))
       server.kill('SIGTERM')
       await exited
     }
+    server = undefined
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
+    port = await freePort()
+    writeFileSync(
+      join(dir, 'ca-config.yaml'),
+      `trust_domain: example.org\ndata_dir: ./data\n` +
+        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n`,
+    )
+  })
+
+  afterAll(async () => {
+    await stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
-  it('walk-through, CLI, Tokens, Run a workload and CI runners: every command succeeds', async () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
-    const blocks = shellBlocks(readme)
-    expect(blocks.length).toBeGreaterThanOrEqual(5)
-    const loader = import.meta.resolve('tsx') // what `node --import tsx` loads, from any cwd
-    const script = [
-      'set -euo pipefail',
-      // `npm run -s certbound -- …` from the checkout, while the files live in this temp dir.
-      `npm() { if [ "$1 $2 $3 $4" = "run -s certbound --" ]; then shift 4; node --import ${loader} ${ROOT}/src/cli/index.ts "$@"; else command npm "$@"; fi; }`,
-      ...blocks.map((b) => b.replaceAll('localhost:8443', `localhost:${port}`)),
-    ].join('\n')
-    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+  function bash(script: string): Promise<{ code: number | null; out: string }> {
+    return new Promise((resolve) => {
       const sh = spawn('bash', ['-c', script], { cwd: dir, env: env() })
       let out = ''
       sh.stdout.on('data', (d: Buffer) => (out += d.toString()))
       sh.stderr.on('data', (d: Buffer) => (out += d.toString()))
       sh.on('close', (c) => resolve({ code: c, out }))
     })
-    expect(code, `${out}\n--- server ---\n${serverLog}`).toBe(0)
-    // What the README's comments say the commands print.
-    expect(out).toContain('cert.pem: OK') // openssl verify -x509_strict
-    expect(out).toMatch(/verify OK/) // openssl crl -verify
-    expect(out).toContain('"error":"invalid_grant"') // the replayed refresh token
-    expect(out).toMatch(/\{"active":true,/) // the fresh token, and the CI runner's
-    expect(out.match(/\{"active":false\}/g)?.length).toBeGreaterThanOrEqual(2)
-  }, 180_000)
+  }
+
+  it('walk-through, CLI, Tokens, Run a workload and CI runners: every command succeeds, twice', async () => {
+    const blocks = DOCS.flatMap((f) => shellBlocks(readFileSync(join(ROOT, f), 'utf8')))
+    const fresh = blocks.filter(isFreshStart)
+    expect(fresh).toHaveLength(1) // the walk-through says how to start from a fresh data/
+    const steps = blocks.filter((b) => !isQuickstart(b) && !isFreshStart(b))
+    expect(steps.length).toBeGreaterThanOrEqual(5)
+    const loader = import.meta.resolve('tsx') // what `node --import tsx` loads, from any cwd
+    const script = [
+      'set -euo pipefail',
+      // `npm run -s certbound -- …` from the checkout, while the files live in this temp dir.
+      `npm() { if [ "$1 $2 $3 $4" = "run -s certbound --" ]; then shift 4; node --import ${loader} ${ROOT}/src/cli/index.ts "$@"; else command npm "$@"; fi; }`,
+      ...steps.map((b) => b.replaceAll('localhost:8443', `localhost:${port}`)),
+    ].join('\n')
+    // The fresh-start block without its `npm start`, which start() stands for.
+    const reset = fresh[0]!.replace(/^npm start$/m, '')
+
+    const roots: string[] = []
+    for (const round of [1, 2]) {
+      await stop()
+      const cleared = await bash(`set -euo pipefail\n${reset}`)
+      expect(cleared.code, cleared.out).toBe(0)
+      await start()
+      const { code, out } = await bash(script)
+      expect(code, `round ${round}:\n${out}\n--- server ---\n${serverLog}`).toBe(0)
+      // What the comments say the commands print.
+      expect(out).toContain('cert.pem: OK') // openssl verify -x509_strict
+      expect(out).toMatch(/verify OK/) // openssl crl -verify
+      expect(out).toContain('"error":"invalid_grant"') // the replayed refresh token
+      expect(out).toMatch(/\{"active":true,/) // the fresh token, and the CI runner's
+      expect(out.match(/\{"active":false\}/g)?.length).toBeGreaterThanOrEqual(2)
+      roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
+    }
+    // The second round ran against a new CA, not the first one's.
+    expect(roots[1]).not.toBe(roots[0])
+  }, 300_000)
+})
+
+describe('README.md and docs/ link only inside the repository', () => {
+  const pages = [
+    'README.md',
+    'examples/README.md',
+    ...readdirSync(join(ROOT, 'docs')).map((f) => `docs/${f}`),
+    ...readdirSync(join(ROOT, 'packages')).map((p) => `packages/${p}/README.md`),
+  ].filter((f) => f.endsWith('.md'))
+
+  it.each(pages)('%s: every relative link names a file of this checkout', (page) => {
+    const text = readFileSync(join(ROOT, page), 'utf8').replace(/```[\s\S]*?```/g, '')
+    const targets = [...text.matchAll(/\]\(([^)\s]+)\)/g)]
+      .map((m) => m[1]!)
+      .filter((t) => !/^[a-z]+:/i.test(t) && !t.startsWith('#'))
+    for (const target of targets) {
+      const file = resolve(ROOT, dirname(page), target.split('#')[0]!)
+      expect(relative(ROOT, file).startsWith('..'), `${page} → ${target}`).toBe(false)
+      expect(existsSync(file), `${page} → ${target}`).toBe(true)
+    }
+  })
+
+  it('the README names no file outside the repository, nor the build requirements loosely', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    expect(readme).not.toMatch(/\.\.\/shared|\]\(\.\.\//)
+    for (const need of ['Node.js 20.19', 'make', 'g++', 'Python 3']) expect(readme).toContain(need)
+    for (const doc of ['contract', 'lifecycle', 'walkthrough', 'configuration']) {
+      expect(readme).toContain(`](docs/${doc}.md)`)
+    }
+  })
 })

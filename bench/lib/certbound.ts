@@ -119,7 +119,7 @@ export class CertboundServer {
         // by default the sources through tsx, as `npm start` runs them (~40 MB more RSS).
         ...(process.env.BENCH_SERVER === 'dist'
           ? ['bin/certbound.js']
-          : ['--import', 'tsx', 'src/cli/index.ts']),
+          : ['--conditions=certbound-source', '--import', 'tsx', 'src/cli/index.ts']),
         'serve',
         '--config',
         configFile,

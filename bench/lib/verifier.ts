@@ -1,5 +1,5 @@
 /**
- * The one place the bench imports the resource-server verifier from. Another branch moves it
- * to the workspace package `@certbound/verifier` (packages/verifier): change this line then.
+ * The one place the bench imports the resource-server verifier from: the workspace package
+ * `@certbound/verifier` (packages/verifier), as a resource server installs it.
  */
-export { createVerifier, type Verifier } from '../../src/verifier/index.js'
+export { createVerifier, type Verifier } from '@certbound/verifier'

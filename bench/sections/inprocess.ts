@@ -9,6 +9,7 @@ import { configFromObject } from '../../src/config/load.js'
 import { startServer } from '../../src/main.js'
 import { buildCertificate } from '../../src/x509/certificate.js'
 import { parseCsr } from '../../src/x509/csr.js'
+import { pemToDer } from '../../src/x509/pem.js'
 import { newSerial } from '../../src/x509/serial.js'
 import { benchConfig, TRUST_DOMAIN, type Obj } from '../lib/certbound.js'
 import { workloadKeys } from '../lib/csr.js'
@@ -81,7 +82,8 @@ export async function inProcessSection(
       const { tokens, csrs } = await prepare(n)
       const cpu0 = process.cpuUsage()
       const r = await closedLoop(n, CONCURRENCY, async (i) => {
-        await authority.enroll(tokens[i]!, { csr: csrs[i]! })
+        const grant = await authority.authenticateJoinToken(tokens[i]!)
+        await authority.enroll(grant, { csr: pemToDer(csrs[i]!, 'CERTIFICATE REQUEST') })
       })
       const cpu = process.cpuUsage(cpu0)
       return { ...r, cpuUs: (cpu.user + cpu.system) / n }
@@ -124,7 +126,6 @@ export async function inProcessSection(
       ratio: { value: ratio(pkijsRate, limits.issuance), to: 'the issuance crypto limit' },
     })
     await admin.close()
-    crl.stop()
   } finally {
     await running.close()
     rmSync(dir, { recursive: true, force: true })

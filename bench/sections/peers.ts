@@ -42,7 +42,13 @@ export async function oidcProviderTokens(
   )
   const child = startChild(
     process.execPath,
-    ['--import', 'tsx', 'bench/peers/oidc-provider-server.ts', configFile],
+    [
+      '--conditions=certbound-source',
+      '--import',
+      'tsx',
+      'bench/peers/oidc-provider-server.ts',
+      configFile,
+    ],
     { logFile: join(dir, 'oidc-provider.log') },
   )
   const url = `https://127.0.0.1:${port}`

@@ -1,7 +1,7 @@
+import { checkCaServerIdentity } from '@certbound/verifier/mtls'
 import { Agent, request } from 'undici'
 
 import type { CertificateResponse, TokenResponse } from '../contract.js'
-import { checkCaServerIdentity } from '../verifier/ca-server.js'
 import { ServerError } from './errors.js'
 
 export type { CertificateResponse, TokenResponse }

@@ -1,23 +1,21 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
-import type { Store } from '../db/store.js'
+import type { Store } from '../db/port.js'
 import type {
   CertificateRecord,
   CommitRefusalReason,
   EntryRecord,
   NewCertificate,
 } from '../db/types.js'
-import type { CertificateResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
-import { parseCsr } from '../x509/csr.js'
-import { derToPem } from '../x509/pem.js'
+import { parseCsrDer } from '../x509/csr.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
 import { resolveTtl, validateCsr, type Grant } from './policy.js'
-import { REVOCATION_REASONS, type RevocationReasonName } from './reasons.js'
+import type { RevocationReasonName } from './reasons.js'
 
 export interface AuthorityDeps {
   readonly config: Config
@@ -29,34 +27,57 @@ export interface AuthorityDeps {
   readonly onRevoked?: (serials: readonly string[]) => void
 }
 
-export interface CertificateRequestBody {
-  readonly csr: string
-  readonly ttl?: unknown
+/** What a client asks for, as the edges (JSON, EST) decode it: DER CSR bytes, ttl in ms. */
+export interface CertificateRequest {
+  readonly csr: Uint8Array
+  readonly ttlMs?: number
+}
+
+/** An authenticated join token and its entry: what an enrolment may be granted. */
+export interface JoinTokenGrant {
+  readonly joinTokenId: string
+  readonly entry: EntryRecord
+}
+
+/** A certificate just issued, with the chain of the CA that issued it (PEM, leaf side first). */
+export interface IssuedCertificate {
+  readonly certificate: NewCertificate
+  readonly issuerChainPem: string
 }
 
 /** Orchestrates issuance, renewal and revocation; each step is a small named check. */
 export class Authority {
   constructor(private readonly deps: AuthorityDeps) {}
 
-  /** Enrolment with a one-time join token (LIFECYCLE "enrol"). */
-  async enroll(joinToken: string, body: CertificateRequestBody): Promise<CertificateResponse> {
+  /**
+   * The first half of an enrolment: the join token must be unused, unexpired and its entry
+   * enabled. Authentication comes before the request body is even decoded, so a bad token is
+   * always a 401, whatever else is wrong.
+   */
+  async authenticateJoinToken(joinToken: string): Promise<JoinTokenGrant> {
     const { store, clock } = this.deps
-    const now = clock.now()
     const id = secretTokenId(joinToken)
     const found =
-      id === undefined ? undefined : await store.entries.findJoinToken(id, now.getTime())
+      id === undefined ? undefined : await store.entries.findJoinToken(id, clock.now().getTime())
     if (!found || !secretMatches(joinToken, found.tokenHash)) {
       throw new CAError(
         'ERR_JOIN_TOKEN_INVALID',
         'the join token is unknown, already used or expired',
       )
     }
-    const { entry } = found
-    if (!entry.enabled)
-      throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${entry.spiffeId} is disabled`)
-    const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, null, now)
+    if (!found.entry.enabled)
+      throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${found.entry.spiffeId} is disabled`)
+    return { joinTokenId: found.id, entry: found.entry }
+  }
+
+  /** Enrolment with a one-time join token (LIFECYCLE "enrol"). */
+  async enroll(grant: JoinTokenGrant, request: CertificateRequest): Promise<IssuedCertificate> {
+    const { store, clock } = this.deps
+    const now = clock.now()
+    const { entry } = grant
+    const issued = await this.#issueFromCsr(request, entryGrant(entry), entry, null, now)
     const event = {
-      actor: `join-token:${found.id}`,
+      actor: `join-token:${grant.joinTokenId}`,
       action: 'certificate.enroll',
       subject: issued.serial,
       details: {
@@ -65,9 +86,10 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
-    // Commit time, not issue time: the token may have expired while we signed.
+    // Commit time, not issue time: the token may have expired, the entry been disabled or the
+    // key been revoked while we signed; the commit re-checks all three (LIFECYCLE invariant 7).
     const refusal = await store.certificates.commitEnrollment(
-      found.id,
+      grant.joinTokenId,
       issued,
       event,
       clock.now().getTime(),
@@ -79,8 +101,8 @@ export class Authority {
   /** Renewal over mTLS with the current certificate (LIFECYCLE "renew"). */
   async renew(
     presented: CertificateRecord,
-    body: CertificateRequestBody,
-  ): Promise<CertificateResponse> {
+    request: CertificateRequest,
+  ): Promise<IssuedCertificate> {
     const { store, clock } = this.deps
     const now = clock.now()
     if (
@@ -97,7 +119,13 @@ export class Authority {
     if (!entry || !entry.enabled) {
       throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${presented.spiffeId} is disabled`)
     }
-    const issued = await this.#issueFromCsr(body, entryGrant(entry), entry, presented.serial, now)
+    const issued = await this.#issueFromCsr(
+      request,
+      entryGrant(entry),
+      entry,
+      presented.serial,
+      now,
+    )
     const event = {
       actor: presented.spiffeId,
       action: 'certificate.renew',
@@ -108,44 +136,47 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
+    // Re-checked at commit: the presented certificate may have been revoked meanwhile.
     const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime())
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }
 
   /** Revocation by an admin, cascading to tokens; idempotent (the first reason is kept). */
-  async revoke(serial: string, reason: unknown, actor: string): Promise<CertificateRecord> {
-    const name = parseReason(reason)
+  async revoke(
+    serial: string,
+    reason: RevocationReasonName,
+    actor: string,
+  ): Promise<CertificateRecord> {
     const { store, clock, crl } = this.deps
     const result = await store.certificates.revoke(
       serial.toLowerCase(),
-      name,
+      reason,
       clock.now().getTime(),
       actor,
     )
     if (!result) throw new CAError('ERR_NOT_FOUND', `no certificate with serial ${serial}`)
     if (result.changed) {
-      // The revocation is committed: the next CRL must list it even if this rebuild fails.
-      crl.markStale()
-      await crl.rebuild().catch(() => undefined)
+      // Committed with a new CRL revision: a CRL without these serials is stale everywhere from
+      // now on. Building the next one here saves the next reader the work (if this fails, the
+      // next read builds it).
+      await crl.refresh().catch(() => undefined)
       this.deps.onRevoked?.(result.serials)
     }
     return (await store.certificates.get(serial))!
   }
 
   async #issueFromCsr(
-    body: CertificateRequestBody,
+    request: CertificateRequest,
     grant: Grant,
     entry: EntryRecord,
     renewedFrom: string | null,
     now: Date,
   ): Promise<NewCertificate> {
     const { config, store, ca } = this.deps
-    if (typeof body.csr !== 'string')
-      throw new CAError('ERR_BAD_REQUEST', '"csr" must be a PEM CERTIFICATE REQUEST string')
-    const csr = parseCsr(body.csr)
+    const csr = parseCsrDer(request.csr)
     validateCsr(csr, grant, config)
-    const ttlMs = resolveTtl(body.ttl, grant, config)
+    const ttlMs = resolveTtl(request.ttlMs, grant, config)
     if (await store.certificates.isKeyCompromised(sha256Hex(csr.spkiDer))) {
       throw new CAError(
         'ERR_POLICY_DENIED',
@@ -164,16 +195,8 @@ export class Authority {
     })
   }
 
-  #response(issued: NewCertificate): CertificateResponse {
-    const leaf = derToPem(issued.der, 'CERTIFICATE')
-    return {
-      serial: issued.serial,
-      spiffe_id: issued.spiffeId!,
-      certificate: leaf,
-      chain: leaf + this.deps.ca.intermediatePem,
-      not_before: new Date(issued.notBefore).toISOString(),
-      not_after: new Date(issued.notAfter).toISOString(),
-    }
+  #response(issued: NewCertificate): IssuedCertificate {
+    return { certificate: issued, issuerChainPem: this.deps.ca.intermediatePem }
   }
 }
 
@@ -183,20 +206,6 @@ function entryGrant(entry: EntryRecord): Grant {
     allowedDnsNames: entry.dnsNames,
     entryMaxTtlMs: entry.maxTtl?.ms ?? null,
   }
-}
-
-function parseReason(reason: unknown): RevocationReasonName {
-  if (reason === undefined || reason === null) return 'unspecified'
-  if (reason === 'certificateHold' || reason === 'removeFromCRL') {
-    throw new CAError(
-      'ERR_BAD_REQUEST',
-      `reason "${reason}" is refused: certbound does not put certificates on hold`,
-    )
-  }
-  if (typeof reason !== 'string' || !(REVOCATION_REASONS as readonly string[]).includes(reason)) {
-    throw new CAError('ERR_BAD_REQUEST', `"reason" must be one of ${REVOCATION_REASONS.join(', ')}`)
-  }
-  return reason as RevocationReasonName
 }
 
 function refusalError(reason: CommitRefusalReason): CAError {

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import { x5tS256 } from '../crypto/thumbprint.js'
-import type { Store } from '../db/store.js'
+import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 

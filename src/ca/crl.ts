@@ -1,75 +1,85 @@
 import type { Clock } from '../clock.js'
-import type { Store } from '../db/store.js'
+import type { Store } from '../db/port.js'
+import type { StoredCrl } from '../db/types.js'
 import { buildCrl, type RevocationReason } from '../x509/crl.js'
+import { keyIdentifier } from '../x509/extensions.js'
 import type { CaMaterial } from './material.js'
 
 /**
- * Keeps one signed CRL in memory: rebuilt after every revocation and when half of its
- * validity has passed (by a timer, and checked again on read in case the timer slept),
- * so a served CRL is never stale and never rebuilt per request.
+ * The issuing CA's CRL, built once per change and stored in the database, so every process
+ * and replica serves the same one (LIFECYCLE invariant 11). A read serves the stored CRL
+ * unless a revocation committed since it was built (the store's revision moved) or half of
+ * its validity has passed; then this process builds the next one first. Within a process,
+ * concurrent readers share one build.
  */
 export class CrlPublisher {
-  #current: { der: Uint8Array; thisUpdate: number; nextUpdate: number } | undefined
-  #building: Promise<Uint8Array> | undefined
-  #timer: NodeJS.Timeout | undefined
+  readonly #issuerKeyId: string
+  #building: Promise<StoredCrl> | undefined
 
   constructor(
     private readonly deps: { store: Store; clock: Clock; ca: CaMaterial; validityMs: number },
-  ) {}
-
-  /** Forgets the cached CRL, so the next read rebuilds it whatever happens to this rebuild. */
-  markStale(): void {
-    this.#current = undefined
+  ) {
+    const ca = deps.ca.intermediate
+    this.#issuerKeyId = Buffer.from(ca.subjectKeyId ?? keyIdentifier(ca.spkiDer)).toString('hex')
   }
 
+  /** The current CRL (DER), never one that misses a committed revocation. */
   async get(): Promise<Uint8Array> {
-    const c = this.#current
-    if (c && this.deps.clock.now().getTime() < c.thisUpdate + this.deps.validityMs / 2) return c.der
-    return this.#building ?? this.rebuild()
+    const { crl, revision } = await this.deps.store.crls.current(this.#issuerKeyId)
+    if (crl && crl.revision >= revision && !this.#halfExpired(crl)) return crl.der
+    return (await this.#fresh(revision)).der
   }
 
-  /** Builds and signs a new CRL with the next CRL number. */
-  async rebuild(): Promise<Uint8Array> {
-    // Serialise rebuilds so the CRL number and the revoked list never go backwards.
-    const previous = this.#building ?? Promise.resolve()
-    const next = previous.catch(() => undefined).then(() => this.#build())
-    this.#building = next
-    try {
-      return await next
-    } finally {
-      if (this.#building === next) this.#building = undefined
+  /** Makes sure a fresh CRL is stored (after a revocation, and on the maintenance schedule). */
+  async refresh(): Promise<void> {
+    await this.get()
+  }
+
+  #halfExpired(crl: StoredCrl): boolean {
+    return this.deps.clock.now().getTime() >= crl.thisUpdate + this.deps.validityMs / 2
+  }
+
+  /** A CRL built from at least `revision`, joining a build already under way. */
+  async #fresh(revision: number): Promise<StoredCrl> {
+    for (;;) {
+      const built = await (this.#building ?? this.#startBuild())
+      if (built.revision >= revision) return built
     }
   }
 
-  async #build(): Promise<Uint8Array> {
+  #startBuild(): Promise<StoredCrl> {
+    const build = this.#build().finally(() => {
+      if (this.#building === build) this.#building = undefined
+    })
+    this.#building = build
+    return build
+  }
+
+  async #build(): Promise<StoredCrl> {
     const { store, clock, ca, validityMs } = this.deps
     const now = Math.floor(clock.now().getTime() / 1000) * 1000
-    const crlNumber = await store.certificates.nextCrlNumber()
-    const revoked = await store.certificates.revokedForCrl(now)
+    // Number and list come from one transaction: a higher number never lists fewer serials.
+    const snapshot = await store.crls.snapshot(now)
     const der = buildCrl({
       issuer: ca.issuer,
-      crlNumber,
+      crlNumber: snapshot.crlNumber,
       thisUpdate: new Date(now),
       nextUpdate: new Date(now + validityMs),
-      revoked: revoked.map((r) => ({
+      revoked: snapshot.revoked.map((r) => ({
         serialHex: r.serial,
         revokedAt: new Date(r.revokedAt),
         reason: r.reason as RevocationReason,
       })),
     })
-    this.#current = { der, thisUpdate: now, nextUpdate: now + validityMs }
-    return der
-  }
-
-  start(): void {
-    this.#timer = setInterval(
-      () => void this.rebuild().catch(() => undefined),
-      this.deps.validityMs / 2,
-    )
-    this.#timer.unref()
-  }
-
-  stop(): void {
-    clearInterval(this.#timer)
+    const crl: StoredCrl = {
+      issuerKeyId: this.#issuerKeyId,
+      crlNumber: snapshot.crlNumber,
+      revision: snapshot.revision,
+      thisUpdate: now,
+      nextUpdate: now + validityMs,
+      der,
+    }
+    await store.crls.save(crl)
+    return crl
   }
 }

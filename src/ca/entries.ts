@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
-import { formatDuration, parseDuration } from '../config/duration.js'
+import { formatDuration } from '../config/duration.js'
 import { newSecretToken } from '../crypto/secret-token.js'
-import type { EntryPatch } from '../db/entries.js'
-import type { Store } from '../db/store.js'
-import type { EntryRecord, Page, TtlCap } from '../db/types.js'
-import { CAError } from '../errors.js'
+import type { Store } from '../db/port.js'
+import type { EntryPatch, EntryRecord, Page, TtlCap } from '../db/types.js'
+import { CAError, isCAError } from '../errors.js'
 import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
@@ -38,16 +37,29 @@ export function entryView(e: EntryRecord): EntryView {
   }
 }
 
+/** A new entry as the admin asked for it (shapes checked at the edge). */
+export interface EntryInput {
+  readonly spiffeId: string
+  readonly dnsNames?: readonly string[]
+  readonly ttl?: TtlCap
+  readonly scopes?: readonly string[] | null
+}
+
+/** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
+export interface EntryUpdate {
+  readonly enabled?: boolean
+  readonly dnsNames?: readonly string[]
+  readonly ttl?: TtlCap | null
+  readonly scopes?: readonly string[] | null
+}
+
 /** Registration entries and their join tokens (admin API). */
 export class EntryService {
   constructor(private readonly deps: { config: Config; store: Store; clock: Clock }) {}
 
-  async create(body: Record<string, unknown>, actor: string): Promise<EntryRecord> {
-    allowOnly(body, ['spiffe_id', 'dns_names', 'ttl', 'scopes'])
+  async create(input: EntryInput, actor: string): Promise<EntryRecord> {
     const { config, store, clock } = this.deps
-    const spiffeId = body.spiffe_id
-    if (typeof spiffeId !== 'string')
-      throw new CAError('ERR_BAD_REQUEST', '"spiffe_id" is required (a string)')
+    const { spiffeId } = input
     const problem = spiffeIdProblem(spiffeId, config.trustDomain)
     if (problem)
       throw new CAError(
@@ -64,14 +76,14 @@ export class EntryService {
     const entry: EntryRecord = {
       id: randomUUID(),
       spiffeId,
-      dnsNames: parseDnsNames(body.dns_names) ?? [],
-      maxTtl: parseEntryTtl(body.ttl, config) ?? null,
-      scopes: parseScopes(body.scopes) ?? null,
+      dnsNames: checkDnsNames(input.dnsNames) ?? [],
+      maxTtl: checkEntryTtl(input.ttl, config) ?? null,
+      scopes: checkScopes(input.scopes) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
     }
-    return store.entries.create(entry, {
+    const created = store.entries.create(entry, {
       actor,
       action: 'entry.create',
       subject: spiffeId,
@@ -81,6 +93,11 @@ export class EntryService {
         max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
       },
+    })
+    return created.catch((e: unknown) => {
+      if (isCAError(e, 'ERR_STORAGE_CONFLICT'))
+        throw new CAError('ERR_CONFLICT', `an entry for ${spiffeId} already exists`)
+      throw e
     })
   }
 
@@ -94,24 +111,26 @@ export class EntryService {
     return this.deps.store.entries.list({ cursor, limit })
   }
 
-  async update(id: string, body: Record<string, unknown>, actor: string): Promise<EntryRecord> {
-    allowOnly(body, ['enabled', 'dns_names', 'ttl', 'scopes'])
-    if (body.enabled !== undefined && typeof body.enabled !== 'boolean') {
-      throw new CAError('ERR_BAD_REQUEST', '"enabled" must be true or false')
-    }
+  async update(id: string, update: EntryUpdate, actor: string): Promise<EntryRecord> {
     const patch: EntryPatch = {
-      enabled: body.enabled as boolean | undefined,
-      dnsNames: parseDnsNames(body.dns_names),
-      maxTtl: body.ttl === null ? null : parseEntryTtl(body.ttl, this.deps.config),
-      scopes: parseScopes(body.scopes),
+      enabled: update.enabled,
+      dnsNames: checkDnsNames(update.dnsNames),
+      maxTtl: update.ttl === null ? null : checkEntryTtl(update.ttl, this.deps.config),
+      scopes: checkScopes(update.scopes),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
     const entry = await this.deps.store.entries.update(id, patch, this.deps.clock.now().getTime(), {
       actor,
-      action: body.enabled === false ? 'entry.disable' : 'entry.update',
+      action: update.enabled === false ? 'entry.disable' : 'entry.update',
       subject: spiffeId,
-      details: { entry_id: id, ...body },
+      details: {
+        entry_id: id,
+        ...(patch.enabled !== undefined && { enabled: patch.enabled }),
+        ...(patch.dnsNames !== undefined && { dns_names: patch.dnsNames }),
+        ...(patch.maxTtl !== undefined && { ttl: patch.maxTtl?.text ?? null }),
+        ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+      },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
     return entry
@@ -120,26 +139,19 @@ export class EntryService {
   /** A one-time join token: returned once, stored as a hash. */
   async createJoinToken(
     entryId: string,
-    body: Record<string, unknown>,
+    ttl: TtlCap | undefined,
     actor: string,
-  ): Promise<{ token: string; expires_at: string }> {
-    allowOnly(body, ['ttl'])
+  ): Promise<{ token: string; expiresAt: number }> {
     const { config, store, clock } = this.deps
     const entry = await this.get(entryId)
     if (!entry.enabled)
       throw new CAError('ERR_BAD_REQUEST', `the entry for ${entry.spiffeId} is disabled`)
-    let ttlMs = config.enrollment.joinTokenTtlMs
-    if (body.ttl !== undefined) {
-      const ms = typeof body.ttl === 'string' ? parseDuration(body.ttl) : undefined
-      if (ms === undefined)
-        throw new CAError('ERR_BAD_REQUEST', '"ttl" must be a duration string such as "15m"')
-      if (ms > config.enrollment.maxJoinTokenTtlMs) {
-        throw new CAError(
-          'ERR_TTL_TOO_LONG',
-          `"ttl" is over the maximum of ${formatDuration(config.enrollment.maxJoinTokenTtlMs)}`,
-        )
-      }
-      ttlMs = ms
+    const ttlMs = ttl?.ms ?? config.enrollment.joinTokenTtlMs
+    if (ttlMs > config.enrollment.maxJoinTokenTtlMs) {
+      throw new CAError(
+        'ERR_TTL_TOO_LONG',
+        `"ttl" is over the maximum of ${formatDuration(config.enrollment.maxJoinTokenTtlMs)}`,
+      )
     }
     const now = clock.now().getTime()
     const secret = newSecretToken()
@@ -158,23 +170,13 @@ export class EntryService {
         },
       },
     )
-    return { token: secret.token, expires_at: new Date(expiresAt).toISOString() }
+    return { token: secret.token, expiresAt }
   }
 }
 
-function allowOnly(body: Record<string, unknown>, keys: readonly string[]): void {
-  for (const k of Object.keys(body)) {
-    if (!keys.includes(k))
-      throw new CAError(
-        'ERR_BAD_REQUEST',
-        `unknown field "${k.slice(0, 64)}"; allowed: ${keys.join(', ')}`,
-      )
-  }
-}
-
-function parseDnsNames(value: unknown): string[] | undefined {
+function checkDnsNames(value: readonly string[] | undefined): string[] | undefined {
   if (value === undefined) return undefined
-  if (!Array.isArray(value) || value.length > MAX_DNS_NAMES) {
+  if (value.length > MAX_DNS_NAMES) {
     throw new CAError(
       'ERR_BAD_REQUEST',
       `"dns_names" must be an array of at most ${MAX_DNS_NAMES} DNS names`,
@@ -183,7 +185,7 @@ function parseDnsNames(value: unknown): string[] | undefined {
   return [
     ...new Set(
       value.map((n) => {
-        const name = typeof n === 'string' ? n.toLowerCase() : ''
+        const name = n.toLowerCase()
         if (!DNS_NAME.test(name))
           throw new CAError(
             'ERR_BAD_REQUEST',
@@ -196,13 +198,9 @@ function parseDnsNames(value: unknown): string[] | undefined {
 }
 
 /** `scopes`: null (any scope) or an array of RFC 6749 scope tokens the entry may be granted. */
-function parseScopes(value: unknown): string[] | null | undefined {
-  if (value === undefined || value === null) return value
-  if (
-    !Array.isArray(value) ||
-    value.length > 100 ||
-    !value.every((s) => typeof s === 'string' && SCOPE_TOKEN.test(s))
-  ) {
+function checkScopes(value: readonly string[] | null | undefined): string[] | null | undefined {
+  if (value === undefined || value === null) return value as null | undefined
+  if (value.length > 100 || !value.every((s) => SCOPE_TOKEN.test(s))) {
     throw new CAError(
       'ERR_BAD_REQUEST',
       '"scopes" must be null or an array of at most 100 scope tokens (RFC 6749 §3.3)',
@@ -211,16 +209,13 @@ function parseScopes(value: unknown): string[] | null | undefined {
   return [...new Set(value as string[])]
 }
 
-function parseEntryTtl(value: unknown, config: Config): TtlCap | undefined {
+function checkEntryTtl(value: TtlCap | undefined, config: Config): TtlCap | undefined {
   if (value === undefined) return undefined
-  const ms = typeof value === 'string' ? parseDuration(value) : undefined
-  if (ms === undefined)
-    throw new CAError('ERR_BAD_REQUEST', '"ttl" must be a duration string such as "1h"')
-  if (ms > config.certificates.maxTtlMs) {
+  if (value.ms > config.certificates.maxTtlMs) {
     throw new CAError(
       'ERR_TTL_TOO_LONG',
       `"ttl" is over certificates.max_ttl (${formatDuration(config.certificates.maxTtlMs)})`,
     )
   }
-  return { text: value as string, ms }
+  return value
 }

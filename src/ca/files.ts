@@ -1,13 +1,21 @@
+import { randomBytes } from 'node:crypto'
 import {
+  closeSync,
+  fsyncSync,
+  linkSync,
   mkdirSync,
+  openSync,
   readFileSync,
   renameSync,
+  unlinkSync,
   writeFileSync,
-  openSync,
-  fsyncSync,
-  closeSync,
 } from 'node:fs'
 import { dirname, join } from 'node:path'
+import {
+  keyEncryptionKey,
+  newKeyEncryptionKeyBytes,
+  type KeyEncryptionKey,
+} from '../crypto/sealing.js'
 
 /** Where everything lives under data_dir (CONTRACT "Files under data_dir"). */
 export const PATHS = {
@@ -17,11 +25,13 @@ export const PATHS = {
   rootKey: 'ca/root-key.pem',
   intermediateCert: 'ca/intermediate.pem',
   intermediateKey: 'ca/intermediate-key.pem',
-  serverCert: 'server/tls.pem',
-  serverKey: 'server/tls-key.pem',
+  /** The key-encryption key: seals the private keys kept in the database (32 bytes, 0600). */
+  kek: 'ca/kek.key',
   adminCert: 'admin/admin.pem',
   adminKey: 'admin/admin-key.pem',
-  signingKeysDir: 'tokens',
+  // Written by earlier versions; their contents move into the database at start.
+  legacyServerCert: 'server/tls.pem',
+  legacyServerKey: 'server/tls-key.pem',
 } as const
 
 /**
@@ -51,4 +61,30 @@ export function writePublic(dataDir: string, rel: string, text: string): void {
 
 export function readDataFile(dataDir: string, rel: string): string {
   return readFileSync(join(dataDir, rel), 'utf8')
+}
+
+/**
+ * The key-encryption key of data_dir, created (O_EXCL, 0600) when missing: by `init`, or at
+ * the first start of a data_dir made by an earlier version. Replicas that race to create it
+ * all end up reading the one that won.
+ */
+export function loadKeyEncryptionKey(dataDir: string): KeyEncryptionKey {
+  const path = join(dataDir, PATHS.kek)
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+  try {
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    writeFileSync(tmp, newKeyEncryptionKeyBytes(), { mode: 0o600, flag: 'wx' })
+    try {
+      linkSync(tmp, path) // fails with EEXIST if another process created it first
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    } finally {
+      unlinkSync(tmp)
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+  }
+  const bytes = readFileSync(path)
+  if (bytes.length !== 32) throw new Error(`${path} is not a 32-byte key-encryption key`)
+  return keyEncryptionKey(bytes)
 }

@@ -1,26 +1,14 @@
-import { isIP } from 'node:net'
-import { join } from 'node:path'
-import { existsSync } from 'node:fs'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, privateKeyToPem } from '../crypto/keys.js'
-import type { Store } from '../db/store.js'
+import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
 import { buildCertificate, parseCertificate } from '../x509/certificate.js'
-import { ipToBytes } from '../x509/extensions.js'
-import { derToPem, pemToDer } from '../x509/pem.js'
+import { derToPem } from '../x509/pem.js'
 import { newSerial } from '../x509/serial.js'
-import { PATHS, readDataFile, writePrivateKey, writePublic } from './files.js'
+import { loadKeyEncryptionKey, PATHS, writePrivateKey, writePublic } from './files.js'
 import { issueLeaf } from './issue.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './material.js'
-
-/** The server's TLS certificate (with its chain) and key. */
-export interface ServerTls {
-  readonly certPem: string
-  readonly keyPem: string
-  readonly notAfter: Date
-  readonly serial: string
-}
 
 interface InitDeps {
   readonly config: Config
@@ -58,6 +46,7 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
     issuer: { certDer: rootDer, privateKey: rootKeys.privateKey },
   })
   // Keys first: a certificate on disk without its key would look like a CA that cannot sign.
+  loadKeyEncryptionKey(dir)
   writePrivateKey(dir, PATHS.rootKey, privateKeyToPem(rootKeys.privateKey))
   writePrivateKey(dir, PATHS.intermediateKey, privateKeyToPem(interKeys.privateKey))
   writePublic(dir, PATHS.rootCert, derToPem(rootDer, 'CERTIFICATE'))
@@ -87,77 +76,6 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
     )
   }
   return loadCaMaterial(dir)
-}
-
-/** Issues the server's TLS certificate for server.hostnames and writes it with its chain. */
-export async function issueServerCertificate(deps: InitDeps, ca: CaMaterial): Promise<ServerTls> {
-  const { config, store, clock } = deps
-  const keys = await generateKeyPair('ec-p256')
-  const names = config.server.hostnames
-  const issued = issueLeaf(ca, config, {
-    kind: 'server',
-    publicKey: keys.publicKey,
-    spiffeId: null,
-    dnsNames: names.filter((n) => isIP(n) === 0).map((n) => n.toLowerCase()),
-    ipAddresses: names.filter((n) => isIP(n) !== 0),
-    ttlMs: Math.min(
-      config.server.tlsCertificateTtlMs,
-      ca.intermediate.notAfter.getTime() - clock.now().getTime() - 60_000,
-    ),
-    entryId: null,
-    renewedFrom: null,
-    now: clock.now(),
-  })
-  await store.certificates.insert(issued, {
-    actor: 'system',
-    action: 'certificate.issue_server',
-    subject: issued.serial,
-    details: { hostnames: names, not_after: new Date(issued.notAfter).toISOString() },
-  })
-  const certPem = derToPem(issued.der, 'CERTIFICATE') + ca.intermediatePem
-  const keyPem = privateKeyToPem(keys.privateKey)
-  writePrivateKey(config.dataDir, PATHS.serverKey, keyPem)
-  writePublic(config.dataDir, PATHS.serverCert, certPem)
-  return { certPem, keyPem, notAfter: new Date(issued.notAfter), serial: issued.serial }
-}
-
-/**
- * The server's current TLS certificate from disk, if present and, when `hostnames` is given,
- * naming exactly those hostnames (so a changed `server.hostnames` gets a new certificate).
- */
-export function readServerCertificate(
-  dataDir: string,
-  hostnames?: readonly string[],
-): ServerTls | undefined {
-  if (!existsSync(join(dataDir, PATHS.serverCert)) || !existsSync(join(dataDir, PATHS.serverKey)))
-    return undefined
-  const certPem = readDataFile(dataDir, PATHS.serverCert)
-  const view = parseCertificate(
-    pemToDer(certPem.slice(0, certPem.indexOf('-----END CERTIFICATE-----') + 25), 'CERTIFICATE'),
-  )
-  if (hostnames !== undefined && !namesMatch(view, hostnames)) return undefined
-  return {
-    certPem,
-    keyPem: readDataFile(dataDir, PATHS.serverKey),
-    notAfter: view.notAfter,
-    serial: view.serialHex,
-  }
-}
-
-/** True when the certificate's DNS and IP SANs are exactly `hostnames` (IPs compared as bytes). */
-function namesMatch(
-  view: { dnsNames: readonly string[]; ipAddresses: readonly string[] },
-  hostnames: readonly string[],
-): boolean {
-  const ip = (a: string) => Buffer.from(ipToBytes(a)).toString('hex')
-  const want = new Set(
-    hostnames.map((n) => (isIP(n) === 0 ? `dns:${n.toLowerCase()}` : `ip:${ip(n)}`)),
-  )
-  const have = new Set([
-    ...view.dnsNames.map((n) => `dns:${n.toLowerCase()}`),
-    ...view.ipAddresses.map((a) => `ip:${ip(a)}`),
-  ])
-  return want.size === have.size && [...want].every((n) => have.has(n))
 }
 
 /**

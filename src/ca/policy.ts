@@ -1,5 +1,5 @@
 import type { Config } from '../config/load.js'
-import { formatDuration, parseDuration } from '../config/duration.js'
+import { formatDuration } from '../config/duration.js'
 import { CAError } from '../errors.js'
 import type { ParsedCsr } from '../x509/csr.js'
 
@@ -77,22 +77,14 @@ export function validateCsr(csr: ParsedCsr, grant: Grant, config: Config): void 
  * The ttl to issue: the request's, else min(default_ttl, cap). A request over
  * min(entry cap, max_ttl) is refused, never clamped (CONTRACT "Certificates").
  */
-export function resolveTtl(requested: unknown, grant: Grant, config: Config): number {
+export function resolveTtl(requestedMs: number | undefined, grant: Grant, config: Config): number {
   const cap = Math.min(grant.entryMaxTtlMs ?? Infinity, config.certificates.maxTtlMs)
-  if (requested === undefined || requested === null)
-    return Math.min(config.certificates.defaultTtlMs, cap)
-  const ms = typeof requested === 'string' ? parseDuration(requested) : undefined
-  if (ms === undefined) {
-    throw new CAError(
-      'ERR_BAD_REQUEST',
-      `"ttl" must be a duration string such as "30s", "15m", "1h" or "7d"`,
-    )
-  }
-  if (ms > cap) {
+  if (requestedMs === undefined) return Math.min(config.certificates.defaultTtlMs, cap)
+  if (requestedMs > cap) {
     throw new CAError(
       'ERR_TTL_TOO_LONG',
-      `ttl ${requested} is over the maximum of ${formatDuration(cap)} for ${grant.spiffeId}`,
+      `ttl ${formatDuration(requestedMs)} is over the maximum of ${formatDuration(cap)} for ${grant.spiffeId}`,
     )
   }
-  return ms
+  return requestedMs
 }

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { checkCaServerIdentity } from '@certbound/verifier/mtls'
 import { Agent, request } from 'undici'
 import { PATHS } from '../ca/files.js'
 import type { Config } from '../config/load.js'
-import { checkCaServerIdentity } from '../verifier/ca-server.js'
 
 export interface AdminClientOptions {
   readonly server?: string

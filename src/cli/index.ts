@@ -9,10 +9,12 @@ import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js
 // Server-side modules load native SQLite: import them only in the commands that need them,
 // so the workload-side `agent` runs without the CA's database code.
 const server = () => import('../main.js')
+const cluster = () => import('../cluster.js')
 const caInit = () => import('../ca/init.js')
 const caMaterial = () => import('../ca/material.js')
 const db = () => import('../db/store.js')
 const signingKeys = () => import('../tokens/keys.js')
+const caFiles = () => import('../ca/files.js')
 
 function configOf(cmd: Command): Config {
   const opts = cmd.optsWithGlobals() as { config?: string }
@@ -54,8 +56,8 @@ export function buildCli(): Command {
     .command('serve')
     .description('start the HTTPS server (initialises data_dir on first start)')
     .action(async (_o, cmd: Command) => {
-      const { startServer } = await server()
-      const running = await startServer(configOf(cmd))
+      const { serve } = await cluster()
+      const running = await serve(configOf(cmd))
       let stopping = false
       const stop = (signal: string) => {
         if (stopping) return
@@ -82,7 +84,7 @@ export function buildCli(): Command {
           'ERR_CA_EXISTS',
           `a CA already exists in ${config.dataDir}; refusing to overwrite it`,
         )
-      const store = openStore(config.dataDir, config.database)
+      const store = await openStore(config.dataDir, config.database)
       try {
         const ca = await initialize(config, store)
         print({
@@ -92,7 +94,7 @@ export function buildCli(): Command {
           admin: config.admin.spiffeIds[0],
         })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 
@@ -112,7 +114,7 @@ export function buildCli(): Command {
         caInit(),
         caMaterial(),
       ])
-      const store = openStore(config.dataDir, config.database)
+      const store = await openStore(config.dataDir, config.database)
       try {
         const issued = await issueAdminCredential(
           { config, store, clock: systemClock },
@@ -126,7 +128,7 @@ export function buildCli(): Command {
           certificate: `${config.dataDir}/admin/admin.pem`,
         })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 
@@ -142,16 +144,22 @@ export function buildCli(): Command {
     )
     .action(async (o: { now?: boolean }, cmd: Command) => {
       const config = configOf(cmd)
-      const [{ openStore }, { SigningKeys }] = await Promise.all([db(), signingKeys()])
-      const store = openStore(config.dataDir, config.database)
+      const [{ openStore }, { SigningKeys }, { loadKeyEncryptionKey }] = await Promise.all([
+        db(),
+        signingKeys(),
+        caFiles(),
+      ])
+      const store = await openStore(config.dataDir, config.database)
       try {
-        const key = await new SigningKeys({ config, store, clock: systemClock }).rotate({
+        const kek = loadKeyEncryptionKey(config.dataDir)
+        const key = await new SigningKeys({ config, store, clock: systemClock, kek }).rotate({
           immediate: o.now === true,
           actor: 'cli',
         })
+        if (!key) throw new Error('another process rotated the signing key at the same moment')
         print({ kid: key.kid, alg: key.alg, signs_from: new Date(key.activateAt).toISOString() })
       } finally {
-        store.close()
+        await store.close()
       }
     })
 

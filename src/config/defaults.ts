@@ -14,6 +14,8 @@ export const DEFAULTS = {
     tls_certificate_ttl: '30d',
     // The one header a trusted proxy forwards the client certificate in: RFC 9440 by default.
     forwarded_client_cert: 'client-cert',
+    // Server processes on the one listening socket (node:cluster); 'auto' = one per core.
+    workers: 1 as number | 'auto',
   },
   database: { busy_timeout: '5s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },

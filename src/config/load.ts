@@ -22,6 +22,7 @@ export interface Config {
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
+    readonly workers: number | 'auto'
   }
   readonly database: { readonly synchronous: 'FULL' | 'NORMAL'; readonly busyTimeoutMs: number }
   readonly ca: {
@@ -106,6 +107,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
+      workers: c.server.workers,
     },
     database: { synchronous: c.database.synchronous, busyTimeoutMs: c.database.busy_timeout },
     ca: {

@@ -1,9 +1,9 @@
 import { isIP } from 'node:net'
+import { createProxyMatcher } from '@certbound/verifier/mtls'
 import { z } from 'zod'
 import { KEY_TYPES, type KeyType } from '../crypto/keys.js'
 import { parseDuration } from './duration.js'
 import { DEFAULTS } from './defaults.js'
-import { createProxyMatcher } from '../verifier/peer.js'
 
 /** A duration string (`30s`, `15m`, `1h`, `7d`) parsed to milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -14,6 +14,8 @@ const duration = z.string().transform((text, ctx) => {
   }
   return ms
 })
+// What docs/configuration.md calls these values (scripts/config-reference.ts).
+z.globalRegistry.add(duration, { kind: 'duration' })
 
 const keyType = z.enum(KEY_TYPES as [KeyType, ...KeyType[]])
 
@@ -43,6 +45,10 @@ const hostname = z
     'must be a DNS name or an IP address',
   )
   .transform((s) => (isIP(s) === 0 ? s.toLowerCase() : s))
+
+z.globalRegistry.add(hostPort, { kind: 'HOST:PORT' })
+z.globalRegistry.add(cidr, { kind: 'IP or CIDR' })
+z.globalRegistry.add(hostname, { kind: 'DNS name or IP' })
 
 const trustDomain = z
   .string()
@@ -74,6 +80,11 @@ export const configSchema = z.strictObject({
         .max(16 * 1024 * 1024)
         .default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
+      workers: z
+        .union([z.literal('auto'), z.number().int().min(1).max(256)], {
+          error: 'must be an integer from 1 to 256, or "auto"',
+        })
+        .default(D.server.workers),
     })
     .prefault({}),
   database: z

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
 
-/** RFC 8705 §3.1: base64url(SHA-256(DER of the certificate)), no padding. */
-export function x5tS256(certDer: Uint8Array): string {
-  return createHash('sha256').update(certDer).digest('base64url')
-}
+// RFC 8705 §3.1 thumbprint: one definition for the CA that binds tokens and the verifier that
+// checks the binding.
+export { x5tS256 } from '@certbound/verifier/mtls'
 
 export function sha256Hex(bytes: Uint8Array | string): string {
   return createHash('sha256').update(bytes).digest('hex')

@@ -63,6 +63,7 @@ export interface CaCertificateRecord {
   readonly kind: 'root' | 'intermediate'
   readonly serial: string
   readonly der: Uint8Array
+  /** Relative to data_dir; the CA keys are files that `init` wrote (CONTRACT "Files"). */
   readonly keyFile: string
   readonly notBefore: number
   readonly notAfter: number
@@ -86,3 +87,160 @@ export interface RevokedEntry {
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
 export type CommitRefusalReason =
   'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'
+
+// --- entries ---------------------------------------------------------------------------------
+
+export interface EntryPatch {
+  readonly enabled?: boolean
+  readonly dnsNames?: readonly string[]
+  readonly maxTtl?: TtlCap | null
+  readonly scopes?: readonly string[] | null
+}
+
+export interface JoinTokenInput {
+  readonly id: string
+  readonly tokenHash: string
+  readonly entryId: string
+  readonly expiresAt: number
+}
+
+export interface FoundJoinToken {
+  readonly id: string
+  readonly tokenHash: string
+  readonly entry: EntryRecord
+}
+
+// --- certificates ----------------------------------------------------------------------------
+
+export type ListStatus = 'valid' | 'revoked' | 'expired'
+
+export interface CertificateQuery {
+  readonly spiffeId?: string
+  readonly status?: ListStatus
+  /** Opaque: a `nextCursor` this store returned; anything else is ERR_INVALID_CURSOR. */
+  readonly cursor?: string
+  readonly limit: number
+  readonly now: number
+}
+
+// --- CRLs ------------------------------------------------------------------------------------
+
+/** What a CRL is built from, read in one transaction with the CRL number it will carry. */
+export interface CrlSnapshot {
+  readonly crlNumber: bigint
+  /** The revocation revision this list reflects (bumped by every revocation). */
+  readonly revision: number
+  readonly revoked: readonly RevokedEntry[]
+}
+
+export interface StoredCrl {
+  readonly issuerKeyId: string
+  readonly crlNumber: bigint
+  readonly revision: number
+  readonly thisUpdate: number
+  readonly nextUpdate: number
+  readonly der: Uint8Array
+}
+
+// --- tokens ----------------------------------------------------------------------------------
+
+export interface FamilyRecord {
+  readonly id: string
+  readonly spiffeId: string
+  readonly entryId: string | null
+  readonly certSerial: string
+  readonly scope: string | null
+  readonly status: 'active' | 'revoked'
+  readonly revokedReason: string | null
+  readonly createdAt: number
+}
+
+export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason'>
+
+export interface NewRefreshToken {
+  readonly id: string
+  readonly hash: string
+  readonly issuedAt: number
+  readonly expiresAt: number
+}
+
+export interface NewAccessToken {
+  readonly jti: string
+  readonly certSerial: string
+  readonly spiffeId: string
+  readonly kid: string
+  readonly issuedAt: number
+  readonly expiresAt: number
+}
+
+export interface RefreshTokenState {
+  readonly id: string
+  readonly hash: string
+  readonly issuedAt: number
+  readonly expiresAt: number
+  readonly usedAt: number | null
+  readonly family: FamilyRecord
+}
+
+/** An access token as introspection and revocation see it, with its certificate's state. */
+export interface AccessTokenState {
+  readonly jti: string
+  readonly familyId: string | null
+  readonly certSerial: string
+  readonly spiffeId: string
+  readonly expiresAt: number
+  readonly revokedAt: number | null
+  readonly familyStatus: 'active' | 'revoked' | null
+  readonly certStatus: 'valid' | 'revoked'
+  readonly certNotAfter: number
+}
+
+export interface RefreshCommitInput {
+  readonly familyId: string
+  readonly oldRefreshId: string
+  readonly certSerial: string
+  readonly refresh: NewRefreshToken
+  readonly access: NewAccessToken
+  readonly event: AuditInput
+  readonly reuseEvent: AuditInput
+}
+
+export type RefreshCommit = 'ok' | 'reused' | 'family_inactive'
+
+// --- token-signing keys ----------------------------------------------------------------------
+
+export interface SigningKeyRecord {
+  readonly kid: string
+  readonly alg: string
+  readonly publicJwk: Record<string, unknown>
+  /** The private key, sealed under the key-encryption key (AES-256-GCM). */
+  readonly privateKeySealed: Uint8Array | null
+  /** A key of an older data_dir still in its file (imported and sealed at start). */
+  readonly legacyKeyFile?: string | null
+  readonly createdAt: number
+  readonly publishAt: number
+  readonly activateAt: number
+  readonly retireAt: number | null
+  readonly withdrawAt: number | null
+}
+
+export interface KeyRetirement {
+  readonly kid: string
+  readonly retireAt: number
+  readonly withdrawAt: number
+}
+
+// --- the server's own TLS credential ---------------------------------------------------------
+
+/** The server's TLS certificate and key, one unit: written together, loaded as a checked pair. */
+export interface ServerCredentialRecord {
+  /** The server.hostnames the certificate names, normalised (several replicas share it). */
+  readonly hostnames: string
+  readonly serial: string
+  /** Leaf + issuing CA, PEM. */
+  readonly chainPem: string
+  /** The private key PEM, sealed under the key-encryption key. */
+  readonly keySealed: Uint8Array
+  readonly notAfter: number
+  readonly createdAt: number
+}

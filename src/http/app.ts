@@ -49,6 +49,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   })
   app.onError((err, c) => {
     if (err instanceof CAError) {
+      if (err.code === 'ERR_STORAGE_UNAVAILABLE' || err.code === 'ERR_STORAGE_FULL') {
+        // One clear line, no stack: the database is busy, down or full; clients retry.
+        deps.logger.warn(
+          { req: c.var.requestId, path: c.req.path, code: err.code, err: err.message },
+          'database unavailable: answered 503',
+        )
+      }
       if (
         err.code === 'ERR_CLIENT_CERT_REQUIRED' ||
         err.code === 'ERR_FORBIDDEN' ||

@@ -23,6 +23,10 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_CA_EXISTS: [409, 'CA exists'],
   ERR_CONFIG_INVALID: [500, 'Configuration invalid'],
   ERR_DB_TOO_NEW: [500, 'Database too new'],
+  ERR_STORAGE_CONFLICT: [409, 'Conflict'],
+  ERR_STORAGE_UNAVAILABLE: [503, 'Database unavailable'],
+  ERR_STORAGE_FULL: [503, 'Database full'],
+  ERR_INVALID_CURSOR: [400, 'Bad request'],
   ERR_INVALID_CLIENT: [401, 'invalid_client'],
   ERR_INVALID_GRANT: [400, 'invalid_grant'],
   ERR_INVALID_SCOPE: [400, 'invalid_scope'],
@@ -38,6 +42,7 @@ export function problemResponse(c: Context, e: CAError): Response {
   const headers: Record<string, string> = {
     'content-type': 'application/problem+json',
     'cache-control': 'no-store',
+    ...extraHeaders(e.code),
   }
   // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme (the join token is a bearer token),
   // with an error code only when credentials were sent.
@@ -68,6 +73,19 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   ERR_PAYLOAD_TOO_LARGE: [400, 'invalid_request'],
   // A valid client this endpoint is not for (tokens.introspection_clients).
   ERR_FORBIDDEN: [403, 'unauthorized_client'],
+  // RFC 6749 §5.2 has no code for "try later"; RFC 6749 §4.1.2.1's temporarily_unavailable fits.
+  ERR_STORAGE_UNAVAILABLE: [503, 'temporarily_unavailable'],
+  ERR_STORAGE_FULL: [503, 'temporarily_unavailable'],
+}
+
+/** Seconds a client should wait before retrying a request the database could not take. */
+export const RETRY_AFTER_SECONDS = 1
+
+/** Headers every error response of this code carries beyond its body. */
+function extraHeaders(code: CAErrorCode): Record<string, string> {
+  return code === 'ERR_STORAGE_UNAVAILABLE' || code === 'ERR_STORAGE_FULL'
+    ? { 'retry-after': String(RETRY_AFTER_SECONDS) }
+    : {}
 }
 
 /**
@@ -87,6 +105,7 @@ export function oauthErrorResponse(c: Context, e: CAError): Response {
   return c.json({ error, error_description: oauthDescription(e.message) }, status, {
     'cache-control': 'no-store',
     pragma: 'no-cache',
+    ...extraHeaders(e.code),
   })
 }
 

@@ -1,6 +1,13 @@
 import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { HttpBindings } from '@hono/node-server'
+import {
+  VerifyError,
+  createCertificateResolver,
+  createProxyMatcher,
+  forwardedCertificateHeaders,
+  validateClientCertificate,
+} from '@certbound/verifier/mtls'
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
 import type { Logger } from 'pino'
@@ -8,16 +15,9 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { authenticateClientCertificate } from '../ca/client-identity.js'
 import type { CaMaterial } from '../ca/material.js'
-import type { Store } from '../db/store.js'
+import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
-import { validateClientCertificate } from '../verifier/chain.js'
-import { VerifyError } from '../verifier/errors.js'
-import {
-  createCertificateResolver,
-  createProxyMatcher,
-  forwardedCertificateHeaders,
-} from '../verifier/peer.js'
 
 export type AppEnv = {
   Bindings: HttpBindings

@@ -1,12 +1,12 @@
 import type { KeyObject } from 'node:crypto'
-import { join } from 'node:path'
 import { calculateJwkThumbprint, type JWK } from 'jose'
-import { PATHS, readDataFile, writePrivateKey } from '../ca/files.js'
+import { readDataFile } from '../ca/files.js'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, jwsAlgFor, privateKeyFromPem, privateKeyToPem } from '../crypto/keys.js'
-import type { SigningKeyRecord } from '../db/signing-keys.js'
-import type { Store } from '../db/store.js'
+import type { KeyEncryptionKey } from '../crypto/sealing.js'
+import type { Store } from '../db/port.js'
+import type { SigningKeyRecord } from '../db/types.js'
 import { importJwks, type JwsAlg, type VerificationKey } from './jws.js'
 
 // Allowance for clock skew between the CA and resource servers when retiring keys.
@@ -22,14 +22,17 @@ export interface ActiveSigningKey {
  * Token-signing keys and their rotation. A new key is published in the JWKS at least one
  * access-token lifetime plus one JWKS cache lifetime before it first signs; the key it
  * replaces stays published until every token it signed has expired. So every unexpired
- * token's `kid` is always in the JWKS. Metadata lives in the database (the running server
- * and `certbound keys rotate` see the same state); private keys are 0600 files.
+ * token's `kid` is always in the JWKS. Everything lives in the database, the private keys
+ * sealed under the key-encryption key, so every process and replica (and `certbound keys
+ * rotate`) sees the same keys; only the unsealed KeyObjects are cached, by kid.
  */
 export class SigningKeys {
   readonly #privateKeys = new Map<string, KeyObject>()
   #verification: { id: string; keys: VerificationKey[] } | undefined
 
-  constructor(private readonly deps: { config: Config; store: Store; clock: Clock }) {}
+  constructor(
+    private readonly deps: { config: Config; store: Store; clock: Clock; kek: KeyEncryptionKey },
+  ) {}
 
   async #all(): Promise<SigningKeyRecord[]> {
     return this.deps.store.signingKeys.list()
@@ -48,7 +51,9 @@ export class SigningKeys {
     if (!key) throw new Error('no token-signing key is active; run `certbound keys rotate --now`')
     let privateKey = this.#privateKeys.get(key.kid)
     if (!privateKey) {
-      privateKey = privateKeyFromPem(readDataFile(this.deps.config.dataDir, key.keyFile))
+      if (key.privateKeySealed === null) throw new Error(`signing key ${key.kid} is not imported`)
+      const pem = this.deps.kek.open(key.privateKeySealed, sealPurpose(key.kid)).toString('utf8')
+      privateKey = privateKeyFromPem(pem)
       this.#privateKeys.set(key.kid, privateKey)
     }
     return { kid: key.kid, alg: key.alg as JwsAlg, privateKey }
@@ -76,9 +81,21 @@ export class SigningKeys {
     return this.#verification.keys
   }
 
-  /** Creates the first key if there is none (init, or an upgraded database). */
+  /**
+   * Creates the first key if there is none (init), and moves the keys of an older data_dir
+   * from their 0600 files into the database (upgrade in place).
+   */
   async ensure(): Promise<void> {
-    if ((await this.#all()).length === 0) await this.rotate({ immediate: true, actor: 'system' })
+    const keys = await this.#all()
+    for (const k of keys) {
+      if (k.privateKeySealed !== null || !k.legacyKeyFile) continue
+      const pem = readDataFile(this.deps.config.dataDir, k.legacyKeyFile)
+      await this.deps.store.signingKeys.sealLegacyKey(
+        k.kid,
+        this.deps.kek.seal(pem, sealPurpose(k.kid)),
+      )
+    }
+    if (keys.length === 0) await this.rotate({ immediate: false, actor: 'system' })
   }
 
   /**
@@ -92,16 +109,15 @@ export class SigningKeys {
   }: {
     immediate: boolean
     actor: string
-  }): Promise<SigningKeyRecord> {
-    const { config, store, clock } = this.deps
-    const now = clock.now().getTime()
+  }): Promise<SigningKeyRecord | undefined> {
+    const { config, store, clock, kek } = this.deps
     const type = config.tokens.signingKeyType
     const { privateKey, publicKey } = await generateKeyPair(type)
     const publicJwk = publicKey.export({ format: 'jwk' }) as JWK
     const kid = await calculateJwkThumbprint(publicJwk, 'sha256')
-    const keyFile = join(PATHS.signingKeysDir, `signing-${kid}.pem`)
-    writePrivateKey(config.dataDir, keyFile, privateKeyToPem(privateKey))
-    const existing = (await this.#all()).filter((k) => k.withdrawAt === null || k.withdrawAt > now)
+    const now = clock.now().getTime()
+    const all = await this.#all()
+    const existing = all.filter((k) => k.withdrawAt === null || k.withdrawAt > now)
     const activateAt =
       immediate || existing.length === 0
         ? now
@@ -110,7 +126,7 @@ export class SigningKeys {
       kid,
       alg: jwsAlgFor(type),
       publicJwk,
-      keyFile,
+      privateKeySealed: kek.seal(privateKeyToPem(privateKey), sealPurpose(kid)),
       createdAt: now,
       publishAt: now,
       activateAt,
@@ -136,12 +152,15 @@ export class SigningKeys {
       for (const kid of withdrawn) this.#privateKeys.delete(kid)
     } else {
       const withdrawAt = activateAt + config.tokens.accessTokenTtlMs + SKEW_MS
-      await store.signingKeys.rotate(
+      // Only if no other process added a key since we looked: then its key stands, not ours.
+      const added = await store.signingKeys.rotate(
         record,
         existing.map((k) => ({ kid: k.kid, retireAt: activateAt, withdrawAt })),
+        all.at(-1)?.kid ?? null,
         now,
         event,
       )
+      if (!added) return undefined
     }
     return record
   }
@@ -154,7 +173,8 @@ export class SigningKeys {
     const keys = (await this.#all()).filter((k) => k.withdrawAt === null || k.withdrawAt > now)
     const newest = keys.at(-1)
     if (!newest || newest.activateAt > now || now - newest.createdAt < period) return false
-    await this.rotate({ immediate: false, actor: 'system' })
-    return true
+    return (await this.rotate({ immediate: false, actor: 'system' })) !== undefined
   }
 }
+
+const sealPurpose = (kid: string) => `signing-key:${kid}`

@@ -122,7 +122,11 @@ function parse(der: Uint8Array): ParsedCsr {
  * ERR_KEY_UNSUPPORTED (key type or size) or ERR_CSR_INVALID (everything else).
  */
 export function parseCsr(pem: string): ParsedCsr {
-  const der = pemToDer(pem, 'CERTIFICATE REQUEST')
+  return parseCsrDer(pemToDer(pem, 'CERTIFICATE REQUEST'))
+}
+
+/** As {@link parseCsr}, for DER bytes (the domain's input: the edges decode PEM or base64). */
+export function parseCsrDer(der: Uint8Array): ParsedCsr {
   try {
     return Object.freeze(parse(toBytes(der)))
   } catch (e) {

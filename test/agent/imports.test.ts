@@ -10,7 +10,8 @@ afterAll(() => removeTempDirs())
 
 const ROOT = join(import.meta.dirname, '../..')
 const FORBIDDEN = [/^src\/db\//, /^src\/ca\//, /^src\/tokens\//, /^src\/http\//, /^src\/main\.ts$/]
-const ALLOWED_PACKAGES = ['asn1js', 'pkijs', 'undici', 'commander', 'pino']
+// @certbound/verifier for its mTLS module (checkCaServerIdentity), which loads node: built-ins only.
+const ALLOWED_PACKAGES = ['asn1js', 'pkijs', 'undici', 'commander', 'pino', '@certbound/verifier']
 
 const IMPORT =
   /(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g

@@ -305,6 +305,25 @@ describe('certificates admin API, revocation and the CRL', () => {
     })
     expectProblem(sneaky, 400)
   })
+
+  it('keyCompromise reaches descendants of an earlier certificate of the key that was already revoked', async () => {
+    // A (key K) renewed with the same key into A2 (K), and — by whoever holds K — into B (K').
+    const a = await s.enroll('spiffe://example.org/crl/old-branch')
+    const a2 = (await s.renew(a, { sameKey: true })).credential!
+    const b = (await s.renew(a)).credential!
+    expect((await revoke(a.serial, { reason: 'superseded' })).status).toBe(200)
+    // Only A2 is a valid certificate of K now; B descends from A, not from A2.
+    expect((await revoke(a2.serial, { reason: 'keyCompromise' })).status).toBe(200)
+    const shown = await show(b.serial)
+    expect([shown.body.status, shown.body.revocation_reason]).toEqual(['revoked', 'keyCompromise'])
+    expect((await show(a.serial)).body.revocation_reason).toBe('superseded')
+    expect((await fetchCrl()).revoked.get(b.serial)).toBe('Key Compromise')
+    const t = await s.call('POST', '/oauth/token', {
+      as: b,
+      form: { grant_type: 'client_credentials' },
+    })
+    expect(t.status).toBe(401)
+  })
 })
 
 describe('the CRL never goes stale', () => {

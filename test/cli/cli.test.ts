@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openDatabase } from '../../src/db/open.js'
+import { openSqlite } from '../../src/db/sqlite/open.js'
 import { makeCsr, openssl } from '../helpers/openssl.js'
 
 const TSX = join(process.cwd(), 'node_modules/.bin/tsx')
@@ -95,14 +96,14 @@ describe('init (a real process)', () => {
     for (const key of [
       'ca/root-key.pem',
       'ca/intermediate-key.pem',
-      'server/tls-key.pem',
+      'ca/kek.key',
       'admin/admin-key.pem',
     ]) {
       expect(statSync(join(data, key)).mode & 0o777, key).toBe(0o600)
     }
-    const signing = readdirSync(join(data, 'tokens')).filter((f) => f.endsWith('.pem'))
-    expect(signing.length).toBeGreaterThanOrEqual(1)
-    for (const f of signing) expect(statSync(join(data, 'tokens', f)).mode & 0o777, f).toBe(0o600)
+    // The signing key and the server's TLS key live in the database, sealed: never in clear.
+    const db = ['certbound.db', 'certbound.db-wal'].map((f) => join(data, f)).filter(existsSync)
+    expect(Buffer.concat(db.map((f) => readFileSync(f))).includes('PRIVATE KEY')).toBe(false)
     // No private key is readable by others anywhere under data_dir.
     for (const name of readdirSync(data, { recursive: true }) as string[]) {
       const p = join(data, name)
@@ -140,7 +141,7 @@ describe('init (a real process)', () => {
     const cfg = join(newer, 'ca-config.yaml')
     mkdirSync(newer)
     writeFileSync(cfg, 'data_dir: ./data\nserver:\n  listen: 127.0.0.1:0\n')
-    const db = openDatabase(join(newer, 'data/certbound.db'))
+    const db = openSqlite(join(newer, 'data/certbound.db')).connection
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)').run(
       '9999_future.sql',
     )

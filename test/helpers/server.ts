@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { Agent, request } from 'undici'
-import type { Clock } from '../../src/clock.js'
+import { loadKeyEncryptionKey } from '../../src/ca/files.js'
+import { ServerCredentials } from '../../src/ca/server-credential.js'
+import { systemClock, type Clock } from '../../src/clock.js'
 import { configFromObject, type Config } from '../../src/config/load.js'
 import { startServer, type RunningServer } from '../../src/main.js'
 import { makeCsr, type CsrKey } from './openssl.js'
@@ -23,53 +25,18 @@ export interface ApiResponse<T = any> {
 }
 
 /**
- * A real certbound server on 127.0.0.1 (port 0) over a fresh data_dir with a real SQLite
- * file, plus undici clients that present real client certificates.
+ * A client of a real certbound server over HTTPS: undici agents that present real client
+ * certificates, and the admin, enrolment and renewal calls the tests build on. The server may
+ * run in this process ({@link TestServer}) or in its own (test/helpers/process-server.ts).
  */
-export class TestServer {
+export class ApiClient {
   readonly #agents: Agent[] = []
-  private constructor(
-    readonly running: RunningServer,
-    readonly config: Config,
+  constructor(
+    readonly url: string,
     readonly dataDir: string,
     readonly bundlePem: string,
     readonly intermediatePem: string,
   ) {}
-
-  static async start(
-    overrides: Record<string, any> = {},
-    options: { clock?: Clock; dataDir?: string; logger?: Logger } = {},
-  ): Promise<TestServer> {
-    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
-    const { server: serverOverrides, ...rest } = overrides
-    const config = configFromObject({
-      trust_domain: 'example.org',
-      data_dir: dataDir,
-      log_level: 'silent',
-      server: { listen: '127.0.0.1:0', ...serverOverrides },
-      ...rest,
-    })
-    const running = await startServer(config, {
-      clock: options.clock,
-      logger: options.logger ?? pino({ level: 'silent' }),
-    })
-    // The issuer default names port 0; tests that check `iss` read it from config.
-    return new TestServer(
-      running,
-      config,
-      dataDir,
-      readFileSync(join(dataDir, 'ca/bundle.pem'), 'utf8'),
-      readFileSync(join(dataDir, 'ca/intermediate.pem'), 'utf8'),
-    )
-  }
-
-  get url(): string {
-    return `https://127.0.0.1:${this.running.address.port}`
-  }
-
-  get store() {
-    return this.running.store
-  }
 
   /** An undici Agent presenting `cred` (or no certificate), trusting our root. */
   agent(cred?: { certPem: string; keyPem: string }): Agent {
@@ -189,8 +156,70 @@ export class TestServer {
     }
   }
 
+  /** Closes the agents this client opened. */
+  async closeAgents(): Promise<void> {
+    await Promise.all(this.#agents.splice(0).map((a) => a.close().catch(() => undefined)))
+  }
+}
+
+/**
+ * A real certbound server on 127.0.0.1 (port 0) over a fresh data_dir with a real SQLite
+ * file, in this process, plus undici clients that present real client certificates.
+ */
+export class TestServer extends ApiClient {
+  private constructor(
+    readonly running: RunningServer,
+    readonly config: Config,
+    dataDir: string,
+  ) {
+    super(
+      `https://127.0.0.1:${running.address.port}`,
+      dataDir,
+      readFileSync(join(dataDir, 'ca/bundle.pem'), 'utf8'),
+      readFileSync(join(dataDir, 'ca/intermediate.pem'), 'utf8'),
+    )
+  }
+
+  static async start(
+    overrides: Record<string, any> = {},
+    options: { clock?: Clock; dataDir?: string; logger?: Logger } = {},
+  ): Promise<TestServer> {
+    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certbound-test-'))
+    const { server: serverOverrides, ...rest } = overrides
+    const config = configFromObject({
+      trust_domain: 'example.org',
+      data_dir: dataDir,
+      log_level: 'silent',
+      server: { listen: '127.0.0.1:0', ...serverOverrides },
+      ...rest,
+    })
+    const running = await startServer(config, {
+      clock: options.clock,
+      logger: options.logger ?? pino({ level: 'silent' }),
+    })
+    // The issuer default names port 0; tests that check `iss` read it from config.
+    return new TestServer(running, config, dataDir)
+  }
+
+  get store() {
+    return this.running.store
+  }
+
+  /** The server's own TLS certificate (chain) and key, as the database holds them. */
+  async serverCredential(): Promise<{ certPem: string; keyPem: string; serial: string }> {
+    const tls = await new ServerCredentials({
+      config: this.config,
+      store: this.store,
+      clock: systemClock,
+      ca: this.running.ca,
+      kek: loadKeyEncryptionKey(this.dataDir),
+    }).current()
+    if (!tls) throw new Error('no server TLS credential stored')
+    return tls
+  }
+
   async close(): Promise<void> {
-    await Promise.all(this.#agents.map((a) => a.close().catch(() => undefined)))
+    await this.closeAgents()
     await this.running.close()
     rmSync(this.dataDir, { recursive: true, force: true })
   }

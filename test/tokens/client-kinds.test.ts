@@ -1,6 +1,4 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeCsr } from '../helpers/openssl.js'
 import { TestServer } from '../helpers/server.js'
@@ -18,10 +16,7 @@ describe('who may be an OAuth client', () => {
   })
 
   it("the server's own TLS certificate is not a client credential anywhere", async () => {
-    const server = {
-      certPem: readFileSync(join(s.dataDir, 'server/tls.pem'), 'utf8'),
-      keyPem: readFileSync(join(s.dataDir, 'server/tls-key.pem'), 'utf8'),
-    }
+    const server = await s.serverCredential()
     const a = await s.enroll('spiffe://example.org/kinds/a')
     const t = await grant(s, a)
     expect((await token(s, server)).status).toBe(401)

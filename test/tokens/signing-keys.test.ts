@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process'
-import { readdirSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Clock } from '../../src/clock.js'
+import { loadKeyEncryptionKey } from '../../src/ca/files.js'
 import { SigningKeys } from '../../src/tokens/keys.js'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
@@ -49,12 +50,15 @@ describe("signing-key rotation: every unexpired token's kid is always in the JWK
     expect(await kids()).toEqual([k1])
 
     const rotatedAt = clock.now().getTime()
-    const k2 = (
-      await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({
-        immediate: false,
-        actor: 'test',
-      })
-    ).kid
+    const k2 = (await new SigningKeys({
+      config: s.config,
+      store: s.store,
+      clock,
+      kek: loadKeyEncryptionKey(s.dataDir),
+    }).rotate({
+      immediate: false,
+      actor: 'test',
+    }))!.kid
     const activateAt = rotatedAt + 30_000 + 10_000 + SKEW_MS
     // Published at once, but not signing for one access-token lifetime plus one JWKS cache lifetime.
     expect((await kids()).sort()).toEqual([k1, k2].sort())
@@ -94,12 +98,15 @@ describe("signing-key rotation: every unexpired token's kid is always in the JWK
     const t = await grant(s, a)
     const old = kidOf(t.access_token)
     expect((await introspect(s, rs, t.access_token)).body.active).toBe(true)
-    const k3 = (
-      await new SigningKeys({ config: s.config, store: s.store, clock }).rotate({
-        immediate: true,
-        actor: 'test',
-      })
-    ).kid
+    const k3 = (await new SigningKeys({
+      config: s.config,
+      store: s.store,
+      clock,
+      kek: loadKeyEncryptionKey(s.dataDir),
+    }).rotate({
+      immediate: true,
+      actor: 'test',
+    }))!.kid
     expect(await kids()).toEqual([k3])
     await expect(verifyWithServedJwks(s, t.access_token, clock.now())).rejects.toMatchObject({
       code: 'ERR_JWKS_NO_MATCHING_KEY',
@@ -116,11 +123,17 @@ describe("signing-key rotation: every unexpired token's kid is always in the JWK
     expect(kidOf(r.body.access_token)).toBe(k3)
   })
 
-  it('keeps signing keys in 0600 files under data_dir and never serves private parts', async () => {
-    const dir = join(s.dataDir, 'tokens')
-    const files = readdirSync(dir)
-    expect(files.length).toBeGreaterThanOrEqual(3)
-    for (const f of files) expect(statSync(join(dir, f)).mode & 0o777).toBe(0o600)
+  it('keeps signing keys sealed in the database (never in clear) and never serves private parts', async () => {
+    const keys = await s.store.signingKeys.list()
+    expect(keys.length).toBeGreaterThanOrEqual(3)
+    const files = ['certbound.db', 'certbound.db-wal'].map((f) => join(s.dataDir, f))
+    const db = Buffer.concat(files.filter(existsSync).map((f) => readFileSync(f)))
+    for (const k of keys) {
+      expect(k.privateKeySealed!.length).toBeGreaterThan(100)
+      expect(Buffer.from(k.privateKeySealed!).includes('PRIVATE KEY')).toBe(false)
+    }
+    expect(db.includes('PRIVATE KEY')).toBe(false)
+    expect(statSync(join(s.dataDir, 'ca/kek.key')).mode & 0o777).toBe(0o600)
     for (const k of (await fetchJwks(s)).keys) expect(k).not.toHaveProperty('d')
   })
 })
@@ -137,7 +150,12 @@ describe('automatic rotation by age (tokens.signing_key_rotation)', () => {
   afterAll(() => s.close())
 
   it('schedules a successor once the newest key is older than the period, and only one', async () => {
-    const keys = new SigningKeys({ config: s.config, store: s.store, clock })
+    const keys = new SigningKeys({
+      config: s.config,
+      store: s.store,
+      clock,
+      kek: loadKeyEncryptionKey(s.dataDir),
+    })
     expect(await keys.rotateIfDue()).toBe(false)
     const [k1] = (await fetchJwks(s)).keys.map((k) => k.kid)
     clock.advance(121_000)

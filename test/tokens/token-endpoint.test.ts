@@ -1,6 +1,4 @@
 import { createHash, X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import pino from 'pino'
 import { Agent } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -223,10 +221,7 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
   })
 
   it('the server TLS certificate (no SPIFFE ID) is no OAuth client', async () => {
-    const server = {
-      certPem: readFileSync(join(s.dataDir, 'server/tls.pem'), 'utf8'),
-      keyPem: readFileSync(join(s.dataDir, 'server/tls-key.pem'), 'utf8'),
-    }
+    const server = await s.serverCredential()
     expectOAuthError(await token(s, server), 401, 'invalid_client')
   })
 

@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { createBoundFetch } from '../../src/client/index.js'
-import type { BoundFetch } from '../../src/client/index.js'
-import { createVerifier } from '../../src/verifier/index.js'
-import type { Verifier } from '../../src/verifier/index.js'
+import { ClientError, createBoundFetch } from '@certbound/client'
+import type { BoundFetch } from '@certbound/client'
+import { createVerifier } from '@certbound/verifier'
+import type { Verifier } from '@certbound/verifier'
 import { startIssuer } from './helpers/issuer.js'
 import type { FixtureIssuer } from './helpers/issuer.js'
 import { createTestPki } from './helpers/pki.js'
@@ -105,7 +105,9 @@ describe('createBoundFetch', () => {
     } finally {
       await bound.close()
     }
-    await expect(bound.fetch(`${rs.url}/api/whoami`)).rejects.toThrow(/closed/)
+    const closed = await bound.fetch(`${rs.url}/api/whoami`).catch((e: unknown) => e)
+    expect(closed).toBeInstanceOf(ClientError)
+    expect((closed as ClientError).code).toBe('ERR_CLIENT_CLOSED')
   })
 
   it('keeps the previous generation when a new one is inconsistent', async () => {
@@ -120,7 +122,8 @@ describe('createBoundFetch', () => {
     try {
       await rotate(d, a) // d's certificate with a token bound to a
       expect((await bound.reload()).thumbprint).toBe(a.thumbprint)
-      expect(String(errors[0])).toMatch(/bound to another certificate/)
+      expect(errors[0]).toBeInstanceOf(ClientError)
+      expect((errors[0] as ClientError).code).toBe('ERR_GENERATION_MISMATCH')
       expect(bound.current().thumbprint).toBe(a.thumbprint)
       expect((await whoami(bound)).body.thumbprint).toBe(a.thumbprint)
     } finally {
@@ -131,7 +134,10 @@ describe('createBoundFetch', () => {
   it('refuses to start without a complete generation', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'certbound-agent-empty-'))
     try {
-      await expect(createBoundFetch({ dir: empty })).rejects.toThrow()
+      await expect(createBoundFetch({ dir: empty })).rejects.toMatchObject({
+        name: 'ClientError',
+        code: 'ERR_GENERATION_MISSING',
+      })
     } finally {
       rmSync(empty, { recursive: true, force: true })
     }

@@ -1,12 +1,7 @@
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  VerifyError,
-  parseClientCert,
-  parseEscapedPem,
-  parseXfcc,
-} from '../../src/verifier/index.js'
-import { createProxyMatcher, normalizeAddress } from '../../src/verifier/peer.js'
+import { VerifyError, parseClientCert, parseEscapedPem, parseXfcc } from '@certbound/verifier'
+import { createProxyMatcher, normalizeAddress } from '@certbound/verifier/mtls'
 import { createTestPki } from './helpers/pki.js'
 import type { Issued, TestPki } from './helpers/pki.js'
 

@@ -1,16 +1,25 @@
 import { Hono } from 'hono'
-import type { Authority } from '../../ca/authority.js'
+import type { Authority, IssuedCertificate } from '../../ca/authority.js'
 import type { CrlPublisher } from '../../ca/crl.js'
 import { entryView, type EntryService } from '../../ca/entries.js'
 import type { CaMaterial } from '../../ca/material.js'
 import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
-import type { Store } from '../../db/store.js'
+import type { CertificateResponse } from '../../contract.js'
+import type { Store } from '../../db/port.js'
 import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { derToPem } from '../../x509/pem.js'
 import { limitParam, readJsonObject } from '../body.js'
 import { requireAdmin, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
+import {
+  certificateRequestBody,
+  entryCreateBody,
+  entryPatchBody,
+  joinTokenBody,
+  parseBody,
+  revokeBody,
+} from '../schemas.js'
 
 export interface CaRouteDeps {
   readonly config: Config
@@ -44,6 +53,26 @@ export function certificateView(r: CertificateRecord, now: number) {
   }
 }
 
+/** The contract's certificate response for a certificate just issued. */
+export function certificateResponse(issued: IssuedCertificate): CertificateResponse {
+  const c = issued.certificate
+  const leaf = derToPem(c.der, 'CERTIFICATE')
+  return {
+    serial: c.serial,
+    spiffe_id: c.spiffeId!,
+    certificate: leaf,
+    chain: leaf + issued.issuerChainPem,
+    not_before: new Date(c.notBefore).toISOString(),
+    not_after: new Date(c.notAfter).toISOString(),
+  }
+}
+
+/** The certificate request of a JSON body, as the domain takes it. */
+async function certificateRequest(c: Parameters<typeof readJsonObject>[0]) {
+  const body = parseBody(certificateRequestBody, await readJsonObject(c))
+  return { csr: body.csr, ...(body.ttl && { ttlMs: body.ttl.ms }) }
+}
+
 /** The certificate API: public endpoints, enrolment, renewal and the admin routes. */
 export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
@@ -70,23 +99,27 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         'ERR_JOIN_TOKEN_INVALID',
         'send the join token as "Authorization: Bearer <token>"',
       )
-    const body = await readJsonObject(c)
-    return c.json(
-      await deps.authority.enroll(m[1]!, { csr: body.csr as string, ttl: body.ttl }),
-      201,
-    )
+    const grant = await deps.authority.authenticateJoinToken(m[1]!)
+    const request = await certificateRequest(c)
+    return c.json(certificateResponse(await deps.authority.enroll(grant, request)), 201)
   })
 
   app.post('/v1/renew', mtls, async (c) => {
-    const body = await readJsonObject(c)
-    return c.json(
-      await deps.authority.renew(c.var.client, { csr: body.csr as string, ttl: body.ttl }),
-      201,
-    )
+    const request = await certificateRequest(c)
+    return c.json(certificateResponse(await deps.authority.renew(c.var.client, request)), 201)
   })
 
   app.post('/v1/entries', admin, async (c) => {
-    const entry = await deps.entries.create(await readJsonObject(c), actorOf(c.var.client))
+    const body = parseBody(entryCreateBody, await readJsonObject(c))
+    const entry = await deps.entries.create(
+      {
+        spiffeId: body.spiffe_id,
+        dnsNames: body.dns_names,
+        ttl: body.ttl,
+        scopes: body.scopes,
+      },
+      actorOf(c.var.client),
+    )
     return c.json(entryView(entry), 201, { location: `/v1/entries/${entry.id}` })
   })
   app.get('/v1/entries', admin, async (c) => {
@@ -97,20 +130,20 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     c.json(entryView(await deps.entries.get(c.req.param('id')))),
   )
   app.patch('/v1/entries/:id', admin, async (c) => {
+    const body = parseBody(entryPatchBody, await readJsonObject(c))
     const entry = await deps.entries.update(
       c.req.param('id'),
-      await readJsonObject(c),
+      { enabled: body.enabled, dnsNames: body.dns_names, ttl: body.ttl, scopes: body.scopes },
       actorOf(c.var.client),
     )
     return c.json(entryView(entry))
   })
   app.post('/v1/entries/:id/join-tokens', admin, async (c) => {
-    const body = await readJsonObject(c, { optional: true })
-    return c.json(
-      await deps.entries.createJoinToken(c.req.param('id'), body, actorOf(c.var.client)),
-      201,
-      { 'cache-control': 'no-store' },
-    )
+    const body = parseBody(joinTokenBody, await readJsonObject(c, { optional: true }))
+    const t = await deps.entries.createJoinToken(c.req.param('id'), body.ttl, actorOf(c.var.client))
+    return c.json({ token: t.token, expires_at: new Date(t.expiresAt).toISOString() }, 201, {
+      'cache-control': 'no-store',
+    })
   })
 
   app.get('/v1/certificates', admin, async (c) => {
@@ -143,10 +176,9 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   })
   app.post('/v1/certificates/:serial/revoke', admin, async (c) => {
     const serial = checkSerial(c.req.param('serial'))
-    const body = await readJsonObject(c, { optional: true })
-    for (const k of Object.keys(body))
-      if (k !== 'reason') throw new CAError('ERR_BAD_REQUEST', `unknown field "${k.slice(0, 64)}"`)
-    const record = await deps.authority.revoke(serial, body.reason, actorOf(c.var.client))
+    const body = parseBody(revokeBody, await readJsonObject(c, { optional: true }))
+    const reason = body.reason ?? 'unspecified'
+    const record = await deps.authority.revoke(serial, reason, actorOf(c.var.client))
     return c.json(certificateView(record, deps.clock.now().getTime()))
   })
   return app

@@ -1,7 +1,7 @@
 import { Hono } from 'hono'
 import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
-import type { Store } from '../../db/store.js'
+import type { Store } from '../../db/port.js'
 import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { GRANTS } from '../../tokens/grants.js'

@@ -4,8 +4,8 @@ import { serve } from '@hono/node-server'
 import type { ServerType } from '@hono/node-server'
 import { Hono } from 'hono'
 import { Agent, fetch } from 'undici'
-import { certboundAuth } from '../../../src/verifier/hono.js'
-import type { CertboundAuthOptions } from '../../../src/verifier/hono.js'
+import { certboundAuth } from '@certbound/verifier/hono'
+import type { CertboundAuthOptions } from '@certbound/verifier/hono'
 import type { Issued, TestPki } from './pki.js'
 
 /** A real Hono resource server on `@hono/node-server` over HTTPS asking for client certificates. */

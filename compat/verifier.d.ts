@@ -1,0 +1,2 @@
+// The old import path, kept working: re-exports `@certbound/verifier`.
+export * from '@certbound/verifier'

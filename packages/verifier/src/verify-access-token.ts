@@ -1,0 +1,249 @@
+import { timingSafeEqual } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
+import { errors, jwtVerify } from 'jose'
+import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
+import { Agent } from 'undici'
+import { x5tS256 } from './mtls/thumbprint.js'
+import { checkCaServerIdentity } from './mtls/ca-server.js'
+import { validateClientCertificate } from './mtls/chain.js'
+import { VerifyError } from './errors.js'
+import { createIntrospector } from './introspection.js'
+import type { Introspector } from './introspection.js'
+import { createJwksResolver } from './jwks.js'
+import { resolveOptions } from './options.js'
+import type { ResolvedOptions, VerifierOptions } from './options.js'
+import { toCertificate } from './mtls/pem.js'
+import type { CertificateInput } from './mtls/pem.js'
+
+const MAX_TOKEN_LENGTH = 16 * 1024
+const MAX_LEARNED_INTERMEDIATES = 16
+const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'cnf']
+
+/** Claims of a certbound access token (RFC 9068 + RFC 8705 `cnf`). */
+export interface BoundTokenClaims extends JWTPayload {
+  iss: string
+  /** The workload's SPIFFE ID. */
+  sub: string
+  aud: string | string[]
+  client_id: string
+  iat: number
+  exp: number
+  jti: string
+  scope?: string
+  cnf: { 'x5t#S256': string }
+}
+
+/** A token that passed every check, with the certificate it is bound to. */
+export interface VerifiedToken {
+  claims: BoundTokenClaims
+  header: JWTHeaderParameters
+  /** The presented certificate, validated against the trust anchors. */
+  certificate: X509Certificate
+  /** base64url SHA-256 of the certificate's DER; equals `claims.cnf["x5t#S256"]`. */
+  thumbprint: string
+}
+
+/** A configured verifier: keeps the JWKS cache, HTTPS pools and introspection cache. */
+export interface Verifier {
+  /**
+   * Verifies `token` and its binding to `certificate`, the certificate actually presented
+   * (from the TLS socket, or from a trusted proxy). `chain` may carry intermediates the peer
+   * sent; they only help build the path to the trust anchors.
+   *
+   * @throws {VerifyError}
+   */
+  verify(
+    token: string,
+    certificate: CertificateInput | null | undefined,
+    chain?: readonly CertificateInput[],
+  ): Promise<VerifiedToken>
+  /** Closes the HTTPS connection pools. */
+  close(): Promise<void>
+}
+
+function invalid(message: string, cause?: unknown): VerifyError {
+  return new VerifyError('ERR_TOKEN_INVALID', message, { cause })
+}
+
+function sameString(a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+function checkClaims(payload: JWTPayload): BoundTokenClaims {
+  const { sub, client_id: clientId, jti, scope, cnf } = payload
+  if (typeof sub !== 'string' || !sub.startsWith('spiffe://'))
+    throw invalid('"sub" is not a SPIFFE ID')
+  if (typeof clientId !== 'string' || clientId === '') throw invalid('"client_id" is missing')
+  if (typeof jti !== 'string' || jti === '') throw invalid('"jti" is missing')
+  if (scope !== undefined && typeof scope !== 'string') throw invalid('"scope" is not a string')
+  const x5t =
+    typeof cnf === 'object' && cnf !== null
+      ? (cnf as Record<string, unknown>)['x5t#S256']
+      : undefined
+  // RFC 8705 §3.1: a certificate-bound token carries cnf["x5t#S256"]; without it, refuse.
+  if (typeof x5t !== 'string' || x5t === '') throw invalid('"cnf" has no "x5t#S256"')
+  return payload as BoundTokenClaims
+}
+
+async function verifyJws(token: string, key: JWTVerifyGetKey, opts: ResolvedOptions, now: Date) {
+  try {
+    return await jwtVerify(token, key, {
+      issuer: opts.issuer,
+      audience: opts.audience,
+      algorithms: opts.algorithms,
+      typ: 'at+jwt', // RFC 9068 §4
+      clockTolerance: opts.clockToleranceSec,
+      currentDate: now,
+      requiredClaims: REQUIRED_CLAIMS,
+    })
+  } catch (cause) {
+    if (cause instanceof VerifyError) throw cause
+    if (cause instanceof errors.JWTExpired) throw invalid('token has expired', cause)
+    if (cause instanceof errors.JOSEError) throw invalid(cause.message, cause)
+    throw invalid('token could not be verified', cause)
+  }
+}
+
+function presentedCertificate(
+  input: CertificateInput | null | undefined,
+  chain: readonly CertificateInput[],
+): { leaf: X509Certificate; extra: X509Certificate[] } {
+  if (input === null || input === undefined) {
+    throw new VerifyError('ERR_CLIENT_CERT_REQUIRED', 'no client certificate was presented')
+  }
+  const leaf = toCertificate(input)
+  if (leaf === undefined) {
+    throw new VerifyError('ERR_CLIENT_CERT_REQUIRED', 'client certificate does not parse')
+  }
+  const extra = chain.map(toCertificate).filter((c): c is X509Certificate => c !== undefined)
+  return { leaf, extra }
+}
+
+/**
+ * Creates a verifier for certificate-bound access tokens (RFC 8705, RFC 9068). Create it once
+ * and reuse it: it caches the issuer's JWKS (refetched on an unknown `kid`, at most once per
+ * cooldown) and, in online mode, introspection answers for a few seconds. There is no option
+ * that skips the certificate binding.
+ *
+ * @throws {TypeError} on invalid options (checked here, not at the first request).
+ * @example
+ * ```ts
+ * import { readFileSync } from 'node:fs'
+ * import { createVerifier } from '@certbound/verifier'
+ *
+ * const verifier = createVerifier({
+ *   issuer: 'https://ca.example.org:8443',
+ *   audience: 'https://ca.example.org:8443',
+ *   trustAnchors: readFileSync('bundle.pem', 'utf8'),
+ *   intermediates: readFileSync('intermediate.pem', 'utf8'),
+ * })
+ * const { claims } = await verifier.verify(token, tlsSocket.getPeerX509Certificate())
+ * console.log(claims.sub) // spiffe://example.org/billing
+ * ```
+ */
+export function createVerifier(options: VerifierOptions): Verifier {
+  const opts = resolveOptions(options)
+  const agent = new Agent({
+    connect: { ca: opts.trustAnchorsPem, checkServerIdentity: checkCaServerIdentity },
+  })
+  const key = createJwksResolver(opts.jwksUri, agent, options.jwks)
+  const introspector: Introspector | undefined =
+    opts.introspectionEndpoint === undefined
+      ? undefined
+      : createIntrospector(opts.introspectionEndpoint, opts.trustAnchorsPem, options.introspection!)
+
+  // Intermediates seen on a validated path. A resumed TLS session only keeps the peer's leaf,
+  // so the intermediate a client sent on its first handshake is remembered for later ones.
+  const learned = new Map<string, X509Certificate>()
+  const remember = (path: readonly X509Certificate[]) => {
+    for (const ca of path) {
+      if (learned.size >= MAX_LEARNED_INTERMEDIATES) return
+      if (!opts.store.intermediates.includes(ca)) learned.set(ca.fingerprint256, ca)
+    }
+  }
+
+  return {
+    async verify(token, certificate, chain = []) {
+      if (typeof token !== 'string' || token === '') throw invalid('no access token')
+      if (token.length > MAX_TOKEN_LENGTH) throw invalid('access token is too long')
+      const { leaf, extra } = presentedCertificate(certificate, chain)
+      const now = opts.clock.now()
+      remember(validateClientCertificate(leaf, opts.store, now, [...extra, ...learned.values()]))
+      const { payload, protectedHeader } = await verifyJws(token, key, opts, now)
+      const claims = checkClaims(payload)
+      const thumbprint = x5tS256(leaf.raw)
+      // RFC 8705 §3: the token is accepted only with the certificate it is bound to.
+      if (!sameString(claims.cnf['x5t#S256'], thumbprint)) {
+        throw new VerifyError(
+          'ERR_TOKEN_BINDING_MISMATCH',
+          'token is bound to another certificate than the one presented',
+        )
+      }
+      // The certificate must also name the token's subject: a forged token (stolen signing
+      // key) then still needs a certificate of this CA for that identity.
+      if (!leaf.subjectAltName?.split(', ').includes(`URI:${claims.sub}`)) {
+        throw new VerifyError(
+          'ERR_TOKEN_BINDING_MISMATCH',
+          'the certificate does not name the token subject',
+        )
+      }
+      await introspector?.check(token, claims, thumbprint)
+      return { claims, header: protectedHeader, certificate: leaf, thumbprint }
+    },
+    async close() {
+      await Promise.all([agent.close(), introspector?.close()])
+    },
+  }
+}
+
+const implicit = new WeakMap<VerifierOptions, Verifier>()
+
+function isVerifier(value: VerifierOptions | Verifier): value is Verifier {
+  return typeof (value as Verifier).verify === 'function'
+}
+
+/**
+ * Verifies a certificate-bound access token against the certificate the client presented:
+ * JWS signature with the issuer's JWKS (HTTPS, pinned to `trustAnchors`), `typ: at+jwt`, the
+ * `alg` allow-list, `iss`, `aud`, `exp`/`nbf` with a small leeway, the certificate's chain and
+ * validity window, and `cnf["x5t#S256"]` against the SHA-256 of that certificate. Without a
+ * certificate the token is refused. In online mode the issuer is also asked (RFC 7662).
+ *
+ * `options` is either a {@link Verifier} or its options; options objects get one verifier each
+ * (kept in a WeakMap), so pass the same object every time to keep the JWKS cache.
+ *
+ * @throws {VerifyError} with `code` `ERR_TOKEN_INVALID`, `ERR_TOKEN_BINDING_MISMATCH`,
+ *   `ERR_CLIENT_CERT_REQUIRED` or `ERR_VERIFIER_UNAVAILABLE`.
+ * @example
+ * ```ts
+ * import { verifyBoundToken, VerifyError } from '@certbound/verifier'
+ *
+ * const options = { issuer, audience: issuer, trustAnchors: bundlePem }
+ * https.createServer({ cert, key, ca: bundlePem, requestCert: true }, async (req, res) => {
+ *   const token = req.headers.authorization?.replace(/^Bearer /i, '') ?? ''
+ *   const peer = (req.socket as TLSSocket).getPeerX509Certificate()
+ *   try {
+ *     const { claims } = await verifyBoundToken(token, peer, options)
+ *     res.end(`hello ${claims.sub}`)
+ *   } catch (err) {
+ *     if (!(err instanceof VerifyError)) throw err
+ *     res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end()
+ *   }
+ * })
+ * ```
+ */
+export async function verifyBoundToken(
+  token: string,
+  peerCertificate: CertificateInput | null | undefined,
+  options: VerifierOptions | Verifier,
+): Promise<VerifiedToken> {
+  let verifier: Verifier
+  if (isVerifier(options)) verifier = options
+  else {
+    verifier = implicit.get(options) ?? createVerifier(options)
+    implicit.set(options, verifier)
+  }
+  return verifier.verify(token, peerCertificate)
+}

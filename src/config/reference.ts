@@ -1,0 +1,118 @@
+/**
+ * What each key of ca-config.yaml means, for docs/configuration.md. The generator
+ * (`npm run docs:config`, scripts/config-reference.ts) takes the keys, the kind of value and the
+ * built-in defaults from the schema and the words from here; a test fails when a schema key has
+ * no entry, an entry names no key, or the generated page differs from the file. Adding a key:
+ * add one line here, run `npm run docs:config`.
+ *
+ * `default` is needed only where the schema has no fixed default (one derived from other keys).
+ * Text is Markdown; `|` is escaped by the generator.
+ */
+export interface KeyReference {
+  readonly description: string
+  /** The default in words, where the schema's own default is missing or derived. */
+  readonly default?: string
+}
+
+/** Keys are dotted paths (`server.listen`); a section (`server`) may carry an introduction. */
+export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
+  trust_domain: {
+    description: 'SPIFFE trust domain; every SPIFFE ID is `spiffe://<trust_domain>/path`',
+  },
+  data_dir: { description: 'database, CA and keys (private keys mode 0600)' },
+  log_level: { description: 'pino level; logs go to stderr and never contain keys or tokens' },
+
+  server: { description: "The HTTPS listener and the server's own TLS certificate." },
+  'server.listen': { description: 'where the HTTPS server listens' },
+  'server.hostnames': {
+    description: "SANs of the server's TLS certificate",
+    default: '`[localhost, 127.0.0.1]`',
+  },
+  'server.trusted_proxies': {
+    description:
+      'TLS-terminating proxies in front of the CA whose forwarded client certificate the CA ' +
+      "takes as the client's (see [Behind a proxy](../README.md#configuration))",
+  },
+  'server.forwarded_client_cert': {
+    description:
+      'the one header such a proxy forwards the certificate in: `client-cert` (RFC 9440 ' +
+      "`Client-Cert`), `xfcc` (Envoy), `escaped-pem` (`X-SSL-Client-Cert`, nginx's " +
+      '`$ssl_client_escaped_cert`)',
+  },
+  'server.max_body_bytes': { description: 'larger request bodies are refused (413)' },
+  'server.tls_certificate_ttl': {
+    description: 'the server renews its own certificate with a third left, without a restart',
+  },
+  'server.workers': {
+    description:
+      'server processes on the one listening socket (node:cluster), or `auto` for one per core; they share the database and answer alike',
+  },
+
+  database: { description: 'The embedded SQLite database `data_dir/certbound.db`.' },
+  'database.synchronous': {
+    description: 'SQLite `synchronous`; `FULL` makes an acknowledged issuance survive a power loss',
+  },
+  'database.busy_timeout': { description: 'SQLite busy timeout' },
+
+  ca: { description: 'The root and issuing CA that `init` creates.' },
+  'ca.key_type': { description: 'key type of the root and the intermediate' },
+  'ca.root_ttl': { description: 'lifetime of the root certificate' },
+  'ca.intermediate_ttl': { description: 'lifetime of the issuing (intermediate) certificate' },
+
+  certificates: { description: 'Workload certificates.' },
+  'certificates.default_ttl': {
+    description: 'lifetime when a request names none (capped by the entry)',
+  },
+  'certificates.max_ttl': {
+    description: 'a request over `min(entry ttl, max_ttl)` is refused, not clamped',
+  },
+  'certificates.allowed_key_types': { description: 'key types accepted in CSRs' },
+  'certificates.backdate': {
+    description: '`notBefore` = issue time − backdate (at most `5m`)',
+  },
+  'certificates.organization': {
+    description: 'the `O=` of every subject the CA builds',
+    default: 'the trust domain',
+  },
+
+  'crl.validity': {
+    description:
+      '`nextUpdate` − `thisUpdate`; the CRL is rebuilt at half of it and after every revocation',
+  },
+
+  'enrollment.join_token_ttl': { description: 'default join-token lifetime' },
+  'enrollment.max_join_token_ttl': { description: 'longest join token an admin may ask for' },
+
+  'admin.spiffe_ids': {
+    description: 'admin identities; `init` issues a credential for the first',
+    default: '`[spiffe://<trust_domain>/admin]`',
+  },
+  'admin.credential_ttl': {
+    description:
+      'lifetime of admin credentials (`certbound admin-credential` re-issues one locally)',
+  },
+
+  tokens: { description: 'Access and refresh tokens (RFC 8705, RFC 9068).' },
+  'tokens.issuer': {
+    description: '`iss` of access tokens and the base URL of discovery',
+    default: '`https://<first hostname>:<port>`',
+  },
+  'tokens.audience': { description: '`aud` of access tokens', default: 'the issuer' },
+  'tokens.access_token_ttl': {
+    description: "access-token lifetime (never past the certificate's `notAfter`)",
+  },
+  'tokens.refresh_token_ttl': {
+    description: "refresh-token lifetime (never past the bound certificate's `notAfter`)",
+  },
+  'tokens.signing_key_type': {
+    description: '`ec-p256` signs ES256, `ec-p384` ES384, `ed25519` EdDSA, `rsa-*` RS256',
+  },
+  'tokens.signing_key_rotation': { description: 'automatic rotation by age, or `off`' },
+  'tokens.jwks_cache_ttl': {
+    description: 'JWKS `Cache-Control: max-age`; also the pre-publication margin of a new key',
+  },
+  'tokens.introspection_clients': {
+    description: 'if set, only these SPIFFE IDs may call `/oauth/introspect`',
+    default: 'unset: any valid certificate of this CA',
+  },
+}

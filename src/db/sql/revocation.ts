@@ -1,0 +1,112 @@
+import type { SqlDriver, SqlExecutor } from '../driver.js'
+import type { RevocationResult } from '../types.js'
+import { writeAudit } from './audit.js'
+import type { CertificateRow } from './rows.js'
+
+/**
+ * Every currently valid certificate a keyCompromise of `spki` must revoke: all certificates of
+ * that key *whatever their state* — an earlier one revoked as `superseded` may still have
+ * descendants, renewed by whoever held the key — and everything renewed from any of them,
+ * directly or further down, whatever its own key (CONTRACT "Certificates").
+ */
+async function compromisedLineage(tx: SqlExecutor, spki: string): Promise<string[]> {
+  const rows = await tx.all<{ serial: string }>(
+    `WITH RECURSIVE down(serial) AS (
+       SELECT serial FROM certificates WHERE spki_sha256 = ?
+       UNION SELECT c.serial FROM certificates c JOIN down ON c.renewed_from = down.serial)
+     SELECT serial FROM certificates WHERE serial IN (SELECT serial FROM down) AND status = 'valid'
+     ORDER BY id`,
+    [spki],
+  )
+  return rows.map((r) => r.serial)
+}
+
+/** Ends what is bound to one revoked certificate: its token families and access tokens. */
+async function endBoundTokens(
+  tx: SqlExecutor,
+  serial: string,
+  now: number,
+): Promise<{ families: number; accessTokens: number }> {
+  const accessTokens = await tx.run(
+    `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
+       AND (cert_serial = ? OR family_id IN (SELECT id FROM token_families WHERE cert_serial = ?))`,
+    [now, now, serial, serial],
+  )
+  const families = await tx.run(
+    `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = 'certificate_revoked'
+     WHERE cert_serial = ? AND status = 'active'`,
+    [now, serial],
+  )
+  return { families, accessTokens }
+}
+
+/**
+ * The revocation cascade, inside the caller's transaction: the certificate, with keyCompromise
+ * its key's whole lineage (and the key refused from then on), every token bound to any of
+ * them; one audit event per certificate; the CRL revision bumped so no process serves a CRL
+ * without these serials (LIFECYCLE invariant 11).
+ */
+export async function revokeCertificates(
+  tx: SqlExecutor,
+  db: Pick<SqlDriver, 'forUpdate'>,
+  serial: string,
+  reason: string,
+  now: number,
+  actor: string,
+): Promise<RevocationResult | undefined> {
+  const row = await tx.get<CertificateRow>(
+    `SELECT * FROM certificates WHERE serial = ?${db.forUpdate}`,
+    [serial],
+  )
+  if (!row) return undefined
+  const targets: string[] = row.status === 'valid' ? [row.serial] : []
+  if (reason === 'keyCompromise') {
+    for (const s of await compromisedLineage(tx, row.spki_sha256))
+      if (!targets.includes(s)) targets.push(s)
+    const added = await tx.run(
+      `INSERT INTO compromised_keys (spki_sha256, serial, at) VALUES (?, ?, ?)
+       ON CONFLICT (spki_sha256) DO NOTHING`,
+      [row.spki_sha256, row.serial, now],
+    )
+    if (added)
+      await writeAudit(tx, now, {
+        actor,
+        action: 'key.compromised',
+        subject: row.serial,
+        details: { spki_sha256: row.spki_sha256 },
+      })
+  }
+  let familiesRevoked = 0
+  let accessTokensRevoked = 0
+  for (const s of targets) {
+    await tx.run(
+      `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+       WHERE serial = ? AND status = 'valid'`,
+      [now, reason, s],
+    )
+    const ended = await endBoundTokens(tx, s, now)
+    familiesRevoked += ended.families
+    accessTokensRevoked += ended.accessTokens
+    await writeAudit(tx, now, {
+      actor,
+      action: 'certificate.revoke',
+      subject: s,
+      details: { reason, ...(s !== row.serial ? { cascaded_from: row.serial } : {}) },
+    })
+  }
+  if (familiesRevoked || accessTokensRevoked) {
+    await writeAudit(tx, now, {
+      actor,
+      action: 'token.family.revoke_cascade',
+      subject: row.serial,
+      details: {
+        cause: 'certificate_revoked',
+        serials: targets,
+        families: familiesRevoked,
+        access_tokens: accessTokensRevoked,
+      },
+    })
+  }
+  if (targets.length > 0) await tx.run('UPDATE crl_state SET revision = revision + 1 WHERE id = 1')
+  return { changed: targets.length > 0, serials: targets, familiesRevoked, accessTokensRevoked }
+}

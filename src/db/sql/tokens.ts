@@ -1,0 +1,253 @@
+import type { SqlDriver, SqlExecutor } from '../driver.js'
+import type { TokenStore } from '../port.js'
+import type {
+  AccessTokenState,
+  AuditInput,
+  FamilyRecord,
+  NewAccessToken,
+  NewFamily,
+  NewRefreshToken,
+  RefreshCommit,
+  RefreshCommitInput,
+  RefreshTokenState,
+} from '../types.js'
+import { writeAudit } from './audit.js'
+
+interface FamilyRow {
+  id: string
+  spiffe_id: string
+  entry_id: string | null
+  cert_serial: string
+  scope: string | null
+  status: 'active' | 'revoked'
+  revoked_reason: string | null
+  created_at: number
+}
+
+function toFamily(r: FamilyRow): FamilyRecord {
+  return {
+    id: r.id,
+    spiffeId: r.spiffe_id,
+    entryId: r.entry_id,
+    certSerial: r.cert_serial,
+    scope: r.scope,
+    status: r.status,
+    revokedReason: r.revoked_reason,
+    createdAt: r.created_at,
+  }
+}
+
+function insertRefresh(tx: SqlExecutor, familyId: string, r: NewRefreshToken): Promise<number> {
+  return tx.run(
+    'INSERT INTO refresh_tokens (id, token_hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+    [r.id, r.hash, familyId, r.issuedAt, r.expiresAt],
+  )
+}
+
+function insertAccess(tx: SqlExecutor, familyId: string | null, a: NewAccessToken) {
+  return tx.run(
+    `INSERT INTO access_tokens (jti, family_id, cert_serial, spiffe_id, kid, issued_at, expires_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    [a.jti, familyId, a.certSerial, a.spiffeId, a.kid, a.issuedAt, a.expiresAt],
+  )
+}
+
+async function revokeFamilyRows(
+  tx: SqlExecutor,
+  familyId: string,
+  reason: string,
+  now: number,
+): Promise<number> {
+  const changed = await tx.run(
+    `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = ?
+     WHERE id = ? AND status = 'active'`,
+    [now, reason, familyId],
+  )
+  await tx.run(
+    'UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL AND expires_at > ?',
+    [now, familyId, now],
+  )
+  return changed
+}
+
+/** Token families, refresh tokens (hashes only) and issued access tokens. */
+export class SqlTokenStore implements TokenStore {
+  constructor(private readonly db: SqlDriver) {}
+
+  /**
+   * The commit-time re-check (LIFECYCLE invariant 7): the certificate is still valid and
+   * current, and its entry (if any) still enabled — an admin may have revoked the one or
+   * disabled the other while the token was being signed. Kept even though signing is
+   * synchronous today: it is what makes the commit safe whatever ran before it. The share
+   * locks make a concurrent revocation or disable wait for this commit, then see its rows.
+   */
+  async #certStillValid(tx: SqlExecutor, serial: string, now: number): Promise<boolean> {
+    const cert = await tx.get<{ entry_id: string | null }>(
+      `SELECT entry_id FROM certificates WHERE serial = ? AND status = 'valid'
+         AND not_before <= ? AND not_after > ?${this.db.forShare}`,
+      [serial, now, now],
+    )
+    if (!cert) return false
+    if (cert.entry_id === null) return true
+    const entry = await tx.get<{ enabled: number }>(
+      `SELECT enabled FROM entries WHERE id = ?${this.db.forShare}`,
+      [cert.entry_id],
+    )
+    return entry?.enabled === 1
+  }
+
+  createFamily(
+    family: NewFamily,
+    refresh: NewRefreshToken,
+    access: NewAccessToken,
+    event: AuditInput,
+  ): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      if (!(await this.#certStillValid(tx, family.certSerial, access.issuedAt))) return false
+      await tx.run(
+        `INSERT INTO token_families (id, spiffe_id, entry_id, cert_serial, scope, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+        [
+          family.id,
+          family.spiffeId,
+          family.entryId,
+          family.certSerial,
+          family.scope,
+          family.createdAt,
+        ],
+      )
+      await insertRefresh(tx, family.id, refresh)
+      await insertAccess(tx, family.id, access)
+      await writeAudit(tx, access.issuedAt, event)
+      return true
+    })
+  }
+
+  async findRefreshToken(id: string): Promise<RefreshTokenState | undefined> {
+    const row = await this.db.get<
+      FamilyRow & {
+        rid: string
+        token_hash: string
+        issued_at: number
+        expires_at: number
+        used_at: number | null
+      }
+    >(
+      `SELECT r.id AS rid, r.token_hash, r.issued_at, r.expires_at, r.used_at, f.*
+       FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.id = ?`,
+      [id],
+    )
+    if (!row) return undefined
+    return {
+      id: row.rid,
+      hash: row.token_hash,
+      issuedAt: row.issued_at,
+      expiresAt: row.expires_at,
+      usedAt: row.used_at,
+      family: toFamily(row),
+    }
+  }
+
+  commitRefresh(p: RefreshCommitInput): Promise<RefreshCommit> {
+    const now = p.access.issuedAt
+    return this.db.transaction(async (tx): Promise<RefreshCommit> => {
+      const family = await tx.get<{ status: string }>(
+        `SELECT status FROM token_families WHERE id = ?${this.db.forUpdate}`,
+        [p.familyId],
+      )
+      if (family?.status !== 'active' || !(await this.#certStillValid(tx, p.certSerial, now)))
+        return 'family_inactive'
+      // Single use: of two refreshes with one token, one changes the row; the other is reuse.
+      const spent = await tx.run(
+        'UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL',
+        [now, p.oldRefreshId],
+      )
+      if (spent !== 1) {
+        await revokeFamilyRows(tx, p.familyId, 'refresh_token_reuse', now)
+        await writeAudit(tx, now, p.reuseEvent)
+        return 'reused'
+      }
+      await tx.run('UPDATE token_families SET cert_serial = ? WHERE id = ?', [
+        p.certSerial,
+        p.familyId,
+      ])
+      await insertRefresh(tx, p.familyId, p.refresh)
+      await insertAccess(tx, p.familyId, p.access)
+      await writeAudit(tx, now, p.event)
+      return 'ok'
+    })
+  }
+
+  revokeFamily(familyId: string, reason: string, now: number, event: AuditInput): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const changed = await revokeFamilyRows(tx, familyId, reason, now)
+      if (changed) await writeAudit(tx, now, event)
+      return changed > 0
+    })
+  }
+
+  async findAccessToken(jti: string): Promise<AccessTokenState | undefined> {
+    const row = await this.db.get<{
+      jti: string
+      family_id: string | null
+      cert_serial: string
+      spiffe_id: string
+      expires_at: number
+      revoked_at: number | null
+      family_status: 'active' | 'revoked' | null
+      cert_status: 'valid' | 'revoked'
+      cert_not_after: number
+    }>(
+      `SELECT a.jti, a.family_id, a.cert_serial, a.spiffe_id, a.expires_at, a.revoked_at,
+              f.status AS family_status, c.status AS cert_status, c.not_after AS cert_not_after
+       FROM access_tokens a JOIN certificates c ON c.serial = a.cert_serial
+       LEFT JOIN token_families f ON f.id = a.family_id WHERE a.jti = ?`,
+      [jti],
+    )
+    if (!row) return undefined
+    return {
+      jti: row.jti,
+      familyId: row.family_id,
+      certSerial: row.cert_serial,
+      spiffeId: row.spiffe_id,
+      expiresAt: row.expires_at,
+      revokedAt: row.revoked_at,
+      familyStatus: row.family_status,
+      certStatus: row.cert_status,
+      certNotAfter: row.cert_not_after,
+    }
+  }
+
+  revokeAccessToken(jti: string, now: number, event: AuditInput): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const changed = await tx.run(
+        'UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL',
+        [now, jti],
+      )
+      if (changed) await writeAudit(tx, now, event)
+      return changed > 0
+    })
+  }
+
+  async getFamily(id: string): Promise<FamilyRecord | undefined> {
+    const row = await this.db.get<FamilyRow>('SELECT * FROM token_families WHERE id = ?', [id])
+    return row && toFamily(row)
+  }
+
+  /**
+   * Forgets what can no longer matter: access tokens past their exp, and refresh tokens and
+   * families past every expiry (a replay of a purged refresh token is then just unknown).
+   */
+  purgeExpired(now: number): Promise<{ accessTokens: number; refreshTokens: number }> {
+    return this.db.transaction(async (tx) => {
+      const accessTokens = await tx.run('DELETE FROM access_tokens WHERE expires_at < ?', [now])
+      const refreshTokens = await tx.run('DELETE FROM refresh_tokens WHERE expires_at < ?', [now])
+      await tx.run(
+        `DELETE FROM token_families
+         WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.id)
+           AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = token_families.id)`,
+      )
+      return { accessTokens, refreshTokens }
+    })
+  }
+}

@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
+import { CAError } from '../../errors.js'
+import type { SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
+
+export interface SqliteDriverOptions {
+  /** FULL by default: an acknowledged change must survive a power loss. */
+  readonly synchronous?: 'FULL' | 'NORMAL'
+  /** How long a write waits for another process's write lock before answering 503. */
+  readonly busyTimeoutMs?: number
+}
+
+interface Pending {
+  readonly fn: (tx: SqlExecutor) => Promise<unknown>
+  readonly resolve: (value: unknown) => void
+  readonly reject: (reason: unknown) => void
+}
+
+// A batch is bounded so one burst cannot hold the write lock for long.
+const MAX_BATCH = 256
+
+type Statement = Database.Statement<unknown[], unknown>
+
+/** Prepared statements by SQL text: each statement is compiled once per connection. */
+function statementCache(db: Database.Database): (sql: string) => Statement {
+  const cache = new Map<string, Statement>()
+  return (sql) => {
+    let statement = cache.get(sql)
+    if (!statement) {
+      statement = db.prepare(sql)
+      cache.set(sql, statement)
+    }
+    return statement
+  }
+}
+
+// better-sqlite3 binds Buffers, not plain Uint8Arrays, as BLOBs.
+function bind(params: readonly SqlValue[]): unknown[] {
+  return params.map((p) =>
+    p instanceof Uint8Array && !Buffer.isBuffer(p)
+      ? Buffer.from(p.buffer, p.byteOffset, p.length)
+      : p,
+  )
+}
+
+/** SQLite's error codes as the storage codes every backend shares. */
+export function mapSqliteError(e: unknown): unknown {
+  const code = (e as { code?: unknown }).code
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return e
+  const message = (e as Error).message
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+    return new CAError('ERR_STORAGE_CONFLICT', message, { cause: e })
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+    return new CAError('ERR_STORAGE_UNAVAILABLE', `the database is busy: ${message}`, { cause: e })
+  if (code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE')
+    return new CAError('ERR_STORAGE_FULL', `the database cannot grow: ${message}`, { cause: e })
+  return e
+}
+
+function executor(prepare: (sql: string) => Statement): SqlExecutor {
+  const guard = <T>(f: () => T): Promise<T> => {
+    try {
+      return Promise.resolve(f())
+    } catch (e) {
+      return Promise.reject(mapSqliteError(e))
+    }
+  }
+  return {
+    all: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      guard(() => prepare(sql).all(...bind(params)) as T[]),
+    get: <T>(sql: string, params: readonly SqlValue[] = []) =>
+      guard(() => prepare(sql).get(...bind(params)) as T | undefined),
+    run: (sql: string, params: readonly SqlValue[] = []) =>
+      guard(() => prepare(sql).run(...bind(params)).changes),
+  }
+}
+
+/**
+ * The SQLite backend's driver: one connection writes, one reads (WAL lets readers see the last
+ * commit while a write is open, and never an uncommitted one). Write transactions that arrive
+ * together share one `BEGIN IMMEDIATE … COMMIT` (group commit), each in its own savepoint, and
+ * every caller is answered only after that commit: durability per request is unchanged, but one
+ * fsync serves the whole batch. Another process holding the write lock is waited for
+ * asynchronously (better-sqlite3's own busy handler sleeps on the event loop) up to
+ * `busyTimeoutMs`, then the write fails with ERR_STORAGE_UNAVAILABLE (HTTP 503).
+ */
+export class SqliteDriver implements SqlDriver {
+  readonly dialect = 'sqlite'
+  readonly forUpdate = ''
+  readonly forShare = ''
+  readonly #writer: Database.Database
+  readonly #reader: Database.Database
+  readonly #write: SqlExecutor
+  readonly #read: SqlExecutor
+  readonly #busyTimeoutMs: number
+  #queue: Pending[] = []
+  #flushing = false
+  #closed = false
+
+  constructor(file: string, options: SqliteDriverOptions = {}) {
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000
+    // timeout 0: a locked database answers SQLITE_BUSY at once and we retry without blocking.
+    this.#writer = new Database(file, { timeout: 0 })
+    this.#writer.pragma('journal_mode = WAL')
+    this.#writer.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+    this.#writer.pragma('foreign_keys = ON')
+    this.#reader = new Database(file, { timeout: this.#busyTimeoutMs })
+    this.#reader.pragma('query_only = ON')
+    this.#write = executor(statementCache(this.#writer))
+    this.#read = executor(statementCache(this.#reader))
+  }
+
+  /** The raw write connection, for migrations and the online backup only. */
+  get connection(): Database.Database {
+    return this.#writer
+  }
+
+  all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
+    return this.#read.all<T>(sql, params)
+  }
+
+  get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
+    return this.#read.get<T>(sql, params)
+  }
+
+  run(sql: string, params?: readonly SqlValue[]): Promise<number> {
+    return this.transaction((tx) => tx.run(sql, params))
+  }
+
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error('the database is closed'))
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject })
+      if (!this.#flushing) {
+        this.#flushing = true
+        // setImmediate, not a microtask: requests whose I/O completed in this loop turn join.
+        setImmediate(() => void this.#flush())
+      }
+    })
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, MAX_BATCH)
+        await this.#runBatch(batch)
+      }
+    } finally {
+      this.#flushing = false
+    }
+  }
+
+  async #begin(): Promise<void> {
+    const deadline = Date.now() + this.#busyTimeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.#writer.exec('BEGIN IMMEDIATE')
+        return
+      } catch (e) {
+        const mapped = mapSqliteError(e)
+        if (!(mapped instanceof CAError && mapped.code === 'ERR_STORAGE_UNAVAILABLE')) throw mapped
+        if (Date.now() >= deadline) throw mapped
+        // Jittered backoff from 1 ms up to 20 ms: short waits while the other writer commits.
+        await sleep(Math.min(20, 1 + attempt) * (0.5 + Math.random()))
+      }
+    }
+  }
+
+  async #runBatch(batch: Pending[]): Promise<void> {
+    try {
+      await this.#begin()
+    } catch (e) {
+      for (const p of batch) p.reject(e)
+      return
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = []
+    const single = batch.length === 1
+    for (const p of batch) {
+      if (!single) this.#writer.exec('SAVEPOINT tx')
+      try {
+        const value = await p.fn(this.#write)
+        if (!single) this.#writer.exec('RELEASE tx')
+        outcomes.push({ ok: true, value })
+      } catch (error) {
+        const mapped = mapSqliteError(error)
+        // Some errors (SQLITE_FULL, I/O) make SQLite roll back the whole transaction itself:
+        // then every write of the batch is gone, and every caller must hear so.
+        if (!this.#writer.inTransaction) {
+          for (const q of batch) q.reject(mapped)
+          return
+        }
+        if (!single) this.#writer.exec('ROLLBACK TO tx; RELEASE tx')
+        outcomes.push({ ok: false, error: mapped })
+      }
+    }
+    const failedAll = single && !outcomes[0]!.ok
+    try {
+      this.#writer.exec(failedAll ? 'ROLLBACK' : 'COMMIT')
+    } catch (e) {
+      if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK')
+      const error = mapSqliteError(e)
+      for (const p of batch) p.reject(error)
+      return
+    }
+    batch.forEach((p, i) => {
+      const o = outcomes[i]!
+      if (o.ok) p.resolve(o.value)
+      else p.reject(o.error)
+    })
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    while (this.#flushing) await sleep(1)
+    if (this.#reader.open) this.#reader.close()
+    if (this.#writer.open) this.#writer.close()
+  }
+}

@@ -1,0 +1,96 @@
+import { z } from 'zod'
+import { parseDuration } from '../config/duration.js'
+import { REVOCATION_REASONS } from '../ca/reasons.js'
+import type { TtlCap } from '../db/types.js'
+import { CAError } from '../errors.js'
+import { pemToDer } from '../x509/pem.js'
+
+/*
+ * The JSON request bodies of the contract's API, as zod schemas: the edge decodes and checks
+ * shapes here, and hands the domain typed commands (DER bytes, milliseconds). Semantic checks
+ * that need configuration or state (a SPIFFE ID's trust domain, a ttl over its cap, a DNS name
+ * an entry allows) stay in the domain.
+ */
+
+const DURATION_HINT = 'a duration string such as "30s", "15m", "1h" or "7d"'
+
+/** A duration string, as milliseconds and as written. */
+const duration = z.unknown().transform((value, ctx): TtlCap => {
+  const ms = typeof value === 'string' ? parseDuration(value) : undefined
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `must be ${DURATION_HINT}` })
+    return z.NEVER
+  }
+  return { text: value as string, ms }
+})
+
+const csrPem = z.unknown().transform((value, ctx) => {
+  if (typeof value !== 'string') {
+    ctx.addIssue({ code: 'custom', message: 'must be a PEM CERTIFICATE REQUEST string' })
+    return z.NEVER
+  }
+  // PEM errors keep their own code and message (ERR_PEM_INVALID).
+  return pemToDer(value, 'CERTIFICATE REQUEST')
+})
+
+const stringList = (what: string, max: number) =>
+  z.array(z.string({ error: `must be an array of ${what}` }), {
+    error: `must be an array of at most ${max} ${what}`,
+  })
+
+/** POST /v1/enroll and /v1/renew: `{"csr": PEM, "ttl"?}`; other members are ignored. */
+export const certificateRequestBody = z.object({
+  csr: csrPem,
+  ttl: duration.optional(),
+})
+
+export const entryCreateBody = z.strictObject({
+  spiffe_id: z.string({ error: 'is required (a string)' }),
+  dns_names: stringList('DNS names', 100).optional(),
+  ttl: duration.optional(),
+  scopes: stringList('scope tokens', 100).nullable().optional(),
+})
+
+export const entryPatchBody = z.strictObject({
+  enabled: z.boolean({ error: 'must be true or false' }).optional(),
+  dns_names: stringList('DNS names', 100).optional(),
+  ttl: duration.nullable().optional(),
+  scopes: stringList('scope tokens', 100).nullable().optional(),
+})
+
+export const joinTokenBody = z.strictObject({ ttl: duration.optional() })
+
+const HOLD = ['certificateHold', 'removeFromCRL']
+
+export const revokeBody = z.strictObject({
+  reason: z
+    .unknown()
+    .transform((value, ctx) => {
+      if (typeof value === 'string' && HOLD.includes(value)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${value}" is refused: certbound does not put certificates on hold`,
+        })
+        return z.NEVER
+      }
+      if (typeof value !== 'string' || !(REVOCATION_REASONS as readonly string[]).includes(value)) {
+        ctx.addIssue({ code: 'custom', message: `must be one of ${REVOCATION_REASONS.join(', ')}` })
+        return z.NEVER
+      }
+      return value as (typeof REVOCATION_REASONS)[number]
+    })
+    .optional(),
+})
+
+/** Parses `value` with `schema`, or throws ERR_BAD_REQUEST naming the first offending field. */
+export function parseBody<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const parsed = schema.safeParse(value)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]!
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0]!.slice(0, 64)
+    throw new CAError('ERR_BAD_REQUEST', `unknown field "${key}"`)
+  }
+  const field = issue.path.map(String).join('.')
+  throw new CAError('ERR_BAD_REQUEST', field ? `"${field}" ${issue.message}` : issue.message)
+}

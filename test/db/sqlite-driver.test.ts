@@ -1,0 +1,127 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createSqlStore } from '../../src/db/sql/store.js'
+import { openSqlite } from '../../src/db/sqlite/open.js'
+import { isCAError } from '../../src/errors.js'
+import { TestServer } from '../helpers/server.js'
+import { expectProblem } from '../ca/support.js'
+
+const dirs: string[] = []
+function tempFile(): string {
+  const d = mkdtempSync(join(tmpdir(), 'certbound-sqlite-'))
+  dirs.push(d)
+  return join(d, 'certbound.db')
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+const NOW = Date.now()
+const entry = (n: number) => ({
+  id: `e-${n}`,
+  spiffeId: `spiffe://example.org/driver/${n}`,
+  dnsNames: [],
+  maxTtl: null,
+  scopes: null,
+  enabled: true,
+  createdAt: NOW,
+  updatedAt: NOW,
+})
+const event = { actor: 'test', action: 'entry.create' }
+
+/** Another process's write lock on the same file, held for `ms`. */
+function holdWriteLock(file: string, ms: number): Promise<void> {
+  const other = new Database(file)
+  other.exec('BEGIN IMMEDIATE')
+  return new Promise((resolve) =>
+    setTimeout(() => {
+      other.exec('COMMIT')
+      other.close()
+      resolve()
+    }, ms),
+  )
+}
+
+describe('SQLite driver: several processes on one file', () => {
+  it('a write waits for another writer without blocking the event loop, then commits', async () => {
+    const file = tempFile()
+    const store = createSqlStore(openSqlite(file, { busyTimeoutMs: 5000 }))
+    try {
+      const released = holdWriteLock(file, 600)
+      let ticks = 0
+      const ticker = setInterval(() => ticks++, 20)
+      const started = Date.now()
+      await store.entries.create(entry(1), event)
+      clearInterval(ticker)
+      await released
+      expect(Date.now() - started).toBeGreaterThanOrEqual(500)
+      // The loop kept running while the write waited (a synchronous busy handler would not).
+      expect(ticks).toBeGreaterThanOrEqual(10)
+      expect(await store.entries.get('e-1')).toBeDefined()
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('past database.busy_timeout the write fails with ERR_STORAGE_UNAVAILABLE and changes nothing', async () => {
+    const file = tempFile()
+    const store = createSqlStore(openSqlite(file, { busyTimeoutMs: 200 }))
+    try {
+      const released = holdWriteLock(file, 1200)
+      const error = await store.entries.create(entry(2), event).catch((e: unknown) => e)
+      expect(isCAError(error, 'ERR_STORAGE_UNAVAILABLE')).toBe(true)
+      await released
+      expect(await store.entries.get('e-2')).toBeUndefined()
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('transactions arriving together commit together, each on its own: one failure undoes only itself', async () => {
+    const file = tempFile()
+    const store = createSqlStore(openSqlite(file))
+    try {
+      await store.entries.create(entry(0), event)
+      // 20 creates in one burst; the duplicate of e-0 must fail alone.
+      const results = await Promise.allSettled(
+        [0, ...Array.from({ length: 19 }, (_, i) => i + 10)].map((n) =>
+          store.entries.create(entry(n), event),
+        ),
+      )
+      expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1)
+      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult
+      expect(isCAError(failed.reason, 'ERR_STORAGE_CONFLICT')).toBe(true)
+      const page = await store.entries.list({ limit: 100 })
+      expect(page.items).toHaveLength(20)
+      // Every successful change has its audit event, the failed one has none.
+      expect(await store.audit.list({ action: 'entry.create' })).toHaveLength(20)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('over HTTP: a database busy past its timeout is a 503 with Retry-After, never a 500', async () => {
+    const s = await TestServer.start({ database: { busy_timeout: '1s' } })
+    try {
+      const released = holdWriteLock(join(s.dataDir, 'certbound.db'), 2500)
+      const r = await s.call('POST', '/v1/entries', {
+        as: s.admin,
+        json: { spiffe_id: 'spiffe://example.org/driver/busy' },
+      })
+      expectProblem(r, 503)
+      expect(r.headers['retry-after']).toBe('1')
+      expect(r.body.code).toBe('ERR_STORAGE_UNAVAILABLE')
+      await released
+      const again = await s.call('POST', '/v1/entries', {
+        as: s.admin,
+        json: { spiffe_id: 'spiffe://example.org/driver/busy' },
+      })
+      expect(again.status, again.text).toBe(201)
+    } finally {
+      await s.close()
+    }
+  })
+})
