@@ -5,11 +5,18 @@ import { parseArgs } from 'node:util'
 import { configFromObject } from '../src/config/load.js'
 import { benchConfig, CertboundServer, parseSets, type Obj } from './lib/certbound.js'
 import { renderTable, Report } from './lib/report.js'
-import type { ScenarioOptions, ScenarioResult } from './lib/scenario.js'
+import type { ScenarioOptions } from './lib/scenario.js'
 import { cryptoSection, type CryptoLimits } from './sections/crypto.js'
 import { certboundLoad, reportHttps, type HttpsResults } from './sections/https.js'
 import { inProcessSection } from './sections/inprocess.js'
-import { cfsslAvailable, cfsslSign, oidcProviderTokens, reportPeers } from './sections/peers.js'
+import {
+  bracketed,
+  cfsslAvailable,
+  cfsslSign,
+  oidcProviderTokens,
+  reportPeers,
+  type Comparison,
+} from './sections/peers.js'
 import { memorySection } from './sections/memory.js'
 import { addTargets } from './targets.js'
 import { cfsslVersion, packageVersion } from './lib/versions.js'
@@ -162,8 +169,8 @@ async function runMain(
 
   let server: CertboundServer | undefined
   let https: HttpsResults | undefined
-  let oidc: ScenarioResult | undefined
-  let cfssl: ScenarioResult | undefined
+  let token: Comparison | undefined
+  let enroll: Comparison | undefined
   let verifier: { verifier: number; jose: number } | undefined
   try {
     server = await CertboundServer.start(join(dir, 'certbound'), opts.overrides)
@@ -174,11 +181,17 @@ async function runMain(
       )
     if (https) reportHttps(report, https, limits, opts.clients)
     if (want('peers')) {
-      oidc = await section('node-oidc-provider', () =>
-        oidcProviderTokens(dir, creds, server!.bundle, load),
+      const again = (name: 'token' | 'enroll') => async () =>
+        (await certboundLoad(server!, creds, entryIds, load, [name]))[name]
+      token = await section('node-oidc-provider', () =>
+        bracketed(again('token'), () => oidcProviderTokens(dir, creds, server!.bundle, load)),
       )
-      if (cfsslAvailable()) cfssl = await section('cfssl', () => cfsslSign(dir, opts.clients, load))
-      reportPeers(report, https, oidc, cfssl)
+      const skipped = !cfsslAvailable()
+      if (!skipped)
+        enroll = await section('cfssl', () =>
+          bracketed(again('enroll'), () => cfsslSign(dir, opts.clients, load)),
+        )
+      reportPeers(report, token, enroll, skipped)
     }
     if (want('verifier') && https)
       verifier = await section('verifier', () =>
@@ -194,5 +207,5 @@ async function runMain(
   } finally {
     await server?.stop()
   }
-  addTargets(report, limits, https, oidc, cfssl, verifier)
+  addTargets(report, limits, https, token, enroll, verifier)
 }

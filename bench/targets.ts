@@ -1,7 +1,7 @@
 import type { HttpsResults } from './sections/https.js'
 import type { CryptoLimits } from './sections/crypto.js'
 import { ratio, type Report, type Row } from './lib/report.js'
-import type { ScenarioResult } from './lib/scenario.js'
+import type { Comparison } from './sections/peers.js'
 
 /**
  * The targets of issue 10, each a ratio (or a bound) computed from this run's figures and
@@ -11,8 +11,8 @@ export function addTargets(
   report: Report,
   limits: CryptoLimits,
   https: HttpsResults | undefined,
-  oidc: ScenarioResult | undefined,
-  cfssl: ScenarioResult | undefined,
+  token: Comparison | undefined,
+  enroll: Comparison | undefined,
   verifier: { verifier: number; jose: number } | undefined,
 ): void {
   const row = (section: string, name: string): Row | undefined =>
@@ -23,7 +23,7 @@ export function addTargets(
     report.target({ name, value, op: '>=', bound, unit: 'x', ...(at ? { row: at } : {}) })
   x(
     'token grants over HTTPS vs node-oidc-provider',
-    ratio(https?.token?.perSecond, oidc?.perSecond),
+    ratio(token?.certbound?.perSecond, token?.peer.perSecond),
     2,
     row('4.', 'token grants vs'),
   )
@@ -41,7 +41,7 @@ export function addTargets(
   )
   x(
     'enrolment over HTTPS vs cfssl signing',
-    ratio(https?.enroll?.perSecond, cfssl?.perSecond),
+    ratio(enroll?.certbound?.perSecond, enroll?.peer.perSecond),
     0.7,
     row('4.', 'enrolment vs cfssl'),
   )

@@ -9,7 +9,6 @@ import { selfSigned } from '../lib/openssl.js'
 import { freePort, startChild, waitUntil } from '../lib/proc.js'
 import { ratio, type Report } from '../lib/report.js'
 import { runScenario, type ScenarioOptions, type ScenarioResult } from '../lib/scenario.js'
-import type { HttpsResults } from './https.js'
 import { cfsslVersion, packageVersion } from '../lib/versions.js'
 
 /**
@@ -170,14 +169,47 @@ export async function cfsslSign(
   }
 }
 
-/** Section 4's rows: each peer's figures and certbound's ratio to it. */
+/** A peer's figure and certbound's for the same work, measured around it. */
+export interface Comparison {
+  readonly peer: ScenarioResult
+  readonly certbound: ScenarioResult | undefined
+}
+
+function mean(a: ScenarioResult | undefined, b: ScenarioResult | undefined) {
+  if (!a || !b) return a ?? b
+  const avg = (f: (r: ScenarioResult) => number) => (f(a) + f(b)) / 2
+  return {
+    requests: a.requests + b.requests,
+    seconds: a.seconds + b.seconds,
+    perSecond: avg((r) => r.perSecond),
+    p50: avg((r) => r.p50),
+    p99: avg((r) => r.p99),
+    cpuUs: avg((r) => r.cpuUs),
+  }
+}
+
+/**
+ * certbound, the peer, certbound again: the peer is compared with the mean of the two runs
+ * around it, so that a change in the machine's load during the run moves both sides alike.
+ */
+export async function bracketed(
+  certbound: () => Promise<ScenarioResult | undefined>,
+  peer: () => Promise<ScenarioResult>,
+): Promise<Comparison> {
+  const before = await certbound()
+  const p = await peer()
+  const after = await certbound()
+  return { peer: p, certbound: mean(before, after) }
+}
+
+/** Section 4's rows: each peer's figures, certbound's around it, and their ratio. */
 export function reportPeers(
   report: Report,
-  https: HttpsResults | undefined,
-  oidc: ScenarioResult | undefined,
-  cfssl: ScenarioResult | undefined,
+  token: Comparison | undefined,
+  enroll: Comparison | undefined,
+  cfsslSkipped: boolean,
 ): void {
-  const S = '4. peers, same run, same driver'
+  const S = '4. peers, same run, same driver (certbound measured before and after each)'
   const row = (name: string, r: ScenarioResult | undefined, note?: string) =>
     report.add({
       section: S,
@@ -187,27 +219,29 @@ export function reportPeers(
       ...(r ? { p50Ms: r.p50, p99Ms: r.p99, cpuUs: r.cpuUs } : {}),
       ...(note ? { note } : {}),
     })
-  row(`node-oidc-provider ${packageVersion('oidc-provider')} POST /token client_credentials`, oidc)
-  report.add({
-    section: S,
-    name: 'certbound token grants vs node-oidc-provider',
-    value: ratio(https?.token?.perSecond, oidc?.perSecond),
-    unit: 'x',
-    ...(https?.token && oidc
-      ? { note: `CPU per grant ${ratio(https.token.cpuUs, oidc.cpuUs)?.toFixed(2)}x` }
-      : {}),
-  })
+  const versus = (name: string, c: Comparison | undefined) =>
+    report.add({
+      section: S,
+      name,
+      value: ratio(c?.certbound?.perSecond, c?.peer.perSecond),
+      unit: 'x',
+      ...(c?.certbound
+        ? { note: `CPU per request ${ratio(c.certbound.cpuUs, c.peer.cpuUs)?.toFixed(2)}x` }
+        : {}),
+    })
+  row(
+    `node-oidc-provider ${packageVersion('oidc-provider')} POST /token client_credentials`,
+    token?.peer,
+  )
+  row('certbound POST /oauth/token client_credentials (mean)', token?.certbound)
+  versus('certbound token grants vs node-oidc-provider', token)
   row(
     `cfssl ${cfsslVersion()} POST /api/v1/cfssl/sign (HTTP)`,
-    cfssl,
-    cfssl
-      ? `GOMAXPROCS=${process.env.BENCH_CFSSL_GOMAXPROCS ?? '1'}`
-      : 'cfssl not on PATH: skipped',
+    enroll?.peer,
+    cfsslSkipped
+      ? 'cfssl not on PATH: skipped'
+      : `GOMAXPROCS=${process.env.BENCH_CFSSL_GOMAXPROCS ?? '1'}`,
   )
-  report.add({
-    section: S,
-    name: 'certbound enrolment vs cfssl signing',
-    value: ratio(https?.enroll?.perSecond, cfssl?.perSecond),
-    unit: 'x',
-  })
+  row('certbound POST /v1/enroll keep-alive (mean)', enroll?.certbound)
+  versus('certbound enrolment vs cfssl signing', enroll)
 }
