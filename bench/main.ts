@@ -198,10 +198,10 @@ async function runMain(
         verifierSection(report, server!, https!.issued, opts.seconds * 500),
       )
     if (want('memory')) {
-      await server.stop()
-      server = undefined
+      const running = server
+      server = undefined // memorySection stops it
       await section('memory and workers', () =>
-        memorySection(report, dir, creds, entryIds, https, load, opts.overrides),
+        memorySection(report, running, creds, entryIds, https, load, opts.overrides),
       )
     }
   } finally {

@@ -11,12 +11,13 @@ import type { ScenarioOptions } from '../lib/scenario.js'
 import { certboundLoad, type HttpsResults } from './https.js'
 
 /**
- * Section 7: the server's peak RSS under section 3's load, and the same server with
- * `server.workers: 2` (node:cluster) on the same database: "n/a" while that key does not exist.
+ * Section 7: the server's peak RSS under section 3's load, then token grants and enrolments on
+ * the running 1-worker server and right after on the same database with `server.workers: 2`
+ * (node:cluster); "n/a" while that key does not exist. Stops `running`.
  */
 export async function memorySection(
   report: Report,
-  dir: string,
+  running: CertboundServer,
   creds: readonly Credential[],
   entryIds: readonly string[],
   https: HttpsResults | undefined,
@@ -33,6 +34,7 @@ export async function memorySection(
   })
   const overrides = merge(base, { server: { workers: 2 } })
   if (!configAccepts(overrides)) {
+    await running.stop()
     report.add({
       section: S,
       name: 'token grants, 2 workers vs 1',
@@ -42,23 +44,34 @@ export async function memorySection(
     })
     return
   }
-  const server = await CertboundServer.start(join(dir, 'certbound'), overrides, 'certbound-2w')
+  const scenarios = ['token', 'enroll'] as const
+  let one: HttpsResults
   try {
-    const two = await certboundLoad(server, creds, entryIds, load, ['token', 'enroll'])
-    for (const [name, label] of [
-      ['token', 'token grants'],
-      ['enroll', 'enrolments'],
-    ] as const) {
-      report.add({
-        section: S,
-        name: `${label}, 2 workers`,
-        value: two[name]?.perSecond ?? null,
-        unit: '/s',
-        ...(two[name]
-          ? { p50Ms: two[name].p50, p99Ms: two[name].p99, cpuUs: two[name].cpuUs }
-          : {}),
-        ratio: { value: ratio(two[name]?.perSecond, https?.[name]?.perSecond), to: '1 worker' },
-      })
+    one = await certboundLoad(running, creds, entryIds, load, scenarios)
+  } finally {
+    await running.stop()
+  }
+  const home = join(running.dataDir, '..')
+  const server = await CertboundServer.start(home, overrides, 'certbound-2w')
+  try {
+    const two = await certboundLoad(server, creds, entryIds, load, scenarios)
+    const label = { token: 'token grants', enroll: 'enrolments' }
+    for (const name of scenarios) {
+      for (const [n, r] of [
+        [1, one[name]],
+        [2, two[name]],
+      ] as const) {
+        report.add({
+          section: S,
+          name: `${label[name]}, ${n} worker${n === 1 ? '' : 's'}`,
+          value: r?.perSecond ?? null,
+          unit: '/s',
+          ...(r ? { p50Ms: r.p50, p99Ms: r.p99, cpuUs: r.cpuUs } : {}),
+          ...(n === 2
+            ? { ratio: { value: ratio(r?.perSecond, one[name]?.perSecond), to: '1 worker' } }
+            : {}),
+        })
+      }
     }
     report.add({
       section: S,
