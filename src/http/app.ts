@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
+import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
@@ -29,17 +29,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       'request',
     )
   })
-  app.use(
-    bodyLimit({
-      maxSize: deps.config.server.maxBodyBytes,
-      onError: () => {
-        throw new CAError(
-          'ERR_PAYLOAD_TOO_LARGE',
-          `the request body is over ${deps.config.server.maxBodyBytes} bytes`,
-        )
-      },
-    }),
-  )
+  app.use(bodyLimit(deps.config.server.maxBodyBytes))
   const routeDeps = { ...deps, peer: createPeerSource(deps) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))

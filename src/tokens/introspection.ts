@@ -1,4 +1,4 @@
-import { jwtVerify, type JWTPayload } from 'jose'
+import type { JWTPayload } from 'jose'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
@@ -6,6 +6,7 @@ import type { Store } from '../db/port.js'
 import type { RefreshTokenState } from '../db/types.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { verifyJwt, type JwsAlg } from './jws.js'
 import type { SigningKeys } from './keys.js'
 
 export interface TokenStateDeps {
@@ -15,7 +16,7 @@ export interface TokenStateDeps {
   readonly keys: SigningKeys
 }
 
-const ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256']
+const ALGORITHMS: readonly JwsAlg[] = ['ES256', 'ES384', 'EdDSA', 'RS256']
 const INACTIVE = { active: false } as const
 
 type Found =
@@ -29,17 +30,13 @@ type Found =
 
 async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
   if (token.split('.').length !== 3) return undefined
-  try {
-    const { payload } = await jwtVerify(token, await deps.keys.keySet(), {
-      issuer: deps.config.tokens.issuer,
-      typ: 'at+jwt',
-      algorithms: ALGORITHMS,
-      currentDate: deps.clock.now(),
-    })
-    return payload
-  } catch {
-    return undefined
-  }
+  const result = verifyJwt(token, await deps.keys.verificationKeys(), {
+    issuer: deps.config.tokens.issuer,
+    typ: 'at+jwt',
+    algorithms: ALGORITHMS,
+    currentDate: deps.clock.now(),
+  })
+  return result.ok ? (result.payload as JWTPayload) : undefined
 }
 
 /** Finds a token of ours (access JWT or refresh token) and decides whether it is active now. */

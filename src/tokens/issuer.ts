@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { SignJWT } from 'jose'
 import { epochSeconds } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { CAError } from '../errors.js'
 import type { CertificateRecord } from '../db/types.js'
+import { signJwt } from './jws.js'
 import type { SigningKeys } from './keys.js'
 
 export interface SignedAccessToken {
@@ -34,19 +34,18 @@ export async function signAccessToken(
     throw new CAError('ERR_INVALID_CLIENT', 'the client certificate expires now; renew it first')
   const jti = randomUUID()
   const aud = config.tokens.audience
+  // Claim order as jose's SignJWT wrote it, so tokens look the same as before.
   const claims: Record<string, unknown> = {
     client_id: p.cert.spiffeId,
     cnf: { 'x5t#S256': p.cert.thumbprint },
   }
   if (p.scope) claims.scope = p.scope
-  const token = await new SignJWT(claims)
-    .setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid })
-    .setIssuer(config.tokens.issuer)
-    .setSubject(p.cert.spiffeId!)
-    .setAudience(aud.length === 1 ? aud[0]! : [...aud])
-    .setIssuedAt(iat)
-    .setExpirationTime(exp)
-    .setJti(jti)
-    .sign(key.privateKey)
+  claims.iss = config.tokens.issuer
+  claims.sub = p.cert.spiffeId!
+  claims.aud = aud.length === 1 ? aud[0]! : [...aud]
+  claims.iat = iat
+  claims.exp = exp
+  claims.jti = jti
+  const token = signJwt({ alg: key.alg, typ: 'at+jwt', kid: key.kid }, claims, key.privateKey)
   return { token, jti, kid: key.kid, iat, exp }
 }

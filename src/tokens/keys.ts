@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { calculateJwkThumbprint, createLocalJWKSet, type JWK } from 'jose'
+import { calculateJwkThumbprint, type JWK } from 'jose'
 import { readDataFile } from '../ca/files.js'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
@@ -9,13 +9,14 @@ import { generateKeyPair, jwsAlgFor, privateKeyFromPem, privateKeyToPem } from '
 import type { KeyEncryptionKey } from '../crypto/sealing.js'
 import type { Store } from '../db/port.js'
 import type { SigningKeyRecord } from '../db/types.js'
+import { importJwks, type JwsAlg, type VerificationKey } from './jws.js'
 
 // Allowance for clock skew between the CA and resource servers when retiring keys.
 const SKEW_MS = 60_000
 
 export interface ActiveSigningKey {
   readonly kid: string
-  readonly alg: string
+  readonly alg: JwsAlg
   readonly privateKey: KeyObject
 }
 
@@ -29,7 +30,7 @@ export interface ActiveSigningKey {
  */
 export class SigningKeys {
   readonly #privateKeys = new Map<string, KeyObject>()
-  #keySet: { id: string; set: ReturnType<typeof createLocalJWKSet> } | undefined
+  #verification: { id: string; keys: VerificationKey[] } | undefined
 
   constructor(
     private readonly deps: { config: Config; store: Store; clock: Clock; kek: KeyEncryptionKey },
@@ -57,7 +58,7 @@ export class SigningKeys {
       privateKey = privateKeyFromPem(pem)
       this.#privateKeys.set(key.kid, privateKey)
     }
-    return { kid: key.kid, alg: key.alg, privateKey }
+    return { kid: key.kid, alg: key.alg as JwsAlg, privateKey }
   }
 
   /** The public keys to publish now (RFC 7517 JWK Set). */
@@ -72,14 +73,14 @@ export class SigningKeys {
   }
 
   /**
-   * A jose key set over the published keys, rebuilt only when the set changes: importing
-   * the keys on every introspection would dominate its cost.
+   * The published keys as node KeyObjects for `verifyJwt`, imported again only when the set
+   * changes: importing them on every introspection would dominate its cost.
    */
-  async keySet(): Promise<ReturnType<typeof createLocalJWKSet>> {
+  async verificationKeys(): Promise<readonly VerificationKey[]> {
     const jwks = await this.jwks()
-    const id = jwks.keys.map((k) => k.kid).join(' ')
-    if (this.#keySet?.id !== id) this.#keySet = { id, set: createLocalJWKSet(jwks) }
-    return this.#keySet.set
+    const id = jwks.keys.map((k) => `${k.kid} ${k.alg}`).join(' ')
+    if (this.#verification?.id !== id) this.#verification = { id, keys: importJwks(jwks) }
+    return this.#verification.keys
   }
 
   /**

@@ -255,6 +255,37 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
       await stillWorks(token, spiffeId)
     })
 
+    it('a chunked body under the limit is read whole (enrolment and an OAuth form)', async () => {
+      const { spiffeId, token } = await fresh()
+      const { csrPem, keyPem } = makeCsr({ san: `URI:${spiffeId}` })
+      // 1 KB pieces without a content-length: undici sends them chunked.
+      const pieces = (text: string) =>
+        Readable.from(
+          Array.from({ length: Math.ceil(text.length / 1000) }, (_, i) =>
+            Buffer.from(text.slice(i * 1000, (i + 1) * 1000)),
+          ),
+        )
+      const res = await request(`${s.url}/v1/enroll`, {
+        method: 'POST',
+        dispatcher: s.agent(),
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: pieces(JSON.stringify({ csr: csrPem, padding: 'x'.repeat(40 * 1024) })),
+      })
+      const text = await res.body.text()
+      expect(res.statusCode, text).toBe(201)
+      const scope = Array.from({ length: 10 }, (_, i) => String(i).repeat(100)).join(' ')
+      const grant = await request(`${s.url}/oauth/token`, {
+        method: 'POST',
+        dispatcher: s.agent({ certPem: JSON.parse(text).chain, keyPem }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: pieces(`grant_type=client_credentials&scope=${scope}`),
+      })
+      const granted = await grant.body.text()
+      // The form was read whole: the whole scope made it to the grant.
+      expect(grant.statusCode, granted).toBe(200)
+      expect(JSON.parse(granted).scope).toBe(scope)
+    })
+
     it('a body over 64 KiB on an admin route → 413 or 400', async () => {
       await refused(
         () =>
