@@ -16,7 +16,7 @@ import { derToPem } from '../x509/pem.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
-import { resolveTtl, validateCsr, type Grant } from './policy.js'
+import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import { REVOCATION_REASONS, type RevocationReasonName } from './reasons.js'
 
 export interface AuthorityDeps {
@@ -156,7 +156,7 @@ export class Authority {
       kind: 'workload',
       publicKey: csr.publicKey,
       spiffeId: grant.spiffeId,
-      dnsNames: csr.dnsNames.map((n) => n.toLowerCase()),
+      dnsNames: uniqueDnsNames(csr.dnsNames),
       ttlMs,
       entryId: entry.id,
       renewedFrom,

@@ -17,7 +17,7 @@ export const DEFAULTS = {
   },
   database: { busy_timeout: '5s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },
-  certificates: { default_ttl: '1h', max_ttl: '24h', backdate: '1m' },
+  certificates: { default_ttl: '1h', max_ttl: '24h', backdate: '1m', max_dns_names: 32 },
   // nextUpdate - thisUpdate; the CRL is rebuilt when half of it has passed.
   crl: { validity: '24h' },
   enrollment: { join_token_ttl: '1h', max_join_token_ttl: '30d' },

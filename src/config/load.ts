@@ -35,6 +35,7 @@ export interface Config {
     readonly allowedKeyTypes: readonly KeyType[]
     readonly backdateMs: number
     readonly organization: string
+    readonly maxDnsNames: number
   }
   readonly crl: { readonly validityMs: number }
   readonly enrollment: { readonly joinTokenTtlMs: number; readonly maxJoinTokenTtlMs: number }
@@ -119,6 +120,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       allowedKeyTypes: c.certificates.allowed_key_types,
       backdateMs: c.certificates.backdate,
       organization: c.certificates.organization ?? c.trust_domain,
+      maxDnsNames: c.certificates.max_dns_names,
     },
     crl: { validityMs: c.crl.validity },
     enrollment: {

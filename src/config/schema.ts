@@ -101,6 +101,7 @@ export const configSchema = z.strictObject({
         .refine((ms) => ms <= 5 * 60_000, 'must be at most 5m')
         .prefault(D.certificates.backdate),
       organization: z.string().min(1).max(64).optional(),
+      max_dns_names: z.number().int().min(1).max(1000).default(D.certificates.max_dns_names),
     })
     .prefault({}),
   crl: z
