@@ -26,7 +26,7 @@ import type { Server } from 'node:https'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { createBoundFetch } from '../src/client/index.js'
-import { createVerifier } from '../src/verifier/index.js'
+import { createVerifier, guardHandshakes } from '../src/verifier/index.js'
 import { certboundAuth } from '../src/verifier/hono.js'
 
 const env = (name: string, fallback: string) => process.env[name] || fallback
@@ -91,6 +91,9 @@ https = serve(
   },
   (info) => console.log(`protected API listening on https://localhost:${info.port}/api/hello`),
 ) as Server
+// Asking for client certificates lets a hostile client make each handshake expensive: the
+// guard caps what a client may send before its handshake completes and queues the excess.
+guardHandshakes(https)
 
 const stop = () => {
   https?.close()

@@ -99,7 +99,7 @@ export async function startServer(
       authority: new Authority({ ...deps, ca, crl, onRevoked }),
       entries: new EntryService(deps),
     })
-    server = createHttpsServer(app, { ...tls, caPem })
+    server = createHttpsServer(app, { ...tls, caPem }, config.server)
     const address = await listen(server, config.server.host, config.server.port)
     const maintenance = setInterval(
       async () => {

@@ -14,6 +14,25 @@ export const DEFAULTS = {
     tls_certificate_ttl: '30d',
     // The one header a trusted proxy forwards the client certificate in: RFC 9440 by default.
     forwarded_client_cert: 'client-cert',
+    // The TLS handshake guard (src/verifier/handshake-guard.ts): high enough that 50 parallel
+    // enrolments or a 16-client benchmark from one address never wait.
+    handshakes: {
+      max_in_flight: 256,
+      max_in_flight_per_address: 64,
+      max_queued: 1024,
+      max_queued_per_address: 256,
+      queue_timeout: '10s',
+      timeout: '10s',
+      // A certbound client sends 2-6 KB before its handshake completes.
+      max_client_bytes: 16_384,
+    },
+    connections: {
+      max_per_address: 512,
+      headers_timeout: '10s',
+      // Node's default of 300 s let a slow body hold a request for five minutes.
+      request_timeout: '30s',
+      keep_alive_timeout: '5s',
+    },
   },
   database: { busy_timeout: '5s' },
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },

@@ -22,6 +22,21 @@ export interface Config {
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
+    readonly handshakes: {
+      readonly maxInFlight: number
+      readonly maxInFlightPerAddress: number
+      readonly maxQueued: number
+      readonly maxQueuedPerAddress: number
+      readonly queueTimeoutMs: number
+      readonly timeoutMs: number
+      readonly maxClientBytes: number
+    }
+    readonly connections: {
+      readonly maxPerAddress: number
+      readonly headersTimeoutMs: number
+      readonly requestTimeoutMs: number
+      readonly keepAliveTimeoutMs: number
+    }
   }
   readonly database: { readonly synchronous: 'FULL' | 'NORMAL'; readonly busyTimeoutMs: number }
   readonly ca: {
@@ -107,6 +122,21 @@ export function configFromObject(raw: unknown, path?: string): Config {
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
+      handshakes: {
+        maxInFlight: c.server.handshakes.max_in_flight,
+        maxInFlightPerAddress: c.server.handshakes.max_in_flight_per_address,
+        maxQueued: c.server.handshakes.max_queued,
+        maxQueuedPerAddress: c.server.handshakes.max_queued_per_address,
+        queueTimeoutMs: c.server.handshakes.queue_timeout,
+        timeoutMs: c.server.handshakes.timeout,
+        maxClientBytes: c.server.handshakes.max_client_bytes,
+      },
+      connections: {
+        maxPerAddress: c.server.connections.max_per_address,
+        headersTimeoutMs: c.server.connections.headers_timeout,
+        requestTimeoutMs: c.server.connections.request_timeout,
+        keepAliveTimeoutMs: c.server.connections.keep_alive_timeout,
+      },
     },
     database: { synchronous: c.database.synchronous, busyTimeoutMs: c.database.busy_timeout },
     ca: {

@@ -50,6 +50,35 @@ const trustDomain = z
 
 const D = DEFAULTS
 
+const count = (fallback: number) => z.number().int().min(1).max(1_000_000).default(fallback)
+const H = D.server.handshakes
+const C = D.server.connections
+
+const handshakes = z
+  .strictObject({
+    max_in_flight: count(H.max_in_flight),
+    max_in_flight_per_address: count(H.max_in_flight_per_address),
+    max_queued: count(H.max_queued),
+    max_queued_per_address: count(H.max_queued_per_address),
+    queue_timeout: duration.prefault(H.queue_timeout),
+    timeout: duration.prefault(H.timeout),
+    max_client_bytes: z.number().int().min(4096).max(1_048_576).default(H.max_client_bytes),
+  })
+  .prefault({})
+
+const connections = z
+  .strictObject({
+    max_per_address: count(C.max_per_address),
+    headers_timeout: duration.prefault(C.headers_timeout),
+    request_timeout: duration.prefault(C.request_timeout),
+    keep_alive_timeout: duration.prefault(C.keep_alive_timeout),
+  })
+  // Node refuses a headers timeout longer than the request timeout.
+  .refine((c) => c.headers_timeout <= c.request_timeout, {
+    message: 'headers_timeout must not exceed request_timeout',
+  })
+  .prefault({})
+
 export const configSchema = z.strictObject({
   trust_domain: trustDomain.default(D.trust_domain),
   data_dir: z.string().min(1).default(D.data_dir),
@@ -74,6 +103,8 @@ export const configSchema = z.strictObject({
         .max(16 * 1024 * 1024)
         .default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
+      handshakes,
+      connections,
     })
     .prefault({}),
   database: z

@@ -3,6 +3,8 @@ import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
+import type { Config } from '../config/load.js'
+import { guardHandshakes, type HandshakeGuard } from '../verifier/handshake-guard.js'
 import type { AppEnv } from './mtls.js'
 
 export interface TlsMaterial {
@@ -27,15 +29,59 @@ function secureContextOptions(tls: TlsMaterial) {
   }
 }
 
+/** Connection limits of `server.handshakes` and `server.connections`. */
+export type ServerLimits = Pick<Config['server'], 'handshakes' | 'connections'>
+
+const guards = new WeakMap<Server, HandshakeGuard>()
+
+/** The handshake guard of a server made by {@link createHttpsServer} (tests read its counters). */
+export function handshakeGuardOf(server: Server): HandshakeGuard | undefined {
+  return guards.get(server)
+}
+
 /**
  * HTTPS that asks for, but does not require, a client certificate: each route decides,
- * from `socket.authorized` and the database, on every request.
+ * from `socket.authorized` and the database, on every request. Asking for certificates is
+ * what makes a handshake expensive to a hostile client, hence the handshake guard.
  */
-export function createHttpsServer(app: Hono<AppEnv>, tls: TlsMaterial): Server {
-  return createServer(
-    { ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false },
+export function createHttpsServer(
+  app: Hono<AppEnv>,
+  tls: TlsMaterial,
+  limits?: ServerLimits,
+): Server {
+  const c = limits?.connections
+  const server = createServer(
+    {
+      ...secureContextOptions(tls),
+      requestCert: true,
+      rejectUnauthorized: false,
+      ...(c && {
+        headersTimeout: c.headersTimeoutMs,
+        requestTimeout: c.requestTimeoutMs,
+        keepAliveTimeout: c.keepAliveTimeoutMs,
+        // Node checks the two timeouts above only this often (default 30 s).
+        connectionsCheckingInterval: Math.min(1_000, c.headersTimeoutMs),
+      }),
+    },
     getRequestListener(app.fetch),
   )
+  if (limits) {
+    const h = limits.handshakes
+    guards.set(
+      server,
+      guardHandshakes(server, {
+        maxHandshakes: h.maxInFlight,
+        maxHandshakesPerAddress: h.maxInFlightPerAddress,
+        maxQueued: h.maxQueued,
+        maxQueuedPerAddress: h.maxQueuedPerAddress,
+        queueTimeoutMs: h.queueTimeoutMs,
+        handshakeTimeoutMs: h.timeoutMs,
+        maxHandshakeBytes: h.maxClientBytes,
+        maxConnectionsPerAddress: limits.connections.maxPerAddress,
+      }),
+    )
+  }
+  return server
 }
 
 /** Swaps in a renewed server certificate for new connections, without a restart. */
@@ -60,6 +106,8 @@ export function closeGracefully(server: Server, timeoutMs = 10_000): Promise<voi
     // Keep-alive connections become idle as their last request finishes: close them then.
     const sweep = setInterval(() => server.closeIdleConnections(), 50)
     timer.unref()
+    // Waiting and handshaking connections are not requests yet: nothing to finish.
+    guards.get(server)?.close()
     server.close(() => {
       clearTimeout(timer)
       clearInterval(sweep)
