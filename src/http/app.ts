@@ -17,6 +17,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('requestId', randomUUID())
     const started = performance.now()
     await next()
+    // RFC 6797: the CA is HTTPS only; a browser or client that honours it never downgrades.
+    c.res.headers.set('strict-transport-security', 'max-age=31536000')
     // Method, path and status only: never headers or bodies, which carry tokens and CSRs.
     deps.logger.debug(
       {

@@ -15,6 +15,22 @@ export interface TlsMaterial {
 }
 
 /**
+ * TLS 1.3 first (Node negotiates the highest both sides have); for TLS 1.2 only AEAD suites with
+ * forward secrecy: no RSA key transport, no CBC (LUCKY13), no finite-field DHE.
+ */
+const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
+/**
  * The context of every handshake. `setSecureContext` replaces the whole context, so the
  * renewal path must pass the same options or the hardening silently disappears.
  */
@@ -24,6 +40,8 @@ function secureContextOptions(tls: TlsMaterial) {
     key: tls.keyPem,
     ca: tls.caPem,
     minVersion: 'TLSv1.2' as const,
+    ciphers: CIPHERS,
+    honorCipherOrder: true,
     // A TLS 1.2 renegotiation could swap the peer certificate under a decided connection.
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
   }
