@@ -61,7 +61,10 @@ const verifier = createVerifier({
   jwksUri: `${ca}/.well-known/jwks.json`,
   ...(online && {
     // Introspection over mTLS with the API's own (current) certificate.
-    introspection: { endpoint: `${ca}/oauth/introspect`, dispatcher: () => own.dispatcher() },
+    introspection: {
+      endpoint: `${ca}/oauth/introspect`,
+      credentials: () => ({ cert: own.current().chainPem, key: own.current().keyPem }),
+    },
   }),
 })
 

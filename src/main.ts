@@ -12,6 +12,7 @@ import {
   type ServerTls,
 } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
+import { lacksServerMarker } from './ca/server-identity.js'
 import { systemClock, type Clock } from './clock.js'
 import type { Config } from './config/load.js'
 import { openStore, type Store } from './db/store.js'
@@ -71,6 +72,7 @@ export async function startServer(
     // Renew the server's own certificate when a third of its lifetime is left, or when it
     // was revoked; new connections get it at once (setSecureContext), no restart.
     const tlsStale = async (t: ServerTls) =>
+      lacksServerMarker(t.certPem) ||
       t.notAfter.getTime() - clock.now().getTime() < config.server.tlsCertificateTtlMs / 3 ||
       (await store.certificates.get(t.serial))?.status !== 'valid'
     if (!tls || (await tlsStale(tls))) tls = await issueServerCertificate(deps, ca)

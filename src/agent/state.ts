@@ -27,6 +27,11 @@ export interface AgentState {
    * token is presented at most once (LIFECYCLE invariant 4), whatever happens to the request.
    */
   readonly refresh_token?: string
+  /**
+   * The highest CRL number seen per issuing CA (SHA-256 fingerprint → decimal): an older CRL
+   * is a replay (by a server holding a stolen, revoked server key) and is refused.
+   */
+  readonly crl_numbers?: Readonly<Record<string, string>>
 }
 
 export const STATE_DIR = '..state'
@@ -88,6 +93,7 @@ export function stateOf(
   cred: Credential | undefined,
   token: AccessToken | undefined,
   refreshToken: string | undefined,
+  crlNumbers: ReadonlyMap<string, bigint> = new Map(),
 ): AgentState {
   return {
     ...(cred && {
@@ -105,5 +111,18 @@ export function stateOf(
       },
     }),
     ...(refreshToken !== undefined && { refresh_token: refreshToken }),
+    ...(crlNumbers.size > 0 && {
+      crl_numbers: Object.fromEntries([...crlNumbers].map(([k, n]) => [k, n.toString()])),
+    }),
   }
+}
+
+/** The CRL numbers of a saved state (entries that are not decimal numbers are ignored). */
+export function crlNumbersOf(state: AgentState): Map<string, bigint> {
+  const out = new Map<string, bigint>()
+  const saved = state.crl_numbers
+  if (typeof saved !== 'object' || saved === null) return out
+  for (const [k, v] of Object.entries(saved))
+    if (/^\d{1,40}$/.test(String(v))) out.set(k, BigInt(v))
+  return out
 }

@@ -4,7 +4,7 @@ import { errors, jwtVerify } from 'jose'
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { Agent } from 'undici'
 import { x5tS256 } from '../crypto/thumbprint.js'
-import { checkCaServerIdentity } from './ca-server.js'
+import { CaServerTrust } from './ca-server-trust.js'
 import { validateClientCertificate } from './chain.js'
 import { VerifyError } from './errors.js'
 import { createIntrospector } from './introspection.js'
@@ -145,14 +145,14 @@ function presentedCertificate(
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   const opts = resolveOptions(options)
-  const agent = new Agent({
-    connect: { ca: opts.trustAnchorsPem, checkServerIdentity: checkCaServerIdentity },
-  })
+  // The JWKS and introspection come only from the CA server: its EKU, not revoked per its CRL.
+  const trust = new CaServerTrust({ ca: opts.trustAnchorsPem })
+  const agent = new Agent({ connect: trust.connector() })
   const key = createJwksResolver(opts.jwksUri, agent, options.jwks)
   const introspector: Introspector | undefined =
     opts.introspectionEndpoint === undefined
       ? undefined
-      : createIntrospector(opts.introspectionEndpoint, opts.trustAnchorsPem, options.introspection!)
+      : createIntrospector(opts.introspectionEndpoint, trust, options.introspection!)
 
   // Intermediates seen on a validated path. A resumed TLS session only keeps the peer's leaf,
   // so the intermediate a client sent on its first handshake is remembered for later ones.
@@ -194,6 +194,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     },
     async close() {
       await Promise.all([agent.close(), introspector?.close()])
+      await trust.close()
     },
   }
 }

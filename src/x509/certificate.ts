@@ -201,7 +201,10 @@ function profileExtensions(
       const usages: KeyUsageName[] = rsa
         ? ['digitalSignature', 'keyEncipherment']
         : ['digitalSignature']
-      const eku = p.profile === 'leaf' ? [EKU.clientAuth, EKU.serverAuth] : [EKU.serverAuth]
+      const eku =
+        p.profile === 'leaf'
+          ? [EKU.clientAuth, EKU.serverAuth]
+          : [EKU.serverAuth, EKU.certboundServer]
       out.push(ext.basicConstraintsExt(false), ext.keyUsageExt(usages), ext.extKeyUsageExt(eku))
       break
     }

@@ -30,10 +30,12 @@ export const EXT = {
   extKeyUsage: '2.5.29.37',
 } as const
 
-// Extended key usages, RFC 5280 §4.2.1.12.
+// Extended key usages, RFC 5280 §4.2.1.12. certboundServer (a UUID OID, ITU-T X.667) marks
+// the CA's own TLS server certificate and nothing else: how clients tell the CA from a workload.
 export const EKU = {
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  certboundServer: '2.25.10365697400001155744715433452568906552',
 } as const
 
 // Name attributes, RFC 5280 Appendix A / X.520.

@@ -25,7 +25,8 @@ describe('connection limits', () => {
         port: s.running.address.port,
         ca: s.bundlePem,
         servername: 'localhost',
-        localAddress,
+        // net.connect's option; tls.connect passes it through (its types do not say so)
+        ...({ localAddress } as object),
       })
       socket.on('secureConnect', () => socket.write(text))
       socket.on('data', (d) => (answer += d))
