@@ -46,6 +46,7 @@ export const DEFAULTS = {
     refresh_token_ttl: '24h',
     signing_key_type: 'ec-p256',
     signing_key_rotation: '30d',
-    jwks_cache_ttl: '5m',
+    // Verifiers refetch the JWKS this often: an emergency rotation reaches them within it.
+    jwks_cache_ttl: '1m',
   },
 } as const

@@ -148,7 +148,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   // The JWKS and introspection come only from the CA server: its EKU, not revoked per its CRL.
   const trust = new CaServerTrust({ ca: opts.trustAnchorsPem })
   const agent = new Agent({ connect: trust.connector() })
-  const key = createJwksResolver(opts.jwksUri, agent, options.jwks)
+  const jwks = createJwksResolver(opts.jwksUri, agent, options.jwks)
   const introspector: Introspector | undefined =
     opts.introspectionEndpoint === undefined
       ? undefined
@@ -171,7 +171,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       const { leaf, extra } = presentedCertificate(certificate, chain)
       const now = opts.clock.now()
       remember(validateClientCertificate(leaf, opts.store, now, [...extra, ...learned.values()]))
-      const { payload, protectedHeader } = await verifyJws(token, key, opts, now)
+      const { payload, protectedHeader } = await verifyJws(token, jwks.key, opts, now)
       const claims = checkClaims(payload)
       const thumbprint = x5tS256(leaf.raw)
       // RFC 8705 §3: the token is accepted only with the certificate it is bound to.
@@ -193,6 +193,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       return { claims, header: protectedHeader, certificate: leaf, thumbprint }
     },
     async close() {
+      jwks.close()
       await Promise.all([agent.close(), introspector?.close()])
       await trust.close()
     },
