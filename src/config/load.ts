@@ -19,6 +19,10 @@ export interface Config {
     readonly port: number
     readonly hostnames: readonly string[]
     readonly trustedProxies: readonly string[]
+    /** When set, a proxy's forwarded certificate counts only if its own has one of these IDs. */
+    readonly trustedProxyIds: readonly string[] | undefined
+    /** Whether forwarded identities count on admin routes. */
+    readonly proxyAdmin: boolean
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
@@ -98,6 +102,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
     const problem = spiffeIdProblem(id, c.trust_domain)
     if (problem) fail(path, `admin.spiffe_ids.${i}`, `"${id}" is not a valid SPIFFE ID: ${problem}`)
   }
+  for (const [i, id] of (c.server.trusted_proxy_ids ?? []).entries()) {
+    const problem = spiffeIdProblem(id, c.trust_domain)
+    if (problem) fail(path, `server.trusted_proxy_ids.${i}`, `"${id}": ${problem}`)
+  }
   for (const [i, id] of (c.tokens.introspection_clients ?? []).entries()) {
     const problem = spiffeIdProblem(id, c.trust_domain)
     if (problem) fail(path, `tokens.introspection_clients.${i}`, `"${id}": ${problem}`)
@@ -119,6 +127,8 @@ export function configFromObject(raw: unknown, path?: string): Config {
       port,
       hostnames: c.server.hostnames,
       trustedProxies: c.server.trusted_proxies,
+      trustedProxyIds: c.server.trusted_proxy_ids,
+      proxyAdmin: c.server.proxy_admin,
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,

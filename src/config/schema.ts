@@ -93,6 +93,8 @@ export const configSchema = z.strictObject({
         .min(1)
         .default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
+      trusted_proxy_ids: z.array(z.string()).optional(),
+      proxy_admin: z.boolean().default(false),
       forwarded_client_cert: z
         .enum(['client-cert', 'xfcc', 'escaped-pem'])
         .default(D.server.forwarded_client_cert),
