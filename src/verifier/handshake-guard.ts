@@ -111,7 +111,6 @@ class GuardedStream extends Duplex {
   secured = false
   #count = 0
   #held: Buffer[] = []
-  #heldBytes = 0
   #waiting = false
   #endHeld = false
 
@@ -166,10 +165,9 @@ class GuardedStream extends Duplex {
     }
     if (event !== 'data' || (this.secured && this.#held.length === 0))
       return super.emit(event, ...args)
-    const chunk = args[0] as Buffer
-    this.#held.push(chunk)
-    this.#heldBytes += chunk.length
-    if (!this.secured && this.#count + this.#heldBytes > 2 * this.budget) return this.#tooMuch()
+    // Held chunks wait for TLS to take the ones before them: read no more meanwhile.
+    this.#held.push(args[0] as Buffer)
+    this.raw.pause()
     if (!this.#waiting) this.#feed()
     return true
   }
@@ -184,9 +182,7 @@ class GuardedStream extends Duplex {
     this.#waiting = false
     while (this.#held.length > 0 && !this.destroyed) {
       if (this.secured) {
-        const rest = Buffer.concat(this.#held.splice(0))
-        this.#heldBytes = 0
-        super.emit('data', rest)
+        super.emit('data', Buffer.concat(this.#held.splice(0)))
         break
       }
       const room = this.budget - this.#count
@@ -196,7 +192,6 @@ class GuardedStream extends Duplex {
         this.#held.unshift(chunk.subarray(room))
         chunk = chunk.subarray(0, room)
       }
-      this.#heldBytes -= chunk.length
       this.#count += chunk.length
       this.hooks.feeding(this)
       try {
@@ -212,10 +207,12 @@ class GuardedStream extends Duplex {
         return
       }
     }
-    if (this.#held.length === 0 && this.#endHeld && !this.destroyed) {
+    if (this.#held.length > 0 || this.destroyed) return
+    if (this.#endHeld) {
       this.#endHeld = false
       super.emit('end')
     }
+    if (!this.isPaused()) this.raw.resume()
   }
 }
 
