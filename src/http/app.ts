@@ -4,11 +4,14 @@ import { bodyLimit } from 'hono/body-limit'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
+import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer'> & { readonly logger: Logger }
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
+  readonly logger: Logger
+}
 
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -42,7 +45,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       },
     }),
   )
-  const routeDeps = { ...deps, peer: createPeerSource(deps) }
+  // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
+  const events = createEventLimiter()
+  const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
@@ -66,7 +71,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         err.code === 'ERR_FORBIDDEN' ||
         err.code === 'ERR_JOIN_TOKEN_INVALID'
       ) {
-        deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code }, 'refused')
+        const peer = c.env.incoming.socket.remoteAddress
+        const allowed = events.allow(`refused ${peer}`)
+        if (allowed !== 'no') {
+          const msg =
+            allowed === 'yes' ? 'refused' : 'refused (more from this peer not logged this minute)'
+          deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code, peer }, msg)
+        }
       }
       return isOAuthPath(c.req.path) ? oauthErrorResponse(c, err) : problemResponse(c, err)
     }

@@ -13,6 +13,7 @@ import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { validateClientCertificate } from '../verifier/chain.js'
 import { VerifyError } from '../verifier/errors.js'
+import type { EventLimiter } from './event-limit.js'
 import {
   createCertificateResolver,
   createProxyMatcher,
@@ -62,6 +63,7 @@ export function createPeerSource(deps: {
   clock: Clock
   logger: Logger
   store: Store
+  events: EventLimiter
 }): PeerSource {
   const { trustedProxies, forwardedClientCert, trustedProxyIds } = deps.config.server
   const isTrustedProxy = createProxyMatcher(trustedProxies)
@@ -94,10 +96,14 @@ export function createPeerSource(deps: {
     if (!isTrustedProxy(peer)) {
       const headers = forwardedCertificateHeaders(header)
       if (headers.length === 0) return peerOf(c.env)
-      deps.logger.warn(
-        { req: c.var.requestId, peer, headers },
-        'forwarded client certificate from an untrusted peer refused (spoofing attempt)',
-      )
+      const allowed = deps.events.allow(`spoof ${peer}`)
+      if (allowed !== 'no') {
+        const more = allowed === 'last' ? '; more from this peer not logged this minute' : ''
+        deps.logger.warn(
+          { req: c.var.requestId, peer, headers },
+          `forwarded client certificate from an untrusted peer refused (spoofing attempt)${more}`,
+        )
+      }
       throw refuse('forwarded client certificate from an untrusted peer')
     }
     await checkProxyIdentity(c)

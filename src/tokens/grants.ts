@@ -46,7 +46,11 @@ async function checkEntryScopes(
   if (allowed === null || allowed === undefined) return
   for (const s of scope.split(' ')) {
     if (!allowed.includes(s))
-      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" is not allowed for ${client.spiffeId}`)
+      // The entry's list, never the request's words (they may be a misplaced secret).
+      throw new CAError(
+        'ERR_INVALID_SCOPE',
+        `a requested scope is not allowed for ${client.spiffeId}; allowed: ${allowed.join(' ')}`,
+      )
   }
 }
 
@@ -203,7 +207,10 @@ function narrowScope(requested: string | null, granted: string | null): string |
   const allowed = new Set((granted ?? '').split(' ').filter(Boolean))
   for (const s of requested.split(' ')) {
     if (!allowed.has(s))
-      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" was not granted to this token family`)
+      throw new CAError(
+        'ERR_INVALID_SCOPE',
+        `a requested scope was not granted to this token family; granted: ${[...allowed].join(' ') || '(none)'}`,
+      )
   }
   return requested
 }
