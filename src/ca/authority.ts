@@ -65,7 +65,9 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
-    // Commit time, not issue time: the token may have expired while we signed.
+    // Commit time, not issue time: the token may have expired while we signed. The
+    // transaction re-checks token, entry and key (LIFECYCLE invariant 7); kept although signing
+    // is synchronous today, so issuance stays safe when it is not.
     const refusal = await store.certificates.commitEnrollment(
       found.id,
       issued,
@@ -108,6 +110,8 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
+    // Re-checked in the transaction (parent still valid, entry enabled, key not compromised):
+    // a revocation while we signed must win, and will have time to when signing is async.
     const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime())
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)

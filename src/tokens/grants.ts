@@ -92,6 +92,8 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
   const refresh = newSecretToken()
   const familyId = randomUUID()
   const rows = issuedRows(deps, client, access, refresh, now.getTime())
+  // createFamily re-checks, in its transaction, that the certificate is still valid and its
+  // entry enabled: a revocation while the token was signed wins (kept for async signing).
   const ok = await deps.store.tokens.createFamily(
     {
       id: familyId,
@@ -169,6 +171,8 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
   await checkEntryScopes(client, scope, deps)
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const next = newSecretToken()
+  // commitRefresh re-checks, in its transaction, that this refresh token is unused and the
+  // family active: of two concurrent refreshes one wins and the other is reuse (invariant 4).
   const outcome = await store.tokens.commitRefresh({
     familyId: family.id,
     oldRefreshId: state.id,
