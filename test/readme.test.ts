@@ -90,5 +90,12 @@ describe('README.md runs as written', () => {
     expect(out).toContain('"error":"invalid_grant"') // the replayed refresh token
     expect(out).toMatch(/\{"active":true,/) // the fresh token, and the CI runner's
     expect(out.match(/\{"active":false\}/g)?.length).toBeGreaterThanOrEqual(2)
+    // The Security section: the scope default, the CA server's marker, the emergency rotation.
+    expect(out).toMatch(/anything-at-all$/m)
+    expect(out).toContain(
+      'TLS Web Server Authentication, 2.25.10365697400001155744715433452568906552',
+    )
+    expect(out).toMatch(/^\["[A-Za-z0-9_-]{43}"\]$/m) // withdrawn_kids: the old kid
+    expect(out).toMatch(/^cache-control: public, max-age=60\s*$/im)
   }, 180_000)
 })
