@@ -14,6 +14,8 @@ export const DEFAULTS = {
     tls_certificate_ttl: '30d',
     // The one header a trusted proxy forwards the client certificate in: RFC 9440 by default.
     forwarded_client_cert: 'client-cert',
+    // Whether identities a trusted proxy forwards count on admin routes.
+    proxy_admin: false,
     // The TLS handshake guard (src/verifier/handshake-guard.ts): high enough that 50 parallel
     // enrolments or a 16-client benchmark from one address never wait.
     handshakes: {

@@ -94,7 +94,7 @@ export const configSchema = z.strictObject({
         .default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
       trusted_proxy_ids: z.array(z.string()).optional(),
-      proxy_admin: z.boolean().default(false),
+      proxy_admin: z.boolean().default(D.server.proxy_admin),
       forwarded_client_cert: z
         .enum(['client-cert', 'xfcc', 'escaped-pem'])
         .default(D.server.forwarded_client_cert),

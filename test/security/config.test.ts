@@ -17,6 +17,9 @@ describe('security configuration keys', () => {
   it('defaults', () => {
     const c = configFromObject({})
     expect(c.certificates.maxDnsNames).toBe(32)
+    expect(c.server.trustedProxyIds).toBeUndefined()
+    expect(c.server.proxyAdmin).toBe(false)
+    expect(c.tokens.jwksCacheTtlMs).toBe(60_000)
     expect(c.server.handshakes).toEqual({
       maxInFlight: 256,
       maxInFlightPerAddress: 64,
@@ -48,6 +51,10 @@ describe('security configuration keys', () => {
     expect(refusal({ server: { connections: { headers_timeout: '1m' } } })).toMatch(
       /server\.connections.*headers_timeout must not exceed request_timeout/,
     )
+    expect(refusal({ server: { trusted_proxy_ids: ['spiffe://other.org/proxy'] } })).toMatch(
+      /server\.trusted_proxy_ids\.0/,
+    )
+    expect(refusal({ server: { proxy_admin: 'yes' } })).toMatch(/server\.proxy_admin/)
     expect(refusal({ server: { connections: { max_per_hour: 3 } } })).toMatch(
       /unknown key "server\.connections\.max_per_hour"/,
     )
