@@ -247,6 +247,10 @@ function checkOptions(options: HandshakeGuardOptions): Required<HandshakeGuardOp
  * `connection` handling then runs only for connections the guard admits. For the CA server and
  * for resource servers that ask for client certificates alike.
  *
+ * The guard learns that a handshake completed from `secureConnection`, which Node emits while
+ * TLS processes the bytes the guard feeds it; a server with `newSession` listeners (its own TLS
+ * session cache) delays that event and is not supported.
+ *
  * @throws {TypeError} on invalid options, or when the server is already guarded.
  * @example
  * ```ts
