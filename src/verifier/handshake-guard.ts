@@ -270,6 +270,8 @@ export function guardHandshakes(
   const o = checkOptions(options)
   const holder = server as TlsServer & { [GUARDED]?: true }
   if (holder[GUARDED]) throw new TypeError('this server already has a handshake guard')
+  if (server.listenerCount('newSession') > 0)
+    throw new TypeError('a server with its own TLS session cache (newSession) cannot be guarded')
   holder[GUARDED] = true
   const tlsListeners = server.listeners('connection') as ((s: Duplex) => void)[]
   server.removeAllListeners('connection')
