@@ -26,7 +26,7 @@ import type { Server } from 'node:https'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { createBoundFetch } from '@certbound/client'
-import { createVerifier } from '@certbound/verifier'
+import { createVerifier, guardHandshakes } from '@certbound/verifier'
 import { certboundAuth } from '@certbound/verifier/hono'
 
 const env = (name: string, fallback: string) => process.env[name] || fallback
@@ -61,7 +61,10 @@ const verifier = createVerifier({
   jwksUri: `${ca}/.well-known/jwks.json`,
   ...(online && {
     // Introspection over mTLS with the API's own (current) certificate.
-    introspection: { endpoint: `${ca}/oauth/introspect`, dispatcher: () => own.dispatcher() },
+    introspection: {
+      endpoint: `${ca}/oauth/introspect`,
+      credentials: () => ({ cert: own.current().chainPem, key: own.current().keyPem }),
+    },
   }),
 })
 
@@ -91,6 +94,9 @@ https = serve(
   },
   (info) => console.log(`protected API listening on https://localhost:${info.port}/api/hello`),
 ) as Server
+// Asking for client certificates lets a hostile client make each handshake expensive: the
+// guard caps what a client may send before its handshake completes and queues the excess.
+guardHandshakes(https)
 
 const stop = () => {
   https?.close()

@@ -145,7 +145,7 @@ async function serve(
     authority: new Authority({ ...deps, ca, crl, onRevoked }),
     entries: new EntryService(deps),
   })
-  server = createHttpsServer(app, { ...tls, caPem })
+  server = createHttpsServer(app, { ...tls, caPem }, config.server)
   const address = await listen(server, config.server.host, config.server.port)
   let purgedAt = 0
   const maintenance = new Maintenance({

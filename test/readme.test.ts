@@ -119,6 +119,13 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       expect(out).toContain('"error":"invalid_grant"') // the replayed refresh token
       expect(out).toMatch(/\{"active":true,/) // the fresh token, and the CI runner's
       expect(out.match(/\{"active":false\}/g)?.length).toBeGreaterThanOrEqual(2)
+      // The Security section: the scope default, the CA server's marker, the emergency rotation.
+      expect(out).toMatch(/anything-at-all$/m)
+      expect(out).toContain(
+        'TLS Web Server Authentication, 2.25.10365697400001155744715433452568906552',
+      )
+      expect(out).toMatch(/^\["[A-Za-z0-9_-]{43}"\]$/m) // withdrawn_kids: the old kid
+      expect(out).toMatch(/^cache-control: public, max-age=60\s*$/im)
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.

@@ -1,6 +1,8 @@
+import type { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'
 
 import { parseDuration } from '../config/duration.js'
+import { CaServerTrust } from '@certbound/verifier/mtls'
 import { CaApi } from './api.js'
 import type { TokenResponse } from './api.js'
 import { credentialFromResponse, newKeyAndCsr } from './credential.js'
@@ -12,7 +14,8 @@ import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
 import type { AgentOptions } from './options.js'
 import { backoffDelay, refreshTime, renewalTime, sleep } from './schedule.js'
-import { saveState, stateOf } from './state.js'
+import { crlNumbersOf, loadState, saveState, stateOf } from './state.js'
+import { acceptBundle, anchorsPem, parseAnchors } from './trust.js'
 import { accessTokenFrom, checkTokenResponse } from './token.js'
 import type { AccessToken, Grant } from './token.js'
 
@@ -31,11 +34,14 @@ export class WorkloadAgent {
   readonly #log: Logger
   readonly #signal: AbortSignal
   readonly #api: CaApi
+  readonly #trust: CaServerTrust
+  #crlNumbers = new Map<string, bigint>()
+  /** Trust anchors: `--ca-bundle`, plus anchors a current one signed (see trust.ts). */
+  #anchors: X509Certificate[]
   #joinToken: string | undefined
   #cred: Credential | undefined
   #token: AccessToken | undefined
   #refreshToken: string | undefined
-  #bundlePem: string
   #renewAt = 0
   #tokenAt = 0
   #published: string | undefined
@@ -44,9 +50,16 @@ export class WorkloadAgent {
     this.#o = options
     this.#log = log
     this.#signal = signal
-    this.#api = new CaApi(options.server, options.caBundlePem, signal)
+    this.#anchors = parseAnchors(options.caBundlePem, '--ca-bundle')
+    this.#trust = new CaServerTrust({
+      ca: options.caBundlePem,
+      crlNumbers: {
+        get: (issuer) => this.#crlNumbers.get(issuer),
+        set: (issuer, n) => void this.#crlNumbers.set(issuer, n),
+      },
+    })
+    this.#api = new CaApi(options.server, this.#trust, signal)
     this.#joinToken = options.joinToken
-    this.#bundlePem = options.caBundlePem
   }
 
   /**
@@ -65,17 +78,22 @@ export class WorkloadAgent {
       if (!(e instanceof Interrupted)) throw toFailure(e)
       if (this.#o.once) throw new AgentFailure('interrupted', 'interrupted before finishing')
       this.#log.info('stopping')
+    } finally {
+      await this.#trust.close()
     }
   }
 
   async #start(): Promise<void> {
-    const existing = await loadExisting(this.#o, this.#log)
+    const state = await loadState(this.#o.outDir, (reason) => this.#log.warn(reason))
+    this.#crlNumbers = crlNumbersOf(state)
+    const existing = await loadExisting(this.#o, this.#log, state)
     if (existing === undefined) return this.#enrol(`no certificate in ${this.#o.outDir}`)
     const { cred, receiptKnown, token, refreshToken, bundlePem } = existing
     this.#cred = cred
     this.#token = token
     this.#refreshToken = refreshToken
-    this.#bundlePem = bundlePem ?? this.#bundlePem
+    // A bundle published earlier counts only as far as --ca-bundle vouches for it.
+    if (bundlePem !== undefined) this.#anchors = acceptBundle(bundlePem, this.#anchors).anchors
     // An unknown receipt time cannot be told from the backdated notBefore: renew now.
     this.#renewAt = receiptKnown ? renewalTime(cred.receivedAt, cred.notAfter) : 0
     this.#published = publishedKey(cred, token)
@@ -138,7 +156,7 @@ export class WorkloadAgent {
         async () => {
           const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
           const res = await this.#api.enroll(joinToken, csr, ttl)
-          return credentialFromResponse(res, keyPem, spiffeId, Date.now())
+          return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
         },
         this.#policy(Infinity, lifetime),
       )
@@ -169,7 +187,7 @@ export class WorkloadAgent {
         async () => {
           const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
           const res = await this.#api.renew(cred, csr, ttl)
-          return credentialFromResponse(res, keyPem, spiffeId, Date.now())
+          return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
         },
         this.#policy(cred.notAfter, cred.notAfter - cred.receivedAt),
       )
@@ -210,7 +228,14 @@ export class WorkloadAgent {
     this.#renewAt = renewalTime(cred.receivedAt, cred.notAfter)
     this.#tokenAt = 0 // a new certificate gets a token bound to it right away
     try {
-      this.#bundlePem = await this.#api.bundle()
+      const offered = acceptBundle(await this.#api.bundle(), this.#anchors)
+      if (offered.refused !== undefined) {
+        this.#log.warn(
+          `the server offers trust anchors that no current anchor signed (${offered.refused}); ` +
+            'keeping the bundle this agent trusts (an operator changes it with --ca-bundle)',
+        )
+      }
+      this.#anchors = offered.anchors
     } catch (e) {
       this.#log.warn(`could not fetch the trust bundle (keeping the one we have): ${e}`)
     }
@@ -277,7 +302,10 @@ export class WorkloadAgent {
   }
 
   #saveState(): Promise<void> {
-    return saveState(this.#o.outDir, stateOf(this.#cred, this.#token, this.#refreshToken))
+    return saveState(
+      this.#o.outDir,
+      stateOf(this.#cred, this.#token, this.#refreshToken, this.#crlNumbers),
+    )
   }
 
   /** Writes and switches to a new generation if anything changed, then runs `--exec`. */
@@ -285,7 +313,7 @@ export class WorkloadAgent {
     const cred = this.#cred!
     const key = publishedKey(cred, this.#token)
     if (key === this.#published) return
-    const files = generationFiles(cred, this.#token, this.#bundlePem)
+    const files = generationFiles(cred, this.#token, anchorsPem(this.#anchors))
     const name = await publishGeneration(this.#o.outDir, files, () => this.#saveState())
     this.#published = key
     const withToken = files['token.json'] !== undefined

@@ -1,7 +1,7 @@
-import { checkCaServerIdentity } from '@certbound/verifier/mtls'
 import { Agent, request } from 'undici'
 
 import type { CertificateResponse, TokenResponse } from '../contract.js'
+import type { CaServerTrust } from '@certbound/verifier/mtls'
 import { ServerError } from './errors.js'
 
 export type { CertificateResponse, TokenResponse }
@@ -22,7 +22,7 @@ interface Call {
   readonly form?: Record<string, string>
 }
 
-const TIMEOUTS = { headersTimeout: 30_000, bodyTimeout: 30_000, connect: { timeout: 10_000 } }
+const TIMEOUTS = { headersTimeout: 30_000, bodyTimeout: 30_000 }
 
 function transportReason(e: unknown): string {
   const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } }
@@ -54,13 +54,14 @@ function serverReason(status: number, text: string): { reason: string; oauthErro
 
 /**
  * The few certbound endpoints a workload calls. Every request is HTTPS pinned to the CA
- * bundle; mTLS requests present the given credential on a fresh connection (a pooled one
- * would keep presenting the certificate it was opened with).
+ * bundle, to the CA server only (its EKU, its certificate not revoked per the CA's CRL: see
+ * `CaServerTrust`); mTLS requests present the given credential on a fresh connection (a pooled
+ * one would keep presenting the certificate it was opened with).
  */
 export class CaApi {
   constructor(
     private readonly base: string,
-    private readonly caPem: string,
+    private readonly trust: CaServerTrust,
     private readonly signal: AbortSignal,
   ) {}
 
@@ -115,15 +116,7 @@ export class CaApi {
       body = new URLSearchParams(c.form).toString()
     }
     const cred = c.credential ? { cert: c.credential.chainPem, key: c.credential.keyPem } : {}
-    const dispatcher = new Agent({
-      ...TIMEOUTS,
-      connect: {
-        ...TIMEOUTS.connect,
-        ca: this.caPem,
-        checkServerIdentity: checkCaServerIdentity,
-        ...cred,
-      },
-    })
+    const dispatcher = new Agent({ ...TIMEOUTS, connect: this.trust.connector(cred) })
     try {
       let status: number
       let text: string

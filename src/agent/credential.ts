@@ -4,7 +4,9 @@ import { generateKeyPair, privateKeyFromPem, privateKeyToPem } from '../crypto/k
 import type { KeyType } from '../crypto/keys.js'
 import { parseCertificate } from '../x509/certificate.js'
 import { buildCsr } from '../x509/csr-builder.js'
+import { parsePemBundle } from '@certbound/verifier/mtls'
 import type { CertificateResponse } from './api.js'
+import { checkIssuedToUs } from './trust.js'
 
 /** The workload's certificate, its chain and private key, with what scheduling needs. */
 export interface Credential {
@@ -64,19 +66,27 @@ export function toCredential(
   }
 }
 
-/** The credential from an enrol/renew answer and the key the CSR was made with. */
+/**
+ * The credential from an enrol/renew answer and the key the CSR was made with, once its
+ * certificate is known to chain to the agent's trust anchors (a server that is not the CA,
+ * or misbehaves, cannot hand the workload a certificate of another CA).
+ */
 export function credentialFromResponse(
   res: CertificateResponse,
   keyPem: string,
   spiffeId: string,
   receivedAt: number,
+  anchors: readonly X509Certificate[],
 ): Credential {
   if (typeof res.certificate !== 'string' || typeof res.chain !== 'string') {
     throw new Error('the answer has no certificate or chain')
   }
-  return toCredential(
+  const cred = toCredential(
     { certPem: res.certificate, chainPem: res.chain, keyPem },
     spiffeId,
     receivedAt,
   )
+  const chain = parsePemBundle(res.chain, 'the chain')
+  checkIssuedToUs(new X509Certificate(res.certificate), chain.slice(1), anchors)
+  return cred
 }

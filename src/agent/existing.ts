@@ -6,7 +6,6 @@ import { AgentFailure } from './errors.js'
 import type { AgentOptions } from './options.js'
 import { DATA_LINK, readCurrentGeneration } from './out-dir.js'
 import type { AccessToken } from './token.js'
-import { loadState } from './state.js'
 import type { AgentState } from './state.js'
 
 /** What a previous run left in the output directory. */
@@ -47,10 +46,10 @@ function tokenOf(state: AgentState, json: string | undefined, cred: Credential) 
 export async function loadExisting(
   options: AgentOptions,
   log: Logger,
+  state: AgentState,
 ): Promise<Existing | undefined> {
   const dir = options.outDir
   const generation = await readCurrentGeneration(dir)
-  const state = await loadState(dir, (reason) => log.warn(reason))
   if (generation === undefined) return undefined
   const files = generation.files
   const certPem = files['cert.pem']

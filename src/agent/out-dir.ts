@@ -1,19 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
-import {
-  chmod,
-  lstat,
-  mkdir,
-  open,
-  readFile,
-  readdir,
-  readlink,
-  rename,
-  rm,
-  symlink,
-  unlink,
-} from 'node:fs/promises'
+import { lstat, mkdir, readFile, readdir, readlink, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+
+import { createFile, makeDir, replaceSymlink, syncDir, TEMP_NAME } from './safe-fs.js'
 
 // The output directory, Kubernetes AtomicWriter style (pkg/volume/util/atomic_writer.go):
 //
@@ -26,6 +15,8 @@ import { join } from 'node:path'
 // A generation is complete and fsynced before `..data` points at it, so a reader that resolves
 // `..data` once sees one consistent set; one that opens two stable paths may straddle a switch
 // and should re-check that `..data` did not move in between (the certbound client does).
+// DIR may be shared with other users (safe-fs.ts): everything is created exclusively, never
+// through a link, and temporary links have random names.
 
 /** The files of one generation and their modes. `token.json` may be absent. */
 export const GENERATION_FILES = {
@@ -40,37 +31,13 @@ export type GenerationFileName = keyof typeof GENERATION_FILES
 export type GenerationFiles = Partial<Record<GenerationFileName, string>>
 
 export const DATA_LINK = '..data'
-const DATA_TMP = '..data.tmp'
 const GENERATION = /^\.\.\d{8}T\d{9}Z-[0-9a-f]{8}$/
 // What `..data` may point at when read: any sibling (only our own names are ever pruned).
 const SIBLING = /^\.\.[^/]+$/
-
-async function fsyncPath(path: string, flags = constants.O_RDONLY): Promise<void> {
-  const handle = await open(path, flags)
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-async function writeFileSynced(path: string, data: string, mode: number): Promise<void> {
-  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
-  try {
-    await handle.writeFile(data, 'utf8')
-    await handle.chmod(mode) // the umask may have narrowed or the file may pre-exist; be exact
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/** Points `link` at `target` atomically: a temporary symlink renamed over it. */
-async function replaceSymlink(dir: string, link: string, target: string, tmp = `${link}.tmp`) {
-  await rm(join(dir, tmp), { force: true })
-  await symlink(target, join(dir, tmp))
-  await rename(join(dir, tmp), join(dir, link))
-}
+// Temporary links a crash left behind (replaceSymlink's names for `..data` and the files).
+const STALE_LINK = new RegExp(
+  `^(\\.\\.data|${Object.keys(GENERATION_FILES).join('|').replaceAll('.', '\\.')})${TEMP_NAME.source}`,
+)
 
 function generationName(now: Date): string {
   const stamp = now.toISOString().replace(/[-:.]/g, '')
@@ -126,14 +93,13 @@ export async function stageGeneration(
   await ensureOutDir(dir)
   const name = generationName(now)
   const path = join(dir, name)
-  await mkdir(path, { mode: 0o755 })
-  await chmod(path, 0o755)
+  await makeDir(path, 0o755)
   try {
     for (const [file, mode] of Object.entries(GENERATION_FILES)) {
       const data = files[file as GenerationFileName]
-      if (data !== undefined) await writeFileSynced(join(path, file), data, mode)
+      if (data !== undefined) await createFile(join(path, file), data, mode)
     }
-    await fsyncPath(path)
+    await syncDir(path)
   } catch (e) {
     await rm(path, { recursive: true, force: true })
     throw e
@@ -143,9 +109,9 @@ export async function stageGeneration(
 
 async function commitGeneration(dir: string, name: string): Promise<void> {
   const previous = await currentGeneration(dir)
-  await replaceSymlink(dir, DATA_LINK, name, DATA_TMP)
+  await replaceSymlink(dir, DATA_LINK, name)
   for (const file of Object.keys(GENERATION_FILES)) await ensureStableLink(dir, file)
-  await fsyncPath(dir)
+  await syncDir(dir)
   await pruneGenerations(dir, [name, previous])
 }
 
@@ -169,8 +135,12 @@ export async function pruneGenerations(
   keep: readonly (string | undefined)[],
 ): Promise<void> {
   for (const entry of await readdir(dir)) {
+    if (STALE_LINK.test(entry)) {
+      if ((await lstat(join(dir, entry))).isSymbolicLink()) await rm(join(dir, entry))
+      continue
+    }
     if (!GENERATION.test(entry) || keep.includes(entry)) continue
+    // rm does not follow links: a planted link under a generation's name loses only itself.
     await rm(join(dir, entry), { recursive: true, force: true })
   }
-  await unlink(join(dir, DATA_TMP)).catch(() => undefined)
 }

@@ -1,8 +1,10 @@
 import { constants } from 'node:fs'
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, open, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import type { Credential } from './credential.js'
+import { AgentFailure } from './errors.js'
+import { createFile, ensureOwnDirectory, ownDirectory, syncDir, tempName } from './safe-fs.js'
 import type { AccessToken } from './token.js'
 
 /**
@@ -27,20 +29,40 @@ export interface AgentState {
    * token is presented at most once (LIFECYCLE invariant 4), whatever happens to the request.
    */
   readonly refresh_token?: string
+  /**
+   * The highest CRL number seen per issuing CA (SHA-256 fingerprint → decimal): an older CRL
+   * is a replay (by a server holding a stolen, revoked server key) and is refused.
+   */
+  readonly crl_numbers?: Readonly<Record<string, string>>
 }
 
 export const STATE_DIR = '..state'
 const STATE_FILE = 'agent.json'
+const SECRETS = 'the refresh token and CRL numbers'
 
-/** Reads the state; a missing or unreadable file is an empty state (reported via `onProblem`). */
+/**
+ * Reads the state; a missing or unreadable file is an empty state (reported via `onProblem`).
+ * A `..state` that is a link, not a directory, or another user's is refused (`AgentFailure`):
+ * someone else could then read the refresh token or plant a state.
+ */
 export async function loadState(
   dir: string,
   onProblem: (reason: string) => void,
 ): Promise<AgentState> {
   let text: string
   try {
-    text = await readFile(join(dir, STATE_DIR, STATE_FILE), 'utf8')
+    if (!(await ownDirectory(join(dir, STATE_DIR), SECRETS))) return {}
+    const handle = await open(
+      join(dir, STATE_DIR, STATE_FILE),
+      constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0),
+    )
+    try {
+      text = await handle.readFile('utf8')
+    } finally {
+      await handle.close()
+    }
   } catch (e) {
+    if (e instanceof AgentFailure) throw e
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') onProblem(`cannot read the state: ${e}`)
     return {}
   }
@@ -56,29 +78,18 @@ export async function loadState(
   return {}
 }
 
-/** Writes the state atomically: a 0600 temporary file, fsync, rename, fsync the directory. */
+/**
+ * Writes the state atomically: a 0600 file under a random name, fsync, rename, fsync the
+ * directory, in `..state` (0700, checked to be our own directory every time).
+ */
 export async function saveState(dir: string, state: AgentState): Promise<void> {
   const stateDir = join(dir, STATE_DIR)
-  await mkdir(dir, { recursive: true, mode: 0o755 })
-  await mkdir(stateDir, { recursive: true, mode: 0o700 })
-  await chmod(stateDir, 0o700)
-  const tmp = join(stateDir, `${STATE_FILE}.tmp`)
-  await rm(tmp, { force: true })
-  const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-  try {
-    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`, 'utf8')
-    await handle.chmod(0o600)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
+  await mkdir(dir, { recursive: true, mode: 0o755 }) // --out itself may be a shared volume
+  await ensureOwnDirectory(stateDir, 0o700, SECRETS)
+  const tmp = join(stateDir, tempName(STATE_FILE))
+  await createFile(tmp, `${JSON.stringify(state, null, 2)}\n`, 0o600)
   await rename(tmp, join(stateDir, STATE_FILE))
-  const dirHandle = await open(stateDir, constants.O_RDONLY)
-  try {
-    await dirHandle.sync()
-  } finally {
-    await dirHandle.close()
-  }
+  await syncDir(stateDir)
 }
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -88,6 +99,7 @@ export function stateOf(
   cred: Credential | undefined,
   token: AccessToken | undefined,
   refreshToken: string | undefined,
+  crlNumbers: ReadonlyMap<string, bigint> = new Map(),
 ): AgentState {
   return {
     ...(cred && {
@@ -105,5 +117,18 @@ export function stateOf(
       },
     }),
     ...(refreshToken !== undefined && { refresh_token: refreshToken }),
+    ...(crlNumbers.size > 0 && {
+      crl_numbers: Object.fromEntries([...crlNumbers].map(([k, n]) => [k, n.toString()])),
+    }),
   }
+}
+
+/** The CRL numbers of a saved state (entries that are not decimal numbers are ignored). */
+export function crlNumbersOf(state: AgentState): Map<string, bigint> {
+  const out = new Map<string, bigint>()
+  const saved = state.crl_numbers
+  if (typeof saved !== 'object' || saved === null) return out
+  for (const [k, v] of Object.entries(saved))
+    if (/^\d{1,40}$/.test(String(v))) out.set(k, BigInt(v))
+  return out
 }

@@ -14,7 +14,7 @@ import { parseCsrDer } from '../x509/csr.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
-import { resolveTtl, validateCsr, type Grant } from './policy.js'
+import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import type { RevocationReasonName } from './reasons.js'
 
 export interface AuthorityDeps {
@@ -87,7 +87,9 @@ export class Authority {
       },
     }
     // Commit time, not issue time: the token may have expired, the entry been disabled or the
-    // key been revoked while we signed; the commit re-checks all three (LIFECYCLE invariant 7).
+    // key been revoked while we signed. The transaction re-checks all three (LIFECYCLE
+    // invariant 7); kept although signing is synchronous today, so issuance stays safe when it
+    // is not.
     const refusal = await store.certificates.commitEnrollment(
       grant.joinTokenId,
       issued,
@@ -136,7 +138,8 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
-    // Re-checked at commit: the presented certificate may have been revoked meanwhile.
+    // Re-checked in the transaction (parent still valid, entry enabled, key not compromised):
+    // a revocation while we signed must win, and will have time to when signing is async.
     const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime())
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
@@ -187,7 +190,7 @@ export class Authority {
       kind: 'workload',
       publicKey: csr.publicKey,
       spiffeId: grant.spiffeId,
-      dnsNames: csr.dnsNames.map((n) => n.toLowerCase()),
+      dnsNames: uniqueDnsNames(csr.dnsNames),
       ttlMs,
       entryId: entry.id,
       renewedFrom,

@@ -11,6 +11,7 @@ import { bytesEqual } from '../x509/der.js'
 import { ipToBytes } from '../x509/extensions.js'
 import { derToPem } from '../x509/pem.js'
 import { PATHS } from './files.js'
+import { lacksServerMarker } from './server-identity.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
 
@@ -65,8 +66,12 @@ export class ServerCredentials {
     return { certPem: row.chainPem, keyPem, notAfter: new Date(row.notAfter), serial: row.serial }
   }
 
-  /** True when `tls` should be replaced: a third of its life left, or no longer valid. */
+  /**
+   * True when `tls` should be replaced: a third of its life left, no longer valid, or issued by
+   * an earlier version without the server marker that clients recognise the CA by.
+   */
   async stale(tls: ServerTls): Promise<boolean> {
+    if (lacksServerMarker(tls.certPem)) return true
     const left = tls.notAfter.getTime() - this.deps.clock.now().getTime()
     if (left < this.deps.config.server.tlsCertificateTtlMs / 3) return true
     return (await this.deps.store.certificates.get(tls.serial))?.status !== 'valid'

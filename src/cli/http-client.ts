@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkCaServerIdentity } from '@certbound/verifier/mtls'
 import { Agent, request } from 'undici'
 import { PATHS } from '../ca/files.js'
 import type { Config } from '../config/load.js'
+import { CaServerTrust } from '@certbound/verifier/mtls'
 
 export interface AdminClientOptions {
   readonly server?: string
@@ -24,6 +24,7 @@ export class ApiError extends Error {
 /** Calls the running server's admin API with the admin credential (mTLS). */
 export class AdminClient {
   readonly #agent: Agent
+  readonly #trust: CaServerTrust
   readonly #base: string
 
   constructor(config: Config, opts: AdminClientOptions) {
@@ -38,13 +39,15 @@ export class AdminClient {
     ).replace(/\/+$/, '')
     const read = (p: string) => readFileSync(p, 'utf8')
     const ca = read(opts.caBundle ?? join(dir, PATHS.bundle))
+    // Only the CA server: its EKU, and its certificate not revoked per the CA's CRL.
+    this.#trust = new CaServerTrust({
+      ca: [ca, ...(opts.caBundle ? [] : [read(join(dir, PATHS.intermediateCert))])],
+    })
     this.#agent = new Agent({
-      connect: {
+      connect: this.#trust.connector({
         cert: read(opts.cert ?? join(dir, PATHS.adminCert)),
         key: read(opts.key ?? join(dir, PATHS.adminKey)),
-        ca: [ca, ...(opts.caBundle ? [] : [read(join(dir, PATHS.intermediateCert))])],
-        checkServerIdentity: checkCaServerIdentity,
-      },
+      }),
     })
   }
 
@@ -75,7 +78,8 @@ export class AdminClient {
     return parsed
   }
 
-  close(): Promise<void> {
-    return this.#agent.close()
+  async close(): Promise<void> {
+    await this.#agent.close()
+    await this.#trust.close()
   }
 }

@@ -20,10 +20,29 @@ export interface Config {
     readonly port: number
     readonly hostnames: readonly string[]
     readonly trustedProxies: readonly string[]
+    /** When set, a proxy's forwarded certificate counts only if its own has one of these IDs. */
+    readonly trustedProxyIds: readonly string[] | undefined
+    /** Whether forwarded identities count on admin routes. */
+    readonly proxyAdmin: boolean
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
     readonly workers: number | 'auto'
+    readonly handshakes: {
+      readonly maxInFlight: number
+      readonly maxInFlightPerAddress: number
+      readonly maxQueued: number
+      readonly maxQueuedPerAddress: number
+      readonly queueTimeoutMs: number
+      readonly timeoutMs: number
+      readonly maxClientBytes: number
+    }
+    readonly connections: {
+      readonly maxPerAddress: number
+      readonly headersTimeoutMs: number
+      readonly requestTimeoutMs: number
+      readonly keepAliveTimeoutMs: number
+    }
   }
   readonly database: {
     /** postgres://… selects PostgreSQL; undefined: SQLite in data_dir. */
@@ -46,6 +65,7 @@ export interface Config {
     readonly allowedKeyTypes: readonly KeyType[]
     readonly backdateMs: number
     readonly organization: string
+    readonly maxDnsNames: number
   }
   readonly crl: { readonly validityMs: number }
   readonly enrollment: { readonly joinTokenTtlMs: number; readonly maxJoinTokenTtlMs: number }
@@ -93,6 +113,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
     const problem = spiffeIdProblem(id, c.trust_domain)
     if (problem) fail(path, `admin.spiffe_ids.${i}`, `"${id}" is not a valid SPIFFE ID: ${problem}`)
   }
+  for (const [i, id] of (c.server.trusted_proxy_ids ?? []).entries()) {
+    const problem = spiffeIdProblem(id, c.trust_domain)
+    if (problem) fail(path, `server.trusted_proxy_ids.${i}`, `"${id}": ${problem}`)
+  }
   for (const [i, id] of (c.tokens.introspection_clients ?? []).entries()) {
     const problem = spiffeIdProblem(id, c.trust_domain)
     if (problem) fail(path, `tokens.introspection_clients.${i}`, `"${id}": ${problem}`)
@@ -121,10 +145,27 @@ export function configFromObject(raw: unknown, path?: string): Config {
       port,
       hostnames: c.server.hostnames,
       trustedProxies: c.server.trusted_proxies,
+      trustedProxyIds: c.server.trusted_proxy_ids,
+      proxyAdmin: c.server.proxy_admin,
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
       workers: c.server.workers,
+      handshakes: {
+        maxInFlight: c.server.handshakes.max_in_flight,
+        maxInFlightPerAddress: c.server.handshakes.max_in_flight_per_address,
+        maxQueued: c.server.handshakes.max_queued,
+        maxQueuedPerAddress: c.server.handshakes.max_queued_per_address,
+        queueTimeoutMs: c.server.handshakes.queue_timeout,
+        timeoutMs: c.server.handshakes.timeout,
+        maxClientBytes: c.server.handshakes.max_client_bytes,
+      },
+      connections: {
+        maxPerAddress: c.server.connections.max_per_address,
+        headersTimeoutMs: c.server.connections.headers_timeout,
+        requestTimeoutMs: c.server.connections.request_timeout,
+        keepAliveTimeoutMs: c.server.connections.keep_alive_timeout,
+      },
     },
     database: {
       url: db.url,
@@ -145,6 +186,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       allowedKeyTypes: c.certificates.allowed_key_types,
       backdateMs: c.certificates.backdate,
       organization: c.certificates.organization ?? c.trust_domain,
+      maxDnsNames: c.certificates.max_dns_names,
     },
     crl: { validityMs: c.crl.validity },
     enrollment: {

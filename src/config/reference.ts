@@ -39,6 +39,48 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
       "`Client-Cert`), `xfcc` (Envoy), `escaped-pem` (`X-SSL-Client-Cert`, nginx's " +
       '`$ssl_client_escaped_cert`)',
   },
+  'server.trusted_proxy_ids': {
+    description:
+      "when set, a trusted proxy's forwarded certificate counts only if the proxy's own TLS " +
+      'certificate (one of this CA) has one of these SPIFFE IDs',
+    default: 'unset (source address alone)',
+  },
+  'server.proxy_admin': {
+    description: 'whether identities a trusted proxy forwards count on admin routes',
+  },
+  'server.handshakes.max_in_flight': {
+    description: 'TLS handshakes processed at once; more wait in a queue, never reset',
+  },
+  'server.handshakes.max_in_flight_per_address': {
+    description: 'TLS handshakes processed at once from one address',
+  },
+  'server.handshakes.max_queued': {
+    description: 'connections waiting for a handshake slot; beyond, new ones are closed',
+  },
+  'server.handshakes.max_queued_per_address': {
+    description: 'connections from one address waiting for a handshake slot',
+  },
+  'server.handshakes.queue_timeout': {
+    description: 'how long a connection may wait for a handshake slot',
+  },
+  'server.handshakes.timeout': { description: 'a TLS handshake must complete within this' },
+  'server.handshakes.max_client_bytes': {
+    description:
+      'bytes a client may send before its handshake completes (a long junk certificate chain ' +
+      'never reaches OpenSSL whole; a certbound client sends 2–6 KB)',
+  },
+  'server.connections.max_per_address': {
+    description: 'open connections from one address; more wait',
+  },
+  'server.connections.headers_timeout': {
+    description: 'a request must send its headers within this',
+  },
+  'server.connections.request_timeout': {
+    description: 'a request, body included, must arrive within this',
+  },
+  'server.connections.keep_alive_timeout': {
+    description: 'an idle keep-alive connection is closed after this',
+  },
   'server.max_body_bytes': { description: 'larger request bodies are refused (413)' },
   'server.tls_certificate_ttl': {
     description: 'the server renews its own certificate with a third left, without a restart',
@@ -93,6 +135,10 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
     description: 'a request over `min(entry ttl, max_ttl)` is refused, not clamped',
   },
   'certificates.allowed_key_types': { description: 'key types accepted in CSRs' },
+  'certificates.max_dns_names': {
+    description:
+      'DNS SANs a certificate may carry, after case-insensitive de-duplication; more is a 400',
+  },
   'certificates.backdate': {
     description: '`notBefore` = issue time − backdate (at most `5m`)',
   },

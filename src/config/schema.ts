@@ -63,6 +63,35 @@ const postgresUrl = z.string().superRefine((text, ctx) => {
 
 const D = DEFAULTS
 
+const count = (fallback: number) => z.number().int().min(1).max(1_000_000).default(fallback)
+const H = D.server.handshakes
+const C = D.server.connections
+
+const handshakes = z
+  .strictObject({
+    max_in_flight: count(H.max_in_flight),
+    max_in_flight_per_address: count(H.max_in_flight_per_address),
+    max_queued: count(H.max_queued),
+    max_queued_per_address: count(H.max_queued_per_address),
+    queue_timeout: duration.prefault(H.queue_timeout),
+    timeout: duration.prefault(H.timeout),
+    max_client_bytes: z.number().int().min(4096).max(1_048_576).default(H.max_client_bytes),
+  })
+  .prefault({})
+
+const connections = z
+  .strictObject({
+    max_per_address: count(C.max_per_address),
+    headers_timeout: duration.prefault(C.headers_timeout),
+    request_timeout: duration.prefault(C.request_timeout),
+    keep_alive_timeout: duration.prefault(C.keep_alive_timeout),
+  })
+  // Node refuses a headers timeout longer than the request timeout.
+  .refine((c) => c.headers_timeout <= c.request_timeout, {
+    message: 'headers_timeout must not exceed request_timeout',
+  })
+  .prefault({})
+
 export const configSchema = z.strictObject({
   trust_domain: trustDomain.default(D.trust_domain),
   data_dir: z.string().min(1).default(D.data_dir),
@@ -77,6 +106,8 @@ export const configSchema = z.strictObject({
         .min(1)
         .default([...D.server.hostnames]),
       trusted_proxies: z.array(cidr).default([]),
+      trusted_proxy_ids: z.array(z.string()).optional(),
+      proxy_admin: z.boolean().default(D.server.proxy_admin),
       forwarded_client_cert: z
         .enum(['client-cert', 'xfcc', 'escaped-pem'])
         .default(D.server.forwarded_client_cert),
@@ -92,6 +123,8 @@ export const configSchema = z.strictObject({
           error: 'must be an integer from 1 to 256, or "auto"',
         })
         .default(D.server.workers),
+      handshakes,
+      connections,
     })
     .prefault({}),
   database: z
@@ -124,6 +157,7 @@ export const configSchema = z.strictObject({
         .refine((ms) => ms <= 5 * 60_000, 'must be at most 5m')
         .prefault(D.certificates.backdate),
       organization: z.string().min(1).max(64).optional(),
+      max_dns_names: z.number().int().min(1).max(1000).default(D.certificates.max_dns_names),
     })
     .prefault({}),
   crl: z

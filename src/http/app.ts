@@ -4,11 +4,14 @@ import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
 import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
+import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer'> & { readonly logger: Logger }
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
+  readonly logger: Logger
+}
 
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -17,6 +20,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('requestId', randomUUID())
     const started = performance.now()
     await next()
+    // RFC 6797: the CA is HTTPS only; a browser or client that honours it never downgrades.
+    c.res.headers.set('strict-transport-security', 'max-age=31536000')
     // Method, path and status only: never headers or bodies, which carry tokens and CSRs.
     deps.logger.debug(
       {
@@ -30,7 +35,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     )
   })
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
-  const routeDeps = { ...deps, peer: createPeerSource(deps) }
+  // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
+  const events = createEventLimiter()
+  const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
@@ -61,7 +68,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         err.code === 'ERR_FORBIDDEN' ||
         err.code === 'ERR_JOIN_TOKEN_INVALID'
       ) {
-        deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code }, 'refused')
+        const peer = c.env?.incoming?.socket?.remoteAddress
+        const allowed = events.allow(`refused ${peer}`)
+        if (allowed !== 'no') {
+          const msg =
+            allowed === 'yes' ? 'refused' : 'refused (more from this peer not logged this minute)'
+          deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code, peer }, msg)
+        }
       }
       return isOAuthPath(c.req.path) ? oauthErrorResponse(c, err) : problemResponse(c, err)
     }

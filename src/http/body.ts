@@ -20,6 +20,17 @@ export async function readJsonObject(
   return value as Record<string, unknown>
 }
 
+// RFC 6749 §4.4, §6; RFC 7662 §2.1; RFC 7009 §2.1.
+const KNOWN_PARAMETERS = new Set([
+  'grant_type',
+  'scope',
+  'refresh_token',
+  'client_id',
+  'client_secret',
+  'token',
+  'token_type_hint',
+])
+
 /**
  * An application/x-www-form-urlencoded body (RFC 6749 §3.2: parameters sent without a
  * value are treated as omitted; a parameter must not be sent more than once).
@@ -35,8 +46,12 @@ export async function readOAuthForm(c: Context): Promise<Map<string, string>> {
   const params = new URLSearchParams(await c.req.text())
   const form = new Map<string, string>()
   for (const [key, value] of params) {
+    // Named only if it is a parameter we know: a body that is a bare secret parses as a key.
     if (form.has(key))
-      throw new CAError('ERR_INVALID_OAUTH_REQUEST', `parameter "${key.slice(0, 64)}" is repeated`)
+      throw new CAError(
+        'ERR_INVALID_OAUTH_REQUEST',
+        `${KNOWN_PARAMETERS.has(key) ? `parameter ${key}` : 'a parameter'} is repeated`,
+      )
     if (value !== '') form.set(key, value)
   }
   return form

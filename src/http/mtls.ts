@@ -18,16 +18,19 @@ import type { CaMaterial } from '../ca/material.js'
 import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import type { EventLimiter } from './event-limit.js'
 
 export type AppEnv = {
   Bindings: HttpBindings
-  Variables: { client: CertificateRecord; requestId: string }
+  Variables: { client: CertificateRecord; requestId: string; forwarded: boolean }
 }
 
 /** A request's client certificate, and whether it chains to this CA (checked by TLS or by us). */
 export interface Peer {
   readonly authorized: boolean
   readonly certificate: X509Certificate | undefined
+  /** Forwarded by a trusted proxy rather than presented in our own handshake. */
+  readonly forwarded?: boolean
 }
 
 /** What the TLS layer decided about the peer: read per request, never cached per connection. */
@@ -42,7 +45,7 @@ export function peerOf(env: HttpBindings | undefined): Peer {
 }
 
 /** Where a request's client certificate comes from (one source for every mTLS route). */
-export type PeerSource = (c: Context<AppEnv>) => Peer
+export type PeerSource = (c: Context<AppEnv>) => Promise<Peer>
 
 /**
  * The TLS socket's certificate, for direct clients. From a peer in `server.trusted_proxies`,
@@ -51,15 +54,19 @@ export type PeerSource = (c: Context<AppEnv>) => Peer
  * header, which the proxy may have passed through from its client, and not the proxy's own TLS
  * certificate. A forwarded certificate is checked against our root and intermediate as the
  * handshake would have (a proxy's word is not enough), then in the database like any other.
- * A forwarding header from any other peer is a spoofing attempt: refused and logged.
+ * A forwarding header from any other peer is a spoofing attempt: refused and logged. With
+ * `server.trusted_proxy_ids`, the address is not enough: the proxy must also present its own
+ * certificate of this CA, valid now, with one of those SPIFFE IDs.
  */
 export function createPeerSource(deps: {
   config: Config
   ca: CaMaterial
   clock: Clock
   logger: Logger
+  store: Store
+  events: EventLimiter
 }): PeerSource {
-  const { trustedProxies, forwardedClientCert } = deps.config.server
+  const { trustedProxies, forwardedClientCert, trustedProxyIds } = deps.config.server
   const isTrustedProxy = createProxyMatcher(trustedProxies)
   const resolve = createCertificateResolver({
     trustedProxies,
@@ -70,18 +77,37 @@ export function createPeerSource(deps: {
     intermediates: [new X509Certificate(deps.ca.intermediatePem)],
   }
   const refuse = (message: string) => new CAError('ERR_CLIENT_CERT_REQUIRED', message)
-  return (c) => {
+  // A proxy's own certificate must be current and unrevoked, like any client's.
+  const checkProxyIdentity = async (c: Context<AppEnv>) => {
+    if (trustedProxyIds === undefined) return
+    const own = peerOf(c.env)
+    const id = await authenticateClientCertificate(own, deps).then(
+      (record) => record.spiffeId,
+      () => null,
+    )
+    if (id === null || !trustedProxyIds.includes(id)) {
+      throw refuse(
+        'the proxy did not present a valid certificate of one of server.trusted_proxy_ids',
+      )
+    }
+  }
+  return async (c) => {
     const header = (name: string) => c.req.header(name)
     const peer = c.env?.incoming?.socket?.remoteAddress
     if (!isTrustedProxy(peer)) {
       const headers = forwardedCertificateHeaders(header)
       if (headers.length === 0) return peerOf(c.env)
-      deps.logger.warn(
-        { req: c.var.requestId, peer, headers },
-        'forwarded client certificate from an untrusted peer refused (spoofing attempt)',
-      )
+      const allowed = deps.events.allow(`spoof ${peer}`)
+      if (allowed !== 'no') {
+        const more = allowed === 'last' ? '; more from this peer not logged this minute' : ''
+        deps.logger.warn(
+          { req: c.var.requestId, peer, headers },
+          `forwarded client certificate from an untrusted peer refused (spoofing attempt)${more}`,
+        )
+      }
       throw refuse('forwarded client certificate from an untrusted peer')
     }
+    await checkProxyIdentity(c)
     // The proxy's own TLS certificate never stands for its client (the resolver ignores it).
     const presented = resolve(header, c.env?.incoming?.socket, peer)
     if (!presented.ok) throw refuse(presented.error.message)
@@ -94,14 +120,15 @@ export function createPeerSource(deps: {
       if (e instanceof VerifyError) throw refuse(`forwarded ${e.message}`)
       throw e
     }
-    return { authorized: true, certificate }
+    return { authorized: true, certificate, forwarded: true }
   }
 }
 
 /** mTLS: sets `client` to the certificate's database record, or refuses (401). */
 export function requireClientCert(deps: { store: Store; clock: Clock; peer: PeerSource }) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    const client = await authenticateClientCertificate(deps.peer(c), deps)
+    const peer = await deps.peer(c)
+    const client = await authenticateClientCertificate(peer, deps)
     if (client.kind === 'server') {
       throw new CAError(
         'ERR_CLIENT_CERT_REQUIRED',
@@ -109,6 +136,7 @@ export function requireClientCert(deps: { store: Store; clock: Clock; peer: Peer
       )
     }
     c.set('client', client)
+    c.set('forwarded', peer.forwarded === true)
     await next()
   })
 }
@@ -124,6 +152,12 @@ export function requireAdmin(deps: {
   return createMiddleware<AppEnv>(async (c, next) => {
     await clientCert(c, async () => {
       const id = c.var.client.spiffeId
+      if (c.var.forwarded && !deps.config.server.proxyAdmin) {
+        throw new CAError(
+          'ERR_FORBIDDEN',
+          'admin routes do not take identities forwarded by a proxy (server.proxy_admin)',
+        )
+      }
       if (
         c.var.client.kind !== 'admin' ||
         id === null ||

@@ -46,7 +46,11 @@ async function checkEntryScopes(
   if (allowed === null || allowed === undefined) return
   for (const s of scope.split(' ')) {
     if (!allowed.includes(s))
-      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" is not allowed for ${client.spiffeId}`)
+      // The entry's list, never the request's words (they may be a misplaced secret).
+      throw new CAError(
+        'ERR_INVALID_SCOPE',
+        `a requested scope is not allowed for ${client.spiffeId}; allowed: ${allowed.join(' ')}`,
+      )
   }
 }
 
@@ -88,6 +92,8 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
   const refresh = newSecretToken()
   const familyId = randomUUID()
   const rows = issuedRows(deps, client, access, refresh, now.getTime())
+  // createFamily re-checks, in its transaction, that the certificate is still valid and its
+  // entry enabled: a revocation while the token was signed wins (kept for async signing).
   const ok = await deps.store.tokens.createFamily(
     {
       id: familyId,
@@ -165,6 +171,8 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
   await checkEntryScopes(client, scope, deps)
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const next = newSecretToken()
+  // commitRefresh re-checks, in its transaction, that this refresh token is unused and the
+  // family active: of two concurrent refreshes one wins and the other is reuse (invariant 4).
   const outcome = await store.tokens.commitRefresh({
     familyId: family.id,
     oldRefreshId: state.id,
@@ -203,7 +211,10 @@ function narrowScope(requested: string | null, granted: string | null): string |
   const allowed = new Set((granted ?? '').split(' ').filter(Boolean))
   for (const s of requested.split(' ')) {
     if (!allowed.has(s))
-      throw new CAError('ERR_INVALID_SCOPE', `scope "${s}" was not granted to this token family`)
+      throw new CAError(
+        'ERR_INVALID_SCOPE',
+        `a requested scope was not granted to this token family; granted: ${[...allowed].join(' ') || '(none)'}`,
+      )
   }
   return requested
 }

@@ -61,14 +61,22 @@ export class SigningKeys {
     return { kid: key.kid, alg: key.alg as JwsAlg, privateKey }
   }
 
-  /** The public keys to publish now (RFC 7517 JWK Set). */
-  async jwks(): Promise<{ keys: JWK[] }> {
+  /**
+   * The public keys to publish now (RFC 7517 JWK Set), and the `kid`s withdrawn so far as an
+   * extra member (§5 lets verifiers ignore it): a verifier that checks it refuses a token signed
+   * with a withdrawn key at its next refresh, whatever it still has cached (`keys rotate --now`).
+   */
+  async jwks(): Promise<{ keys: JWK[]; withdrawn_kids: string[] }> {
     const now = this.deps.clock.now().getTime()
-    const published = (await this.#all()).filter(
+    const all = await this.#all()
+    const published = all.filter(
       (k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now),
     )
     return {
       keys: published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }) as JWK),
+      withdrawn_kids: all
+        .filter((k) => k.withdrawAt !== null && k.withdrawAt <= now)
+        .map((k) => k.kid),
     }
   }
 

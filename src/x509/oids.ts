@@ -40,11 +40,14 @@ export const ACCESS_METHOD = {
   caIssuers: '1.3.6.1.5.5.7.48.2',
 } as const
 
-// Extended key usages, RFC 5280 §4.2.1.12 (OCSPSigning: RFC 6960 §4.2.2.2).
+// Extended key usages, RFC 5280 §4.2.1.12 (OCSPSigning: RFC 6960 §4.2.2.2). certboundServer (a
+// UUID OID, ITU-T X.667) marks the CA's own TLS server certificate and nothing else: how clients
+// tell the CA from a workload.
 export const EKU = {
   ocspSigning: '1.3.6.1.5.5.7.3.9',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  certboundServer: '2.25.10365697400001155744715433452568906552',
 } as const
 
 // Name attributes, RFC 5280 Appendix A / X.520.

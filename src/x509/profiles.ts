@@ -115,11 +115,14 @@ export const PROFILES: Readonly<Record<ProfileName, CertificateProfile>> = Objec
     extKeyUsage: { purposes: [EKU.clientAuth, EKU.serverAuth], critical: false },
     names: { subjectRequired: false, sanRequired: true, sanKinds: ['uri'] },
   }),
-  /** The CA's own TLS server certificate: serverAuth only, never a client credential. */
+  /**
+   * The CA's own TLS server certificate: serverAuth only, never a client credential, and the
+   * certboundServer marker by which agents, the CLI and verifiers recognise the CA itself.
+   */
   server: profile({
     ...END_ENTITY,
     name: 'server',
-    extKeyUsage: { purposes: [EKU.serverAuth], critical: false },
+    extKeyUsage: { purposes: [EKU.serverAuth, EKU.certboundServer], critical: false },
     names: { subjectRequired: false, sanRequired: true, sanKinds: ['dns', 'ip'] },
   }),
   /** A delegated OCSP responder (RFC 6960 §4.2.2.2); not issued yet. */

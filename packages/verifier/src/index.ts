@@ -11,6 +11,12 @@ export { VERIFY_ERROR_CODES, VerifyError } from './errors.js'
 export type { VerifyErrorCode } from './errors.js'
 export { parseClientCert, parseEscapedPem, parseXfcc } from './mtls/forwarded.js'
 export type { ForwardedCertificate, ForwardedFormat } from './mtls/forwarded.js'
+export { guardHandshakes } from './mtls/handshake-guard.js'
+export type {
+  HandshakeCounters,
+  HandshakeGuard,
+  HandshakeGuardOptions,
+} from './mtls/handshake-guard.js'
 export type { IntrospectionOptions } from './introspection.js'
 export type { JwksCacheOptions } from './jwks.js'
 export { DEFAULT_ALGORITHMS } from './options.js'

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { Dispatcher } from 'undici'
-import { checkCaServerIdentity } from './mtls/ca-server.js'
+import type { CaServerTrust } from './mtls/ca-server-trust.js'
 import { VerifyError } from './errors.js'
 
 /**
@@ -17,10 +17,12 @@ export interface IntrospectionOptions {
   /** PEM of the private key of `cert`. */
   key?: string
   /**
-   * Instead of `cert`/`key`: the undici dispatcher to use (or a function returning the current
-   * one, e.g. `() => boundFetch.dispatcher()` from `@certbound/client`, which follows rotations).
+   * Instead of `cert`/`key`: a function returning the current pair, called per request, e.g.
+   * `() => { const g = boundFetch.current(); return { cert: g.chainPem, key: g.keyPem } }` with
+   * `@certbound/client`, which follows rotations. (The connection is always the verifier's own:
+   * it checks that the server is the CA server, by its EKU and the CA's CRL.)
    */
-  dispatcher?: Dispatcher | (() => Dispatcher)
+  credentials?: () => { cert: string; key: string }
   /** How long an answer is reused, in ms (never past the token's `exp`). Default 5 000. */
   cacheTtlMs?: number
   /** Abort an introspection request after this long, in ms. Default 5 000. */
@@ -80,21 +82,23 @@ function judge(answer: Answer, claims: { sub: string }, thumbprint: string): voi
 /** Builds the online-mode checker: answers cached by SHA-256 of the token, requests coalesced. */
 export function createIntrospector(
   endpoint: string,
-  trustAnchors: string,
+  trust: CaServerTrust,
   options: IntrospectionOptions,
 ): Introspector {
-  const { cert, key, dispatcher } = options
-  if (dispatcher === undefined && (cert === undefined || key === undefined)) {
-    throw new TypeError('introspection needs "cert" and "key" (or a "dispatcher") for mTLS')
+  const { cert, key, credentials } = options
+  if (credentials === undefined && (cert === undefined || key === undefined)) {
+    throw new TypeError('introspection needs "cert" and "key" (or "credentials") for mTLS')
   }
-  const own =
-    dispatcher === undefined
-      ? new Agent({
-          connect: { ca: trustAnchors, cert, key, checkServerIdentity: checkCaServerIdentity },
-        })
-      : undefined
-  const current = (): Dispatcher =>
-    own ?? (typeof dispatcher === 'function' ? dispatcher() : (dispatcher as Dispatcher))
+  // One pool per credential: a pooled connection keeps presenting the certificate it opened with.
+  let pool: { cert: string; agent: Agent } | undefined
+  const current = (): Dispatcher => {
+    const c = credentials?.() ?? { cert: cert!, key: key! }
+    if (pool?.cert !== c.cert) {
+      void pool?.agent.close().catch(() => undefined)
+      pool = { cert: c.cert, agent: new Agent({ connect: trust.connector(c) }) }
+    }
+    return pool.agent
+  }
   const ttl = options.cacheTtlMs ?? 5_000
   const timeoutMs = options.timeoutMs ?? 5_000
   const max = options.maxCacheEntries ?? 10_000
@@ -123,7 +127,7 @@ export function createIntrospector(
     },
     async close() {
       cache.clear()
-      await own?.close()
+      await pool?.agent.close()
     },
   }
 }

@@ -1,5 +1,5 @@
-import { createRemoteJWKSet, customFetch, errors } from 'jose'
-import type { FetchImplementation, JWTVerifyGetKey } from 'jose'
+import { createRemoteJWKSet, customFetch, errors, jwksCache } from 'jose'
+import type { FetchImplementation, JWKSCacheInput, JWTVerifyGetKey } from 'jose'
 import { fetch as undiciFetch } from 'undici'
 import type { Dispatcher } from 'undici'
 import { VerifyError } from './errors.js'
@@ -11,7 +11,11 @@ export interface JwksCacheOptions {
    * much time has passed (rate limit against `kid` spraying). Default 30 000 ms.
    */
   cooldownMs?: number
-  /** Cached keys are refetched after this long. Default 300 000 ms (the issuer's JWKS max-age). */
+  /**
+   * The key set is refetched in the background this often, and a set older than this is never
+   * used. Default 60 000 ms (the issuer's default JWKS max-age): a key the issuer withdrew is
+   * refused at most this long after its withdrawal.
+   */
   cacheMaxAgeMs?: number
   /** Abort a JWKS request after this long. Default 5 000 ms. */
   timeoutMs?: number
@@ -19,17 +23,27 @@ export interface JwksCacheOptions {
   failureBackoffMs?: number
 }
 
+/** The key resolver and the background refresh to stop. */
+export interface JwksResolver {
+  readonly key: JWTVerifyGetKey
+  close(): void
+}
+
 /**
  * A jose key resolver for the issuer's JWKS, fetched over HTTPS through `dispatcher` (which pins
  * our trust anchors). jose caches the set, refetches on an unknown `kid` at most once per
  * cooldown and coalesces concurrent fetches; this adds a back-off after failures, so an
- * unreachable issuer is not hammered either. Errors come out as {@link VerifyError}s.
+ * unreachable issuer is not hammered either, a refresh in the background every
+ * `cacheMaxAgeMs`, and the issuer's list of withdrawn `kid`s (`withdrawn_kids`, an extra member
+ * of the JWK Set, RFC 7517 §5): a token signed with one is refused at once, whatever else is
+ * cached. Errors come out as {@link VerifyError}s.
  */
 export function createJwksResolver(
   url: URL,
   dispatcher: Dispatcher,
   options: JwksCacheOptions = {},
-): JWTVerifyGetKey {
+): JwksResolver {
+  const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
   const backoffMs = options.failureBackoffMs ?? 2_000
   let lastFailure = Number.NEGATIVE_INFINITY
   const fetchJwks: FetchImplementation = async (href, init) => {
@@ -50,17 +64,39 @@ export function createJwksResolver(
       throw err
     }
   }
+  // jose keeps the last JWK Set document here, members it does not know included.
+  const cache = {} as JWKSCacheInput & { jwks?: { withdrawn_kids?: unknown } }
   const remote = createRemoteJWKSet(url, {
     cooldownDuration: options.cooldownMs ?? 30_000,
     // Match the issuer's default JWKS max-age, so a withdrawn key is dropped as soon.
-    cacheMaxAge: options.cacheMaxAgeMs ?? 300_000,
+    cacheMaxAge: maxAgeMs,
     timeoutDuration: options.timeoutMs ?? 5_000,
     [customFetch]: fetchJwks,
+    [jwksCache]: cache,
   })
-  return async (header, token) => {
+  const refuseWithdrawn = (kid: string | undefined) => {
+    const list = cache.jwks?.withdrawn_kids
+    if (kid !== undefined && Array.isArray(list) && list.includes(kid)) {
+      throw new VerifyError(
+        'ERR_TOKEN_INVALID',
+        'the token is signed with a key the issuer withdrew',
+      )
+    }
+  }
+  let timer: NodeJS.Timeout | undefined
+  const key: JWTVerifyGetKey = async (header, token) => {
+    if (timer === undefined) {
+      timer = setInterval(() => void remote.reload().catch(() => undefined), maxAgeMs)
+      timer.unref()
+    }
+    refuseWithdrawn(header.kid)
     try {
-      return await remote(header, token)
+      const found = await remote(header, token)
+      refuseWithdrawn(header.kid) // the fetch just made may have brought the list
+      return found
     } catch (cause) {
+      if (cause instanceof VerifyError) throw cause
+      refuseWithdrawn(header.kid)
       if (cause instanceof errors.JWKSNoMatchingKey) {
         throw new VerifyError('ERR_TOKEN_INVALID', 'no key of the issuer matches the token "kid"', {
           cause,
@@ -79,4 +115,5 @@ export function createJwksResolver(
       })
     }
   }
+  return { key, close: () => clearInterval(timer) }
 }

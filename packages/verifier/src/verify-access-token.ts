@@ -4,7 +4,7 @@ import { errors, jwtVerify } from 'jose'
 import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
 import { Agent } from 'undici'
 import { x5tS256 } from './mtls/thumbprint.js'
-import { checkCaServerIdentity } from './mtls/ca-server.js'
+import { CaServerTrust } from './mtls/ca-server-trust.js'
 import { validateClientCertificate } from './mtls/chain.js'
 import { VerifyError } from './errors.js'
 import { createIntrospector } from './introspection.js'
@@ -145,14 +145,14 @@ function presentedCertificate(
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   const opts = resolveOptions(options)
-  const agent = new Agent({
-    connect: { ca: opts.trustAnchorsPem, checkServerIdentity: checkCaServerIdentity },
-  })
-  const key = createJwksResolver(opts.jwksUri, agent, options.jwks)
+  // The JWKS and introspection come only from the CA server: its EKU, not revoked per its CRL.
+  const trust = new CaServerTrust({ ca: opts.trustAnchorsPem })
+  const agent = new Agent({ connect: trust.connector() })
+  const jwks = createJwksResolver(opts.jwksUri, agent, options.jwks)
   const introspector: Introspector | undefined =
     opts.introspectionEndpoint === undefined
       ? undefined
-      : createIntrospector(opts.introspectionEndpoint, opts.trustAnchorsPem, options.introspection!)
+      : createIntrospector(opts.introspectionEndpoint, trust, options.introspection!)
 
   // Intermediates seen on a validated path. A resumed TLS session only keeps the peer's leaf,
   // so the intermediate a client sent on its first handshake is remembered for later ones.
@@ -171,7 +171,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       const { leaf, extra } = presentedCertificate(certificate, chain)
       const now = opts.clock.now()
       remember(validateClientCertificate(leaf, opts.store, now, [...extra, ...learned.values()]))
-      const { payload, protectedHeader } = await verifyJws(token, key, opts, now)
+      const { payload, protectedHeader } = await verifyJws(token, jwks.key, opts, now)
       const claims = checkClaims(payload)
       const thumbprint = x5tS256(leaf.raw)
       // RFC 8705 §3: the token is accepted only with the certificate it is bound to.
@@ -193,7 +193,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       return { claims, header: protectedHeader, certificate: leaf, thumbprint }
     },
     async close() {
+      jwks.close()
       await Promise.all([agent.close(), introspector?.close()])
+      await trust.close()
     },
   }
 }

@@ -8,6 +8,7 @@ import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
 import type { SigningKeys } from '../../tokens/keys.js'
 import { readOAuthForm } from '../body.js'
+import type { EventLimiter } from '../event-limit.js'
 import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
 export interface OAuthRouteDeps {
@@ -16,6 +17,7 @@ export interface OAuthRouteDeps {
   readonly clock: Clock
   readonly keys: SigningKeys
   readonly peer: PeerSource
+  readonly events: EventLimiter
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
@@ -60,16 +62,24 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       if (grantType === undefined)
         throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
       const grant = GRANTS.get(grantType)
+      // Never echo what the client sent: a secret pasted into the wrong field would be
+      // stored in the audit table and sent back in error_description.
       if (!grant)
         throw new CAError(
           'ERR_UNSUPPORTED_GRANT_TYPE',
-          `grant_type "${grantType.slice(0, 64)}" is not supported`,
+          `grant_type is not supported; this server takes ${[...GRANTS.keys()].join(', ')}`,
         )
       return c.json(await grant(client, form, deps), 200, NO_STORE)
     } catch (e) {
-      // Refusals of an authenticated client are audited (the refresh grant audits its own).
-      // Requests without a valid certificate never get here: they are logged, not stored.
-      if (e instanceof CAError && e.code !== 'ERR_INVALID_GRANT') {
+      // Refusals of an authenticated client are audited (the refresh grant audits its own), at
+      // most EVENTS_PER_WINDOW a minute per peer address. Requests without a valid
+      // certificate never get here: they are logged, not stored.
+      const peer = c.env.incoming.socket.remoteAddress
+      if (
+        e instanceof CAError &&
+        e.code !== 'ERR_INVALID_GRANT' &&
+        deps.events.allow(`token.refused ${peer}`) === 'yes'
+      ) {
         await deps.store.audit.record(deps.clock.now().getTime(), {
           actor: client.spiffeId ?? `serial:${client.serial}`,
           action: 'token.refused',

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto'
+import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto'
 import { createServer } from 'node:https'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair } from 'jose'
 import type { CryptoKey, JWK, JWTPayload } from 'jose'
+import { buildCrl } from '../../../src/x509/crl.js'
 import type { Issued, TestPki } from './pki.js'
 
 export interface SigningKey {
@@ -67,6 +68,22 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
     return key
   }
   const key = await createKey(true)
+  // The CA's CRL (empty), which verifiers check the server certificate against.
+  const ca = {
+    certDer: new X509Certificate(pki.intermediatePem).raw,
+    privateKey: createPrivateKey(pki.intermediate.keyPem),
+  }
+  let crlNumber = 0n
+  const crl = () => {
+    const now = Date.now()
+    return buildCrl({
+      issuer: ca,
+      crlNumber: ++crlNumber,
+      thisUpdate: new Date(now - 1000),
+      nextUpdate: new Date(now + 3_600_000),
+      revoked: [],
+    })
+  }
 
   const server: Server = createServer(
     {
@@ -83,6 +100,9 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
       if (req.method === 'GET' && req.url === '/.well-known/jwks.json') {
         issuer.jwksFetches++
         return json(200, { keys: published.map((k) => k.publicJwk) })
+      }
+      if (req.method === 'GET' && req.url === '/v1/crl') {
+        return res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crl())
       }
       if (req.method === 'POST' && req.url === '/oauth/introspect') {
         if (!(req.socket as TLSSocket).authorized) return json(401, { error: 'invalid_client' })

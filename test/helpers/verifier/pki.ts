@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { x5tS256 } from '../../../src/crypto/thumbprint.js'
+import { CERTBOUND_SERVER_EKU } from '@certbound/verifier/mtls'
 
 /** A certificate with its key, as files and parsed. */
 export interface Issued {
@@ -44,11 +45,11 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 `
 
-function leafExt(san: string): string {
+function leafExt(san: string, eku = 'clientAuth,serverAuth'): string {
   return `[ext]
 basicConstraints = critical,CA:false
 keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth,serverAuth
+extendedKeyUsage = ${eku}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = ${san}
@@ -147,7 +148,9 @@ export function createTestPki(trustDomain = 'example.org'): TestPki {
     }
     return found
   }
-  writeFileSync(join(dir, 'server.ext'), leafExt('DNS:localhost,IP:127.0.0.1'))
+  // The CA server's certificate: serverAuth and the certbound server marker.
+  const serverEku = `serverAuth,${CERTBOUND_SERVER_EKU}`
+  writeFileSync(join(dir, 'server.ext'), leafExt('DNS:localhost,IP:127.0.0.1', serverEku))
   sign('server', 'intermediate', '/CN=localhost', 'server.ext', 'ext')
 
   selfSigned('rogue-root', 'certbound test root')

@@ -126,7 +126,11 @@ describe('buildCertificate details', () => {
     expect(out).toMatch(
       /DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:2001:DB8:0:0:0:FFFF:102:304/,
     )
-    expect(out).toMatch(/Extended Key Usage: *\n *TLS Web Server Authentication\n/) // serverAuth only: the server's certificate is never a client credential
+    // serverAuth and the certbound server marker, no clientAuth: the server's certificate is
+    // never a client credential, and the marker is how clients recognise the CA server.
+    expect(out).toMatch(
+      /Extended Key Usage: *\n *TLS Web Server Authentication, 2\.25\.10365697400001155744715433452568906552\n/,
+    )
     expect(parseCertificate(der).ipAddresses).toEqual([
       '127.0.0.1',
       '::1',
