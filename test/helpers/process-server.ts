@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { stringify } from 'yaml'
 import { ApiClient } from './server.js'
 
@@ -43,7 +43,7 @@ export class ProcessServer extends ApiClient {
 
   static async start(
     config: Record<string, any> = {},
-    opts: { dir?: string; workers?: number; env?: NodeJS.ProcessEnv } = {},
+    opts: { dir?: string; workers?: number; env?: NodeJS.ProcessEnv; configName?: string } = {},
   ): Promise<ProcessServer> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'certbound-proc-'))
     const port = config.server?.listen ? undefined : await freePort()
@@ -54,8 +54,16 @@ export class ProcessServer extends ApiClient {
       ...config,
       server: { listen: `127.0.0.1:${port}`, ...config.server },
     }
-    const configFile = join(dir, 'ca-config.yaml')
+    const configFile = join(dir, opts.configName ?? 'ca-config.yaml')
     writeFileSync(configFile, stringify(full))
+    return ProcessServer.startFile(configFile, opts)
+  }
+
+  /** `certbound serve --config FILE` (data_dir `./data` beside the file). */
+  static async startFile(
+    configFile: string,
+    opts: { workers?: number; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<ProcessServer> {
     const env = { ...process.env, ...opts.env }
     delete env.CERTBOUND_CONFIG
     const child = spawn(
@@ -83,7 +91,7 @@ export class ProcessServer extends ApiClient {
         reject(new Error(`serve exited with ${code}:\n${log}`))
       })
     })
-    return new ProcessServer(child, url, join(dir, 'data'), configFile, () => log)
+    return new ProcessServer(child, url, join(dirname(configFile), 'data'), configFile, () => log)
   }
 
   /** SIGTERM, then waits for the process (and its workers) to exit; returns the exit code. */
@@ -98,5 +106,10 @@ export class ProcessServer extends ApiClient {
   async close(): Promise<void> {
     await this.stop()
     rmSync(join(this.dataDir, '..'), { recursive: true, force: true })
+  }
+
+  /** Starts the same config file again (a restart on the same data_dir and database). */
+  static restart(previous: ProcessServer, opts: { workers?: number } = {}): Promise<ProcessServer> {
+    return ProcessServer.startFile(previous.configFile, opts)
   }
 }
