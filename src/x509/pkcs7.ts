@@ -8,7 +8,7 @@ import { oid, sequence, setOf, smallInteger, tlv } from './der-writer.js'
 //     version CMSVersion,                      -- 1 (RFC 5652 §5.1: id-data, only X.509 certs)
 //     digestAlgorithms SET OF ...,             -- empty
 //     encapContentInfo SEQUENCE { eContentType id-data },   -- no eContent
-//     certificates [0] IMPLICIT CertificateSet,
+//     certificates [0] IMPLICIT CertificateSet, -- in the caller's order (below)
 //     signerInfos SET OF ... }                 -- empty
 
 const ID_SIGNED_DATA = '1.2.840.113549.1.7.2'
@@ -24,7 +24,9 @@ export function certsOnlyPkcs7(certificates: readonly Uint8Array[]): Uint8Array 
     smallInteger(1),
     setOf([]),
     sequence(oid(ID_DATA)),
-    setOf(certificates, 0xa0),
+    // CMS is BER (RFC 5652 §1): the certificates stay in the order given (issuing CA first),
+    // as `openssl crl2pkcs7` writes them, for clients that read them as a chain.
+    tlv(0xa0, ...certificates),
     setOf([]),
   )
   return sequence(oid(ID_SIGNED_DATA), tlv(0xa0, signedData))

@@ -73,7 +73,7 @@ describe('GET /.well-known/est/cacerts', () => {
     expect(r.headers).toMatch(/^content-type: application\/pkcs7-mime\r?$/im)
     expect(r.headers).toMatch(/^content-transfer-encoding: base64\r?$/im)
     const certs = pemCertificates(pkcs7Certificates(r.body))
-    expect(certs.sort()).toEqual([s.bundlePem, s.intermediatePem].sort())
+    expect(certs).toEqual([s.intermediatePem, s.bundlePem]) // issuing CA first, then the root
   })
 })
 
