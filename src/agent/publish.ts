@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 
 import type { Credential } from './credential.js'
+import type { FileAccess } from './file-access.js'
 import { stageGeneration } from './out-dir.js'
 import type { GenerationFiles } from './out-dir.js'
 import type { AccessToken } from './token.js'
@@ -24,8 +25,10 @@ export function generationFiles(
   cred: Credential,
   token: AccessToken | undefined,
   bundlePem: string,
+  crls: GenerationFiles = {},
 ): GenerationFiles {
   return {
+    ...crls,
     'cert.pem': cred.certPem,
     'chain.pem': cred.chainPem,
     'key.pem': cred.keyPem,
@@ -42,17 +45,18 @@ export async function publishGeneration(
   dir: string,
   files: GenerationFiles,
   beforeSwitch: () => Promise<void>,
+  access?: FileAccess,
 ): Promise<string> {
-  const staged = await stageGeneration(dir, files)
+  const staged = await stageGeneration(dir, files, { access })
   await beforeSwitch()
   await staged.commit()
   return staged.name
 }
 
 /** What a generation holds, to skip writing an identical one. */
-export function publishedKey(cred: Credential, token: AccessToken | undefined): string {
+export function publishedKey(cred: Credential, token: AccessToken | undefined, crls = ''): string {
   const bound = token?.thumbprint === cred.thumbprint
-  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}`
+  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}:${crls}`
 }
 
 /** Result of an `--exec` hook. */
