@@ -10,7 +10,7 @@ import type { Credential } from './credential.js'
 import { CrlKeeper } from './crls.js'
 import { AgentFailure, ServerError, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
-import { generationFiles, publishGeneration, publishedKey, runHook } from './publish.js'
+import { generationFiles, publishGeneration, publishedKey, runExecHook } from './publish.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
 import type { AgentOptions } from './options.js'
@@ -86,6 +86,7 @@ export class WorkloadAgent {
       if (this.#o.once) throw new AgentFailure('interrupted', 'interrupted before finishing')
       this.#log.info('stopping')
     } finally {
+      await this.#api.close()
       await this.#trust.close()
     }
   }
@@ -112,9 +113,9 @@ export class WorkloadAgent {
 
   /**
    * One round: enrol again if the certificate expired (only with a join token), renew if due,
-   * refresh the CRLs if due, then refresh the token if due, and publish what changed. The
-   * first round (startup, `--once`) always gets a token:
-   * that also proves the certificate still counts. A token refresh that falls due while the
+   * refresh the token if due, then the CRLs if due, and publish what changed (one generation).
+   * The first round (startup, `--once`) always gets a token: that also proves the certificate
+   * still counts. A token refresh that falls due while the
    * renewal is due before that token would expire renews first, so that the token is fetched
    * once, with the new certificate.
    */
@@ -129,11 +130,12 @@ export class WorkloadAgent {
     } else if (now >= this.#renewAt || early) {
       await this.#renew(cred)
     }
+    if (first || Date.now() >= this.#tokenAt) await this.#obtainToken()
+    // After the token: a short-lived certificate gets its token first, the CRLs can wait.
     if (Date.now() >= this.#crls.dueAt) {
       await this.#crls.refresh(this.#cred!, this.#anchors)
       if (this.#signal.aborted) throw new Interrupted()
     }
-    if (first || Date.now() >= this.#tokenAt) await this.#obtainToken()
     await this.#publish()
   }
 
@@ -290,7 +292,6 @@ export class WorkloadAgent {
       },
       'obtained an access token',
     )
-    await this.#publish()
   }
 
   async #tokenRequest(cred: Credential): Promise<{ res: TokenResponse; grant: Grant }> {
@@ -341,18 +342,8 @@ export class WorkloadAgent {
       { generation: name, serial: cred.serial, token: withToken, crls: this.#crls.key() },
       'switched to a new generation',
     )
-    if (this.#o.exec !== undefined) await this.#runHook(this.#o.exec, cred)
-  }
-
-  async #runHook(command: string, cred: Credential): Promise<void> {
-    const result = await runHook(command, {
-      CERTBOUND_OUT: this.#o.outDir,
-      CERTBOUND_SERIAL: cred.serial,
-    })
-    if (result.code === 0) return void this.#log.info('--exec command succeeded')
-    const how =
-      result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
-    if (this.#o.once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
-    this.#log.warn(`the --exec command ${how}`)
+    if (this.#o.exec === undefined) return
+    const env = { CERTBOUND_OUT: this.#o.outDir, CERTBOUND_SERIAL: cred.serial }
+    await runExecHook(this.#o.exec, env, this.#o.once, this.#log)
   }
 }

@@ -60,6 +60,9 @@ function serverReason(status: number, text: string): { reason: string; oauthErro
  * one would keep presenting the certificate it was opened with).
  */
 export class CaApi {
+  #crlAgent: Agent | undefined
+  #plainAgent: Agent | undefined
+
   constructor(
     private readonly base: string,
     private readonly trust: CaServerTrust,
@@ -106,11 +109,14 @@ export class CaApi {
   /**
    * `GET` of a CRL by URL (a distribution point or the server's own route): its DER, or
    * undefined for a 404. HTTPS goes to the CA server only, pinned as every call; plain HTTP is
-   * allowed, since a CRL is judged by its signature (RFC 5280 §5), not by how it came.
+   * allowed, since a CRL is judged by its signature (RFC 5280 §5), not by how it came. No
+   * client certificate, so one pooled connection serves every CRL of a round.
    */
   async crl(url: string): Promise<Uint8Array | undefined> {
-    const connect = url.startsWith('https:') ? { connect: this.trust.connector() } : {}
-    const dispatcher = new Agent({ ...TIMEOUTS, ...connect })
+    this.#crlAgent ??= new Agent({ ...TIMEOUTS, connect: this.trust.connector() })
+    const dispatcher = url.startsWith('https:')
+      ? this.#crlAgent
+      : (this.#plainAgent ??= new Agent(TIMEOUTS))
     try {
       const res = await request(url, { dispatcher, signal: this.signal })
       const body = Buffer.from(await res.body.arrayBuffer())
@@ -121,9 +127,12 @@ export class CaApi {
     } catch (e) {
       if (this.signal.aborted) throw e
       throw new Error(transportReason(e), { cause: e })
-    } finally {
-      dispatcher.destroy().catch(() => undefined)
     }
+  }
+
+  /** Closes the pooled CRL connections. */
+  async close(): Promise<void> {
+    await Promise.all([this.#crlAgent?.close(), this.#plainAgent?.close()])
   }
 
   private async call<T>(c: Call, json = true): Promise<T> {

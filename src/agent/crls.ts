@@ -86,7 +86,14 @@ export class CrlKeeper {
   async refresh(cred: Credential, anchors: readonly X509Certificate[]): Promise<void> {
     const next: KeptCrl[] = []
     let failed = false
-    for (const [i, step] of pathOf(cred, anchors).entries()) {
+    let path: ChainStep[] = []
+    try {
+      path = pathOf(cred, anchors)
+    } catch (e) {
+      this.deps.log.warn(`cannot tell the CAs of the chain: ${(e as Error).message}`)
+      return this.#schedule(true) // keeping what is published
+    }
+    for (const [i, step] of path.entries()) {
       const got = await this.#fetchFor(step, i === 0)
       if (got === 'absent') {
         // The server names no CRL for this CA (an older server has none for its root).

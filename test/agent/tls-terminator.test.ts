@@ -222,6 +222,11 @@ async function until<T>(
   }
 }
 
+// CI installs nginx (.ci/run): there its absence is a failure, not a skip.
+it.runIf(process.env.CI === 'true' && ROOT_USER)('nginx is installed', () => {
+  expect(NGINX).toBeDefined()
+})
+
 describe.runIf(NGINX !== undefined && ROOT_USER)(
   'nginx with ssl_crl pointing at the agent’s CRLs',
   () => {
