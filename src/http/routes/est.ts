@@ -14,6 +14,7 @@ import {
   challenges,
   joinTokenBasic,
   joinTokenBearer,
+  parseAuthorization,
   type EnrolmentAuthenticator,
 } from '../enrol-auth.js'
 import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
@@ -96,9 +97,10 @@ export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
   app.use(`${EST}/*`, async (c, next) => {
     await next()
     if (c.res.status !== 401) return
-    const sent = c.req.header('authorization') !== undefined
+    // RFC 6750 §3: the Bearer challenge names an error only when a bearer token was sent.
+    const bearerSent = parseAuthorization(c.req.header('authorization'))?.scheme === 'bearer'
     const values = challenges(authenticators).map((v) =>
-      sent && v.startsWith('Bearer ') ? `${v}, error="invalid_token"` : v,
+      bearerSent && v.startsWith('Bearer ') ? `${v}, error="invalid_token"` : v,
     )
     c.res.headers.delete('www-authenticate')
     const outgoing = c.env?.outgoing
