@@ -19,6 +19,7 @@ export type CAErrorCode =
   | 'ERR_CERT_REVOKED'
   | 'ERR_CERT_EXPIRED'
   | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_UNSUPPORTED_MEDIA_TYPE' // a body of a content type the route does not take
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
  * directory (a temp one, with its own config).
  */
 const ROOT = join(import.meta.dirname, '..')
-const DOCS = ['docs/walkthrough.md', 'README.md']
+const DOCS = ['docs/walkthrough.md', 'README.md', 'docs/est.md']
 
 function shellBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!)
@@ -126,11 +126,17 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       )
       expect(out).toMatch(/^\["[A-Za-z0-9_-]{43}"\]$/m) // withdrawn_kids: the old kid
       expect(out).toMatch(/^cache-control: public, max-age=60\s*$/im)
+      // Files for nginx: the key for the group; docs/est.md: enrolled, spent, renewed, asked.
+      expect(out).toMatch(/^640 \S+ walk\/api\/key\.pem$/m)
+      expect(out).toContain('walk/est-cert.pem: OK')
+      expect(out).toMatch(/^401$/m)
+      expect(out).toContain('walk/est-cert2.pem: OK')
+      expect(out).toMatch(/:Extension Request/)
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.
     expect(roots[1]).not.toBe(roots[0])
-  }, 300_000)
+  }, 420_000) // two rounds of every block, docs/est.md included
 })
 
 describe('README.md and docs/ link only inside the repository', () => {

@@ -7,9 +7,10 @@ import { CaApi } from './api.js'
 import type { TokenResponse } from './api.js'
 import { credentialFromResponse, newKeyAndCsr } from './credential.js'
 import type { Credential } from './credential.js'
+import { CrlKeeper } from './crls.js'
 import { AgentFailure, ServerError, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
-import { generationFiles, publishGeneration, publishedKey, runHook } from './publish.js'
+import { generationFiles, publishGeneration, publishedKey, runExecHook } from './publish.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
 import type { AgentOptions } from './options.js'
@@ -35,6 +36,7 @@ export class WorkloadAgent {
   readonly #signal: AbortSignal
   readonly #api: CaApi
   readonly #trust: CaServerTrust
+  readonly #crls: CrlKeeper
   #crlNumbers = new Map<string, bigint>()
   /** Trust anchors: `--ca-bundle`, plus anchors a current one signed (see trust.ts). */
   #anchors: X509Certificate[]
@@ -51,14 +53,19 @@ export class WorkloadAgent {
     this.#log = log
     this.#signal = signal
     this.#anchors = parseAnchors(options.caBundlePem, '--ca-bundle')
-    this.#trust = new CaServerTrust({
-      ca: options.caBundlePem,
-      crlNumbers: {
-        get: (issuer) => this.#crlNumbers.get(issuer),
-        set: (issuer, n) => void this.#crlNumbers.set(issuer, n),
-      },
-    })
+    // One record of the highest CRL numbers, for the server's certificate and published CRLs.
+    const numbers = {
+      get: (issuer: string) => this.#crlNumbers.get(issuer),
+      set: (issuer: string, n: bigint) => void this.#crlNumbers.set(issuer, n),
+    }
+    this.#trust = new CaServerTrust({ ca: options.caBundlePem, crlNumbers: numbers })
     this.#api = new CaApi(options.server, this.#trust, signal)
+    this.#crls = new CrlKeeper({
+      server: options.server,
+      fetch: (url) => this.#api.crl(url),
+      numbers,
+      log,
+    })
     this.#joinToken = options.joinToken
   }
 
@@ -79,6 +86,7 @@ export class WorkloadAgent {
       if (this.#o.once) throw new AgentFailure('interrupted', 'interrupted before finishing')
       this.#log.info('stopping')
     } finally {
+      await this.#api.close()
       await this.#trust.close()
     }
   }
@@ -88,15 +96,16 @@ export class WorkloadAgent {
     this.#crlNumbers = crlNumbersOf(state)
     const existing = await loadExisting(this.#o, this.#log, state)
     if (existing === undefined) return this.#enrol(`no certificate in ${this.#o.outDir}`)
-    const { cred, receiptKnown, token, refreshToken, bundlePem } = existing
+    const { cred, receiptKnown, token, refreshToken, bundlePem, crlsPem } = existing
     this.#cred = cred
     this.#token = token
     this.#refreshToken = refreshToken
     // A bundle published earlier counts only as far as --ca-bundle vouches for it.
     if (bundlePem !== undefined) this.#anchors = acceptBundle(bundlePem, this.#anchors).anchors
+    this.#crls.restore(crlsPem, cred, this.#anchors)
     // An unknown receipt time cannot be told from the backdated notBefore: renew now.
     this.#renewAt = receiptKnown ? renewalTime(cred.receivedAt, cred.notAfter) : 0
-    this.#published = publishedKey(cred, token)
+    this.#published = publishedKey(cred, token, this.#crls.key())
     if (this.#joinToken !== undefined) {
       this.#log.info('the output directory holds a certificate: the join token is kept unused')
     }
@@ -104,8 +113,9 @@ export class WorkloadAgent {
 
   /**
    * One round: enrol again if the certificate expired (only with a join token), renew if due,
-   * then refresh the token if due. The first round (startup, `--once`) always gets a token:
-   * that also proves the certificate still counts. A token refresh that falls due while the
+   * refresh the token if due, then the CRLs if due, and publish what changed (one generation).
+   * The first round (startup, `--once`) always gets a token: that also proves the certificate
+   * still counts. A token refresh that falls due while the
    * renewal is due before that token would expire renews first, so that the token is fetched
    * once, with the new certificate.
    */
@@ -121,10 +131,16 @@ export class WorkloadAgent {
       await this.#renew(cred)
     }
     if (first || Date.now() >= this.#tokenAt) await this.#obtainToken()
+    // After the token: a short-lived certificate gets its token first, the CRLs can wait.
+    if (Date.now() >= this.#crls.dueAt) {
+      await this.#crls.refresh(this.#cred!, this.#anchors)
+      if (this.#signal.aborted) throw new Interrupted()
+    }
+    await this.#publish()
   }
 
   async #waitForWork(): Promise<void> {
-    const next = Math.min(this.#renewAt, this.#tokenAt, this.#cred!.notAfter)
+    const next = Math.min(this.#renewAt, this.#tokenAt, this.#cred!.notAfter, this.#crls.dueAt)
     const ms = Math.min(MAX_TIMER_MS, next - Date.now())
     this.#log.debug({ next_at: iso(next) }, 'waiting')
     await sleep(ms, this.#signal)
@@ -227,6 +243,7 @@ export class WorkloadAgent {
     this.#cred = cred
     this.#renewAt = renewalTime(cred.receivedAt, cred.notAfter)
     this.#tokenAt = 0 // a new certificate gets a token bound to it right away
+    this.#crls.invalidate() // and the CRLs of its chain, which may be a new one
     try {
       const offered = acceptBundle(await this.#api.bundle(), this.#anchors)
       if (offered.refused !== undefined) {
@@ -275,7 +292,6 @@ export class WorkloadAgent {
       },
       'obtained an access token',
     )
-    await this.#publish()
   }
 
   async #tokenRequest(cred: Credential): Promise<{ res: TokenResponse; grant: Grant }> {
@@ -311,28 +327,23 @@ export class WorkloadAgent {
   /** Writes and switches to a new generation if anything changed, then runs `--exec`. */
   async #publish(): Promise<void> {
     const cred = this.#cred!
-    const key = publishedKey(cred, this.#token)
+    const key = publishedKey(cred, this.#token, this.#crls.key())
     if (key === this.#published) return
-    const files = generationFiles(cred, this.#token, anchorsPem(this.#anchors))
-    const name = await publishGeneration(this.#o.outDir, files, () => this.#saveState())
+    const files = generationFiles(cred, this.#token, anchorsPem(this.#anchors), this.#crls.files())
+    const name = await publishGeneration(
+      this.#o.outDir,
+      files,
+      () => this.#saveState(),
+      this.#o.fileAccess,
+    )
     this.#published = key
     const withToken = files['token.json'] !== undefined
     this.#log.info(
-      { generation: name, serial: cred.serial, token: withToken },
+      { generation: name, serial: cred.serial, token: withToken, crls: this.#crls.key() },
       'switched to a new generation',
     )
-    if (this.#o.exec !== undefined) await this.#runHook(this.#o.exec, cred)
-  }
-
-  async #runHook(command: string, cred: Credential): Promise<void> {
-    const result = await runHook(command, {
-      CERTBOUND_OUT: this.#o.outDir,
-      CERTBOUND_SERIAL: cred.serial,
-    })
-    if (result.code === 0) return void this.#log.info('--exec command succeeded')
-    const how =
-      result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
-    if (this.#o.once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
-    this.#log.warn(`the --exec command ${how}`)
+    if (this.#o.exec === undefined) return
+    const env = { CERTBOUND_OUT: this.#o.outDir, CERTBOUND_SERIAL: cred.serial }
+    await runExecHook(this.#o.exec, env, this.#o.once, this.#log)
   }
 }

@@ -23,6 +23,7 @@ interface Call {
 }
 
 const TIMEOUTS = { headersTimeout: 30_000, bodyTimeout: 30_000 }
+const MAX_CRL_BYTES = 8 * 1024 * 1024
 
 function transportReason(e: unknown): string {
   const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } }
@@ -59,6 +60,9 @@ function serverReason(status: number, text: string): { reason: string; oauthErro
  * one would keep presenting the certificate it was opened with).
  */
 export class CaApi {
+  #crlAgent: Agent | undefined
+  #plainAgent: Agent | undefined
+
   constructor(
     private readonly base: string,
     private readonly trust: CaServerTrust,
@@ -100,6 +104,35 @@ export class CaApi {
   /** `GET /v1/bundle`: the trust bundle (PEM). */
   async bundle(): Promise<string> {
     return this.call<string>({ operation: 'bundle', method: 'GET', path: '/v1/bundle' }, false)
+  }
+
+  /**
+   * `GET` of a CRL by URL (a distribution point or the server's own route): its DER, or
+   * undefined for a 404. HTTPS goes to the CA server only, pinned as every call; plain HTTP is
+   * allowed, since a CRL is judged by its signature (RFC 5280 §5), not by how it came. No
+   * client certificate, so one pooled connection serves every CRL of a round.
+   */
+  async crl(url: string): Promise<Uint8Array | undefined> {
+    this.#crlAgent ??= new Agent({ ...TIMEOUTS, connect: this.trust.connector() })
+    const dispatcher = url.startsWith('https:')
+      ? this.#crlAgent
+      : (this.#plainAgent ??= new Agent(TIMEOUTS))
+    try {
+      const res = await request(url, { dispatcher, signal: this.signal })
+      const body = Buffer.from(await res.body.arrayBuffer())
+      if (res.statusCode === 404) return undefined
+      if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}`)
+      if (body.length > MAX_CRL_BYTES) throw new Error(`${url}: over ${MAX_CRL_BYTES} bytes`)
+      return new Uint8Array(body)
+    } catch (e) {
+      if (this.signal.aborted) throw e
+      throw new Error(transportReason(e), { cause: e })
+    }
+  }
+
+  /** Closes the pooled CRL connections. */
+  async close(): Promise<void> {
+    await Promise.all([this.#crlAgent?.close(), this.#plainAgent?.close()])
   }
 
   private async call<T>(c: Call, json = true): Promise<T> {

@@ -13,11 +13,17 @@ import type { RawAgentFlags } from './options.js'
 
 const HELP = `
 Output directory (--out DIR), Kubernetes AtomicWriter style:
-  DIR/cert.pem, key.pem (0600), chain.pem (leaf + intermediate: present this as the TLS client
-  certificate), bundle.pem (trust bundle), token.json (0600: access_token, token_type,
-  expires_at, x5t#S256) are stable symlinks into DIR/..data, which is switched atomically to a
-  new, complete generation directory on every rotation. The refresh token stays in
+  DIR/cert.pem, key.pem (0600, or --mode), chain.pem (leaf + intermediate: present this as the
+  TLS client certificate), bundle.pem (trust bundle), token.json (0600: access_token,
+  token_type, expires_at, x5t#S256), crl.pem and crl.der (the issuing CA's CRL) and crls.pem
+  (the CRL of every CA of the chain, for nginx ssl_crl / HAProxy crl-file; refreshed at half
+  its validity) are stable symlinks into DIR/..data, which is switched atomically to a new,
+  complete generation directory on every change. The refresh token stays in
   DIR/..state/agent.json (0600, directory 0700).
+
+For a TLS terminator running as another user: --group GROUP gives every file of a generation
+to GROUP and makes key.pem 0640 (--mode 0440 or 0640; never readable by others, never
+writable by the group). The agent's user must be a member of GROUP (or root).
 
 Exit codes: 0 done (--once) or stopped by SIGTERM/SIGINT; 1 server unreachable or failing
 (retry later); 2 bad flags or output directory; 3 credential refused (revoked, expired, unknown
@@ -56,6 +62,8 @@ export function agentCommand(): Command {
       )
       .option('--once', 'renew if due, refresh or get the token, then exit (CI runners)')
       .option('--exec <command>', 'run this shell command (sh -c) after each switch to new files')
+      .option('--group <group>', "group (name or gid) that may read key.pem, e.g. nginx's")
+      .option('--mode <mode>', 'mode of key.pem: 0600 (default), 0640 (with --group), 0400, 0440')
       .option('--log-level <level>', 'log level; logs go to stderr', 'info')
       .addHelpText('after', HELP)
       // commander's own usage errors (unknown option, missing value) exit 2, like ours.

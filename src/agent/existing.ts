@@ -16,6 +16,8 @@ export interface Existing {
   readonly token: AccessToken | undefined
   readonly refreshToken: string | undefined
   readonly bundlePem: string | undefined
+  /** The CRLs published before (`crls.pem`), kept until fresh ones are fetched. */
+  readonly crlsPem: string | undefined
 }
 
 function receivedAt(state: AgentState, thumbprint: string): number | undefined {
@@ -89,5 +91,6 @@ export async function loadExisting(
     token: tokenOf(state, files['token.json'], cred),
     refreshToken: typeof state.refresh_token === 'string' ? state.refresh_token : undefined,
     bundlePem: files['bundle.pem'],
+    crlsPem: files['crls.pem'],
   }
 }

@@ -7,6 +7,7 @@ import type { KeyType } from '../crypto/keys.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 import { pemBlocks } from '../x509/pem.js'
 import { AgentFailure } from './errors.js'
+import { resolveFileAccess, type FileAccess } from './file-access.js'
 
 /** The validated flags of `certbound agent`. */
 export interface AgentOptions {
@@ -28,6 +29,8 @@ export interface AgentOptions {
   /** Shell command run (`sh -c`) after each switch to a new generation. */
   readonly exec: string | undefined
   readonly logLevel: string
+  /** Group and key mode of the published files (`--group`, `--mode`). */
+  readonly fileAccess: FileAccess
 }
 
 /** The flags as commander hands them over. */
@@ -44,6 +47,8 @@ export interface RawAgentFlags {
   once?: boolean
   exec?: string
   logLevel?: string
+  group?: string
+  mode?: string
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -144,5 +149,6 @@ export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
     once: flags.once === true,
     exec: flags.exec,
     logLevel,
+    fileAccess: resolveFileAccess(flags),
   }
 }

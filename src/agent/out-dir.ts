@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, readFile, readdir, readlink, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 
+import { PRIVATE, type FileAccess } from './file-access.js'
 import { createFile, makeDir, replaceSymlink, syncDir, TEMP_NAME } from './safe-fs.js'
 
 // The output directory, Kubernetes AtomicWriter style (pkg/volume/util/atomic_writer.go):
 //
 //   DIR/..20250102T150405123Z-1a2b3c4d/   one generation: cert.pem key.pem chain.pem
-//                                         bundle.pem token.json
+//                                         bundle.pem token.json crl.pem crl.der crls.pem
 //   DIR/..data -> ..20250102T150405123Z-1a2b3c4d   switched atomically with rename(2)
 //   DIR/cert.pem -> ..data/cert.pem        stable paths for readers (likewise the other files)
 //   DIR/..state/                           the agent's private state (0700), see state.ts
@@ -18,17 +19,29 @@ import { createFile, makeDir, replaceSymlink, syncDir, TEMP_NAME } from './safe-
 // DIR may be shared with other users (safe-fs.ts): everything is created exclusively, never
 // through a link, and temporary links have random names.
 
-/** The files of one generation and their modes. `token.json` may be absent. */
+/**
+ * The files of one generation and their modes (`key.pem`'s is `--mode`'s). `token.json` and
+ * the CRLs may be absent: `crl.pem` / `crl.der` are the issuing CA's CRL, `crls.pem` every
+ * CRL of the chain (what nginx `ssl_crl` and HAProxy `crl-file` check the whole chain with).
+ */
 export const GENERATION_FILES = {
   'cert.pem': 0o644,
   'chain.pem': 0o644,
   'bundle.pem': 0o644,
   'key.pem': 0o600,
   'token.json': 0o600,
+  'crl.pem': 0o644,
+  'crl.der': 0o644,
+  'crls.pem': 0o644,
 } as const
 
 export type GenerationFileName = keyof typeof GENERATION_FILES
-export type GenerationFiles = Partial<Record<GenerationFileName, string>>
+type BinaryFile = 'crl.der'
+export type GenerationFiles = Partial<Record<Exclude<GenerationFileName, BinaryFile>, string>> &
+  Partial<Record<BinaryFile, Uint8Array>>
+const TEXT_FILES = (Object.keys(GENERATION_FILES) as GenerationFileName[]).filter(
+  (f): f is Exclude<GenerationFileName, BinaryFile> => !f.endsWith('.der'),
+)
 
 export const DATA_LINK = '..data'
 const GENERATION = /^\.\.\d{8}T\d{9}Z-[0-9a-f]{8}$/
@@ -55,14 +68,14 @@ export async function currentGeneration(dir: string): Promise<string | undefined
   }
 }
 
-/** Reads the current generation's files (those present), or undefined when there is none. */
+/** Reads the current generation's text files (those present), or undefined when there is none. */
 export async function readCurrentGeneration(
   dir: string,
 ): Promise<{ name: string; files: GenerationFiles } | undefined> {
   const name = await currentGeneration(dir)
   if (name === undefined) return undefined
   const files: GenerationFiles = {}
-  for (const file of Object.keys(GENERATION_FILES) as GenerationFileName[]) {
+  for (const file of TEXT_FILES) {
     try {
       files[file] = await readFile(join(dir, name, file), 'utf8')
     } catch (e) {
@@ -84,20 +97,24 @@ export async function ensureOutDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 })
 }
 
-/** Writes a new generation directory with `files`, fsyncing each file and the directory. */
+/**
+ * Writes a new generation directory with `files`, fsyncing each file and the directory; the
+ * files get `access.group`, and `key.pem` gets `access.keyMode`.
+ */
 export async function stageGeneration(
   dir: string,
   files: GenerationFiles,
-  now = new Date(),
+  { now = new Date(), access = PRIVATE }: { now?: Date; access?: FileAccess } = {},
 ): Promise<StagedGeneration> {
   await ensureOutDir(dir)
   const name = generationName(now)
   const path = join(dir, name)
   await makeDir(path, 0o755)
   try {
-    for (const [file, mode] of Object.entries(GENERATION_FILES)) {
+    for (const [file, fixed] of Object.entries(GENERATION_FILES)) {
       const data = files[file as GenerationFileName]
-      if (data !== undefined) await createFile(join(path, file), data, mode)
+      const mode = file === 'key.pem' ? access.keyMode : fixed
+      if (data !== undefined) await createFile(join(path, file), data, mode, access.group)
     }
     await syncDir(path)
   } catch (e) {

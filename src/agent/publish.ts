@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process'
 
+import type { Logger } from 'pino'
+
 import type { Credential } from './credential.js'
+import { AgentFailure } from './errors.js'
+import type { FileAccess } from './file-access.js'
 import { stageGeneration } from './out-dir.js'
 import type { GenerationFiles } from './out-dir.js'
 import type { AccessToken } from './token.js'
@@ -24,8 +28,10 @@ export function generationFiles(
   cred: Credential,
   token: AccessToken | undefined,
   bundlePem: string,
+  crls: GenerationFiles = {},
 ): GenerationFiles {
   return {
+    ...crls,
     'cert.pem': cred.certPem,
     'chain.pem': cred.chainPem,
     'key.pem': cred.keyPem,
@@ -42,17 +48,18 @@ export async function publishGeneration(
   dir: string,
   files: GenerationFiles,
   beforeSwitch: () => Promise<void>,
+  access?: FileAccess,
 ): Promise<string> {
-  const staged = await stageGeneration(dir, files)
+  const staged = await stageGeneration(dir, files, { access })
   await beforeSwitch()
   await staged.commit()
   return staged.name
 }
 
 /** What a generation holds, to skip writing an identical one. */
-export function publishedKey(cred: Credential, token: AccessToken | undefined): string {
+export function publishedKey(cred: Credential, token: AccessToken | undefined, crls = ''): string {
   const bound = token?.thumbprint === cred.thumbprint
-  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}`
+  return `${cred.thumbprint}:${bound ? `${token.receivedAt}` : '-'}:${crls}`
 }
 
 /** Result of an `--exec` hook. */
@@ -80,4 +87,19 @@ export function runHook(command: string, env: Record<string, string>): Promise<H
     child.on('error', () => resolve({ code: null, signal: 'spawn-error' }))
     child.on('close', (code, signal) => resolve({ code, signal }))
   })
+}
+
+/** Runs `--exec` after a switch: a failure ends a `--once` run, and is only logged otherwise. */
+export async function runExecHook(
+  command: string,
+  env: Record<string, string>,
+  once: boolean,
+  log: Logger,
+): Promise<void> {
+  const result = await runHook(command, env)
+  if (result.code === 0) return void log.info('--exec command succeeded')
+  const how =
+    result.code === null ? `was stopped (${result.signal})` : `exited with code ${result.code}`
+  if (once) throw new AgentFailure('unavailable', `the --exec command ${how}`)
+  log.warn(`the --exec command ${how}`)
 }

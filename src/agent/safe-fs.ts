@@ -41,11 +41,21 @@ async function withHandle<T>(
   }
 }
 
-/** Creates `path` (never an existing file or link), writes, sets `mode`, fsyncs. */
-export function createFile(path: string, data: string, mode: number): Promise<void> {
-  return withHandle(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode, async (h) => {
-    await h.writeFile(data, 'utf8')
-    await h.chmod(mode) // the umask may have narrowed it; be exact
+/**
+ * Creates `path` (never an existing file or link), sets its group (if given) and `mode`, then
+ * writes and fsyncs. It is created owner-only, so the data is never readable by more than
+ * `mode` allows, nor by the group before the file is the group's.
+ */
+export function createFile(
+  path: string,
+  data: string | Uint8Array,
+  mode: number,
+  group?: number,
+): Promise<void> {
+  return withHandle(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o600, async (h) => {
+    if (group !== undefined) await h.chown(-1, group)
+    await h.chmod(mode) // exact: the umask may have narrowed it, chown may have cleared bits
+    await h.writeFile(data)
     await h.sync()
   })
 }

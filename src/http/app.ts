@@ -7,6 +7,7 @@ import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
+import { estRoutes } from './routes/est.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
 export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
@@ -40,6 +41,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
+  app.route('/', estRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)

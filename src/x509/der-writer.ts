@@ -86,3 +86,19 @@ export function x509TimeDer(date: Date): Uint8Array {
   if (y < 0 || y > 9999) throw new TypeError('year outside 0..9999')
   return ascii(0x18, String(y).padStart(4, '0') + rest)
 }
+
+/** Unsigned byte-wise order, shorter first on a common prefix (X.690 §11.6). */
+function compareDer(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
+  return a.length - b.length
+}
+
+/**
+ * A DER SET OF (tag 0x31, or another such as [0] IMPLICIT): X.690 §11.6 puts the components in
+ * ascending order of their encodings, whatever order the caller gives. Duplicates are kept once.
+ */
+export function setOf(parts: readonly Uint8Array[], tag = 0x31): Uint8Array {
+  const sorted = [...parts].sort(compareDer)
+  return tlv(tag, ...sorted.filter((p, i) => i === 0 || compareDer(p, sorted[i - 1]!) !== 0))
+}

@@ -71,6 +71,22 @@ describe('the output directory (AtomicWriter)', () => {
     expect(() => readFileSync(join(out, 'token.json'))).toThrow(/ENOENT/)
     expect((await readCurrentGeneration(out))?.files['token.json']).toBeUndefined()
   })
+
+  it('writes crl.der as bytes and, with a file access, gives every file the group and key.pem its mode', async () => {
+    const out = join(tempDir('outdir'), 'out')
+    const der = Uint8Array.from([0x30, 0x82, 0xff, 0x00, 0x80])
+    const gid = process.getuid?.() === 0 ? 4242 : process.getgid!()
+    const access = { group: gid, keyMode: 0o640 }
+    const staged = await stageGeneration(out, { ...files(1), 'crl.der': der }, { access })
+    await staged.commit()
+    expect(readFileSync(join(out, 'crl.der')).equals(Buffer.from(der))).toBe(true)
+    expect(statSync(join(out, 'key.pem')).mode & 0o777).toBe(0o640)
+    expect(statSync(join(out, 'token.json')).mode & 0o777).toBe(0o600)
+    for (const f of ['key.pem', 'cert.pem', 'crl.der', 'token.json'])
+      expect(statSync(join(out, f)).gid, f).toBe(gid)
+    // The binary file is not read back as text.
+    expect(Object.keys((await readCurrentGeneration(out))!.files)).not.toContain('crl.der')
+  })
 })
 
 describe('the state file', () => {
