@@ -181,10 +181,12 @@ describe('--once exit codes', () => {
 
   it('expired certificate: exits 3 naming the expiry; a new join token enrols again', async () => {
     const w = await workload()
-    const first = await runAgent([...w.args, '--join-token', w.joinToken, '--ttl', '2s', '--once'])
+    // Long enough for the first run to enrol and fetch its token even on a loaded machine.
+    const first = await runAgent([...w.args, '--join-token', w.joinToken, '--ttl', '8s', '--once'])
     expect(first.code, first.stderr).toBe(0)
-    const { serial } = readOut(w.out)
-    await new Promise((r) => setTimeout(r, 2_500))
+    const { serial, cert } = readOut(w.out)
+    const expiry = Date.parse(cert.validTo) + 500 - Date.now()
+    await new Promise((r) => setTimeout(r, Math.max(0, expiry)))
 
     const r = await runAgent([...w.args, '--once'])
     expect(r.code).toBe(3)
