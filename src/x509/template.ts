@@ -40,7 +40,8 @@ interface IssuerPieces {
 }
 
 // RFC 5758 §3.2 (no parameters), RFC 4055 §5 (NULL parameters), RFC 8410 §3 (none).
-function algorithmFor(type: KeyType): Uint8Array {
+/** The DER signature AlgorithmIdentifier for a signing key of this type (as signing.ts). */
+export function signatureAlgorithmDer(type: KeyType): Uint8Array {
   if (type === 'ec-p256') return w.sequence(w.oid(SIG.ecdsaWithSha256))
   if (type === 'ec-p384') return w.sequence(w.oid(SIG.ecdsaWithSha384))
   if (type === 'ed25519') return w.sequence(w.oid(SIG.ed25519))
@@ -60,7 +61,7 @@ function piecesOf(view: CertificateView, key: KeyObject): IssuerPieces {
     name: view.subjectDer,
     // authorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING } (§4.2.1.1)
     aki: extension(EXT.authorityKeyIdentifier, false, w.sequence(w.tlv(0x80, keyId))),
-    algorithm: algorithmFor(type),
+    algorithm: signatureAlgorithmDer(type),
     key,
     hash: hashFor(type),
   }
