@@ -199,7 +199,9 @@ export class Authority {
   }
 
   #response(issued: NewCertificate): IssuedCertificate {
-    return { certificate: issued, issuerChainPem: this.deps.ca.intermediatePem }
+    const ca = this.deps.ca
+    const issuer = issued.issuerKeyId ? ca.byKeyId(issued.issuerKeyId) : undefined
+    return { certificate: issued, issuerChainPem: issuer?.pem ?? ca.intermediatePem }
   }
 }
 

@@ -7,7 +7,7 @@ import { spkiOfKey } from '../x509/spki.js'
 import { buildCertificateFast } from '../x509/template.js'
 import { newSerial, serialToHex } from '../x509/serial.js'
 import type { CaMaterial } from './material.js'
-import { profileForKind } from './profiles.js'
+import { commonNameFor, profileForKind } from './profiles.js'
 
 export interface LeafRequest {
   readonly kind: CertificateKind
@@ -19,6 +19,8 @@ export interface LeafRequest {
   readonly entryId: string | null
   readonly renewedFrom: string | null
   readonly now: Date
+  /** The entry's `subject_cn`, if it sets one. */
+  readonly subjectCn?: string | null
 }
 
 /**
@@ -29,7 +31,9 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   // Whole seconds: X.509 times have no fractions, and notAfter must stay ≤ now + ttl.
   const issuedAt = Math.floor(req.now.getTime() / 1000) * 1000
   const notAfter = issuedAt + req.ttlMs
-  if (notAfter > ca.intermediate.notAfter.getTime()) {
+  // One read of the current issuer: the set may change (a rotation) while we sign.
+  const issuing = ca.current
+  if (notAfter > issuing.view.notAfter.getTime()) {
     throw new CAError(
       'ERR_POLICY_DENIED',
       'the requested lifetime would outlive the issuing CA certificate',
@@ -38,9 +42,13 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   const serial = newSerial()
   const notBefore = issuedAt - config.certificates.backdateMs
   // The template encoder: byte-identical to the pkijs one (test/unit/x509), a fraction of the CPU.
+  const commonName = commonNameFor(req.spiffeId, req.subjectCn)
   const der = buildCertificateFast({
-    profile: profileForKind(req.kind),
-    subject: { organization: config.certificates.organization },
+    profile: profileForKind(req.kind, issuing.keyId, config.server.publicUrl),
+    subject: {
+      organization: config.certificates.organization,
+      ...(commonName === undefined ? {} : { commonName }),
+    },
     publicKey: req.publicKey,
     serial,
     notBefore: new Date(notBefore),
@@ -48,7 +56,7 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     uris: req.spiffeId === null ? [] : [req.spiffeId],
     dnsNames: req.dnsNames,
     ipAddresses: req.ipAddresses ?? [],
-    issuer: ca.issuer,
+    issuer: issuing.issuer!,
   })
   // Everything below is known without parsing the certificate back (an asn1js parse costs
   // about as much as building it); test/ca checks these against openssl's reading.
@@ -64,5 +72,6 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     renewedFrom: req.renewedFrom,
     der,
     issuedAt,
+    issuerKeyId: issuing.keyId,
   }
 }

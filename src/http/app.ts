@@ -8,6 +8,7 @@ import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
+import { statusRoutes } from './routes/status.js'
 
 export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
   readonly logger: Logger
@@ -39,6 +40,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const events = createEventLimiter()
   const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
+  app.route('/', statusRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {

@@ -86,8 +86,24 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
 
       // The profile, as openssl reads it.
       const text = x509Text(r.body.certificate)
-      expect(x509Field(r.body.certificate, 'subject')).toBe('O = example.org')
+      // CONTRACT "Certificate profile additions": CN = the SPIFFE ID's path.
+      const path = spiffeId.replace('spiffe://example.org/', '')
+      expect(x509Field(r.body.certificate, 'subject')).toBe(`O = example.org, CN = ${path}`)
       expect(text).not.toContain('ignored-by-the-ca')
+      // Where its status lives: the CRL and certificate of its own issuer, and the OCSP responder.
+      const interKeyId = openssl(
+        ['x509', '-noout', '-ext', 'subjectKeyIdentifier'],
+        s.intermediatePem,
+      )
+        .out.split('\n')[1]!
+        .trim()
+        .replace(/:/g, '')
+        .toLowerCase()
+      const base = s.config.server.publicUrl
+      expect(extensionBlock(text, 'X509v3 CRL Distribution Points')).toContain('Full Name:')
+      expect(text).toContain(`URI:${base}/v1/ca/${interKeyId}/crl`)
+      expect(text).toContain(`OCSP - URI:${base}/v1/ocsp`)
+      expect(text).toContain(`CA Issuers - URI:${base}/v1/ca/${interKeyId}.crt`)
       expect(text).toContain('Version: 3 (0x2)')
       const san = extensionBlock(text, 'X509v3 Subject Alternative Name')
       expect(san).toContain(`URI:${spiffeId}`)

@@ -44,6 +44,7 @@ export interface CertificateRow {
   renewed_from: string | null
   der: Buffer
   issued_at: number
+  issuer_key_id: string | null
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {
@@ -63,6 +64,7 @@ export function toCertificate(r: CertificateRow): CertificateRecord {
     renewedFrom: r.renewed_from,
     der: new Uint8Array(r.der),
     issuedAt: r.issued_at,
+    issuerKeyId: r.issuer_key_id,
   }
 }
 

@@ -83,12 +83,6 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   app.get('/v1/bundle', (c) =>
     c.body(deps.ca.bundlePem, 200, { 'content-type': 'application/x-pem-file' }),
   )
-  app.get('/v1/crl', async (c) =>
-    c.body(Buffer.from(await deps.crl.get()), 200, {
-      'content-type': 'application/pkix-crl',
-      'cache-control': 'max-age=60',
-    }),
-  )
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
