@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
+import { OcspResponder } from './ca/ocsp.js'
+import { OcspSigners } from './ca/ocsp-signers.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
 import { CaSet } from './ca/ca-set.js'
@@ -126,6 +128,8 @@ async function serve(
     validityMs: config.crl.validityMs,
     rootValidityMs: config.crl.rootValidityMs,
   })
+  const signers = new OcspSigners({ ...deps, ca, kek })
+  const ocsp = new OcspResponder({ ...deps, ca, signers })
   const credentials = new ServerCredentials({ ...deps, ca, kek })
   // Client certificates may chain through any issuing CA still valid, current or previous.
   const caPemOf = () => ca.bundlePem + ca.intermediatesPem
@@ -143,6 +147,11 @@ async function serve(
     )
   }
   const onRevoked = (serials: readonly string[]) => {
+    // Stored OCSP answers of these serials are stale already (their status no longer matches);
+    // signing the next ones now saves the first asker the work.
+    void ocsp
+      .refresh(serials)
+      .catch((e) => logger.warn({ err: (e as Error).message }, 'OCSP re-signing failed'))
     if (serials.includes(tls.serial))
       void credentials
         .fresh(true)
@@ -154,6 +163,7 @@ async function serve(
     ca,
     keys,
     crl,
+    ocsp,
     logger,
     authority: new Authority({ ...deps, ca, crl, onRevoked }),
     entries: new EntryService(deps),
@@ -179,6 +189,7 @@ async function serve(
       if (await credentials.stale(tls)) adopt(await credentials.fresh())
       await keys.rotateIfDue()
       await crl.refresh()
+      await signers.renewDue()
       const now = clock.now().getTime()
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)

@@ -8,9 +8,9 @@ import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
-import { statusRoutes } from './routes/status.js'
+import { statusRoutes, type StatusRouteDeps } from './routes/status.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps & StatusRouteDeps, 'peer' | 'events'> & {
   readonly logger: Logger
 }
 

@@ -162,8 +162,12 @@ function subjectKeyId(spki: Uint8Array): Uint8Array {
  * Builds and signs a certificate from pre-encoded profile and issuer pieces; the output is
  * byte-identical to `buildCertificate` with the same params (test/unit/x509 proves it), and
  * misuse throws the same TypeErrors. Self-signed profiles (a root) go to `buildCertificate`.
+ * `lint` sees the TBSCertificate before it is signed and refuses by throwing.
  */
-export function buildCertificateFast(p: CertificateParams): Uint8Array {
+export function buildCertificateFast(
+  p: CertificateParams,
+  lint?: (tbs: Uint8Array) => void,
+): Uint8Array {
   const profile = resolveProfile(p.profile)
   if (profile.selfSigned) throw new TypeError('self-signed profiles use buildCertificate')
   const subjectType = requireKeyType(p.publicKey)
@@ -204,6 +208,8 @@ export function buildCertificateFast(p: CertificateParams): Uint8Array {
     spki,
     extensions,
   )
+  // Pre-issuance lint (lint.ts): exactly these bytes are signed, or nothing is.
+  lint?.(tbs)
   const signature = sign(issuer.hash, tbs, issuer.key)
   return w.sequence(tbs, issuer.algorithm, w.bitString(signature))
 }

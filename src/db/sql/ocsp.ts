@@ -22,13 +22,19 @@ export class SqlOcspStore implements OcspStore {
   async lookup(issuerKeyId: string, serial: string): Promise<OcspLookup> {
     // One statement: the response is judged against the certificate as it is in the same
     // snapshot, so a revocation committed before this read is never answered as good.
+    // A root's certificates are the issuing CAs it signed.
     const row = await this.db.get<LookupRow>(
-      `SELECT c.status, c.revoked_at, c.revocation_reason, c.not_after,
+      `SELECT COALESCE(c.status, CASE WHEN i.revoked_at IS NOT NULL THEN 'revoked'
+                WHEN i.serial IS NOT NULL THEN 'valid' END) AS status,
+              COALESCE(c.revoked_at, i.revoked_at) AS revoked_at,
+              COALESCE(c.revocation_reason, i.revocation_reason) AS revocation_reason,
+              COALESCE(c.not_after, i.not_after) AS not_after,
               r.status AS r_status, r.revoked_at AS r_revoked_at, r.this_update, r.next_update, r.der
        FROM (SELECT 1 AS one) k
        LEFT JOIN certificates c ON c.serial = ? AND c.issuer_key_id = ?
+       LEFT JOIN issuing_cas i ON i.serial = ? AND i.parent_key_id = ?
        LEFT JOIN ocsp_responses r ON r.serial = ? AND r.issuer_key_id = ?`,
-      [serial, issuerKeyId, serial, issuerKeyId],
+      [serial, issuerKeyId, serial, issuerKeyId, serial, issuerKeyId],
     )
     return {
       certificate:

@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
 import type { CrlPublisher } from '../../ca/crl.js'
+import type { OcspAnswer, OcspResponder } from '../../ca/ocsp.js'
 import type { CaMaterial } from '../../ca/material.js'
 import { CAError } from '../../errors.js'
 import type { AppEnv } from '../mtls.js'
@@ -7,6 +8,28 @@ import type { AppEnv } from '../mtls.js'
 export interface StatusRouteDeps {
   readonly ca: CaMaterial
   readonly crl: CrlPublisher
+  readonly ocsp: OcspResponder
+}
+
+/** An OCSP answer (RFC 6960 Appendix A: always 200, the status is inside). */
+function ocspResponse(answer: OcspAnswer): Response {
+  const headers: Record<string, string> = { 'content-type': 'application/ocsp-response' }
+  // RFC 5019 §6.2: a pre-signed answer may be cached until its nextUpdate; one with a nonce never.
+  headers['cache-control'] =
+    answer.maxAgeSeconds === undefined ? 'no-store' : `max-age=${answer.maxAgeSeconds}, public`
+  return new Response(Buffer.from(answer.der), { status: 200, headers })
+}
+
+/** GET /v1/ocsp/{url-encoded base64 DER} (RFC 6960 Appendix A.1); undefined when not base64. */
+function requestFromPath(path: string): Uint8Array | undefined {
+  let text: string
+  try {
+    text = decodeURIComponent(path)
+  } catch {
+    return undefined
+  }
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return undefined
+  return new Uint8Array(Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64'))
 }
 
 const CRL_HEADERS = { 'content-type': 'application/pkix-crl', 'cache-control': 'max-age=60' }
@@ -40,6 +63,20 @@ export function statusRoutes(deps: StatusRouteDeps): Hono<AppEnv> {
     const der = await deps.crl.forCa(keyIdParam(c.req.param('keyId')))
     if (!der) throw new CAError('ERR_NOT_FOUND', `no CA with key id ${c.req.param('keyId')}`)
     return c.body(Buffer.from(der), 200, CRL_HEADERS)
+  })
+  app.post('/v1/ocsp', async (c) => {
+    const der = new Uint8Array(await c.req.arrayBuffer())
+    return ocspResponse(await deps.ocsp.respond(der))
+  })
+  app.get('/v1/ocsp/*', async (c) => {
+    // The raw path: '/' inside base64 may arrive unescaped (RFC 6960 A.1 asks to URL-encode it).
+    const raw = new URL(c.req.url).pathname.slice('/v1/ocsp/'.length)
+    const der = requestFromPath(raw)
+    return ocspResponse(
+      der === undefined
+        ? { der: Uint8Array.of(0x30, 0x03, 0x0a, 0x01, 0x01) }
+        : await deps.ocsp.respond(der),
+    )
   })
   return app
 }
