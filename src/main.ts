@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
+import { crlLint, ocspSignerLint } from './ca/lint.js'
 import { OcspResponder } from './ca/ocsp.js'
 import { OcspSigners } from './ca/ocsp-signers.js'
 import { EntryService } from './ca/entries.js'
@@ -127,8 +128,9 @@ async function serve(
     ca,
     validityMs: config.crl.validityMs,
     rootValidityMs: config.crl.rootValidityMs,
+    lint: crlLint(config),
   })
-  const signers = new OcspSigners({ ...deps, ca, kek })
+  const signers = new OcspSigners({ ...deps, ca, kek, lint: ocspSignerLint(config) })
   const ocsp = new OcspResponder({ ...deps, ca, signers })
   const credentials = new ServerCredentials({ ...deps, ca, kek })
   // Client certificates may chain through any issuing CA still valid, current or previous.

@@ -8,6 +8,18 @@ import { buildCertificateFast } from '../x509/template.js'
 import { newSerial, serialToHex } from '../x509/serial.js'
 import type { CaMaterial } from './material.js'
 import { commonNameFor, profileForKind } from './profiles.js'
+import { leafLint } from './lint.js'
+import type { CertificateProfile } from '../x509/profiles.js'
+
+// The lint closure per profile value and config (profiles are cached values, see profiles.ts).
+const lints = new WeakMap<CertificateProfile, { config: Config; lint: (tbs: Uint8Array) => void }>()
+function lintFor(config: Config, kind: LeafRequest['kind'], profile: CertificateProfile) {
+  const hit = lints.get(profile)
+  if (hit && hit.config === config) return hit.lint
+  const lint = leafLint(config, kind, profile)
+  lints.set(profile, { config, lint })
+  return lint
+}
 
 export interface LeafRequest {
   readonly kind: CertificateKind
@@ -43,21 +55,26 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   const notBefore = issuedAt - config.certificates.backdateMs
   // The template encoder: byte-identical to the pkijs one (test/unit/x509), a fraction of the CPU.
   const commonName = commonNameFor(req.spiffeId, req.subjectCn)
-  const der = buildCertificateFast({
-    profile: profileForKind(req.kind, issuing.keyId, config.server.publicUrl),
-    subject: {
-      organization: config.certificates.organization,
-      ...(commonName === undefined ? {} : { commonName }),
+  const profile = profileForKind(req.kind, issuing.keyId, config.server.publicUrl)
+  const der = buildCertificateFast(
+    {
+      profile,
+      subject: {
+        organization: config.certificates.organization,
+        ...(commonName === undefined ? {} : { commonName }),
+      },
+      publicKey: req.publicKey,
+      serial,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      uris: req.spiffeId === null ? [] : [req.spiffeId],
+      dnsNames: req.dnsNames,
+      ipAddresses: req.ipAddresses ?? [],
+      issuer: issuing.issuer!,
     },
-    publicKey: req.publicKey,
-    serial,
-    notBefore: new Date(notBefore),
-    notAfter: new Date(notAfter),
-    uris: req.spiffeId === null ? [] : [req.spiffeId],
-    dnsNames: req.dnsNames,
-    ipAddresses: req.ipAddresses ?? [],
-    issuer: issuing.issuer!,
-  })
+    // Pre-issuance lint (x509/lint.ts) of exactly the bytes that get signed.
+    lintFor(config, req.kind, profile),
+  )
   // Everything below is known without parsing the certificate back (an asn1js parse costs
   // about as much as building it); test/ca checks these against openssl's reading.
   return {

@@ -48,6 +48,24 @@ async function open(config: Config) {
 
 const rotation = () => import('../ca/rotation.js')
 
+/** Lints a new issuing CA against the intermediate profile naming the root's CRL (lint.ts). */
+async function intermediateLint(deps: Awaited<ReturnType<typeof open>>) {
+  const [{ caCertificateLint }, { intermediateProfile }, { parseCertificate }] = await Promise.all([
+    import('../ca/lint.js'),
+    import('../ca/profiles.js'),
+    import('../x509/certificate.js'),
+  ])
+  const root = deps.ca.byKeyId(deps.ca.current.parentKeyId ?? '')
+  return (der: Uint8Array) => {
+    const parent = parseCertificate(der).authorityKeyId
+    const rootKeyId = parent ? Buffer.from(parent).toString('hex') : (root?.keyId ?? '')
+    caCertificateLint(
+      deps.config,
+      intermediateProfile(rootKeyId, deps.config.server.publicUrl),
+    )(der)
+  }
+}
+
 function readInput(file: string): string {
   try {
     return readFileSync(file === '-' ? 0 : file, 'latin1')
@@ -65,7 +83,7 @@ export function caCommand(): Command {
     .action((_o, cmd: Command) =>
       withCa(cmd, async (deps) => {
         const { rotateIssuer } = await rotation()
-        const r = await rotateIssuer(deps)
+        const r = await rotateIssuer({ ...deps, lintCa: await intermediateLint(deps) })
         print({
           key_id: r.keyId,
           serial: r.serial,
@@ -95,7 +113,10 @@ export function caCommand(): Command {
     .action((file: string, _o, cmd: Command) =>
       withCa(cmd, async (deps) => {
         const { importIntermediate } = await rotation()
-        const r = await importIntermediate(deps, readInput(file))
+        const r = await importIntermediate(
+          { ...deps, lintCa: await intermediateLint(deps) },
+          readInput(file),
+        )
         print({
           key_id: r.keyId,
           serial: r.serial,

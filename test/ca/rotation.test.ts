@@ -127,6 +127,7 @@ describe('CA rotation: certbound ca rotate', () => {
       expect(await viaTrust()).toBe(200)
 
       const rotated = await caCli(s, ['rotate'])
+      const linesAtRotation = agent.lines.length
       expect(rotated.code, rotated.out).toBe(0)
       const result = JSON.parse(rotated.out)
       expect(result.previous).toBe(oldKeyId)
@@ -190,10 +191,15 @@ describe('CA rotation: certbound ca rotate', () => {
       expect(n.out).toMatch(/Cert Status: good/)
 
       // The agent renews into the new chain without a restart.
-      const renewal = await agent.waitFor((l) => l.msg === 'renewed the certificate', 30_000)
+      const renewal = await agent.waitFor(
+        (l) => l.msg === 'renewed the certificate',
+        40_000,
+        linesAtRotation,
+      )
       await agent.waitFor(
         (l) => l.msg === 'switched to a new generation' && l.serial === renewal.serial,
         10_000,
+        linesAtRotation,
       )
       const files = readOut(w.out)
       expect(files.chainPem).toContain(newPem.trim().split('\n')[1])
