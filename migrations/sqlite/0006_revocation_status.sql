@@ -60,3 +60,6 @@ CREATE TABLE ocsp_responses (
 
 -- Serialises CA rotations across processes and replicas (PostgreSQL FOR UPDATE).
 INSERT INTO locks (name) VALUES ('issuing_cas');
+
+-- The subject CN an entry's certificates carry instead of the SPIFFE path (NULL: the path).
+ALTER TABLE entries ADD COLUMN subject_cn TEXT;

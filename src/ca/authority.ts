@@ -197,6 +197,7 @@ export class Authority {
         entryId: entry.id,
         renewedFrom,
         now,
+        subjectCn: entry.subjectCn ?? null,
       })
     } catch (e) {
       if (!(e instanceof LintError)) throw e

@@ -13,6 +13,8 @@ export interface EntryRecord {
   readonly maxTtl: TtlCap | null
   /** OAuth scopes the entry's workloads may ask for; null = any well-formed scope. */
   readonly scopes: readonly string[] | null
+  /** The subject CN of its certificates; null or absent: the SPIFFE ID's path. */
+  readonly subjectCn?: string | null
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
@@ -97,6 +99,7 @@ export interface EntryPatch {
   readonly dnsNames?: readonly string[]
   readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly subjectCn?: string | null
 }
 
 export interface JoinTokenInput {

@@ -223,4 +223,27 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
     expect(health.status).toBe(200)
     expect(health.body).toEqual({ status: 'ok' })
   })
+
+  it("subject CN: the entry's subject_cn, else the last 64 characters of the SPIFFE path", async () => {
+    const named = await s.enroll('spiffe://example.org/cn/named', {
+      entryId: await s.createEntry('spiffe://example.org/cn/named', { subject_cn: 'billing-api' }),
+    })
+    expect(x509Field(named.certPem, 'subject')).toBe('O = example.org, CN = billing-api')
+    const long = `spiffe://example.org/cn/${'a'.repeat(50)}/${'b'.repeat(30)}`
+    const tail = `${'a'.repeat(50)}/${'b'.repeat(30)}`.slice(-64)
+    expect(x509Field((await s.enroll(long)).certPem, 'subject')).toBe(
+      `O = example.org, CN = ${tail}`,
+    )
+    const entry = await s.call(
+      'GET',
+      `/v1/entries/${(await s.call('GET', '/v1/entries', { as: s.admin })).body.items.find((e: { spiffe_id: string }) => e.spiffe_id === 'spiffe://example.org/cn/named').id}`,
+      { as: s.admin },
+    )
+    expect(entry.body.subject_cn).toBe('billing-api')
+    const bad = await s.call('POST', '/v1/entries', {
+      as: s.admin,
+      json: { spiffe_id: 'spiffe://example.org/cn/bad', subject_cn: 'x'.repeat(65) },
+    })
+    expect(bad.status).toBe(400)
+  })
 })

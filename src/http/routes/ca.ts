@@ -111,6 +111,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         dnsNames: body.dns_names,
         ttl: body.ttl,
         scopes: body.scopes,
+        ...(body.subject_cn !== undefined && { subjectCn: body.subject_cn }),
       },
       actorOf(c.var.client),
     )
@@ -127,7 +128,13 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     const body = parseBody(entryPatchBody, await readJsonObject(c))
     const entry = await deps.entries.update(
       c.req.param('id'),
-      { enabled: body.enabled, dnsNames: body.dns_names, ttl: body.ttl, scopes: body.scopes },
+      {
+        enabled: body.enabled,
+        dnsNames: body.dns_names,
+        ttl: body.ttl,
+        scopes: body.scopes,
+        subjectCn: body.subject_cn,
+      },
       actorOf(c.var.client),
     )
     return c.json(entryView(entry))
