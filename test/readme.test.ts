@@ -134,7 +134,7 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
     }
     // The second round ran against a new CA, not the first one's.
     expect(roots[1]).not.toBe(roots[0])
-  }, 300_000)
+  }, 420_000)
 })
 
 describe('README.md and docs/ link only inside the repository', () => {
