@@ -10,7 +10,7 @@ if (!(process.env.NODE_OPTIONS ?? '').includes(`--conditions=${CONDITION}`)) {
 
 /** The HTTP-level suites that touch storage: they run on both backends. */
 const POSTGRES_SUITES = [
-  'test/ca/{bad-input,concurrency,enroll,entries,mtls,restart,revoke-crl}.test.ts',
+  'test/ca/{bad-input,concurrency,enroll,entries,mtls,restart,revoke-crl,ocsp,rotation,lint}.test.ts',
   'test/tokens/*.test.ts',
   'test/http/*.test.ts',
   'test/est/*.test.ts',

@@ -4,8 +4,12 @@ import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
+import { crlLint, ocspSignerLint } from './ca/lint.js'
+import { OcspResponder } from './ca/ocsp.js'
+import { OcspSigners } from './ca/ocsp-signers.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
+import { CaSet } from './ca/ca-set.js'
 import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
@@ -41,10 +45,11 @@ export async function initialize(
   config: Config,
   store: Store,
   clock: Clock = systemClock,
-): Promise<CaMaterial> {
+): Promise<CaSet> {
   const deps = { config, store, clock }
-  const ca = await createCa(deps)
+  await createCa(deps)
   const kek = loadKeyEncryptionKey(config.dataDir)
+  const ca = await CaSet.open({ dataDir: config.dataDir, store, kek, clock })
   await new ServerCredentials({ ...deps, ca, kek }).fresh()
   await issueAdminCredential(deps, ca)
   await new SigningKeys({ ...deps, kek }).ensure()
@@ -55,7 +60,7 @@ export async function initialize(
  * The CA material, creating it on the first start of an empty data_dir. Of several processes
  * or replicas starting at once on one data_dir exactly one creates the CA; the others use it.
  */
-async function loadOrInitialize(config: Config, store: Store, clock: Clock): Promise<CaMaterial> {
+export async function loadOrInitialize(config: Config, store: Store, clock: Clock): Promise<CaSet> {
   if (!caExists(config.dataDir)) {
     try {
       return await initialize(config, store, clock)
@@ -63,9 +68,12 @@ async function loadOrInitialize(config: Config, store: Store, clock: Clock): Pro
       if (!isCAError(e, 'ERR_CA_EXISTS') || !caExists(config.dataDir)) throw e
     }
   }
-  const ca = loadCaMaterial(config.dataDir)
-  await recordCaCertificates({ config, store, clock }, ca)
-  return ca
+  const kek = loadKeyEncryptionKey(config.dataDir)
+  // The database's CA rows decide once they exist (after a rotation, ca/intermediate.pem is the
+  // new issuer while ca/intermediate-key.pem stays init's key); the files only on first start.
+  if ((await store.issuingCas.list()).length === 0)
+    await recordCaCertificates({ config, store, clock }, loadCaMaterial(config.dataDir))
+  return CaSet.open({ dataDir: config.dataDir, store, kek, clock })
 }
 
 /**
@@ -114,14 +122,25 @@ async function serve(
   const deps = { config, store, clock }
   const keys = new SigningKeys({ ...deps, kek })
   await keys.ensure()
-  const crl = new CrlPublisher({ store, clock, ca, validityMs: config.crl.validityMs })
+  const crl = new CrlPublisher({
+    store,
+    clock,
+    ca,
+    validityMs: config.crl.validityMs,
+    rootValidityMs: config.crl.rootValidityMs,
+    lint: crlLint(config),
+  })
+  const signers = new OcspSigners({ ...deps, ca, kek, lint: ocspSignerLint(config) })
+  const ocsp = new OcspResponder({ ...deps, ca, signers })
   const credentials = new ServerCredentials({ ...deps, ca, kek })
-  const caPem = ca.bundlePem + ca.intermediatePem
+  // Client certificates may chain through any issuing CA still valid, current or previous.
+  const caPemOf = () => ca.bundlePem + ca.intermediatesPem
+  let caPem = caPemOf()
   let tls: ServerTls = await credentials.fresh()
   let server: Server | undefined
   // Serve whatever credential the database holds now (another process may have renewed it).
-  const adopt = (next: ServerTls) => {
-    if (next.serial === tls.serial) return
+  const adopt = (next: ServerTls, force = false) => {
+    if (next.serial === tls.serial && !force) return
     tls = next
     if (server) replaceTlsMaterial(server, { ...tls, caPem })
     logger.info(
@@ -130,6 +149,11 @@ async function serve(
     )
   }
   const onRevoked = (serials: readonly string[]) => {
+    // Stored OCSP answers of these serials are stale already (their status no longer matches);
+    // signing the next ones now saves the first asker the work.
+    void ocsp
+      .refresh(serials)
+      .catch((e) => logger.warn({ err: (e as Error).message }, 'OCSP re-signing failed'))
     if (serials.includes(tls.serial))
       void credentials
         .fresh(true)
@@ -141,6 +165,7 @@ async function serve(
     ca,
     keys,
     crl,
+    ocsp,
     logger,
     authority: new Authority({ ...deps, ca, crl, onRevoked }),
     entries: new EntryService(deps),
@@ -154,11 +179,19 @@ async function serve(
     logger,
     holder: `${process.pid}-${randomUUID()}`,
     periodMs: Math.min(10_000, config.server.tlsCertificateTtlMs / 10),
-    everyProcess: async () => adopt((await credentials.current()) ?? tls),
+    everyProcess: async () => {
+      // A rotation or an imported CA (another process or the CLI): trust and issue with it.
+      if (await ca.reload()) {
+        caPem = caPemOf()
+        adopt(tls, true)
+      }
+      adopt((await credentials.current()) ?? tls)
+    },
     leaderOnly: async () => {
       if (await credentials.stale(tls)) adopt(await credentials.fresh())
       await keys.rotateIfDue()
       await crl.refresh()
+      await signers.renewDue()
       const now = clock.now().getTime()
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)

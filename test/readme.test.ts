@@ -116,6 +116,10 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       // What the comments say the commands print.
       expect(out).toContain('cert.pem: OK') // openssl verify -x509_strict
       expect(out).toMatch(/verify OK/) // openssl crl -verify
+      // Revocation status and CA rotation: both CRLs, OCSP, the previous issuer's CRL.
+      expect(out).toContain('walk/api/cert.pem: OK')
+      expect(out).toContain('Response verify OK')
+      expect(out).toMatch(/Cert Status: good/)
       expect(out).toContain('"error":"invalid_grant"') // the replayed refresh token
       expect(out).toMatch(/\{"active":true,/) // the fresh token, and the CI runner's
       expect(out.match(/\{"active":false\}/g)?.length).toBeGreaterThanOrEqual(2)

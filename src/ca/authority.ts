@@ -11,6 +11,7 @@ import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
 import { parseCsrDer } from '../x509/csr.js'
+import { LintError } from '../x509/lint.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
@@ -186,20 +187,35 @@ export class Authority {
         'this public key was revoked for keyCompromise and is refused; generate a new key',
       )
     }
-    return issueLeaf(ca, config, {
-      kind: 'workload',
-      publicKey: csr.publicKey,
-      spiffeId: grant.spiffeId,
-      dnsNames: uniqueDnsNames(csr.dnsNames),
-      ttlMs,
-      entryId: entry.id,
-      renewedFrom,
-      now,
-    })
+    try {
+      return issueLeaf(ca, config, {
+        kind: 'workload',
+        publicKey: csr.publicKey,
+        spiffeId: grant.spiffeId,
+        dnsNames: uniqueDnsNames(csr.dnsNames),
+        ttlMs,
+        entryId: entry.id,
+        renewedFrom,
+        now,
+        subjectCn: entry.subjectCn ?? null,
+      })
+    } catch (e) {
+      if (!(e instanceof LintError)) throw e
+      // Never signed; the refusal is on record (a lint failure means a bug or a bad entry).
+      await store.audit.record(now.getTime(), {
+        actor: 'system',
+        action: 'certificate.lint_refused',
+        subject: grant.spiffeId,
+        details: { entry_id: entry.id, violations: e.violations },
+      })
+      throw new CAError('ERR_POLICY_DENIED', `the certificate was not issued: ${e.message}`)
+    }
   }
 
   #response(issued: NewCertificate): IssuedCertificate {
-    return { certificate: issued, issuerChainPem: this.deps.ca.intermediatePem }
+    const ca = this.deps.ca
+    const issuer = issued.issuerKeyId ? ca.byKeyId(issued.issuerKeyId) : undefined
+    return { certificate: issued, issuerChainPem: issuer?.pem ?? ca.intermediatePem }
   }
 }
 

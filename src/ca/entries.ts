@@ -19,6 +19,7 @@ export interface EntryView {
   readonly dns_names: readonly string[]
   readonly ttl: string | null
   readonly scopes: readonly string[] | null
+  readonly subject_cn: string | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -31,6 +32,7 @@ export function entryView(e: EntryRecord): EntryView {
     dns_names: e.dnsNames,
     ttl: e.maxTtl?.text ?? null,
     scopes: e.scopes,
+    subject_cn: e.subjectCn ?? null,
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -43,6 +45,7 @@ export interface EntryInput {
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap
   readonly scopes?: readonly string[] | null
+  readonly subjectCn?: string
 }
 
 /** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
@@ -51,6 +54,7 @@ export interface EntryUpdate {
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly subjectCn?: string | null
 }
 
 /** Registration entries and their join tokens (admin API). */
@@ -79,6 +83,7 @@ export class EntryService {
       dnsNames: checkDnsNames(input.dnsNames) ?? [],
       maxTtl: checkEntryTtl(input.ttl, config) ?? null,
       scopes: checkScopes(input.scopes) ?? null,
+      subjectCn: input.subjectCn ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -117,6 +122,7 @@ export class EntryService {
       dnsNames: checkDnsNames(update.dnsNames),
       maxTtl: update.ttl === null ? null : checkEntryTtl(update.ttl, this.deps.config),
       scopes: checkScopes(update.scopes),
+      subjectCn: update.subjectCn,
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
@@ -130,6 +136,7 @@ export class EntryService {
         ...(patch.dnsNames !== undefined && { dns_names: patch.dnsNames }),
         ...(patch.maxTtl !== undefined && { ttl: patch.maxTtl?.text ?? null }),
         ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+        ...(patch.subjectCn !== undefined && { subject_cn: patch.subjectCn }),
       },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)

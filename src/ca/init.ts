@@ -1,6 +1,8 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
-import { generateKeyPair, privateKeyToPem } from '../crypto/keys.js'
+import { generateKeyPair, privateKeyToPem, spkiDer } from '../crypto/keys.js'
+import { keyIdentifier } from '../x509/extensions.js'
+import { intermediateProfile } from './profiles.js'
 import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
 import { join } from 'node:path'
@@ -45,8 +47,10 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
     selfPrivateKey: rootKeys.privateKey,
   })
   const interKeys = await generateKeyPair(config.ca.keyType)
+  const rootKeyId = Buffer.from(keyIdentifier(spkiDer(rootKeys.publicKey))).toString('hex')
   const interDer = buildCertificate({
-    profile: 'intermediate',
+    // CDP and AIA name the root's CRL and certificate (CONTRACT "Certificate profile additions").
+    profile: intermediateProfile(rootKeyId, config.server.publicUrl),
     subject: { organization: org, commonName: `${org} certbound issuing CA` },
     publicKey: interKeys.publicKey,
     serial: newSerial(),

@@ -7,7 +7,19 @@ import { spkiOfKey } from '../x509/spki.js'
 import { buildCertificateFast } from '../x509/template.js'
 import { newSerial, serialToHex } from '../x509/serial.js'
 import type { CaMaterial } from './material.js'
-import { profileForKind } from './profiles.js'
+import { commonNameFor, profileForKind } from './profiles.js'
+import { leafLint } from './lint.js'
+import type { CertificateProfile } from '../x509/profiles.js'
+
+// The lint closure per profile value and config (profiles are cached values, see profiles.ts).
+const lints = new WeakMap<CertificateProfile, { config: Config; lint: (tbs: Uint8Array) => void }>()
+function lintFor(config: Config, kind: LeafRequest['kind'], profile: CertificateProfile) {
+  const hit = lints.get(profile)
+  if (hit && hit.config === config) return hit.lint
+  const lint = leafLint(config, kind, profile)
+  lints.set(profile, { config, lint })
+  return lint
+}
 
 export interface LeafRequest {
   readonly kind: CertificateKind
@@ -19,6 +31,8 @@ export interface LeafRequest {
   readonly entryId: string | null
   readonly renewedFrom: string | null
   readonly now: Date
+  /** The entry's `subject_cn`, if it sets one. */
+  readonly subjectCn?: string | null
 }
 
 /**
@@ -29,7 +43,9 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   // Whole seconds: X.509 times have no fractions, and notAfter must stay ≤ now + ttl.
   const issuedAt = Math.floor(req.now.getTime() / 1000) * 1000
   const notAfter = issuedAt + req.ttlMs
-  if (notAfter > ca.intermediate.notAfter.getTime()) {
+  // One read of the current issuer: the set may change (a rotation) while we sign.
+  const issuing = ca.current
+  if (notAfter > issuing.view.notAfter.getTime()) {
     throw new CAError(
       'ERR_POLICY_DENIED',
       'the requested lifetime would outlive the issuing CA certificate',
@@ -38,18 +54,27 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
   const serial = newSerial()
   const notBefore = issuedAt - config.certificates.backdateMs
   // The template encoder: byte-identical to the pkijs one (test/unit/x509), a fraction of the CPU.
-  const der = buildCertificateFast({
-    profile: profileForKind(req.kind),
-    subject: { organization: config.certificates.organization },
-    publicKey: req.publicKey,
-    serial,
-    notBefore: new Date(notBefore),
-    notAfter: new Date(notAfter),
-    uris: req.spiffeId === null ? [] : [req.spiffeId],
-    dnsNames: req.dnsNames,
-    ipAddresses: req.ipAddresses ?? [],
-    issuer: ca.issuer,
-  })
+  const commonName = commonNameFor(req.spiffeId, req.subjectCn)
+  const profile = profileForKind(req.kind, issuing.keyId, config.server.publicUrl)
+  const der = buildCertificateFast(
+    {
+      profile,
+      subject: {
+        organization: config.certificates.organization,
+        ...(commonName === undefined ? {} : { commonName }),
+      },
+      publicKey: req.publicKey,
+      serial,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      uris: req.spiffeId === null ? [] : [req.spiffeId],
+      dnsNames: req.dnsNames,
+      ipAddresses: req.ipAddresses ?? [],
+      issuer: issuing.issuer!,
+    },
+    // Pre-issuance lint (x509/lint.ts) of exactly the bytes that get signed.
+    lintFor(config, req.kind, profile),
+  )
   // Everything below is known without parsing the certificate back (an asn1js parse costs
   // about as much as building it); test/ca checks these against openssl's reading.
   return {
@@ -64,5 +89,6 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     renewedFrom: req.renewedFrom,
     der,
     issuedAt,
+    issuerKeyId: issuing.keyId,
   }
 }

@@ -72,6 +72,13 @@ export class ServerCredentials {
    */
   async stale(tls: ServerTls): Promise<boolean> {
     if (lacksServerMarker(tls.certPem)) return true
+    // After a CA rotation the server's own certificate moves to the new issuer too.
+    if (
+      !new X509Certificate(tls.certPem).checkIssued(
+        new X509Certificate(this.deps.ca.intermediatePem),
+      )
+    )
+      return true
     const left = tls.notAfter.getTime() - this.deps.clock.now().getTime()
     if (left < this.deps.config.server.tlsCertificateTtlMs / 3) return true
     return (await this.deps.store.certificates.get(tls.serial))?.status !== 'valid'
@@ -96,13 +103,14 @@ export class ServerCredentials {
       ipAddresses: names.filter((n) => isIP(n) !== 0),
       ttlMs: Math.min(
         config.server.tlsCertificateTtlMs,
-        ca.intermediate.notAfter.getTime() - clock.now().getTime() - 60_000,
+        ca.current.view.notAfter.getTime() - clock.now().getTime() - 60_000,
       ),
       entryId: null,
       renewedFrom: null,
       now: clock.now(),
     })
-    const certPem = derToPem(issued.der, 'CERTIFICATE') + ca.intermediatePem
+    const issuerPem = ca.byKeyId(issued.issuerKeyId ?? '')?.pem ?? ca.intermediatePem
+    const certPem = derToPem(issued.der, 'CERTIFICATE') + issuerPem
     const keyPem = privateKeyToPem(keys.privateKey)
     const stored = await store.serverCredentials.replace(
       {

@@ -43,7 +43,11 @@ export const DEFAULTS = {
   ca: { key_type: 'ec-p256', root_ttl: '3650d', intermediate_ttl: '1825d' },
   certificates: { default_ttl: '1h', max_ttl: '24h', backdate: '1m', max_dns_names: 32 },
   // nextUpdate - thisUpdate; the CRL is rebuilt when half of it has passed.
-  crl: { validity: '24h' },
+  // The roots' CRL (listing issuing CAs) changes rarely; an offline root's is imported.
+  crl: { validity: '24h', root_validity: '7d' },
+  // nextUpdate - thisUpdate of OCSP answers (re-signed at half); the delegated responder's
+  // lifetime (renewed at a third left); nonce requests signed per second and process.
+  ocsp: { validity: '1h', signer_ttl: '7d', nonce_rate: 100 },
   enrollment: { join_token_ttl: '1h', max_join_token_ttl: '30d' },
   admin: { credential_ttl: '30d' },
   tokens: {

@@ -27,6 +27,8 @@ export interface Config {
     readonly forwardedClientCert: 'client-cert' | 'xfcc' | 'escaped-pem'
     readonly maxBodyBytes: number
     readonly tlsCertificateTtlMs: number
+    /** Base of the CRL, OCSP and CA-issuer URLs in certificates (no trailing slash). */
+    readonly publicUrl: string
     readonly workers: number | 'auto'
     readonly handshakes: {
       readonly maxInFlight: number
@@ -67,7 +69,12 @@ export interface Config {
     readonly organization: string
     readonly maxDnsNames: number
   }
-  readonly crl: { readonly validityMs: number }
+  readonly crl: { readonly validityMs: number; readonly rootValidityMs: number }
+  readonly ocsp: {
+    readonly validityMs: number
+    readonly signerTtlMs: number
+    readonly nonceRate: number
+  }
   readonly enrollment: { readonly joinTokenTtlMs: number; readonly maxJoinTokenTtlMs: number }
   readonly admin: { readonly spiffeIds: readonly string[]; readonly credentialTtlMs: number }
   readonly tokens: {
@@ -150,6 +157,7 @@ export function configFromObject(raw: unknown, path?: string): Config {
       forwardedClientCert: c.server.forwarded_client_cert,
       maxBodyBytes: c.server.max_body_bytes,
       tlsCertificateTtlMs: c.server.tls_certificate_ttl,
+      publicUrl: (c.server.public_url ?? issuer).replace(/\/+$/, ''),
       workers: c.server.workers,
       handshakes: {
         maxInFlight: c.server.handshakes.max_in_flight,
@@ -188,7 +196,12 @@ export function configFromObject(raw: unknown, path?: string): Config {
       organization: c.certificates.organization ?? c.trust_domain,
       maxDnsNames: c.certificates.max_dns_names,
     },
-    crl: { validityMs: c.crl.validity },
+    crl: { validityMs: c.crl.validity, rootValidityMs: c.crl.root_validity },
+    ocsp: {
+      validityMs: c.ocsp.validity,
+      signerTtlMs: c.ocsp.signer_ttl,
+      nonceRate: c.ocsp.nonce_rate,
+    },
     enrollment: {
       joinTokenTtlMs: c.enrollment.join_token_ttl,
       maxJoinTokenTtlMs: c.enrollment.max_join_token_ttl,

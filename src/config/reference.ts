@@ -149,7 +149,25 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
 
   'crl.validity': {
     description:
-      '`nextUpdate` − `thisUpdate`; the CRL is rebuilt at half of it and after every revocation',
+      "`nextUpdate` − `thisUpdate` of the issuing CAs' CRLs; rebuilt at half of it and after every revocation; an expired certificate stays listed this long after its `notAfter`",
+  },
+  'crl.root_validity': {
+    description:
+      "the same for the root's CRL (it lists issuing CAs); an offline root's CRL is imported with `ca import-crl`",
+  },
+
+  ocsp: { description: 'The OCSP responder (RFC 6960) at `/v1/ocsp`.' },
+  'ocsp.validity': {
+    description:
+      '`nextUpdate` − `thisUpdate` of OCSP answers; stored answers are signed again at half of it',
+  },
+  'ocsp.signer_ttl': {
+    description:
+      'lifetime of the delegated responder certificate (`id-kp-OCSPSigning`, `ocsp-nocheck`; at most `30d`), renewed at a third left',
+  },
+  'ocsp.nonce_rate': {
+    description:
+      'requests with a nonce signed per second and process; beyond it they get the stored answer without a nonce',
   },
 
   'enrollment.join_token_ttl': { description: 'default join-token lifetime' },
@@ -165,6 +183,11 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
   },
 
   tokens: { description: 'Access and refresh tokens (RFC 8705, RFC 9068).' },
+  'server.public_url': {
+    description:
+      'base URL of the CRL distribution point, OCSP and CA-issuers URLs certificates carry (`http://` or `https://`)',
+    default: 'the issuer (`tokens.issuer`)',
+  },
   'tokens.issuer': {
     description: '`iss` of access tokens and the base URL of discovery',
     default: '`https://<first hostname>:<port>`',

@@ -118,6 +118,8 @@ export const configSchema = z.strictObject({
         .max(16 * 1024 * 1024)
         .default(D.server.max_body_bytes),
       tls_certificate_ttl: duration.prefault(D.server.tls_certificate_ttl),
+      // The base of the CRL, OCSP and CA-issuer URLs certificates carry (RFC 5280 §4.2.1.13).
+      public_url: z.url({ protocol: /^https?$/ }).optional(),
       workers: z
         .union([z.literal('auto'), z.number().int().min(1).max(256)], {
           error: 'must be an integer from 1 to 256, or "auto"',
@@ -163,6 +165,16 @@ export const configSchema = z.strictObject({
   crl: z
     .strictObject({
       validity: duration.prefault(D.crl.validity),
+      root_validity: duration.prefault(D.crl.root_validity),
+    })
+    .prefault({}),
+  ocsp: z
+    .strictObject({
+      validity: duration.prefault(D.ocsp.validity),
+      signer_ttl: duration
+        .refine((ms) => ms <= 30 * 86_400_000, 'must be at most 30d')
+        .prefault(D.ocsp.signer_ttl),
+      nonce_rate: z.number().int().min(0).max(100_000).default(D.ocsp.nonce_rate),
     })
     .prefault({}),
   enrollment: z

@@ -11,6 +11,11 @@ import type {
   EntryRecord,
   FamilyRecord,
   FoundJoinToken,
+  IssuingCaRecord,
+  OcspLookup,
+  OcspSignerRecord,
+  PendingIssuer,
+  StoredOcspResponse,
   JoinTokenInput,
   KeyRetirement,
   NewAccessToken,
@@ -106,10 +111,11 @@ export interface CertificateStore {
 /** The signed CRL, built once per change and served by every process from here. */
 export interface CrlStore {
   /**
-   * Allocates the next CRL number and reads the revoked, unexpired certificates in one
-   * transaction, so a higher number never reflects fewer revocations.
+   * Allocates the next CRL number and reads the revoked certificates (and CAs) that `issuerKeyId`
+   * signed (all issuers when absent) whose notAfter is after `listedUntil`, in one transaction,
+   * so a higher number never reflects fewer revocations.
    */
-  snapshot(now: number): Promise<CrlSnapshot>
+  snapshot(listedUntil: number, issuerKeyId?: string): Promise<CrlSnapshot>
   /** Stores a signed CRL; the one with the highest number is current. */
   save(crl: StoredCrl): Promise<void>
   /** The current CRL of an issuer (if any), and the revision every CRL must reflect now. */
@@ -182,6 +188,32 @@ export interface ServerCredentialStore {
   ): Promise<boolean>
 }
 
+/** The CA certificates (roots and issuing CAs) and CA rotation. */
+export interface IssuingCaStore {
+  list(): Promise<IssuingCaRecord[]>
+  /**
+   * Records a CA certificate once by key id (false: known already). One with `activatedAt`
+   * becomes the current issuer, only if the current one is still `expectedCurrent` (null: none);
+   * it takes the place of a pending key of the same id.
+   */
+  add(ca: IssuingCaRecord, expectedCurrent: string | null, event: AuditInput): Promise<boolean>
+  /** Certificates stored before v6 (no issuer) are attributed to `keyId`; returns how many. */
+  attributeUnassigned(keyId: string): Promise<number>
+  savePending(p: PendingIssuer, event: AuditInput): Promise<void>
+  pending(keyId: string): Promise<PendingIssuer | undefined>
+}
+
+/** OCSP: responder certificates and pre-signed responses, shared by every process. */
+export interface OcspStore {
+  /** The certificate's current status and its stored response, in one read. */
+  lookup(issuerKeyId: string, serial: string): Promise<OcspLookup>
+  /** Stores (replaces) the response for one certificate. */
+  saveResponse(r: StoredOcspResponse): Promise<void>
+  /** Responder certificates of an issuer that are unexpired at `now`, newest first. */
+  signers(issuerKeyId: string, now: number): Promise<OcspSignerRecord[]>
+  addSigner(s: OcspSignerRecord, event: AuditInput): Promise<void>
+}
+
 /** Everything the CA keeps, behind one backend. */
 export interface Store {
   readonly backend: 'sqlite' | 'postgres'
@@ -193,5 +225,7 @@ export interface Store {
   readonly signingKeys: SigningKeyStore
   readonly leases: LeaseStore
   readonly serverCredentials: ServerCredentialStore
+  readonly issuingCas: IssuingCaStore
+  readonly ocsp: OcspStore
   close(): Promise<void>
 }

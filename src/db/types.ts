@@ -13,6 +13,8 @@ export interface EntryRecord {
   readonly maxTtl: TtlCap | null
   /** OAuth scopes the entry's workloads may ask for; null = any well-formed scope. */
   readonly scopes: readonly string[] | null
+  /** The subject CN of its certificates; null or absent: the SPIFFE ID's path. */
+  readonly subjectCn?: string | null
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
@@ -33,6 +35,8 @@ export interface NewCertificate {
   readonly renewedFrom: string | null
   readonly der: Uint8Array
   readonly issuedAt: number
+  /** Key id (hex SKI) of the CA that signed it; absent only in rows written before v6. */
+  readonly issuerKeyId?: string | null
 }
 
 export interface CertificateRecord extends NewCertificate {
@@ -95,6 +99,7 @@ export interface EntryPatch {
   readonly dnsNames?: readonly string[]
   readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly subjectCn?: string | null
 }
 
 export interface JoinTokenInput {
@@ -243,4 +248,70 @@ export interface ServerCredentialRecord {
   readonly keySealed: Uint8Array
   readonly notAfter: number
   readonly createdAt: number
+}
+
+// --- CAs, rotation, OCSP (v6) ----------------------------------------------------------------
+
+/** A CA certificate by its key id, with where its private key is (if this server holds it). */
+export interface IssuingCaRecord {
+  /** Lowercase hex of the subject key identifier. */
+  readonly keyId: string
+  readonly kind: 'root' | 'intermediate'
+  readonly serial: string
+  readonly der: Uint8Array
+  readonly parentKeyId: string | null
+  /** init's keys: a file relative to data_dir. */
+  readonly keyFile: string | null
+  /** A rotation's keys: sealed under the key-encryption key. */
+  readonly keySealed: Uint8Array | null
+  readonly notBefore: number
+  readonly notAfter: number
+  /** When it became the issuer of new certificates; the highest is current. */
+  readonly activatedAt: number | null
+  readonly revokedAt: number | null
+  readonly revocationReason: string | null
+  readonly createdAt: number
+}
+
+/** An issuing CA key waiting for its certificate from an offline root. */
+export interface PendingIssuer {
+  readonly keyId: string
+  readonly keySealed: Uint8Array
+  readonly csr: Uint8Array
+  readonly createdAt: number
+}
+
+/** A delegated OCSP responder certificate and its sealed key. */
+export interface OcspSignerRecord {
+  readonly serial: string
+  readonly issuerKeyId: string
+  readonly der: Uint8Array
+  readonly keySealed: Uint8Array
+  readonly notBefore: number
+  readonly notAfter: number
+  readonly createdAt: number
+}
+
+/** A signed OCSP response without a nonce, with the status it states. */
+export interface StoredOcspResponse {
+  readonly issuerKeyId: string
+  readonly serial: string
+  readonly status: 'good' | 'revoked'
+  readonly revokedAt: number | null
+  readonly thisUpdate: number
+  readonly nextUpdate: number
+  readonly der: Uint8Array
+}
+
+/** What an OCSP answer depends on, read in one statement: the certificate now, the stored response. */
+export interface OcspLookup {
+  readonly certificate:
+    | {
+        readonly status: 'valid' | 'revoked'
+        readonly revokedAt: number | null
+        readonly revocationReason: string | null
+        readonly notAfter: number
+      }
+    | undefined
+  readonly response: StoredOcspResponse | undefined
 }

@@ -9,8 +9,9 @@ import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { estRoutes } from './routes/est.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
+import { statusRoutes, type StatusRouteDeps } from './routes/status.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps & StatusRouteDeps, 'peer' | 'events'> & {
   readonly logger: Logger
 }
 
@@ -40,6 +41,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const events = createEventLimiter()
   const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
+  app.route('/', statusRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   app.route('/', estRoutes(routeDeps))
   const allowedMethods = routeMethods(app)

@@ -6,7 +6,9 @@ import {
   createCertificateResolver,
   createProxyMatcher,
   forwardedCertificateHeaders,
+  parsePemBundle,
   validateClientCertificate,
+  type TrustStore,
 } from '@certbound/verifier/mtls'
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
@@ -72,9 +74,22 @@ export function createPeerSource(deps: {
     trustedProxies,
     forwardedFormats: [forwardedClientCert],
   })
-  const trust = {
-    anchors: [new X509Certificate(deps.ca.bundlePem)],
-    intermediates: [new X509Certificate(deps.ca.intermediatePem)],
+  // The CA set changes with a rotation: re-parsed when its PEM does.
+  let trust = {
+    bundle: '',
+    intermediates: '',
+    store: { anchors: [], intermediates: [] } as TrustStore,
+  }
+  const currentTrust = (): TrustStore => {
+    const { bundlePem, intermediatesPem } = deps.ca
+    if (trust.bundle !== bundlePem || trust.intermediates !== intermediatesPem) {
+      const store = {
+        anchors: parsePemBundle(bundlePem, 'the trust bundle'),
+        intermediates: parsePemBundle(intermediatesPem, 'the issuing CAs'),
+      }
+      trust = { bundle: bundlePem, intermediates: intermediatesPem, store }
+    }
+    return trust.store
   }
   const refuse = (message: string) => new CAError('ERR_CLIENT_CERT_REQUIRED', message)
   // A proxy's own certificate must be current and unrevoked, like any client's.
@@ -115,7 +130,7 @@ export function createPeerSource(deps: {
     if (certificate === undefined)
       throw refuse(`the trusted proxy forwarded no client certificate (${forwardedClientCert})`)
     try {
-      validateClientCertificate(certificate, trust, deps.clock.now(), presented.chain)
+      validateClientCertificate(certificate, currentTrust(), deps.clock.now(), presented.chain)
     } catch (e) {
       if (e instanceof VerifyError) throw refuse(`forwarded ${e.message}`)
       throw e

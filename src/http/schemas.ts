@@ -44,11 +44,17 @@ export const certificateRequestBody = z.object({
   ttl: duration.optional(),
 })
 
+// The subject CN of an entry's certificates (X.520 ub-common-name: 64), printable, no controls.
+const subjectCn = z
+  .string({ error: 'must be a string' })
+  .regex(/^[^\u0000-\u001f\u007f]{1,64}$/u, 'must be 1 to 64 characters without control characters')
+
 export const entryCreateBody = z.strictObject({
   spiffe_id: z.string({ error: 'is required (a string)' }),
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  subject_cn: subjectCn.optional(),
 })
 
 export const entryPatchBody = z.strictObject({
@@ -56,6 +62,7 @@ export const entryPatchBody = z.strictObject({
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.nullable().optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  subject_cn: subjectCn.nullable().optional(),
 })
 
 export const joinTokenBody = z.strictObject({ ttl: duration.optional() })

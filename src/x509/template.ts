@@ -40,7 +40,8 @@ interface IssuerPieces {
 }
 
 // RFC 5758 §3.2 (no parameters), RFC 4055 §5 (NULL parameters), RFC 8410 §3 (none).
-function algorithmFor(type: KeyType): Uint8Array {
+/** The DER signature AlgorithmIdentifier for a signing key of this type (as signing.ts). */
+export function signatureAlgorithmDer(type: KeyType): Uint8Array {
   if (type === 'ec-p256') return w.sequence(w.oid(SIG.ecdsaWithSha256))
   if (type === 'ec-p384') return w.sequence(w.oid(SIG.ecdsaWithSha384))
   if (type === 'ed25519') return w.sequence(w.oid(SIG.ed25519))
@@ -60,7 +61,7 @@ function piecesOf(view: CertificateView, key: KeyObject): IssuerPieces {
     name: view.subjectDer,
     // authorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING } (§4.2.1.1)
     aki: extension(EXT.authorityKeyIdentifier, false, w.sequence(w.tlv(0x80, keyId))),
-    algorithm: algorithmFor(type),
+    algorithm: signatureAlgorithmDer(type),
     key,
     hash: hashFor(type),
   }
@@ -161,8 +162,12 @@ function subjectKeyId(spki: Uint8Array): Uint8Array {
  * Builds and signs a certificate from pre-encoded profile and issuer pieces; the output is
  * byte-identical to `buildCertificate` with the same params (test/unit/x509 proves it), and
  * misuse throws the same TypeErrors. Self-signed profiles (a root) go to `buildCertificate`.
+ * `lint` sees the TBSCertificate before it is signed and refuses by throwing.
  */
-export function buildCertificateFast(p: CertificateParams): Uint8Array {
+export function buildCertificateFast(
+  p: CertificateParams,
+  lint?: (tbs: Uint8Array) => void,
+): Uint8Array {
   const profile = resolveProfile(p.profile)
   if (profile.selfSigned) throw new TypeError('self-signed profiles use buildCertificate')
   const subjectType = requireKeyType(p.publicKey)
@@ -203,6 +208,8 @@ export function buildCertificateFast(p: CertificateParams): Uint8Array {
     spki,
     extensions,
   )
+  // Pre-issuance lint (lint.ts): exactly these bytes are signed, or nothing is.
+  lint?.(tbs)
   const signature = sign(issuer.hash, tbs, issuer.key)
   return w.sequence(tbs, issuer.algorithm, w.bitString(signature))
 }

@@ -86,8 +86,24 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
 
       // The profile, as openssl reads it.
       const text = x509Text(r.body.certificate)
-      expect(x509Field(r.body.certificate, 'subject')).toBe('O = example.org')
+      // CONTRACT "Certificate profile additions": CN = the SPIFFE ID's path.
+      const path = spiffeId.replace('spiffe://example.org/', '')
+      expect(x509Field(r.body.certificate, 'subject')).toBe(`O = example.org, CN = ${path}`)
       expect(text).not.toContain('ignored-by-the-ca')
+      // Where its status lives: the CRL and certificate of its own issuer, and the OCSP responder.
+      const interKeyId = openssl(
+        ['x509', '-noout', '-ext', 'subjectKeyIdentifier'],
+        s.intermediatePem,
+      )
+        .out.split('\n')[1]!
+        .trim()
+        .replace(/:/g, '')
+        .toLowerCase()
+      const base = s.config.server.publicUrl
+      expect(extensionBlock(text, 'X509v3 CRL Distribution Points')).toContain('Full Name:')
+      expect(text).toContain(`URI:${base}/v1/ca/${interKeyId}/crl`)
+      expect(text).toContain(`OCSP - URI:${base}/v1/ocsp`)
+      expect(text).toContain(`CA Issuers - URI:${base}/v1/ca/${interKeyId}.crt`)
       expect(text).toContain('Version: 3 (0x2)')
       const san = extensionBlock(text, 'X509v3 Subject Alternative Name')
       expect(san).toContain(`URI:${spiffeId}`)
@@ -206,5 +222,28 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
     const health = await s.call('GET', '/healthz')
     expect(health.status).toBe(200)
     expect(health.body).toEqual({ status: 'ok' })
+  })
+
+  it("subject CN: the entry's subject_cn, else the last 64 characters of the SPIFFE path", async () => {
+    const named = await s.enroll('spiffe://example.org/cn/named', {
+      entryId: await s.createEntry('spiffe://example.org/cn/named', { subject_cn: 'billing-api' }),
+    })
+    expect(x509Field(named.certPem, 'subject')).toBe('O = example.org, CN = billing-api')
+    const long = `spiffe://example.org/cn/${'a'.repeat(50)}/${'b'.repeat(30)}`
+    const tail = `${'a'.repeat(50)}/${'b'.repeat(30)}`.slice(-64)
+    expect(x509Field((await s.enroll(long)).certPem, 'subject')).toBe(
+      `O = example.org, CN = ${tail}`,
+    )
+    const entry = await s.call(
+      'GET',
+      `/v1/entries/${(await s.call('GET', '/v1/entries', { as: s.admin })).body.items.find((e: { spiffe_id: string }) => e.spiffe_id === 'spiffe://example.org/cn/named').id}`,
+      { as: s.admin },
+    )
+    expect(entry.body.subject_cn).toBe('billing-api')
+    const bad = await s.call('POST', '/v1/entries', {
+      as: s.admin,
+      json: { spiffe_id: 'spiffe://example.org/cn/bad', subject_cn: 'x'.repeat(65) },
+    })
+    expect(bad.status).toBe(400)
   })
 })

@@ -9,13 +9,13 @@ import * as asn1js from 'asn1js'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { issueLeaf } from '../../src/ca/issue.js'
-import type { CaMaterial } from '../../src/ca/material.js'
-import { profileForKind } from '../../src/ca/profiles.js'
+import { caMaterialFromIssuers, type CaMaterial } from '../../src/ca/material.js'
+import { commonNameFor, profileForKind } from '../../src/ca/profiles.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { KeyType } from '../../src/crypto/keys.js'
 import { x5tS256 } from '../../src/crypto/thumbprint.js'
 import type { CertificateKind } from '../../src/db/types.js'
-import { buildCertificate, parseCertificate } from '../../src/x509/certificate.js'
+import { buildCertificate } from '../../src/x509/certificate.js'
 import { buildCsr } from '../../src/x509/csr-builder.js'
 import { parseCsr } from '../../src/x509/csr.js'
 import { derToPem } from '../../src/x509/pem.js'
@@ -50,13 +50,10 @@ function material(type: KeyType): CaMaterial {
     notAfter: new Date(now + 50 * DAY),
     issuer: { certDer: rootDer, privateKey: rootKey!.privateKey },
   })
-  return {
-    root: parseCertificate(rootDer),
-    intermediate: parseCertificate(interDer),
-    issuer: { certDer: interDer, privateKey: interKey!.privateKey },
-    bundlePem: derToPem(rootDer, 'CERTIFICATE'),
-    intermediatePem: derToPem(interDer, 'CERTIFICATE'),
-  }
+  return caMaterialFromIssuers(
+    { certDer: rootDer, privateKey: rootKey!.privateKey },
+    { certDer: interDer, privateKey: interKey!.privateKey },
+  )
 }
 
 const tbsOf = (der: Uint8Array): Buffer =>
@@ -89,8 +86,11 @@ describe.each(['ec-p256', 'ed25519', 'rsa-2048'] as const)('issueLeaf with a %s 
       now: new Date(),
     })
     const reference = buildCertificate({
-      profile: profileForKind(kind),
-      subject: { organization: config.certificates.organization },
+      profile: profileForKind(kind, ca.current.keyId, config.server.publicUrl),
+      subject: {
+        organization: config.certificates.organization,
+        ...(r.spiffeId ? { commonName: commonNameFor(r.spiffeId) } : {}),
+      },
       publicKey: subjectKey.publicKey,
       serial: serialFromHex(issued.serial),
       notBefore: new Date(issued.notBefore),

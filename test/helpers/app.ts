@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { Authority } from '../../src/ca/authority.js'
+import { OcspResponder } from '../../src/ca/ocsp.js'
+import { OcspSigners } from '../../src/ca/ocsp-signers.js'
 import { CrlPublisher } from '../../src/ca/crl.js'
 import { EntryService } from '../../src/ca/entries.js'
 import { loadKeyEncryptionKey } from '../../src/ca/files.js'
@@ -33,11 +35,14 @@ export async function testApp(overrides: Record<string, unknown> = {}) {
   const deps = { config, store, clock }
   const keys = new SigningKeys({ ...deps, kek: loadKeyEncryptionKey(dataDir) })
   const crl = new CrlPublisher({ store, clock, ca, validityMs: config.crl.validityMs })
+  const kek = loadKeyEncryptionKey(dataDir)
+  const ocsp = new OcspResponder({ ...deps, ca, signers: new OcspSigners({ ...deps, ca, kek }) })
   const app = createApp({
     ...deps,
     ca,
     keys,
     crl,
+    ocsp,
     logger: pino({ level: 'silent' }),
     authority: new Authority({ ...deps, ca, crl }),
     entries: new EntryService(deps),

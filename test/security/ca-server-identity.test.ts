@@ -19,6 +19,10 @@ import { TestServer } from '../helpers/server.js'
 import { grant } from '../helpers/tokens.js'
 import { certificateAnswer, RogueCa, startImpostor, type Impostor } from './impostor.js'
 
+/** Where clients fetch the CRL of the server certificate's issuer (its key id), or /v1/crl. */
+const isCrlPath = (url: string | undefined) =>
+  url === '/v1/crl' || /^\/v1\/ca\/[0-9a-f]+\/crl$/.test(url ?? '')
+
 /*
  * Issue 7, weakness 2: "a certificate of this CA without a SPIFFE ID" let a stolen and revoked
  * server key pose as the CA, and the agent adopted whatever such a server returned. The CA
@@ -204,7 +208,7 @@ describe('a revoked server certificate, its key copied, serving an impostor', ()
     const state = JSON.parse(readFileSync(join(out, '..state/agent.json'), 'utf8'))
     expect(Object.values(state.crl_numbers ?? {})).toHaveLength(1)
     impostor = await startImpostor(stolen.certPem, stolen.keyPem, async (req, _body, res) => {
-      if (req.url === '/v1/crl' && crlMode !== 'none') {
+      if (isCrlPath(req.url) && crlMode !== 'none') {
         const der = crlMode === 'old' ? oldCrl : await crlOf(s.url)
         return void res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(der)
       }
@@ -216,7 +220,7 @@ describe('a revoked server certificate, its key copied, serving an impostor', ()
     await s.close()
   })
 
-  const beyondCrl = () => impostor.seen.filter((r) => r.path !== '/v1/crl')
+  const beyondCrl = () => impostor.seen.filter((r) => !isCrlPath(r.path))
 
   it('replaying the older CRL: the agent refuses (its number is lower than one it saw)', async () => {
     crlMode = 'old'
@@ -309,7 +313,7 @@ describe('a server with a valid server key that hands out another CA’s word', 
         res.writeHead(r.statusCode, { 'content-type': String(r.headers['content-type'] ?? '') })
         res.end(Buffer.from(await r.body.arrayBuffer()))
       }
-      if (req.url === '/v1/crl') return forward()
+      if (isCrlPath(req.url)) return forward()
       if (req.url === '/v1/enroll' && mode === 'rogue-certificate') {
         const leaf = await rogue.sign(JSON.parse(body).csr, 'spiffe://example.org/rogue-victim')
         res.writeHead(201, { 'content-type': 'application/json' })

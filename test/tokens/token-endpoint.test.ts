@@ -238,6 +238,12 @@ describe('POST /oauth/token: client_credentials over mTLS (RFC 8705 tls_client_a
     expect([...m.grant_types_supported].sort()).toEqual(['client_credentials', 'refresh_token'])
     expect(m.token_endpoint_auth_methods_supported).toEqual(['tls_client_auth'])
     expect(m.tls_client_certificate_bound_access_tokens).toBe(true)
+    // RFC 8414 §2: REQUIRED; authlib's validator refuses a missing or empty list. "none" is the
+    // value oidc-provider accepts for a server that issues nothing at an authorization endpoint.
+    expect(m.response_types_supported).toEqual(['none'])
+    expect(m.authorization_endpoint).toBeUndefined()
+    expect(m.grant_types_supported).not.toContain('authorization_code')
+    expect(m.grant_types_supported).not.toContain('implicit')
     expect(m.mtls_endpoint_aliases).toMatchObject({
       token_endpoint: m.token_endpoint,
       introspection_endpoint: m.introspection_endpoint,

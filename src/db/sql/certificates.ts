@@ -17,8 +17,8 @@ import { decodeCursor, encodeCursor, toCertificate, type CertificateRow } from '
 export async function insertCertificate(tx: SqlExecutor, c: NewCertificate): Promise<void> {
   await tx.run(
     `INSERT INTO certificates (serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256,
-       not_before, not_after, renewed_from, der, issued_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       not_before, not_after, renewed_from, der, issued_at, issuer_key_id)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     [
       c.serial,
       c.kind,
@@ -31,6 +31,7 @@ export async function insertCertificate(tx: SqlExecutor, c: NewCertificate): Pro
       c.renewedFrom,
       c.der,
       c.issuedAt,
+      c.issuerKeyId ?? null,
     ],
   )
 }

@@ -15,20 +15,28 @@ interface CrlRow {
 export class SqlCrlStore implements CrlStore {
   constructor(private readonly db: SqlDriver) {}
 
-  snapshot(now: number): Promise<CrlSnapshot> {
+  snapshot(listedUntil: number, issuerKeyId?: string): Promise<CrlSnapshot> {
     return this.db.transaction(async (tx) => {
       const state = await tx.get<{ crl_number: number; revision: number }>(
         'UPDATE crl_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number, revision',
       )
-      // RFC 5280 §3.3: certificates past their notAfter may leave the CRL.
+      // RFC 5280 §3.3: certificates past their notAfter may leave the CRL. A CA's CRL lists the
+      // certificates and the CAs it signed.
+      const issuer = issuerKeyId === undefined ? '' : ' AND issuer_key_id = ?'
+      const parent = issuerKeyId === undefined ? '' : ' AND parent_key_id = ?'
+      const by = issuerKeyId === undefined ? [] : [issuerKeyId]
       const revoked = await tx.all<{
         serial: string
         revoked_at: number
         revocation_reason: string
       }>(
         `SELECT serial, revoked_at, revocation_reason FROM certificates
-         WHERE status = 'revoked' AND not_after > ? ORDER BY revoked_at, serial`,
-        [now],
+         WHERE status = 'revoked' AND not_after > ?${issuer}
+         UNION ALL
+         SELECT serial, revoked_at, revocation_reason FROM issuing_cas
+         WHERE revoked_at IS NOT NULL AND not_after > ?${parent}
+         ORDER BY revoked_at, serial`,
+        [listedUntil, ...by, listedUntil, ...by],
       )
       return {
         crlNumber: BigInt(state!.crl_number),

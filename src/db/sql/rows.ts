@@ -10,6 +10,7 @@ export interface EntryRow {
   max_ttl_ms: number | null
   max_ttl: string | null
   scopes: string | null
+  subject_cn?: string | null
   enabled: number
   created_at: number
   updated_at: number
@@ -22,6 +23,7 @@ export function toEntry(r: EntryRow): EntryRecord {
     dnsNames: JSON.parse(r.dns_names) as string[],
     maxTtl: r.max_ttl_ms === null ? null : { text: r.max_ttl!, ms: r.max_ttl_ms },
     scopes: r.scopes === null ? null : (JSON.parse(r.scopes) as string[]),
+    subjectCn: r.subject_cn ?? null,
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
@@ -44,6 +46,7 @@ export interface CertificateRow {
   renewed_from: string | null
   der: Buffer
   issued_at: number
+  issuer_key_id: string | null
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {
@@ -63,6 +66,7 @@ export function toCertificate(r: CertificateRow): CertificateRecord {
     renewedFrom: r.renewed_from,
     der: new Uint8Array(r.der),
     issuedAt: r.issued_at,
+    issuerKeyId: r.issuer_key_id,
   }
 }
 

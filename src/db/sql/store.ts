@@ -4,7 +4,9 @@ import { SqlAuditStore } from './audit.js'
 import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
+import { SqlIssuingCaStore } from './issuing-cas.js'
 import { SqlLeaseStore } from './leases.js'
+import { SqlOcspStore } from './ocsp.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -21,6 +23,8 @@ export function createSqlStore(driver: SqlDriver): Store {
     signingKeys: new SqlSigningKeyStore(driver),
     leases: new SqlLeaseStore(driver),
     serverCredentials: new SqlServerCredentialStore(driver),
+    issuingCas: new SqlIssuingCaStore(driver),
+    ocsp: new SqlOcspStore(driver),
     close: () => driver.close(),
   }
 }

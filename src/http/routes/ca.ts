@@ -83,12 +83,6 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   app.get('/v1/bundle', (c) =>
     c.body(deps.ca.bundlePem, 200, { 'content-type': 'application/x-pem-file' }),
   )
-  app.get('/v1/crl', async (c) =>
-    c.body(Buffer.from(await deps.crl.get()), 200, {
-      'content-type': 'application/pkix-crl',
-      'cache-control': 'max-age=60',
-    }),
-  )
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
@@ -117,6 +111,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         dnsNames: body.dns_names,
         ttl: body.ttl,
         scopes: body.scopes,
+        ...(body.subject_cn !== undefined && { subjectCn: body.subject_cn }),
       },
       actorOf(c.var.client),
     )
@@ -133,7 +128,13 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     const body = parseBody(entryPatchBody, await readJsonObject(c))
     const entry = await deps.entries.update(
       c.req.param('id'),
-      { enabled: body.enabled, dnsNames: body.dns_names, ttl: body.ttl, scopes: body.scopes },
+      {
+        enabled: body.enabled,
+        dnsNames: body.dns_names,
+        ttl: body.ttl,
+        scopes: body.scopes,
+        subjectCn: body.subject_cn,
+      },
       actorOf(c.var.client),
     )
     return c.json(entryView(entry))

@@ -122,7 +122,11 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       ...endpoints,
       jwks_uri: `${issuer}/.well-known/jwks.json`,
       grant_types_supported: [...GRANTS.keys()],
-      response_types_supported: [],
+      // REQUIRED and non-empty for strict RFC 8414 validators (authlib). "none" (OAuth 2.0
+      // Multiple Response Type Encoding Practices §4, IANA-registered; oidc-provider accepts it
+      // as its only response type) promises nothing from an authorization endpoint, which this
+      // server does not have.
+      response_types_supported: ['none'],
       token_endpoint_auth_methods_supported: ['tls_client_auth'],
       introspection_endpoint_auth_methods_supported: ['tls_client_auth'],
       revocation_endpoint_auth_methods_supported: ['tls_client_auth'],

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { issueLeaf } from '../../../src/ca/issue.js'
-import type { CaMaterial } from '../../../src/ca/material.js'
+import { caMaterialFromIssuers, type CaMaterial } from '../../../src/ca/material.js'
 import { loadConfig } from '../../../src/config/load.js'
 import { generateKeyPair } from '../../../src/crypto/keys.js'
 import type { KeyType } from '../../../src/crypto/keys.js'
 import { spkiDer } from '../../../src/crypto/keys.js'
 import { sha256Hex, x5tS256 } from '../../../src/crypto/thumbprint.js'
-import { buildCertificate, parseCertificate } from '../../../src/x509/certificate.js'
+import { buildCertificate } from '../../../src/x509/certificate.js'
 import { buildCsr } from '../../../src/x509/csr-builder.js'
 import { parseCsr, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
 import { pemToDer } from '../../../src/x509/pem.js'
@@ -27,13 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), 'certbound-measure-'))
 writeFileSync(join(dir, 'ca.yaml'), `trust_domain: example.org\ndata_dir: ${dir}\n`)
 const config = loadConfig(join(dir, 'ca.yaml'))
 const chain = await makeChain(keyType)
-const ca: CaMaterial = {
-  root: parseCertificate(chain.root.certDer),
-  intermediate: parseCertificate(chain.intermediate.certDer),
-  issuer: chain.intermediate,
-  bundlePem: chain.rootPem,
-  intermediatePem: chain.intermediatePem,
-}
+const ca: CaMaterial = caMaterialFromIssuers(chain.root, chain.intermediate)
 const csrs: string[] = []
 for (let i = 0; i < 32; i++) {
   const keys = await generateKeyPair(keyType)

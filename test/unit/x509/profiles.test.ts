@@ -49,9 +49,19 @@ function verifyStrict(der: Uint8Array): number {
 
 describe('certificate profiles as data', () => {
   it('maps each certificate kind to its profile', () => {
-    expect(profileForKind('workload')).toBe(PROFILES.leaf)
-    expect(profileForKind('admin')).toBe(PROFILES.admin)
-    expect(profileForKind('server')).toBe(PROFILES.server)
+    const url = 'https://ca.example:8443'
+    for (const [kind, base] of [
+      ['workload', PROFILES.leaf],
+      ['admin', PROFILES.admin],
+      ['server', PROFILES.server],
+    ] as const) {
+      const p = profileForKind(kind, 'ab12', url)
+      expect({ ...p, aia: base.aia, crlDistributionPoints: [] }).toEqual(base)
+      expect(p.crlDistributionPoints).toEqual([`${url}/v1/ca/ab12/crl`])
+      expect(p.aia).toEqual({ ocsp: [`${url}/v1/ocsp`], caIssuers: [`${url}/v1/ca/ab12.crt`] })
+      // The same value each time: the template encoder keeps its pieces per profile object.
+      expect(profileForKind(kind, 'ab12', url)).toBe(p)
+    }
     for (const p of Object.values(PROFILES)) expect(Object.isFrozen(p)).toBe(true)
   })
 

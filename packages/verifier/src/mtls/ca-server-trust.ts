@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import { Agent, buildConnector, request } from 'undici'
 import { checkCaServerIdentity } from './ca-server.js'
-import { checkCrl, type CheckedCrl } from './crl.js'
+import { checkCrl, subjectKeyIdHex, type CheckedCrl } from './crl.js'
 
 /** The highest CRL number seen per issuing CA (by SHA-256 fingerprint), kept by the caller. */
 export interface CrlNumbers {
@@ -29,7 +29,7 @@ const MAX_CRL_BYTES = 8 * 1024 * 1024
  * How the agent, the admin CLI and the verifier recognise the certbound server: TLS to the
  * pinned anchors, the certbound server EKU (a workload certificate for the same hostname does
  * not pass), and then the server certificate against the CA's own CRL, fetched from the same
- * server at `/v1/crl`. The CRL's signature must verify with the CA that issued the server
+ * server at `/v1/ca/{key id}/crl` of the CA that issued it (the current or a previous one). The CRL's signature must verify with the CA that issued the server
  * certificate, so a server holding a stolen, revoked server key cannot vouch for itself with a
  * CRL of its own; it can only replay an older genuine one, which is refused once a newer one
  * was seen (CRL numbers never go down) and in any case after its nextUpdate. No valid CRL:
@@ -128,7 +128,10 @@ export class CaServerTrust {
   }
 
   async #fetch(origin: string, issuer: X509Certificate): Promise<CheckedCrl> {
-    const url = new URL('/v1/crl', origin).href
+    // The CRL of the CA that issued the server certificate, at the URL certbound names it by:
+    // after a CA rotation the server's certificate may still be the previous issuer's.
+    const keyId = subjectKeyIdHex(issuer)
+    const url = new URL(keyId ? `/v1/ca/${keyId}/crl` : '/v1/crl', origin).href
     let der: Buffer
     try {
       const res = await request(url, {

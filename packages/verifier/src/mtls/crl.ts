@@ -105,6 +105,23 @@ function subjectDer(cert: X509Certificate): Buffer {
 }
 
 /**
+ * The subjectKeyIdentifier (RFC 5280 §4.2.1.2) of a certificate as lowercase hex, or undefined:
+ * how certbound names a CA in its URLs (`/v1/ca/{key id}/crl`).
+ */
+export function subjectKeyIdHex(cert: X509Certificate): string | undefined {
+  const tbs = children(children(readTlv(cert.raw, 0))[0]!)
+  const exts = tbs.find((t) => t.tag === 0xa3)
+  if (!exts) return undefined
+  for (const ext of children(children(exts)[0]!)) {
+    const [id, ...rest] = children(ext)
+    if (oid(id!) !== '2.5.29.14') continue
+    const value = readTlv(rest.at(-1)!.body, 0)
+    return value.tag === 0x04 ? value.body.toString('hex') : undefined
+  }
+  return undefined
+}
+
+/**
  * Parses a DER CRL and checks that `issuer` signed it and is the issuer it names, and that it
  * carries a CRL number and a nextUpdate (RFC 5280 §5.1.2.5, §5.2.3). Its window and number are
  * for the caller to judge.

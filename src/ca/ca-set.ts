@@ -1,0 +1,163 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Clock } from '../clock.js'
+import { privateKeyFromPem } from '../crypto/keys.js'
+import type { KeyEncryptionKey } from '../crypto/sealing.js'
+import type { Store } from '../db/port.js'
+import type { IssuingCaRecord } from '../db/types.js'
+import { parseCertificate } from '../x509/certificate.js'
+import { derToPem } from '../x509/pem.js'
+import { PATHS, readDataFile } from './files.js'
+import {
+  caMaterialOf,
+  loadCaMaterial,
+  readBundle,
+  type CaEntry,
+  type CaMaterial,
+} from './material.js'
+
+/** The seal purpose of an issuing CA key kept in the database. */
+export const issuingKeyPurpose = (keyId: string) => `issuing-ca-key:${keyId}`
+
+export interface CaSetDeps {
+  readonly dataDir: string
+  readonly store: Store
+  readonly kek: KeyEncryptionKey
+  readonly clock: Clock
+}
+
+/**
+ * Every CA of this server, from the database (CONTRACT "Processes, replicas and storage"):
+ * init's root and first issuing CA (keys in data_dir files) and the issuing CAs rotations made
+ * (keys sealed in the database). `current` is the one that signs new certificates; the
+ * previous ones keep signing CRLs and OCSP answers for theirs. Every process reloads the set
+ * on its maintenance tick, so a rotation reaches every process and replica.
+ */
+export class CaSet implements CaMaterial {
+  #material: CaMaterial
+  #signature: string
+  #version = 0
+
+  private constructor(
+    private readonly deps: CaSetDeps,
+    material: CaMaterial,
+    signature: string,
+  ) {
+    this.#material = material
+    this.#signature = signature
+  }
+
+  /** Records the CA of data_dir in the database (first start, upgrade) and loads the set. */
+  static async open(deps: CaSetDeps): Promise<CaSet> {
+    let rows = await deps.store.issuingCas.list()
+    if (rows.length === 0) {
+      await recordFileCas(deps, loadCaMaterial(deps.dataDir))
+      rows = await deps.store.issuingCas.list()
+    }
+    const first = rows.find((r) => r.keyFile === PATHS.intermediateKey)
+    // Certificates written before v6 were all signed by init's issuing CA.
+    if (first) await deps.store.issuingCas.attributeUnassigned(first.keyId)
+    return new CaSet(deps, materialOf(deps, rows), signatureOf(rows))
+  }
+
+  /** Re-reads the set; true when it changed (a rotation, an import). */
+  async reload(): Promise<boolean> {
+    const rows = await this.deps.store.issuingCas.list()
+    const signature = signatureOf(rows)
+    if (signature === this.#signature) return false
+    this.#material = materialOf(this.deps, rows)
+    this.#signature = signature
+    this.#version++
+    return true
+  }
+
+  /** Bumped by every change `reload` adopted. */
+  get version(): number {
+    return this.#version
+  }
+  get root() {
+    return this.#material.root
+  }
+  get intermediate() {
+    return this.#material.intermediate
+  }
+  get issuer() {
+    return this.#material.issuer
+  }
+  get bundlePem() {
+    return this.#material.bundlePem
+  }
+  get intermediatePem() {
+    return this.#material.intermediatePem
+  }
+  get current() {
+    return this.#material.current
+  }
+  get cas() {
+    return this.#material.cas
+  }
+  get intermediatesPem() {
+    return this.#material.intermediatesPem
+  }
+  byKeyId(keyId: string): CaEntry | undefined {
+    return this.#material.byKeyId(keyId)
+  }
+}
+
+/** The root and first issuing CA of data_dir as database rows (of racing replicas, one adds). */
+async function recordFileCas(deps: CaSetDeps, files: CaMaterial): Promise<void> {
+  const now = deps.clock.now().getTime()
+  for (const ca of files.cas) {
+    const activatedAt = ca.kind === 'intermediate' ? now : null
+    await deps.store.issuingCas.add(
+      {
+        keyId: ca.keyId,
+        kind: ca.kind,
+        serial: ca.view.serialHex,
+        der: ca.view.der,
+        parentKeyId: ca.parentKeyId,
+        keyFile: ca.kind === 'root' ? PATHS.rootKey : PATHS.intermediateKey,
+        keySealed: null,
+        notBefore: ca.view.notBefore.getTime(),
+        notAfter: ca.view.notAfter.getTime(),
+        activatedAt,
+        revokedAt: null,
+        revocationReason: null,
+        createdAt: now,
+      },
+      null,
+      { actor: 'system', action: `ca.record_${ca.kind}`, subject: ca.view.serialHex },
+    )
+  }
+}
+
+function signatureOf(rows: readonly IssuingCaRecord[]): string {
+  return rows.map((r) => `${r.keyId}:${r.activatedAt}:${r.revokedAt}`).join(',')
+}
+
+function entryOf(deps: CaSetDeps, r: IssuingCaRecord): CaEntry {
+  const view = parseCertificate(r.der)
+  let keyPem: string | undefined
+  if (r.keySealed) keyPem = deps.kek.open(r.keySealed, issuingKeyPurpose(r.keyId)).toString()
+  else if (r.keyFile && existsSync(join(deps.dataDir, r.keyFile)))
+    keyPem = readDataFile(deps.dataDir, r.keyFile)
+  return {
+    keyId: r.keyId,
+    kind: r.kind,
+    view,
+    pem: derToPem(r.der, 'CERTIFICATE'),
+    issuer:
+      keyPem === undefined ? undefined : { certDer: r.der, privateKey: privateKeyFromPem(keyPem) },
+    parentKeyId: r.parentKeyId,
+    activatedAt: r.activatedAt,
+  }
+}
+
+function materialOf(deps: CaSetDeps, rows: readonly IssuingCaRecord[]): CaMaterial {
+  const entries = rows.map((r) => entryOf(deps, r))
+  const current = entries
+    .filter((e) => e.kind === 'intermediate' && e.activatedAt !== null)
+    .sort((a, b) => b.activatedAt! - a.activatedAt! || (a.keyId < b.keyId ? 1 : -1))[0]
+  if (!current) throw new Error('the database names no current issuing CA')
+  return caMaterialOf(entries, current, readBundle(deps.dataDir), deps.clock.now().getTime())
+}
