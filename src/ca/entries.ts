@@ -10,6 +10,8 @@ import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
 const MAX_DNS_NAMES = 100
+/** The longest renewal after expiry an entry may allow (CONTRACT "Lineages"). */
+const MAX_RENEW_AFTER_EXPIRY_MS = 24 * 3_600_000
 const DNS_NAME =
   /^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
 
@@ -19,6 +21,7 @@ export interface EntryView {
   readonly dns_names: readonly string[]
   readonly ttl: string | null
   readonly scopes: readonly string[] | null
+  readonly renew_after_expiry: string | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -31,6 +34,7 @@ export function entryView(e: EntryRecord): EntryView {
     dns_names: e.dnsNames,
     ttl: e.maxTtl?.text ?? null,
     scopes: e.scopes,
+    renew_after_expiry: e.renewAfterExpiry?.text ?? null,
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -43,6 +47,7 @@ export interface EntryInput {
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap
   readonly scopes?: readonly string[] | null
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 /** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
@@ -51,6 +56,7 @@ export interface EntryUpdate {
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 /** Registration entries and their join tokens (admin API). */
@@ -79,6 +85,7 @@ export class EntryService {
       dnsNames: checkDnsNames(input.dnsNames) ?? [],
       maxTtl: checkEntryTtl(input.ttl, config) ?? null,
       scopes: checkScopes(input.scopes) ?? null,
+      renewAfterExpiry: checkRenewAfterExpiry(input.renewAfterExpiry) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -92,6 +99,7 @@ export class EntryService {
         dns_names: entry.dnsNames,
         max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
+        renew_after_expiry: entry.renewAfterExpiry?.text ?? null,
       },
     })
     return created.catch((e: unknown) => {
@@ -117,6 +125,7 @@ export class EntryService {
       dnsNames: checkDnsNames(update.dnsNames),
       maxTtl: update.ttl === null ? null : checkEntryTtl(update.ttl, this.deps.config),
       scopes: checkScopes(update.scopes),
+      renewAfterExpiry: checkRenewAfterExpiry(update.renewAfterExpiry),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
@@ -130,6 +139,9 @@ export class EntryService {
         ...(patch.dnsNames !== undefined && { dns_names: patch.dnsNames }),
         ...(patch.maxTtl !== undefined && { ttl: patch.maxTtl?.text ?? null }),
         ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+        ...(patch.renewAfterExpiry !== undefined && {
+          renew_after_expiry: patch.renewAfterExpiry?.text ?? null,
+        }),
       },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
@@ -207,6 +219,15 @@ function checkScopes(value: readonly string[] | null | undefined): string[] | nu
     )
   }
   return [...new Set(value as string[])]
+}
+
+/** `renew_after_expiry`: null (off) or a grace of at most 24h after a certificate's notAfter. */
+function checkRenewAfterExpiry(value: TtlCap | null | undefined): TtlCap | null | undefined {
+  if (value === undefined || value === null) return value
+  if (value.ms > MAX_RENEW_AFTER_EXPIRY_MS) {
+    throw new CAError('ERR_BAD_REQUEST', '"renew_after_expiry" must be at most 24h')
+  }
+  return value
 }
 
 function checkEntryTtl(value: TtlCap | undefined, config: Config): TtlCap | undefined {

@@ -19,6 +19,9 @@ export interface LeafRequest {
   readonly entryId: string | null
   readonly renewedFrom: string | null
   readonly now: Date
+  /** Workload certificates: the lineage and the generation in it. */
+  readonly lineageId?: string | null
+  readonly generation?: number | null
 }
 
 /**
@@ -64,5 +67,7 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     renewedFrom: req.renewedFrom,
     der,
     issuedAt,
+    lineageId: req.lineageId ?? null,
+    generation: req.generation ?? null,
   }
 }

@@ -45,6 +45,9 @@ export const DEFAULTS = {
   // nextUpdate - thisUpdate; the CRL is rebuilt when half of it has passed.
   crl: { validity: '24h' },
   enrollment: { join_token_ttl: '1h', max_join_token_ttl: '30d' },
+  // A retired generation asking for a token within clone_grace is a process still holding the
+  // previous files, not a clone (CONTRACT "Lineages").
+  renewal: { clone_grace: '60s', require_new_key: true, max_lineage: 'off' },
   admin: { credential_ttl: '30d' },
   tokens: {
     access_token_ttl: '5m',

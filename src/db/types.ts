@@ -16,6 +16,8 @@ export interface EntryRecord {
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
+  /** How long after notAfter the current generation may still renew (null or absent: never). */
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 export type CertificateKind = 'workload' | 'admin' | 'server'
@@ -33,13 +35,29 @@ export interface NewCertificate {
   readonly renewedFrom: string | null
   readonly der: Uint8Array
   readonly issuedAt: number
+  /** Workload certificates: the lineage (an enrolment starts one) and the generation in it. */
+  readonly lineageId?: string | null
+  readonly generation?: number | null
 }
+
+/**
+ * A certificate's place in its lineage (LIFECYCLE "Generation"): `next` issued by a renewal and
+ * not used yet, `current` the one in use, `retired` superseded by the first use of the next one
+ * (or, revoked `superseded`, a next one replaced by a later renewal).
+ */
+export type GenerationState = 'current' | 'next' | 'retired'
 
 export interface CertificateRecord extends NewCertificate {
   readonly id: number
   readonly status: StoredStatus
   readonly revokedAt: number | null
   readonly revocationReason: string | null
+  readonly lineageId: string | null
+  readonly generation: number | null
+  readonly lineageState: GenerationState | null
+  readonly retiredAt: number | null
+  /** The peer address of the certificate's last recorded use (enrolment, renewal, token). */
+  readonly lastPeer: string | null
 }
 
 export interface AuditInput {
@@ -86,7 +104,29 @@ export interface RevokedEntry {
 
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
 export type CommitRefusalReason =
-  'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'
+  | 'join_token_spent'
+  | 'entry_disabled'
+  | 'key_compromised'
+  | 'parent_not_valid'
+  /** The public key is certified for another SPIFFE ID (LIFECYCLE invariant 12). */
+  | 'key_other_identity'
+  | 'lineage_revoked'
+  /** The parent was retired when the renewal committed: the lineage was contained with it. */
+  | 'clone_suspected'
+  /** Renewal after expiry: the proof's jti was used already. */
+  | 'proof_replayed'
+
+/** What a renewal commit needs beyond the certificate: the caller's address, the expiry grace. */
+export interface RenewalContext {
+  /** The peer address of the request (recorded as the parent's last use). */
+  readonly peer?: string | null
+  /** Renewal after expiry: the parent may be up to `graceMs` past notAfter; `jti` is spent. */
+  readonly afterExpiry?: {
+    readonly jti: string
+    readonly proofExpiresAt: number
+    readonly graceMs: number
+  }
+}
 
 // --- entries ---------------------------------------------------------------------------------
 
@@ -95,6 +135,7 @@ export interface EntryPatch {
   readonly dnsNames?: readonly string[]
   readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 export interface JoinTokenInput {
@@ -116,6 +157,7 @@ export type ListStatus = 'valid' | 'revoked' | 'expired'
 
 export interface CertificateQuery {
   readonly spiffeId?: string
+  readonly lineageId?: string
   readonly status?: ListStatus
   /** Opaque: a `nextCursor` this store returned; anything else is ERR_INVALID_CURSOR. */
   readonly cursor?: string
@@ -153,9 +195,14 @@ export interface FamilyRecord {
   readonly status: 'active' | 'revoked'
   readonly revokedReason: string | null
   readonly createdAt: number
+  /** The lineage the family follows, whichever of its generations it is bound to now. */
+  readonly lineageId?: string | null
 }
 
-export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason'>
+export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason'> & {
+  /** The peer address of the request (recorded as the certificate's last use). */
+  readonly peer?: string | null
+}
 
 export interface NewRefreshToken {
   readonly id: string
@@ -203,9 +250,52 @@ export interface RefreshCommitInput {
   readonly access: NewAccessToken
   readonly event: AuditInput
   readonly reuseEvent: AuditInput
+  readonly peer?: string | null
 }
 
 export type RefreshCommit = 'ok' | 'reused' | 'family_inactive'
+
+// --- lineages --------------------------------------------------------------------------------
+
+export interface LineageRecord {
+  readonly id: string
+  readonly spiffeId: string
+  readonly entryId: string | null
+  readonly status: 'active' | 'revoked'
+  readonly currentSerial: string | null
+  readonly nextSerial: string | null
+  readonly createdAt: number
+  readonly revokedAt: number | null
+  readonly revokedReason: string | null
+}
+
+/** A lineage with every certificate of it, by generation then issue order. */
+export interface LineageWithGenerations extends LineageRecord {
+  readonly generations: readonly CertificateRecord[]
+}
+
+/** The state of a next generation after its first use: current now, or not (and why). */
+export type PromotionResult = 'current' | 'retired' | 'revoked'
+
+/** A retired generation asking for what only the current one may (LIFECYCLE "use of a retired generation"). */
+export interface CloneSignal {
+  readonly serial: string
+  readonly request: 'renew' | 'token' | 'refresh'
+  /** The peer address of the request. */
+  readonly peer: string | null
+  readonly now: number
+  /** A refresh from another branch: the certificate the family was bound to. */
+  readonly branchSerial?: string
+}
+
+export interface LineageRevocation {
+  readonly lineageId: string
+  /** false: the lineage was revoked already; nothing changed. */
+  readonly changed: boolean
+  readonly serials: readonly string[]
+  readonly familiesRevoked: number
+  readonly accessTokensRevoked: number
+}
 
 // --- token-signing keys ----------------------------------------------------------------------
 

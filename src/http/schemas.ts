@@ -49,6 +49,7 @@ export const entryCreateBody = z.strictObject({
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  renew_after_expiry: duration.nullable().optional(),
 })
 
 export const entryPatchBody = z.strictObject({
@@ -56,6 +57,7 @@ export const entryPatchBody = z.strictObject({
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.nullable().optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  renew_after_expiry: duration.nullable().optional(),
 })
 
 export const joinTokenBody = z.strictObject({ ttl: duration.optional() })

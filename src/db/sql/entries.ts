@@ -18,6 +18,8 @@ function entryColumns(e: EntryRecord) {
     e.maxTtl?.text ?? null,
     e.scopes === null ? null : JSON.stringify(e.scopes),
     e.enabled ? 1 : 0,
+    e.renewAfterExpiry?.ms ?? null,
+    e.renewAfterExpiry?.text ?? null,
   ]
 }
 
@@ -54,8 +56,9 @@ export class SqlEntryStore implements EntryStore {
   async create(entry: EntryRecord, event: AuditInput): Promise<EntryRecord> {
     await this.db.transaction(async (tx) => {
       await tx.run(
-        `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, enabled, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, enabled,
+           renew_after_expiry_ms, renew_after_expiry, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [entry.id, entry.spiffeId, ...entryColumns(entry), entry.createdAt, entry.updatedAt],
       )
       await writeAudit(tx, entry.createdAt, event)
@@ -108,11 +111,13 @@ export class SqlEntryStore implements EntryStore {
         dnsNames: patch.dnsNames ?? before.dnsNames,
         maxTtl: patch.maxTtl === undefined ? before.maxTtl : patch.maxTtl,
         scopes: patch.scopes === undefined ? before.scopes : patch.scopes,
+        renewAfterExpiry:
+          patch.renewAfterExpiry === undefined ? before.renewAfterExpiry : patch.renewAfterExpiry,
         updatedAt: now,
       }
       await tx.run(
         `UPDATE entries SET dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, enabled = ?,
-           updated_at = ? WHERE id = ?`,
+           renew_after_expiry_ms = ?, renew_after_expiry = ?, updated_at = ? WHERE id = ?`,
         [...entryColumns(after), now, id],
       )
       await writeAudit(tx, now, event)

@@ -13,6 +13,8 @@ export interface EntryRow {
   enabled: number
   created_at: number
   updated_at: number
+  renew_after_expiry_ms: number | null
+  renew_after_expiry: string | null
 }
 
 export function toEntry(r: EntryRow): EntryRecord {
@@ -25,6 +27,10 @@ export function toEntry(r: EntryRow): EntryRecord {
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    renewAfterExpiry:
+      r.renew_after_expiry_ms === null
+        ? null
+        : { text: r.renew_after_expiry!, ms: r.renew_after_expiry_ms },
   }
 }
 
@@ -44,6 +50,11 @@ export interface CertificateRow {
   renewed_from: string | null
   der: Buffer
   issued_at: number
+  lineage_id: string | null
+  generation: number | null
+  lineage_state: CertificateRecord['lineageState']
+  retired_at: number | null
+  last_peer: string | null
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {
@@ -63,6 +74,11 @@ export function toCertificate(r: CertificateRow): CertificateRecord {
     renewedFrom: r.renewed_from,
     der: new Uint8Array(r.der),
     issuedAt: r.issued_at,
+    lineageId: r.lineage_id,
+    generation: r.generation,
+    lineageState: r.lineage_state,
+    retiredAt: r.retired_at,
+    lastPeer: r.last_peer,
   }
 }
 

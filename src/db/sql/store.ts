@@ -5,6 +5,7 @@ import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
 import { SqlLeaseStore } from './leases.js'
+import { SqlLineageStore } from './lineages.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -16,6 +17,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     audit: new SqlAuditStore(driver),
     entries: new SqlEntryStore(driver),
     certificates: new SqlCertificateStore(driver),
+    lineages: new SqlLineageStore(driver),
     crls: new SqlCrlStore(driver),
     tokens: new SqlTokenStore(driver),
     signingKeys: new SqlSigningKeyStore(driver),
