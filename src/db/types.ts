@@ -1,5 +1,7 @@
 /** Records as the repositories hand them to the domain: times are epoch milliseconds. */
 
+export type * from './lineage-types.js'
+
 export interface TtlCap {
   readonly text: string
   readonly ms: number
@@ -115,18 +117,6 @@ export type CommitRefusalReason =
   | 'clone_suspected'
   /** Renewal after expiry: the proof's jti was used already. */
   | 'proof_replayed'
-
-/** What a renewal commit needs beyond the certificate: the caller's address, the expiry grace. */
-export interface RenewalContext {
-  /** The peer address of the request (recorded as the parent's last use). */
-  readonly peer?: string | null
-  /** Renewal after expiry: the parent may be up to `graceMs` past notAfter; `jti` is spent. */
-  readonly afterExpiry?: {
-    readonly jti: string
-    readonly proofExpiresAt: number
-    readonly graceMs: number
-  }
-}
 
 // --- entries ---------------------------------------------------------------------------------
 
@@ -254,48 +244,6 @@ export interface RefreshCommitInput {
 }
 
 export type RefreshCommit = 'ok' | 'reused' | 'family_inactive'
-
-// --- lineages --------------------------------------------------------------------------------
-
-export interface LineageRecord {
-  readonly id: string
-  readonly spiffeId: string
-  readonly entryId: string | null
-  readonly status: 'active' | 'revoked'
-  readonly currentSerial: string | null
-  readonly nextSerial: string | null
-  readonly createdAt: number
-  readonly revokedAt: number | null
-  readonly revokedReason: string | null
-}
-
-/** A lineage with every certificate of it, by generation then issue order. */
-export interface LineageWithGenerations extends LineageRecord {
-  readonly generations: readonly CertificateRecord[]
-}
-
-/** The state of a next generation after its first use: current now, or not (and why). */
-export type PromotionResult = 'current' | 'retired' | 'revoked'
-
-/** A retired generation asking for what only the current one may (LIFECYCLE "use of a retired generation"). */
-export interface CloneSignal {
-  readonly serial: string
-  readonly request: 'renew' | 'token' | 'refresh'
-  /** The peer address of the request. */
-  readonly peer: string | null
-  readonly now: number
-  /** A refresh from another branch: the certificate the family was bound to. */
-  readonly branchSerial?: string
-}
-
-export interface LineageRevocation {
-  readonly lineageId: string
-  /** false: the lineage was revoked already; nothing changed. */
-  readonly changed: boolean
-  readonly serials: readonly string[]
-  readonly familiesRevoked: number
-  readonly accessTokensRevoked: number
-}
 
 // --- token-signing keys ----------------------------------------------------------------------
 
