@@ -26,10 +26,6 @@ ALTER TABLE certificates ADD COLUMN retired_at INTEGER;   -- when the next gener
 ALTER TABLE certificates ADD COLUMN last_peer TEXT;       -- the peer address of its last recorded use
 CREATE INDEX certificates_by_lineage ON certificates (lineage_id, generation);
 
--- A token family follows its lineage, whichever generation it is bound to now.
-ALTER TABLE token_families ADD COLUMN lineage_id TEXT REFERENCES lineages (id);
-CREATE INDEX token_families_by_lineage ON token_families (lineage_id) WHERE status = 'active';
-
 -- A public key is certified for one SPIFFE ID only (LIFECYCLE invariant 12): the primary key
 -- makes that hold for enrolments racing on several replicas.
 CREATE TABLE key_identities (
@@ -92,9 +88,6 @@ UPDATE certificates SET
       THEN NULL
     ELSE coalesce(revoked_at, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) END
 WHERE lineage_id IS NOT NULL;
-
-UPDATE token_families SET lineage_id =
-  (SELECT c.lineage_id FROM certificates c WHERE c.serial = token_families.cert_serial);
 
 INSERT INTO key_identities (spki_sha256, spiffe_id)
   SELECT c.spki_sha256, c.spiffe_id FROM certificates c

@@ -1,9 +1,6 @@
 import { X509Certificate } from 'node:crypto'
-import type { Clock } from '../clock.js'
-import type { Config } from '../config/load.js'
 import { jwsAlgFor, keyTypeOf } from '../crypto/keys.js'
 import { x5tS256 } from '../crypto/thumbprint.js'
-import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { verifyJwt } from '../tokens/jws.js'
@@ -22,11 +19,8 @@ const SKEW_S = 60
 const MAX_TOKEN_CHARS = 16_384
 const JTI = /^[\x21-\x7e]{1,256}$/
 
-export interface ExpiredRenewalDeps extends GenerationDeps {
-  readonly config: Config
-  readonly store: Store
-  readonly clock: Clock
-}
+/** Containment needs the same as the mTLS check (a retired generation's proof is a clone). */
+export type ExpiredRenewalDeps = GenerationDeps
 
 /** What an accepted proof authorises: a renewal of this certificate, spending this jti. */
 export interface ProvenCertificate {

@@ -185,11 +185,11 @@ export interface FamilyRecord {
   readonly status: 'active' | 'revoked'
   readonly revokedReason: string | null
   readonly createdAt: number
-  /** The lineage the family follows, whichever of its generations it is bound to now. */
+  /** The lineage it follows: that of the certificate it is bound to now. */
   readonly lineageId?: string | null
 }
 
-export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason'> & {
+export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason' | 'lineageId'> & {
   /** The peer address of the request (recorded as the certificate's last use). */
   readonly peer?: string | null
 }

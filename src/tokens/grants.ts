@@ -110,7 +110,6 @@ const clientCredentials: GrantHandler = async (client, form, deps, origin = {}) 
       certSerial: client.serial,
       scope,
       createdAt: now.getTime(),
-      lineageId: client.lineageId,
       peer: origin.peer ?? null,
     },
     rows.refresh,

@@ -193,7 +193,9 @@ describe('a round-one data_dir upgrades in place', () => {
     expect(r.generations).toHaveLength(3)
     expect((await lineageOf(s, chain.r!.serial)).status).toBe('active')
     // The round-one token family follows the workload's lineage.
-    const families = await s.query<{ lineage_id: string }>('SELECT lineage_id FROM token_families')
+    const families = await s.query<{ lineage_id: string }>(
+      'SELECT c.lineage_id FROM token_families f JOIN certificates c ON c.serial = f.cert_serial',
+    )
     expect(families.map((f) => f.lineage_id)).toContain(web.id)
   })
 

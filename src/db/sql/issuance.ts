@@ -117,7 +117,8 @@ async function endFamiliesOutsideScopes(
   if (!entry || entry.scopes === null) return
   const allowed = new Set(JSON.parse(entry.scopes) as string[])
   const families = await tx.all<{ id: string; scope: string | null }>(
-    `SELECT id, scope FROM token_families WHERE lineage_id = ? AND status = 'active'`,
+    `SELECT id, scope FROM token_families WHERE status = 'active'
+       AND cert_serial IN (SELECT serial FROM certificates WHERE lineage_id = ?)`,
     [c.lineageId ?? null],
   )
   const outside = families.filter((f) =>

@@ -161,15 +161,17 @@ export async function revokeLineageRows(
       details: { reason, lineage_id: lineage.id },
     })
   }
+  // A family follows its lineage: it is bound to one of the lineage's certificates, whichever.
+  const ofLineage = 'SELECT serial FROM certificates WHERE lineage_id = ?'
   familiesRevoked += await tx.run(
     `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = 'lineage_revoked'
-     WHERE lineage_id = ? AND status = 'active'`,
+     WHERE status = 'active' AND cert_serial IN (${ofLineage})`,
     [now, lineage.id],
   )
   accessTokensRevoked += await tx.run(
     `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
-       AND (cert_serial IN (SELECT serial FROM certificates WHERE lineage_id = ?)
-         OR family_id IN (SELECT id FROM token_families WHERE lineage_id = ?))`,
+       AND (cert_serial IN (${ofLineage})
+         OR family_id IN (SELECT id FROM token_families WHERE cert_serial IN (${ofLineage})))`,
     [now, now, lineage.id, lineage.id],
   )
   await tx.run(

@@ -22,6 +22,7 @@ interface FamilyRow {
   status: 'active' | 'revoked'
   revoked_reason: string | null
   created_at: number
+  /** The lineage of the certificate it is bound to (joined, not stored). */
   lineage_id: string | null
 }
 
@@ -120,8 +121,8 @@ export class SqlTokenStore implements TokenStore {
       if (!(await this.#certStillValid(tx, family.certSerial, access.issuedAt, family.peer)))
         return false
       await tx.run(
-        `INSERT INTO token_families (id, spiffe_id, entry_id, cert_serial, scope, created_at, lineage_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO token_families (id, spiffe_id, entry_id, cert_serial, scope, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
         [
           family.id,
           family.spiffeId,
@@ -129,7 +130,6 @@ export class SqlTokenStore implements TokenStore {
           family.certSerial,
           family.scope,
           family.createdAt,
-          family.lineageId ?? null,
         ],
       )
       await insertRefresh(tx, family.id, refresh)
@@ -149,8 +149,10 @@ export class SqlTokenStore implements TokenStore {
         used_at: number | null
       }
     >(
-      `SELECT r.id AS rid, r.token_hash, r.issued_at, r.expires_at, r.used_at, f.*
-       FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.id = ?`,
+      `SELECT r.id AS rid, r.token_hash, r.issued_at, r.expires_at, r.used_at, f.*,
+         c.lineage_id AS lineage_id
+       FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id
+       JOIN certificates c ON c.serial = f.cert_serial WHERE r.id = ?`,
       [id],
     )
     if (!row) return undefined
@@ -249,7 +251,11 @@ export class SqlTokenStore implements TokenStore {
   }
 
   async getFamily(id: string): Promise<FamilyRecord | undefined> {
-    const row = await this.db.get<FamilyRow>('SELECT * FROM token_families WHERE id = ?', [id])
+    const row = await this.db.get<FamilyRow>(
+      `SELECT f.*, c.lineage_id AS lineage_id FROM token_families f
+       JOIN certificates c ON c.serial = f.cert_serial WHERE f.id = ?`,
+      [id],
+    )
     return row && toFamily(row)
   }
 

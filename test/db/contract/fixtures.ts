@@ -115,7 +115,6 @@ export async function family(store: Store, c: NewCertificate, now = NOW) {
       certSerial: c.serial,
       scope: null,
       createdAt: now,
-      lineageId: c.lineageId ?? null,
     },
     refresh,
     access,

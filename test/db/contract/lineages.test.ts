@@ -284,7 +284,6 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
         certSerial: certs[0]!.serial,
         scope: null,
         createdAt: NOW,
-        lineageId: certs[0]!.lineageId,
         peer: '203.0.113.9',
       },
       { id: `r-${randomUUID()}`, hash: 'h', issuedAt: NOW, expiresAt: NOW + 60_000 },
@@ -319,7 +318,6 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
           certSerial: c.serial,
           scope,
           createdAt: NOW,
-          lineageId: c.lineageId,
         },
         { id: `r-${randomUUID()}`, hash: 'h', issuedAt: NOW, expiresAt: NOW + 60_000 },
         {
