@@ -14,6 +14,7 @@ const POSTGRES_SUITES = [
   'test/tokens/*.test.ts',
   'test/http/*.test.ts',
   'test/est/*.test.ts',
+  'test/lineage/*.test.ts',
 ]
 
 export default defineConfig({

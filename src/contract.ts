@@ -13,6 +13,9 @@ export interface CertificateResponse {
   readonly chain: string
   readonly not_before: string
   readonly not_after: string
+  /** The lineage (CONTRACT "Lineages") and this certificate's generation in it (1 at enrolment). */
+  readonly lineage_id: string | null
+  readonly generation: number | null
 }
 
 /** RFC 6749 §5.1 token response (certbound always returns a refresh token). */

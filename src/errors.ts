@@ -18,6 +18,10 @@ export type CAErrorCode =
   | 'ERR_ENTRY_DISABLED'
   | 'ERR_CERT_REVOKED'
   | 'ERR_CERT_EXPIRED'
+  | 'ERR_CERT_SUPERSEDED' // a retired generation of its lineage (a newer certificate is in use)
+  | 'ERR_CLONE_SUSPECTED' // a retired generation was used where only the current may: lineage revoked
+  | 'ERR_LINEAGE_TOO_OLD' // renewal.max_lineage: enrol again
+  | 'ERR_PROOF_INVALID' // renewal after expiry: a proof of possession that does not hold
   | 'ERR_PAYLOAD_TOO_LARGE'
   | 'ERR_UNSUPPORTED_MEDIA_TYPE' // a body of a content type the route does not take
   | 'ERR_CA_EXISTS'

@@ -8,9 +8,10 @@ import type { TokenResponse } from './api.js'
 import { credentialFromResponse, newKeyAndCsr } from './credential.js'
 import type { Credential } from './credential.js'
 import { CrlKeeper } from './crls.js'
-import { AgentFailure, ServerError, toFailure } from './errors.js'
+import { AgentFailure, ServerError, cloneFailure, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
 import { generationFiles, publishGeneration, publishedKey, runExecHook } from './publish.js'
+import { renewalProof } from './proof.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
 import type { AgentOptions } from './options.js'
@@ -42,6 +43,8 @@ export class WorkloadAgent {
   #anchors: X509Certificate[]
   #joinToken: string | undefined
   #cred: Credential | undefined
+  /** A renewed credential not published yet: in the state from before its first use. */
+  #pending: Credential | undefined
   #token: AccessToken | undefined
   #refreshToken: string | undefined
   #renewAt = 0
@@ -98,6 +101,7 @@ export class WorkloadAgent {
     if (existing === undefined) return this.#enrol(`no certificate in ${this.#o.outDir}`)
     const { cred, receiptKnown, token, refreshToken, bundlePem, crlsPem } = existing
     this.#cred = cred
+    if (existing.pending) this.#pending = cred
     this.#token = token
     this.#refreshToken = refreshToken
     // A bundle published earlier counts only as far as --ca-bundle vouches for it.
@@ -126,7 +130,7 @@ export class WorkloadAgent {
     const expiry = this.#token?.expiresAt
     const early = !first && tokenDue && expiry !== undefined && this.#renewAt <= expiry
     if (now >= cred.notAfter) {
-      await this.#enrol(`the certificate ${cred.serial} expired at ${iso(cred.notAfter)}`)
+      await this.#renewExpired(cred)
     } else if (now >= this.#renewAt || early) {
       await this.#renew(cred)
     }
@@ -193,6 +197,49 @@ export class WorkloadAgent {
     )
   }
 
+  /**
+   * The certificate expired (the agent was stopped, say): renew after expiry with a proof of
+   * possession by its key, if its entry allows that (CONTRACT "Lineages"); else enrol with the
+   * join token, if there is one.
+   */
+  async #renewExpired(cred: Credential): Promise<void> {
+    const why = `the certificate ${cred.serial} expired at ${iso(cred.notAfter)}`
+    const { keyType, spiffeId, dnsNames, ttl } = this.#o
+    let next: Credential
+    try {
+      next = await this.#retry(
+        'renew after expiry',
+        async () => {
+          const audience = `${await this.#api.issuer()}/v1/renew`
+          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
+          const proof = renewalProof(cred, audience, spiffeId)
+          const res = await this.#api.renewAfterExpiry(proof, csr, ttl)
+          return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
+        },
+        this.#policy(Infinity, Math.max(1000, cred.notAfter - cred.receivedAt)),
+      )
+    } catch (e) {
+      if (e instanceof ServerError && e.cloneSuspected) throw cloneFailure(e)
+      if (!(e instanceof ServerError) || e.retryable) throw e
+      this.#log.info(`${why}; renewal after expiry refused (${e.message})`)
+      return this.#enrol(why)
+    }
+    await this.#switchTo(next)
+    this.#log.info(
+      { serial: next.serial, previous_serial: cred.serial, not_after: iso(next.notAfter) },
+      'renewed the certificate after expiry',
+    )
+  }
+
+  /**
+   * Switches to a renewed credential: kept in the state before anything uses it, then the only
+   * one used — the one before is retired at the server by its first use.
+   */
+  async #switchTo(next: Credential): Promise<void> {
+    this.#pending = next
+    await this.#adopt(next)
+  }
+
   /** Renews over mTLS with the current certificate and a new key. */
   async #renew(cred: Credential): Promise<void> {
     const { keyType, spiffeId, dnsNames, ttl } = this.#o
@@ -208,6 +255,7 @@ export class WorkloadAgent {
         this.#policy(cred.notAfter, cred.notAfter - cred.receivedAt),
       )
     } catch (e) {
+      if (e instanceof ServerError && e.cloneSuspected) throw cloneFailure(e)
       if (e instanceof ServerError && e.credentialRefused) return this.#certificateRefused(e)
       if (e instanceof ServerError && e.retryable && !this.#o.once) {
         throw new AgentFailure(
@@ -218,7 +266,7 @@ export class WorkloadAgent {
       }
       throw e
     }
-    await this.#adopt(next)
+    await this.#switchTo(next)
     this.#log.info(
       {
         serial: next.serial,
@@ -231,6 +279,8 @@ export class WorkloadAgent {
   }
 
   async #certificateRefused(e: ServerError): Promise<void> {
+    // Two holders of this lineage: no automatic re-enrolment; an operator decides which is real.
+    if (e.cloneSuspected) throw cloneFailure(e)
     const serial = this.#cred!.serial
     const why = `the server refused the certificate ${serial} (${e.message})`
     if (this.#joinToken === undefined) {
@@ -320,7 +370,7 @@ export class WorkloadAgent {
   #saveState(): Promise<void> {
     return saveState(
       this.#o.outDir,
-      stateOf(this.#cred, this.#token, this.#refreshToken, this.#crlNumbers),
+      stateOf(this.#cred, this.#token, this.#refreshToken, this.#crlNumbers, this.#pending),
     )
   }
 
@@ -337,6 +387,11 @@ export class WorkloadAgent {
       this.#o.fileAccess,
     )
     this.#published = key
+    if (this.#pending?.thumbprint === cred.thumbprint) {
+      // Published: the generation on disk is the one to go on with from now on.
+      this.#pending = undefined
+      await this.#saveState()
+    }
     const withToken = files['token.json'] !== undefined
     this.#log.info(
       { generation: name, serial: cred.serial, token: withToken, crls: this.#crls.key() },

@@ -33,7 +33,10 @@ function transportReason(e: unknown): string {
 }
 
 /** The server's own reason: problem+json `detail`, OAuth `error_description`, or the text. */
-function serverReason(status: number, text: string): { reason: string; oauthError?: string } {
+function serverReason(
+  status: number,
+  text: string,
+): { reason: string; oauthError?: string; code?: string } {
   let body: Record<string, unknown> | undefined
   try {
     body = JSON.parse(text) as Record<string, unknown>
@@ -47,7 +50,8 @@ function serverReason(status: number, text: string): { reason: string; oauthErro
   }
   if (body && typeof body.detail === 'string') {
     const title = typeof body.title === 'string' ? ` ${body.title}` : ''
-    return { reason: `${status}${title}: ${body.detail}` }
+    const code = typeof body.code === 'string' ? body.code : undefined
+    return { reason: `${status}${title}: ${body.detail}`, ...(code && { code }) }
   }
   const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200)
   return { reason: snippet ? `${status}: ${snippet}` : `HTTP ${status}` }
@@ -93,6 +97,36 @@ export class CaApi {
       credential: current,
       json: { csr, ...(ttl ? { ttl } : {}) },
     })
+  }
+
+  /**
+   * `POST /v1/renew` without a client certificate: renewal after expiry, with a proof of
+   * possession by the expired certificate's key (see proof.ts).
+   */
+  renewAfterExpiry(
+    proof: string,
+    csr: string,
+    ttl: string | undefined,
+  ): Promise<CertificateResponse> {
+    return this.call({
+      operation: 'renew after expiry',
+      method: 'POST',
+      path: '/v1/renew',
+      headers: { authorization: `Bearer ${proof}` },
+      json: { csr, ...(ttl ? { ttl } : {}) },
+    })
+  }
+
+  /** The server's OAuth issuer (RFC 8414 metadata): the audience of a renewal proof names it. */
+  async issuer(): Promise<string> {
+    const doc = await this.call<{ issuer?: unknown }>({
+      operation: 'metadata',
+      method: 'GET',
+      path: '/.well-known/oauth-authorization-server',
+    })
+    if (typeof doc.issuer !== 'string')
+      throw new ServerError('metadata', 200, 'metadata: the answer names no issuer')
+    return doc.issuer
   }
 
   /** `POST /oauth/token` over mTLS (RFC 8705 tls_client_auth). */
@@ -170,8 +204,9 @@ export class CaApi {
         })
       }
       if (status < 200 || status > 299) {
-        const { reason, oauthError } = serverReason(status, text)
-        throw new ServerError(c.operation, status, `${c.operation}: ${reason}`, oauthError)
+        const { reason, oauthError, code } = serverReason(status, text)
+        const message = `${c.operation}: ${reason}`
+        throw new ServerError(c.operation, status, message, oauthError, undefined, code)
       }
       if (!json) return text as T
       try {

@@ -25,9 +25,15 @@ For a TLS terminator running as another user: --group GROUP gives every file of 
 to GROUP and makes key.pem 0640 (--mode 0440 or 0640; never readable by others, never
 writable by the group). The agent's user must be a member of GROUP (or root).
 
+A renewed certificate is kept in DIR/..state before its first use, and from then on is the only
+one the agent uses: the server retires the one before at that first use (CONTRACT "Lineages").
+A certificate that expired while the agent was stopped is renewed after expiry (a proof signed
+with its key) when its entry allows it (renew_after_expiry), else the join token is needed.
+
 Exit codes: 0 done (--once) or stopped by SIGTERM/SIGINT; 1 server unreachable or failing
 (retry later); 2 bad flags or output directory; 3 credential refused (revoked, expired, unknown
-certificate or join token): enrol again with a new join token.`
+certificate or join token, or "lineage revoked: suspected clone": another host used this
+credential): enrol again with a new join token.`
 
 /** `certbound agent`: enrol, renew and refresh a workload's certificate and token. */
 export function agentCommand(): Command {

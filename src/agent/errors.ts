@@ -2,8 +2,8 @@
  * Why the agent stopped, and its exit code:
  * - `unavailable` (1): the server could not be reached or failed; trying again later may work.
  * - `usage` (2): bad flags or an output directory that belongs to another identity.
- * - `refused` (3): the server refused the credential (revoked, expired, unknown, entry disabled)
- *   or the join token; only a new join token helps.
+ * - `refused` (3): the server refused the credential (revoked, expired, unknown, entry disabled,
+ *   its lineage revoked as a suspected clone) or the join token; only a new join token helps.
  * - `interrupted` (1): SIGTERM/SIGINT arrived during a `--once` run.
  */
 export type FailureKind = 'unavailable' | 'usage' | 'refused' | 'interrupted'
@@ -44,6 +44,8 @@ export class ServerError extends Error {
     message: string,
     readonly oauthError?: string,
     options?: { cause?: unknown },
+    /** The problem+json `code` of a CA route's refusal. */
+    readonly problemCode?: string,
   ) {
     super(message, options)
   }
@@ -56,13 +58,34 @@ export class ServerError extends Error {
 
   /** The server refused the credential presented (certificate or join token). */
   get credentialRefused(): boolean {
-    return this.status === 401
+    return this.status === 401 || this.problemCode === 'ERR_LINEAGE_TOO_OLD'
   }
+
+  /**
+   * The server saw two holders of this lineage and revoked it (CONTRACT "Lineages"): 403
+   * `clone_suspected` on CA routes, `invalid_client` naming it on the token endpoint.
+   */
+  get cloneSuspected(): boolean {
+    if (this.problemCode === 'clone_suspected') return true
+    return this.oauthError === 'invalid_client' && /suspected clone/.test(this.message)
+  }
+}
+
+/** The one line an operator gets after a clone alarm (see README "Cloned credentials"). */
+export function cloneFailure(e: ServerError): AgentFailure {
+  return new AgentFailure(
+    'refused',
+    `lineage revoked: suspected clone (${e.message}); another host used this credential. ` +
+      'Find out which host is the real workload (audit event lineage.clone_detected), then ' +
+      'enrol it again with a new join token',
+    { cause: e },
+  )
 }
 
 /** Maps anything thrown to a one-line `AgentFailure`. */
 export function toFailure(e: unknown): AgentFailure {
   if (e instanceof AgentFailure) return e
+  if (e instanceof ServerError && e.cloneSuspected) return cloneFailure(e)
   if (e instanceof ServerError) {
     return new AgentFailure(e.retryable ? 'unavailable' : 'refused', e.message, { cause: e })
   }

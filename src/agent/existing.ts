@@ -18,6 +18,8 @@ export interface Existing {
   readonly bundlePem: string | undefined
   /** The CRLs published before (`crls.pem`), kept until fresh ones are fetched. */
   readonly crlsPem: string | undefined
+  /** The credential is a renewal not published yet (see `AgentState.pending`). */
+  readonly pending?: boolean
 }
 
 function receivedAt(state: AgentState, thumbprint: string): number | undefined {
@@ -35,6 +37,23 @@ function tokenOf(state: AgentState, json: string | undefined, cred: Credential) 
     if (typeof doc.access_token !== 'string' || !Number.isFinite(expiresAt + at)) return undefined
     if (doc['x5t#S256'] !== cred.thumbprint) return undefined
     return { accessToken: doc.access_token, expiresAt, receivedAt: at, thumbprint: cred.thumbprint }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A renewed credential the state kept before its first use, unless it is the published one
+ * already. It wins over the published generation: that one may be retired by now.
+ */
+function pendingOf(state: AgentState, options: AgentOptions, published: string | undefined) {
+  const p = state.pending
+  if (typeof p !== 'object' || p === null) return undefined
+  try {
+    const at = Date.parse(p.received_at)
+    const pems = { certPem: p.cert_pem, chainPem: p.chain_pem, keyPem: p.key_pem }
+    const cred = toCredential(pems, options.spiffeId, Number.isFinite(at) ? at : 0)
+    return cred.thumbprint === published ? undefined : cred
   } catch {
     return undefined
   }
@@ -72,6 +91,22 @@ export async function loadExisting(
       'usage',
       `${dir} holds a certificate that cannot be used: ${(e as Error).message}`,
     )
+  }
+  const pending = pendingOf(state, options, cred.thumbprint)
+  if (pending !== undefined) {
+    log.info(
+      { serial: pending.serial, published_serial: cred.serial },
+      'going on with the certificate renewed before the last stop (not published yet)',
+    )
+    return {
+      cred: pending,
+      receiptKnown: pending.receivedAt > 0,
+      token: undefined,
+      refreshToken: typeof state.refresh_token === 'string' ? state.refresh_token : undefined,
+      bundlePem: files['bundle.pem'],
+      crlsPem: files['crls.pem'],
+      pending: true,
+    }
   }
   const at = receivedAt(state, cred.thumbprint)
   if (at === undefined) {

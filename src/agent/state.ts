@@ -30,6 +30,17 @@ export interface AgentState {
    */
   readonly refresh_token?: string
   /**
+   * A renewed certificate (and its key) not published yet: saved before its first use, so a
+   * restart goes on with it and never falls back to the generation it retires (CONTRACT
+   * "Lineages": a retired generation asking to renew is taken for a clone).
+   */
+  readonly pending?: {
+    readonly cert_pem: string
+    readonly chain_pem: string
+    readonly key_pem: string
+    readonly received_at: string
+  }
+  /**
    * The highest CRL number seen per issuing CA (SHA-256 fingerprint → decimal): an older CRL
    * is a replay (by a server holding a stolen, revoked server key) and is refused.
    */
@@ -38,7 +49,7 @@ export interface AgentState {
 
 export const STATE_DIR = '..state'
 const STATE_FILE = 'agent.json'
-const SECRETS = 'the refresh token and CRL numbers'
+const SECRETS = 'the refresh token, a pending key and CRL numbers'
 
 /**
  * Reads the state; a missing or unreadable file is an empty state (reported via `onProblem`).
@@ -100,6 +111,7 @@ export function stateOf(
   token: AccessToken | undefined,
   refreshToken: string | undefined,
   crlNumbers: ReadonlyMap<string, bigint> = new Map(),
+  pending?: Credential,
 ): AgentState {
   return {
     ...(cred && {
@@ -117,6 +129,14 @@ export function stateOf(
       },
     }),
     ...(refreshToken !== undefined && { refresh_token: refreshToken }),
+    ...(pending && {
+      pending: {
+        cert_pem: pending.certPem,
+        chain_pem: pending.chainPem,
+        key_pem: pending.keyPem,
+        received_at: iso(pending.receivedAt),
+      },
+    }),
     ...(crlNumbers.size > 0 && {
       crl_numbers: Object.fromEntries([...crlNumbers].map(([k, n]) => [k, n.toString()])),
     }),

@@ -1,10 +1,11 @@
+import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import type { Store } from '../db/port.js'
 import type {
   CertificateRecord,
-  CommitRefusalReason,
   EntryRecord,
+  LineageWithGenerations,
   NewCertificate,
 } from '../db/types.js'
 import { CAError } from '../errors.js'
@@ -13,10 +14,13 @@ import { sha256Hex } from '../crypto/thumbprint.js'
 import { parseCsrDer } from '../x509/csr.js'
 import { LintError } from '../x509/lint.js'
 import type { CrlPublisher } from './crl.js'
+import { cloneSuspected } from './generations.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
 import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import type { RevocationReasonName } from './reasons.js'
+import { refusalError } from './refusals.js'
+import { checkKeyForIdentity, checkLineageRenewable } from './renewal-policy.js'
 
 export interface AuthorityDeps {
   readonly config: Config
@@ -38,6 +42,17 @@ export interface CertificateRequest {
 export interface JoinTokenGrant {
   readonly joinTokenId: string
   readonly entry: EntryRecord
+}
+
+/** Where a request came from: its peer address is recorded as the certificate's last use. */
+export interface RequestOrigin {
+  readonly peer?: string | null
+}
+
+/** A renewal after expiry: the proof's jti (single use until the proof's exp). */
+export interface ExpiredRenewalProof {
+  readonly jti: string
+  readonly expiresAt: number
 }
 
 /** A certificate just issued, with the chain of the CA that issued it (PEM, leaf side first). */
@@ -72,7 +87,11 @@ export class Authority {
   }
 
   /** Enrolment with a one-time join token (LIFECYCLE "enrol"). */
-  async enroll(grant: JoinTokenGrant, request: CertificateRequest): Promise<IssuedCertificate> {
+  async enroll(
+    grant: JoinTokenGrant,
+    request: CertificateRequest,
+    origin: RequestOrigin = {},
+  ): Promise<IssuedCertificate> {
     const { store, clock } = this.deps
     const now = clock.now()
     const { entry } = grant
@@ -84,6 +103,7 @@ export class Authority {
       details: {
         spiffe_id: entry.spiffeId,
         entry_id: entry.id,
+        lineage_id: issued.lineageId,
         not_after: new Date(issued.notAfter).toISOString(),
       },
     }
@@ -96,17 +116,24 @@ export class Authority {
       issued,
       event,
       clock.now().getTime(),
+      origin.peer ?? null,
     )
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }
 
-  /** Renewal over mTLS with the current certificate (LIFECYCLE "renew"). */
+  /**
+   * Renewal with the current generation of its lineage (LIFECYCLE "renew"): over mTLS, or with
+   * a proof of possession by an expired certificate (`proof`, see expired-renewal.ts). It re-runs
+   * the whole issuance policy: entry enabled, DNS names still allowed, ttl caps, key types, a
+   * new key (renewal.require_new_key) certified for no other identity, the lineage's age.
+   */
   async renew(
     presented: CertificateRecord,
     request: CertificateRequest,
+    origin: RequestOrigin & { proof?: ExpiredRenewalProof } = {},
   ): Promise<IssuedCertificate> {
-    const { store, clock } = this.deps
+    const { store, clock, config } = this.deps
     const now = clock.now()
     if (
       presented.kind !== 'workload' ||
@@ -122,13 +149,12 @@ export class Authority {
     if (!entry || !entry.enabled) {
       throw new CAError('ERR_ENTRY_DISABLED', `the entry for ${presented.spiffeId} is disabled`)
     }
-    const issued = await this.#issueFromCsr(
-      request,
-      entryGrant(entry),
-      entry,
-      presented.serial,
-      now,
+    checkLineageRenewable(
+      await store.lineages.find(presented.lineageId ?? ''),
+      config,
+      now.getTime(),
     )
+    const issued = await this.#issueFromCsr(request, entryGrant(entry), entry, presented, now)
     const event = {
       actor: presented.spiffeId,
       action: 'certificate.renew',
@@ -136,12 +162,30 @@ export class Authority {
       details: {
         spiffe_id: presented.spiffeId,
         renewed_from: presented.serial,
+        lineage_id: issued.lineageId,
+        generation: issued.generation,
         not_after: new Date(issued.notAfter).toISOString(),
+        ...(origin.proof && { after_expiry: true }),
       },
     }
-    // Re-checked in the transaction (parent still valid, entry enabled, key not compromised):
-    // a revocation while we signed must win, and will have time to when signing is async.
-    const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime())
+    // Re-checked in the transaction (parent still the current generation and valid, entry
+    // enabled, key not compromised): a revocation, or the first use of another generation,
+    // while we signed must win, and will have time to when signing is async.
+    const { proof } = origin
+    const refusal = await store.certificates.commitRenewal(issued, event, clock.now().getTime(), {
+      peer: origin.peer ?? null,
+      ...(proof && {
+        afterExpiry: {
+          jti: proof.jti,
+          proofExpiresAt: proof.expiresAt,
+          graceMs: entry.renewAfterExpiry?.ms ?? 0,
+        },
+      }),
+    })
+    if (refusal === 'clone_suspected') {
+      await this.deps.crl.refresh().catch(() => undefined)
+      throw cloneSuspected(presented)
+    }
     if (refusal) throw refusalError(refusal)
     return this.#response(issued)
   }
@@ -170,23 +214,41 @@ export class Authority {
     return (await store.certificates.get(serial))!
   }
 
+  /** Revokes a lineage with its certificates and tokens (admin); idempotent. */
+  async revokeLineage(
+    id: string,
+    reason: RevocationReasonName,
+    actor: string,
+  ): Promise<LineageWithGenerations> {
+    const { store, clock, crl } = this.deps
+    const result = await store.lineages.revoke(id, reason, clock.now().getTime(), actor)
+    if (!result) throw new CAError('ERR_NOT_FOUND', `no lineage with id ${id}`)
+    if (result.changed) await crl.refresh().catch(() => undefined)
+    return (await store.lineages.get(id))!
+  }
+
   async #issueFromCsr(
     request: CertificateRequest,
     grant: Grant,
     entry: EntryRecord,
-    renewedFrom: string | null,
+    parent: CertificateRecord | null,
     now: Date,
   ): Promise<NewCertificate> {
     const { config, store, ca } = this.deps
     const csr = parseCsrDer(request.csr)
     validateCsr(csr, grant, config)
     const ttlMs = resolveTtl(request.ttlMs, grant, config)
-    if (await store.certificates.isKeyCompromised(sha256Hex(csr.spkiDer))) {
+    const spki = sha256Hex(csr.spkiDer)
+    if (await store.certificates.isKeyCompromised(spki)) {
       throw new CAError(
         'ERR_POLICY_DENIED',
         'this public key was revoked for keyCompromise and is refused; generate a new key',
       )
     }
+    checkKeyForIdentity(spki, grant.spiffeId, await store.certificates.keyIdentity(spki), {
+      parent,
+      requireNewKey: config.renewal.requireNewKey,
+    })
     try {
       return issueLeaf(ca, config, {
         kind: 'workload',
@@ -195,9 +257,12 @@ export class Authority {
         dnsNames: uniqueDnsNames(csr.dnsNames),
         ttlMs,
         entryId: entry.id,
-        renewedFrom,
+        renewedFrom: parent?.serial ?? null,
         now,
         subjectCn: entry.subjectCn ?? null,
+        // An enrolment starts a lineage; a renewal is its next generation.
+        lineageId: parent ? parent.lineageId : randomUUID(),
+        generation: parent ? (parent.generation ?? 0) + 1 : 1,
       })
     } catch (e) {
       if (!(e instanceof LintError)) throw e
@@ -224,27 +289,5 @@ function entryGrant(entry: EntryRecord): Grant {
     spiffeId: entry.spiffeId,
     allowedDnsNames: entry.dnsNames,
     entryMaxTtlMs: entry.maxTtl?.ms ?? null,
-  }
-}
-
-function refusalError(reason: CommitRefusalReason): CAError {
-  switch (reason) {
-    case 'join_token_spent':
-      return new CAError(
-        'ERR_JOIN_TOKEN_INVALID',
-        'the join token is unknown, already used or expired',
-      )
-    case 'entry_disabled':
-      return new CAError('ERR_ENTRY_DISABLED', 'the entry was disabled')
-    case 'key_compromised':
-      return new CAError(
-        'ERR_POLICY_DENIED',
-        'this public key was revoked for keyCompromise and is refused',
-      )
-    case 'parent_not_valid':
-      return new CAError(
-        'ERR_CLIENT_CERT_REQUIRED',
-        'the presented certificate was revoked or expired',
-      )
   }
 }

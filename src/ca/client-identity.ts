@@ -1,19 +1,27 @@
 import type { X509Certificate } from 'node:crypto'
-import type { Clock } from '../clock.js'
 import { x5tS256 } from '../crypto/thumbprint.js'
-import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import {
+  checkGeneration,
+  isSupersededNext,
+  type GenerationDeps,
+  type Presentation,
+} from './generations.js'
+
+const ANY_USE: Presentation = { use: 'other', peer: null }
 
 /**
  * The mTLS identity of a request (CONTRACT "mTLS"): a peer certificate that chained to our
  * CA in the handshake, is inside its validity window now, and is known and `valid` in the
  * database — checked on every request, because a keep-alive connection outlives both
- * expiry and revocation.
+ * expiry and revocation. A workload certificate must also be the current generation of its
+ * lineage, or the next one at its first use (see generations.ts).
  */
 export async function authenticateClientCertificate(
   peer: { authorized: boolean; certificate: X509Certificate | undefined },
-  deps: { store: Store; clock: Clock },
+  deps: GenerationDeps,
+  presentation: Presentation = ANY_USE,
 ): Promise<CertificateRecord> {
   const cert = peer.certificate
   if (!cert)
@@ -32,7 +40,8 @@ export async function authenticateClientCertificate(
   if (!record || record.thumbprint !== x5tS256(cert.raw)) {
     throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is not known to this CA')
   }
-  if (record.status !== 'valid')
+  // A superseded next generation counts as retired: its use may be a clone's (below).
+  if (record.status !== 'valid' && !isSupersededNext(record))
     throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is revoked')
   const now = deps.clock.now().getTime()
   if (now < record.notBefore || now >= record.notAfter) {
@@ -41,5 +50,5 @@ export async function authenticateClientCertificate(
       'the client certificate has expired or is not yet valid',
     )
   }
-  return record
+  return checkGeneration(record, presentation, deps)
 }

@@ -10,6 +10,8 @@ import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
 const MAX_DNS_NAMES = 100
+/** The longest renewal after expiry an entry may allow (CONTRACT "Lineages"). */
+const MAX_RENEW_AFTER_EXPIRY_MS = 24 * 3_600_000
 const DNS_NAME =
   /^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
 
@@ -20,6 +22,7 @@ export interface EntryView {
   readonly ttl: string | null
   readonly scopes: readonly string[] | null
   readonly subject_cn: string | null
+  readonly renew_after_expiry: string | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -33,6 +36,7 @@ export function entryView(e: EntryRecord): EntryView {
     ttl: e.maxTtl?.text ?? null,
     scopes: e.scopes,
     subject_cn: e.subjectCn ?? null,
+    renew_after_expiry: e.renewAfterExpiry?.text ?? null,
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -46,6 +50,7 @@ export interface EntryInput {
   readonly ttl?: TtlCap
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 /** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
@@ -55,6 +60,7 @@ export interface EntryUpdate {
   readonly ttl?: TtlCap | null
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string | null
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 /** Registration entries and their join tokens (admin API). */
@@ -84,6 +90,7 @@ export class EntryService {
       maxTtl: checkEntryTtl(input.ttl, config) ?? null,
       scopes: checkScopes(input.scopes) ?? null,
       subjectCn: input.subjectCn ?? null,
+      renewAfterExpiry: checkRenewAfterExpiry(input.renewAfterExpiry) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -97,6 +104,7 @@ export class EntryService {
         dns_names: entry.dnsNames,
         max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
+        renew_after_expiry: entry.renewAfterExpiry?.text ?? null,
       },
     })
     return created.catch((e: unknown) => {
@@ -123,6 +131,7 @@ export class EntryService {
       maxTtl: update.ttl === null ? null : checkEntryTtl(update.ttl, this.deps.config),
       scopes: checkScopes(update.scopes),
       subjectCn: update.subjectCn,
+      renewAfterExpiry: checkRenewAfterExpiry(update.renewAfterExpiry),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
@@ -137,6 +146,9 @@ export class EntryService {
         ...(patch.maxTtl !== undefined && { ttl: patch.maxTtl?.text ?? null }),
         ...(patch.scopes !== undefined && { scopes: patch.scopes }),
         ...(patch.subjectCn !== undefined && { subject_cn: patch.subjectCn }),
+        ...(patch.renewAfterExpiry !== undefined && {
+          renew_after_expiry: patch.renewAfterExpiry?.text ?? null,
+        }),
       },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
@@ -214,6 +226,15 @@ function checkScopes(value: readonly string[] | null | undefined): string[] | nu
     )
   }
   return [...new Set(value as string[])]
+}
+
+/** `renew_after_expiry`: null (off) or a grace of at most 24h after a certificate's notAfter. */
+function checkRenewAfterExpiry(value: TtlCap | null | undefined): TtlCap | null | undefined {
+  if (value === undefined || value === null) return value
+  if (value.ms > MAX_RENEW_AFTER_EXPIRY_MS) {
+    throw new CAError('ERR_BAD_REQUEST', '"renew_after_expiry" must be at most 24h')
+  }
+  return value
 }
 
 function checkEntryTtl(value: TtlCap | undefined, config: Config): TtlCap | undefined {

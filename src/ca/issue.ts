@@ -33,6 +33,9 @@ export interface LeafRequest {
   readonly now: Date
   /** The entry's `subject_cn`, if it sets one. */
   readonly subjectCn?: string | null
+  /** Workload certificates: the lineage and the generation in it. */
+  readonly lineageId?: string | null
+  readonly generation?: number | null
 }
 
 /**
@@ -90,5 +93,7 @@ export function issueLeaf(ca: CaMaterial, config: Config, req: LeafRequest): New
     der,
     issuedAt,
     issuerKeyId: issuing.keyId,
+    lineageId: req.lineageId ?? null,
+    generation: req.generation ?? null,
   }
 }

@@ -47,6 +47,20 @@ function adminCommand(name: string, description: string): Command {
 
 const enc = encodeURIComponent
 
+interface CertListFlags {
+  spiffeId?: string
+  lineage?: string
+  status?: string
+  cursor?: string
+}
+
+interface EntryFlags {
+  dns?: string[]
+  ttl?: string
+  scopes?: string[]
+  renewAfterExpiry?: string
+}
+
 export function buildCli(): Command {
   const program = new Command('certbound')
     .description('workload-identity CA with certificate-bound tokens (RFC 8705)')
@@ -171,12 +185,17 @@ export function buildCli(): Command {
       .option('--dns <name...>', 'DNS names the workload may request')
       .option('--ttl <duration>', 'cap on certificate lifetime for this entry')
       .option('--scopes <scope...>', 'pin the OAuth scopes its workloads may be granted')
-      .action((id: string, o: { dns?: string[]; ttl?: string; scopes?: string[] }, cmd: Command) =>
+      .option(
+        '--renew-after-expiry <duration>',
+        'let the current certificate renew this long after it expired (at most 24h)',
+      )
+      .action((id: string, o: EntryFlags, cmd: Command) =>
         api(cmd, 'POST', '/v1/entries', {
           spiffe_id: id,
           ...(o.dns ? { dns_names: o.dns } : {}),
           ...(o.ttl ? { ttl: o.ttl } : {}),
           ...(o.scopes ? { scopes: o.scopes } : {}),
+          ...(o.renewAfterExpiry ? { renew_after_expiry: o.renewAfterExpiry } : {}),
         }),
       ),
   )
@@ -223,11 +242,13 @@ export function buildCli(): Command {
   cert.addCommand(
     adminCommand('list', 'list certificates')
       .option('--spiffe-id <id>')
+      .option('--lineage <id>', 'only the generations of this lineage')
       .addOption(new Option('--status <status>').choices(['valid', 'revoked', 'expired']))
       .option('--cursor <c>')
-      .action((o: { spiffeId?: string; status?: string; cursor?: string }, cmd: Command) => {
+      .action((o: CertListFlags, cmd: Command) => {
         const q = new URLSearchParams()
         if (o.spiffeId) q.set('spiffe_id', o.spiffeId)
+        if (o.lineage) q.set('lineage_id', o.lineage)
         if (o.status) q.set('status', o.status)
         if (o.cursor) q.set('cursor', o.cursor)
         return api(cmd, 'GET', `/v1/certificates${q.size ? `?${q}` : ''}`)
@@ -247,6 +268,22 @@ export function buildCli(): Command {
       ),
   )
   program.addCommand(caCommand())
+  const lineage = program
+    .command('lineage')
+    .description('lineages: a certificate and its renewals (admin API)')
+  lineage.addCommand(
+    adminCommand('show', 'show a lineage and the state of each generation')
+      .argument('<id>')
+      .action((id: string, _o, cmd: Command) => api(cmd, 'GET', `/v1/lineages/${enc(id)}`)),
+  )
+  lineage.addCommand(
+    adminCommand('revoke', 'revoke a lineage: every certificate of it and their tokens')
+      .argument('<id>')
+      .option('--reason <reason>', 'RFC 5280 reason, e.g. keyCompromise')
+      .action((id: string, o: { reason?: string }, cmd: Command) =>
+        api(cmd, 'POST', `/v1/lineages/${enc(id)}/revoke`, o.reason ? { reason: o.reason } : {}),
+      ),
+  )
   program.addCommand(agentCommand())
   return program
 }

@@ -49,6 +49,9 @@ export const DEFAULTS = {
   // lifetime (renewed at a third left); nonce requests signed per second and process.
   ocsp: { validity: '1h', signer_ttl: '7d', nonce_rate: 100 },
   enrollment: { join_token_ttl: '1h', max_join_token_ttl: '30d' },
+  // A retired generation asking for a token within clone_grace is a process still holding the
+  // previous files, not a clone (CONTRACT "Lineages").
+  renewal: { clone_grace: '60s', require_new_key: true, max_lineage: 'off' },
   admin: { credential_ttl: '30d' },
   tokens: {
     access_token_ttl: '5m',

@@ -76,6 +76,12 @@ export interface Config {
     readonly nonceRate: number
   }
   readonly enrollment: { readonly joinTokenTtlMs: number; readonly maxJoinTokenTtlMs: number }
+  readonly renewal: {
+    readonly cloneGraceMs: number
+    readonly requireNewKey: boolean
+    /** undefined: off. */
+    readonly maxLineageMs: number | undefined
+  }
   readonly admin: { readonly spiffeIds: readonly string[]; readonly credentialTtlMs: number }
   readonly tokens: {
     readonly issuer: string
@@ -205,6 +211,11 @@ export function configFromObject(raw: unknown, path?: string): Config {
     enrollment: {
       joinTokenTtlMs: c.enrollment.join_token_ttl,
       maxJoinTokenTtlMs: c.enrollment.max_join_token_ttl,
+    },
+    renewal: {
+      cloneGraceMs: c.renewal.clone_grace,
+      requireNewKey: c.renewal.require_new_key,
+      maxLineageMs: c.renewal.max_lineage === 'off' ? undefined : c.renewal.max_lineage,
     },
     admin: { spiffeIds: adminIds, credentialTtlMs: c.admin.credential_ttl },
     tokens: {

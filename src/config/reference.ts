@@ -210,4 +210,21 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
     description: 'if set, only these SPIFFE IDs may call `/oauth/introspect`',
     default: 'unset: any valid certificate of this CA',
   },
+
+  renewal: {
+    description:
+      'Lineages and cloned credentials (see [Cloned credentials](../README.md#cloned-credentials)).',
+  },
+  'renewal.clone_grace': {
+    description:
+      'how long after its retirement a generation may still ask for a token without raising the ' +
+      'clone alarm (refused, nothing revoked: a process still holding the previous files)',
+  },
+  'renewal.require_new_key': {
+    description: "refuse a renewal whose CSR re-uses the presented certificate's key",
+  },
+  'renewal.max_lineage': {
+    description:
+      'refuse renewal of a lineage older than this (re-enrol with a join token), or `off`',
+  },
 }

@@ -183,6 +183,13 @@ export const configSchema = z.strictObject({
       max_join_token_ttl: duration.prefault(D.enrollment.max_join_token_ttl),
     })
     .prefault({}),
+  renewal: z
+    .strictObject({
+      clone_grace: duration.prefault(D.renewal.clone_grace),
+      require_new_key: z.boolean().default(D.renewal.require_new_key),
+      max_lineage: z.union([z.literal('off'), duration]).prefault(D.renewal.max_lineage),
+    })
+    .prefault({}),
   admin: z
     .strictObject({
       spiffe_ids: z.array(z.string()).min(1).optional(),

@@ -5,6 +5,7 @@ import type {
   CaCertificateRecord,
   CertificateQuery,
   CertificateRecord,
+  CloneSignal,
   CommitRefusalReason,
   CrlSnapshot,
   EntryPatch,
@@ -18,14 +19,19 @@ import type {
   StoredOcspResponse,
   JoinTokenInput,
   KeyRetirement,
+  LineageRecord,
+  LineageRevocation,
+  LineageWithGenerations,
   NewAccessToken,
   NewCertificate,
   NewFamily,
   NewRefreshToken,
   Page,
+  PromotionResult,
   RefreshCommit,
   RefreshCommitInput,
   RefreshTokenState,
+  RenewalContext,
   RevocationResult,
   ServerCredentialRecord,
   SigningKeyRecord,
@@ -76,20 +82,31 @@ export interface CertificateStore {
   insert(c: NewCertificate, event: AuditInput): Promise<void>
   /**
    * Enrolment: spends the join token only if still unused and unexpired at `now` (of N racing
-   * redemptions exactly one commits), re-checks the entry and the key, stores the certificate.
+   * redemptions exactly one commits), re-checks the entry and the key (not compromised, not
+   * certified for another SPIFFE ID), stores the certificate and starts its lineage
+   * (`c.lineageId`, generation 1, current).
    */
   commitEnrollment(
     joinTokenId: string,
     c: NewCertificate,
     event: AuditInput,
     now: number,
+    peer?: string | null,
   ): Promise<CommitRefusalReason | undefined>
-  /** Renewal: the parent (`c.renewedFrom`) must still be valid at `now`. */
+  /**
+   * Renewal: the parent (`c.renewedFrom`) must still be valid at `now` (or within the grace of a
+   * renewal after expiry) and the current generation of its active lineage; the new certificate
+   * is the lineage's next generation, replacing (revoked `superseded`) a next one never used. A
+   * parent retired by then is a clone: the lineage is contained in this transaction.
+   */
   commitRenewal(
     c: NewCertificate,
     event: AuditInput,
     now: number,
+    context?: RenewalContext,
   ): Promise<CommitRefusalReason | undefined>
+  /** The SPIFFE ID a public key is certified for (in any state), if any. */
+  keyIdentity(spkiSha256: string): Promise<string | undefined>
   /**
    * Revokes and cascades: with keyCompromise every certificate of that key whatever its state,
    * everything renewed from any of them, and the key is refused from then on; every token family
@@ -106,6 +123,33 @@ export interface CertificateStore {
   /** Records a CA certificate once (false: it was recorded already, by this or another process). */
   saveCaCertificate(c: CaCertificateRecord, now: number, event: AuditInput): Promise<boolean>
   caCertificates(): Promise<CaCertificateRecord[]>
+}
+
+/** Lineages and their generations (CONTRACT "Lineages (renewal history) and cloned credentials"). */
+export interface LineageStore {
+  /** The lineage's own row (no certificates). */
+  find(id: string): Promise<LineageRecord | undefined>
+  /** The lineage with every certificate of it. */
+  get(id: string): Promise<LineageWithGenerations | undefined>
+  /**
+   * The first use of a next generation: makes it current and retires the current one, with a
+   * conditional update under the lineage's row lock (of racing first uses one changes it).
+   */
+  promote(serial: string, now: number, peer: string | null): Promise<PromotionResult>
+  /**
+   * A retired generation asked to renew, or for a token after the grace: revokes the whole
+   * lineage (keyCompromise, its keys refused) and every token family bound to any of its
+   * certificates, with the audit event `lineage.clone_detected`, in one transaction.
+   * Undefined: not a certificate of a lineage.
+   */
+  contain(signal: CloneSignal): Promise<LineageRevocation | undefined>
+  /** Revokes a lineage with its certificates and tokens (admin). Undefined: unknown id. */
+  revoke(
+    id: string,
+    reason: string,
+    now: number,
+    actor: string,
+  ): Promise<LineageRevocation | undefined>
 }
 
 /** The signed CRL, built once per change and served by every process from here. */
@@ -220,6 +264,7 @@ export interface Store {
   readonly audit: AuditStore
   readonly entries: EntryStore
   readonly certificates: CertificateStore
+  readonly lineages: LineageStore
   readonly crls: CrlStore
   readonly tokens: TokenStore
   readonly signingKeys: SigningKeyStore

@@ -1,5 +1,7 @@
 /** Records as the repositories hand them to the domain: times are epoch milliseconds. */
 
+export type * from './lineage-types.js'
+
 export interface TtlCap {
   readonly text: string
   readonly ms: number
@@ -18,6 +20,8 @@ export interface EntryRecord {
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
+  /** How long after notAfter the current generation may still renew (null or absent: never). */
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 export type CertificateKind = 'workload' | 'admin' | 'server'
@@ -37,13 +41,29 @@ export interface NewCertificate {
   readonly issuedAt: number
   /** Key id (hex SKI) of the CA that signed it; absent only in rows written before v6. */
   readonly issuerKeyId?: string | null
+  /** Workload certificates: the lineage (an enrolment starts one) and the generation in it. */
+  readonly lineageId?: string | null
+  readonly generation?: number | null
 }
+
+/**
+ * A certificate's place in its lineage (LIFECYCLE "Generation"): `next` issued by a renewal and
+ * not used yet, `current` the one in use, `retired` superseded by the first use of the next one
+ * (or, revoked `superseded`, a next one replaced by a later renewal).
+ */
+export type GenerationState = 'current' | 'next' | 'retired'
 
 export interface CertificateRecord extends NewCertificate {
   readonly id: number
   readonly status: StoredStatus
   readonly revokedAt: number | null
   readonly revocationReason: string | null
+  readonly lineageId: string | null
+  readonly generation: number | null
+  readonly lineageState: GenerationState | null
+  readonly retiredAt: number | null
+  /** The peer address of the certificate's last recorded use (enrolment, renewal, token). */
+  readonly lastPeer: string | null
 }
 
 export interface AuditInput {
@@ -90,7 +110,17 @@ export interface RevokedEntry {
 
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
 export type CommitRefusalReason =
-  'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'
+  | 'join_token_spent'
+  | 'entry_disabled'
+  | 'key_compromised'
+  | 'parent_not_valid'
+  /** The public key is certified for another SPIFFE ID (LIFECYCLE invariant 12). */
+  | 'key_other_identity'
+  | 'lineage_revoked'
+  /** The parent was retired when the renewal committed: the lineage was contained with it. */
+  | 'clone_suspected'
+  /** Renewal after expiry: the proof's jti was used already. */
+  | 'proof_replayed'
 
 // --- entries ---------------------------------------------------------------------------------
 
@@ -100,6 +130,7 @@ export interface EntryPatch {
   readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string | null
+  readonly renewAfterExpiry?: TtlCap | null
 }
 
 export interface JoinTokenInput {
@@ -121,6 +152,7 @@ export type ListStatus = 'valid' | 'revoked' | 'expired'
 
 export interface CertificateQuery {
   readonly spiffeId?: string
+  readonly lineageId?: string
   readonly status?: ListStatus
   /** Opaque: a `nextCursor` this store returned; anything else is ERR_INVALID_CURSOR. */
   readonly cursor?: string
@@ -158,9 +190,14 @@ export interface FamilyRecord {
   readonly status: 'active' | 'revoked'
   readonly revokedReason: string | null
   readonly createdAt: number
+  /** The lineage it follows: that of the certificate it is bound to now. */
+  readonly lineageId?: string | null
 }
 
-export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason'>
+export type NewFamily = Omit<FamilyRecord, 'status' | 'revokedReason' | 'lineageId'> & {
+  /** The peer address of the request (recorded as the certificate's last use). */
+  readonly peer?: string | null
+}
 
 export interface NewRefreshToken {
   readonly id: string
@@ -208,6 +245,7 @@ export interface RefreshCommitInput {
   readonly access: NewAccessToken
   readonly event: AuditInput
   readonly reuseEvent: AuditInput
+  readonly peer?: string | null
 }
 
 export type RefreshCommit = 'ok' | 'reused' | 'family_inactive'

@@ -8,10 +8,14 @@ import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { estRoutes } from './routes/est.js'
+import { lineageRoutes } from './routes/lineages.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 import { statusRoutes, type StatusRouteDeps } from './routes/status.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps & StatusRouteDeps, 'peer' | 'events'> & {
+export type AppDeps = Omit<
+  CaRouteDeps & OAuthRouteDeps & StatusRouteDeps,
+  'peer' | 'events' | 'onContained'
+> & {
   readonly logger: Logger
 }
 
@@ -39,9 +43,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
   // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
   const events = createEventLimiter()
-  const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
+  // A clone alarm revoked a lineage: build the CRL that lists it now (else the next reader does).
+  const onContained = () => void deps.crl.refresh().catch(() => undefined)
+  const peer = createPeerSource({ ...deps, events, onContained })
+  const routeDeps = { ...deps, events, peer, onContained }
   app.route('/', caRoutes(routeDeps))
   app.route('/', statusRoutes(routeDeps))
+  app.route('/', lineageRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   app.route('/', estRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
@@ -67,8 +75,14 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           'database unavailable: answered 503',
         )
       }
+      if (err.code === 'ERR_CLONE_SUSPECTED') {
+        // The audit event lineage.clone_detected says which generation was used from where.
+        const peer = c.env?.incoming?.socket?.remoteAddress
+        deps.logger.warn({ req: c.var.requestId, path: c.req.path, peer }, err.message)
+      }
       if (
         err.code === 'ERR_CLIENT_CERT_REQUIRED' ||
+        err.code === 'ERR_CERT_SUPERSEDED' ||
         err.code === 'ERR_FORBIDDEN' ||
         err.code === 'ERR_JOIN_TOKEN_INVALID'
       ) {

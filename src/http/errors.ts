@@ -19,6 +19,10 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_ENTRY_DISABLED: [403, 'Entry disabled'],
   ERR_CERT_REVOKED: [401, 'Certificate revoked'],
   ERR_CERT_EXPIRED: [401, 'Certificate expired'],
+  ERR_CERT_SUPERSEDED: [401, 'Certificate superseded'],
+  ERR_CLONE_SUSPECTED: [403, 'Suspected clone'],
+  ERR_LINEAGE_TOO_OLD: [403, 'Lineage too old'],
+  ERR_PROOF_INVALID: [401, 'Invalid proof of possession'],
   ERR_PAYLOAD_TOO_LARGE: [413, 'Request body too large'],
   ERR_UNSUPPORTED_MEDIA_TYPE: [415, 'Unsupported media type'],
   ERR_CA_EXISTS: [409, 'CA exists'],
@@ -37,6 +41,11 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_TOKEN_BINDING_MISMATCH: [401, 'invalid_token'],
 }
 
+/** Problem `code`s the contract fixes in its own words; every other code is the ERR_* name. */
+const PROBLEM_CODE: Partial<Record<CAErrorCode, string>> = {
+  ERR_CLONE_SUSPECTED: 'clone_suspected',
+}
+
 /** RFC 9457 problem details for the non-OAuth API. */
 export function problemResponse(c: Context, e: CAError): Response {
   const [status, title] = STATUS[e.code]
@@ -47,14 +56,20 @@ export function problemResponse(c: Context, e: CAError): Response {
   }
   // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme (the join token is a bearer token),
   // with an error code only when credentials were sent.
-  if (e.code === 'ERR_JOIN_TOKEN_INVALID') {
+  if (e.code === 'ERR_JOIN_TOKEN_INVALID' || e.code === 'ERR_PROOF_INVALID') {
     headers['www-authenticate'] =
       c.req.header('authorization') === undefined
         ? 'Bearer realm="certbound"'
         : 'Bearer realm="certbound", error="invalid_token"'
   }
   return c.body(
-    JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }),
+    JSON.stringify({
+      type: 'about:blank',
+      title,
+      status,
+      detail: e.message,
+      code: PROBLEM_CODE[e.code] ?? e.code,
+    }),
     status,
     headers,
   )
@@ -65,6 +80,8 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   ERR_INVALID_CLIENT: [401, 'invalid_client'],
   ERR_CLIENT_CERT_REQUIRED: [401, 'invalid_client'],
   ERR_ENTRY_DISABLED: [401, 'invalid_client'],
+  ERR_CERT_SUPERSEDED: [401, 'invalid_client'],
+  ERR_CLONE_SUSPECTED: [401, 'invalid_client'],
   ERR_INVALID_GRANT: [400, 'invalid_grant'],
   ERR_INVALID_SCOPE: [400, 'invalid_scope'],
   ERR_UNSUPPORTED_GRANT_TYPE: [400, 'unsupported_grant_type'],

@@ -13,11 +13,9 @@ import {
 import type { Context } from 'hono'
 import { createMiddleware } from 'hono/factory'
 import type { Logger } from 'pino'
-import type { Clock } from '../clock.js'
-import type { Config } from '../config/load.js'
 import { authenticateClientCertificate } from '../ca/client-identity.js'
+import type { CertificateUse, GenerationDeps } from '../ca/generations.js'
 import type { CaMaterial } from '../ca/material.js'
-import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 import type { EventLimiter } from './event-limit.js'
@@ -60,14 +58,9 @@ export type PeerSource = (c: Context<AppEnv>) => Promise<Peer>
  * `server.trusted_proxy_ids`, the address is not enough: the proxy must also present its own
  * certificate of this CA, valid now, with one of those SPIFFE IDs.
  */
-export function createPeerSource(deps: {
-  config: Config
-  ca: CaMaterial
-  clock: Clock
-  logger: Logger
-  store: Store
-  events: EventLimiter
-}): PeerSource {
+export function createPeerSource(
+  deps: GenerationDeps & { ca: CaMaterial; logger: Logger; events: EventLimiter },
+): PeerSource {
   const { trustedProxies, forwardedClientCert, trustedProxyIds } = deps.config.server
   const isTrustedProxy = createProxyMatcher(trustedProxies)
   const resolve = createCertificateResolver({
@@ -139,11 +132,24 @@ export function createPeerSource(deps: {
   }
 }
 
-/** mTLS: sets `client` to the certificate's database record, or refuses (401). */
-export function requireClientCert(deps: { store: Store; clock: Clock; peer: PeerSource }) {
+/** The peer address of a request (for a trusted proxy, the proxy's). */
+export function peerAddress(c: Context<AppEnv>): string | null {
+  return c.env?.incoming?.socket?.remoteAddress ?? null
+}
+
+/**
+ * mTLS: sets `client` to the certificate's database record, or refuses (401). `use` says what
+ * the route uses the certificate for: a retired generation asking to renew or for a token may
+ * be a clone (src/ca/generations.ts).
+ */
+export function requireClientCert(
+  deps: GenerationDeps & { peer: PeerSource },
+  options: { use?: CertificateUse } = {},
+) {
+  const use = options.use ?? 'other'
   return createMiddleware<AppEnv>(async (c, next) => {
     const peer = await deps.peer(c)
-    const client = await authenticateClientCertificate(peer, deps)
+    const client = await authenticateClientCertificate(peer, deps, { use, peer: peerAddress(c) })
     if (client.kind === 'server') {
       throw new CAError(
         'ERR_CLIENT_CERT_REQUIRED',
@@ -157,12 +163,7 @@ export function requireClientCert(deps: { store: Store; clock: Clock; peer: Peer
 }
 
 /** Admin = a valid mTLS certificate whose SPIFFE ID is in admin.spiffe_ids (403 otherwise). */
-export function requireAdmin(deps: {
-  store: Store
-  clock: Clock
-  config: Config
-  peer: PeerSource
-}) {
+export function requireAdmin(deps: GenerationDeps & { peer: PeerSource }) {
   const clientCert = requireClientCert(deps)
   return createMiddleware<AppEnv>(async (c, next) => {
     await clientCert(c, async () => {

@@ -55,6 +55,7 @@ export const entryCreateBody = z.strictObject({
   ttl: duration.optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
   subject_cn: subjectCn.optional(),
+  renew_after_expiry: duration.nullable().optional(),
 })
 
 export const entryPatchBody = z.strictObject({
@@ -63,6 +64,7 @@ export const entryPatchBody = z.strictObject({
   ttl: duration.nullable().optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
   subject_cn: subjectCn.nullable().optional(),
+  renew_after_expiry: duration.nullable().optional(),
 })
 
 export const joinTokenBody = z.strictObject({ ttl: duration.optional() })

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-token.js'
+import { cloneSuspected, containClone } from '../ca/generations.js'
 import type { Store } from '../db/port.js'
-import type { CertificateRecord } from '../db/types.js'
+import type { CertificateRecord, LineageRevocation, RefreshTokenState } from '../db/types.js'
 import type { TokenResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { parseScopeString } from '../identity/scope.js'
@@ -15,6 +16,12 @@ export interface GrantDeps {
   readonly store: Store
   readonly clock: Clock
   readonly keys: SigningKeys
+  readonly onContained?: (revoked: LineageRevocation) => void
+}
+
+/** Where the request came from: the peer address is recorded as the certificate's last use. */
+export interface GrantOrigin {
+  readonly peer?: string | null
 }
 
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
@@ -22,6 +29,7 @@ export type GrantHandler = (
   client: CertificateRecord,
   form: Map<string, string>,
   deps: GrantDeps,
+  origin?: GrantOrigin,
 ) => Promise<TokenResponse>
 
 function parseScope(form: Map<string, string>): string | null {
@@ -84,7 +92,7 @@ function issuedRows(
 }
 
 /** client_credentials: a new family bound to the presented certificate. */
-const clientCredentials: GrantHandler = async (client, form, deps) => {
+const clientCredentials: GrantHandler = async (client, form, deps, origin = {}) => {
   const now = deps.clock.now()
   const scope = parseScope(form)
   await checkEntryScopes(client, scope, deps)
@@ -102,6 +110,7 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
       certSerial: client.serial,
       scope,
       createdAt: now.getTime(),
+      peer: origin.peer ?? null,
     },
     rows.refresh,
     rows.access,
@@ -130,7 +139,7 @@ const clientCredentials: GrantHandler = async (client, form, deps) => {
  * refresh_token (LIFECYCLE "refresh"): the certificate and lineage checks run before reuse
  * detection, so a replay by a party without the key kills nothing.
  */
-const refreshToken: GrantHandler = async (client, form, deps) => {
+const refreshToken: GrantHandler = async (client, form, deps, origin = {}) => {
   const { store } = deps
   const presented = form.get('refresh_token')
   if (presented === undefined)
@@ -149,10 +158,8 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
   const state = id === undefined ? undefined : await store.tokens.findRefreshToken(id)
   if (!state || !secretMatches(presented, state.hash)) return refuse('unknown_refresh_token')
   const family = state.family
-  const inLineage =
-    family.spiffeId === client.spiffeId &&
-    (await store.certificates.isSelfOrDescendant(client.serial, family.certSerial))
-  if (!inLineage) return refuse('certificate_outside_lineage', { family_id: family.id })
+  const lineage = await lineageOf(client, state, deps, origin)
+  if (lineage === 'outside') return refuse('certificate_outside_lineage', { family_id: family.id })
   if (family.status !== 'active')
     return refuse('family_revoked', { family_id: family.id, family_reason: family.revokedReason })
   if (state.usedAt !== null) {
@@ -177,6 +184,7 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
     familyId: family.id,
     oldRefreshId: state.id,
     certSerial: client.serial,
+    peer: origin.peer ?? null,
     ...issuedRows(deps, client, access, next, now.getTime()),
     event: {
       actor: client.spiffeId!,
@@ -195,6 +203,38 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
     throw new CAError('ERR_INVALID_GRANT', 'refresh refused: refresh token reused')
   if (outcome === 'family_inactive') return refuse('family_revoked', { family_id: family.id })
   return response(access.token, access.exp - access.iat, next.token, scope)
+}
+
+/**
+ * Whether the presented certificate may refresh the family (LIFECYCLE invariant 3): the
+ * family's bound certificate or a descendant of it. Families follow lineages, not branches: a
+ * certificate of the family's own lineage that is neither is on a branch that forked off it —
+ * two holders of one lineage — and contains the lineage before the refusal.
+ */
+async function lineageOf(
+  client: CertificateRecord,
+  state: RefreshTokenState,
+  deps: GrantDeps,
+  origin: GrantOrigin,
+): Promise<'inside' | 'outside'> {
+  const family = state.family
+  if (family.spiffeId !== client.spiffeId) return 'outside'
+  if (client.serial === family.certSerial) return 'inside'
+  if (await deps.store.certificates.isSelfOrDescendant(client.serial, family.certSerial))
+    return 'inside'
+  const sameLineage = family.lineageId != null && family.lineageId === client.lineageId
+  if (!sameLineage) return 'outside'
+  await containClone(
+    {
+      serial: client.serial,
+      request: 'refresh',
+      peer: origin.peer ?? null,
+      now: deps.clock.now().getTime(),
+      branchSerial: family.certSerial,
+    },
+    deps,
+  )
+  throw cloneSuspected(client)
 }
 
 function reuseEvent(client: CertificateRecord, familyId: string) {

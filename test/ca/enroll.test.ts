@@ -43,12 +43,17 @@ describe('enrolment: the issued certificate follows the contract profile', () =>
       expect(Object.keys(r.body).sort()).toEqual([
         'certificate',
         'chain',
+        'generation',
+        'lineage_id',
         'not_after',
         'not_before',
         'serial',
         'spiffe_id',
       ])
       expect(r.body.spiffe_id).toBe(spiffeId)
+      // An enrolment starts a lineage (CONTRACT "Lineages").
+      expect(r.body.generation).toBe(1)
+      expect(r.body.lineage_id).toMatch(/^[0-9a-f-]{36}$/)
       expect(r.body.serial).toMatch(/^([0-9a-f]{2})+$/)
       expect(r.body.serial).toBe(x509Field(r.body.certificate, 'serial').toLowerCase())
       const blocks = pemBlocks(r.body.chain)

@@ -22,7 +22,8 @@ interface CrlInfo {
 describe('certificates admin API, revocation and the CRL', () => {
   let s: TestServer
   beforeAll(async () => {
-    s = await TestServer.start()
+    // Some tests here renew with the same key (CONTRACT "Lineages": renewal.require_new_key).
+    s = await TestServer.start({ renewal: { require_new_key: false } })
   })
   afterAll(() => s.close())
 
@@ -314,10 +315,21 @@ describe('certificates admin API, revocation and the CRL', () => {
   })
 
   it('keyCompromise reaches descendants of an earlier certificate of the key that was already revoked', async () => {
-    // A (key K) renewed with the same key into A2 (K), and — by whoever holds K — into B (K').
+    // A (key K) renewed into B (K'); B, once in use, renewed — by whoever holds K — back onto K
+    // as A2 (the lineage rules allow one next generation at a time, so A2 comes after B).
     const a = await s.enroll('spiffe://example.org/crl/old-branch')
-    const a2 = (await s.renew(a, { sameKey: true })).credential!
     const b = (await s.renew(a)).credential!
+    const used = await s.call('POST', '/oauth/token', {
+      as: b,
+      form: { grant_type: 'client_credentials' },
+    })
+    expect(used.status, used.text).toBe(200) // B's first use: current, A retired
+    const onK = await s.call('POST', '/v1/renew', {
+      as: b,
+      json: { csr: makeCsr({ keyPem: a.keyPem }).csrPem },
+    })
+    expect(onK.status, onK.text).toBe(201)
+    const a2 = { serial: onK.body.serial as string }
     expect((await revoke(a.serial, { reason: 'superseded' })).status).toBe(200)
     // Only A2 is a valid certificate of K now; B descends from A, not from A2.
     expect((await revoke(a2.serial, { reason: 'keyCompromise' })).status).toBe(200)

@@ -121,27 +121,35 @@ describe('refresh_token grant: rotation, lineage and reuse detection (LIFECYCLE 
       expect(payload.cnf['x5t#S256']).not.toBe(thumbprintOf(a.certPem))
       const i = await introspect(s, rs, r.body.refresh_token)
       expect(i.body.cnf).toEqual({ 'x5t#S256': thumbprintOf(b.certPem) })
-      // The old certificate is still valid, but it is an ancestor of the bound one now.
-      expectOAuthError(await refresh(s, a, r.body.refresh_token), 400, 'invalid_grant')
+      // The old certificate is still valid, but retired by b's first use (CONTRACT "Lineages"):
+      // refused on every mTLS route; within renewal.clone_grace that revokes nothing.
+      expectOAuthError(await refresh(s, a, r.body.refresh_token), 401, 'invalid_client')
       expect(await active(r.body.refresh_token)).toBe(true)
       expect((await refresh(s, b, r.body.refresh_token)).status).toBe(200)
     })
 
     it('a descendant through several renewals may refresh; a sibling branch may not', async () => {
       const a = await enroll()
-      const b1 = (await s.renew(a)).credential!
-      const b2 = (await s.renew(a)).credential!
-      const c1 = (await s.renew(b1)).credential!
       const t = await grant(s, a)
+      const b1 = (await s.renew(a)).credential!
+      const c1 = (await s.renew(b1)).credential! // b1's first use: a retired
       const r1 = await refresh(s, c1, t.refresh_token) // grandchild of the bound certificate
       expect(r1.status, r1.text).toBe(200)
       expect((await verifyWithServedJwks(s, r1.body.access_token)).payload.cnf['x5t#S256']).toBe(
         thumbprintOf(c1.certPem),
       )
-      // Now bound to c1: b2 is a sibling branch, b1 and a are ancestors.
-      for (const cred of [b2, b1, a])
-        expectOAuthError(await refresh(s, cred, r1.body.refresh_token), 400, 'invalid_grant')
-      expect((await refresh(s, c1, r1.body.refresh_token)).status).toBe(200)
+      // Now bound to c1: b1 and a are ancestors (retired generations, refused within the grace).
+      for (const cred of [b1, a])
+        expectOAuthError(await refresh(s, cred, r1.body.refresh_token), 401, 'invalid_client')
+      const r2 = await refresh(s, c1, r1.body.refresh_token)
+      expect(r2.status).toBe(200)
+      // A sibling branch: d1 and d2 both renewed from c1; d2 replaced d1, never used. Using d1
+      // is a second holder of the lineage: refused, and the lineage contained with the family.
+      const d1 = (await s.renew(c1)).credential!
+      const d2 = (await s.renew(c1)).credential!
+      expectOAuthError(await refresh(s, d1, r2.body.refresh_token), 401, 'invalid_client')
+      expect(await active(r2.body.refresh_token)).toBe(false)
+      expectOAuthError(await refresh(s, d2, r2.body.refresh_token), 401, 'invalid_client')
     })
 
     it("a second enrolment of the same SPIFFE ID (another key history) cannot refresh the first one's family", async () => {

@@ -1,4 +1,4 @@
-import type { SqlDriver, SqlExecutor } from '../driver.js'
+import type { SqlDriver } from '../driver.js'
 import type { CertificateStore } from '../port.js'
 import type {
   AuditInput,
@@ -8,33 +8,19 @@ import type {
   CommitRefusalReason,
   NewCertificate,
   Page,
+  RenewalContext,
   RevocationResult,
 } from '../types.js'
 import { writeAudit } from './audit.js'
+import {
+  commitEnrollmentTx,
+  commitRenewalTx,
+  insertCertificate,
+  keyCompromised,
+  keyIdentity,
+} from './issuance.js'
 import { revokeCertificates } from './revocation.js'
 import { decodeCursor, encodeCursor, toCertificate, type CertificateRow } from './rows.js'
-
-export async function insertCertificate(tx: SqlExecutor, c: NewCertificate): Promise<void> {
-  await tx.run(
-    `INSERT INTO certificates (serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256,
-       not_before, not_after, renewed_from, der, issued_at, issuer_key_id)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    [
-      c.serial,
-      c.kind,
-      c.spiffeId,
-      c.entryId,
-      c.thumbprint,
-      c.spkiSha256,
-      c.notBefore,
-      c.notAfter,
-      c.renewedFrom,
-      c.der,
-      c.issuedAt,
-      c.issuerKeyId ?? null,
-    ],
-  )
-}
 
 export class SqlCertificateStore implements CertificateStore {
   constructor(private readonly db: SqlDriver) {}
@@ -53,6 +39,10 @@ export class SqlCertificateStore implements CertificateStore {
     if (q.spiffeId !== undefined) {
       where.push('spiffe_id = ?')
       params.push(q.spiffeId)
+    }
+    if (q.lineageId !== undefined) {
+      where.push('lineage_id = ?')
+      params.push(q.lineageId)
     }
     if (q.status === 'revoked') where.push(`status = 'revoked'`)
     else if (q.status === 'valid') {
@@ -89,50 +79,26 @@ export class SqlCertificateStore implements CertificateStore {
     c: NewCertificate,
     event: AuditInput,
     now: number,
+    peer: string | null = null,
   ): Promise<CommitRefusalReason | undefined> {
-    return this.db.transaction(async (tx) => {
-      if (!(await this.#entryEnabled(tx, c.entryId))) return 'entry_disabled'
-      if (await keyCompromised(tx, c.spkiSha256)) return 'key_compromised'
-      // The conditional update is the single-use guarantee: of N racing redemptions, one
-      // changes the row (LIFECYCLE invariant 6).
-      const spent = await tx.run(
-        'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
-        [now, c.serial, joinTokenId, now],
-      )
-      if (spent !== 1) return 'join_token_spent'
-      await insertCertificate(tx, c)
-      await writeAudit(tx, c.issuedAt, event)
-      return undefined
-    })
+    return this.db.transaction((tx) =>
+      commitEnrollmentTx(tx, this.db, joinTokenId, c, event, now, peer),
+    )
   }
 
+  // Re-checked in the transaction (parent still current and valid, entry enabled, key not
+  // compromised): a revocation or a first use of another generation while we signed must win.
   commitRenewal(
     c: NewCertificate,
     event: AuditInput,
     now: number,
+    context: RenewalContext = {},
   ): Promise<CommitRefusalReason | undefined> {
-    return this.db.transaction(async (tx) => {
-      // Re-checked at commit: the parent may have been revoked while the new one was signed.
-      const parent = await tx.get(
-        `SELECT 1 AS ok FROM certificates WHERE serial = ? AND status = 'valid' AND not_after > ?${this.db.forShare}`,
-        [c.renewedFrom, now],
-      )
-      if (!parent) return 'parent_not_valid'
-      if (!(await this.#entryEnabled(tx, c.entryId))) return 'entry_disabled'
-      if (await keyCompromised(tx, c.spkiSha256)) return 'key_compromised'
-      await insertCertificate(tx, c)
-      await writeAudit(tx, c.issuedAt, event)
-      return undefined
-    })
+    return this.db.transaction((tx) => commitRenewalTx(tx, this.db, c, event, now, context))
   }
 
-  async #entryEnabled(tx: SqlExecutor, entryId: string | null): Promise<boolean> {
-    if (entryId === null) return true
-    const row = await tx.get<{ enabled: number }>(
-      `SELECT enabled FROM entries WHERE id = ?${this.db.forShare}`,
-      [entryId],
-    )
-    return row?.enabled === 1
+  keyIdentity(spkiSha256: string): Promise<string | undefined> {
+    return keyIdentity(this.db, spkiSha256)
   }
 
   revoke(
@@ -189,14 +155,4 @@ export class SqlCertificateStore implements CertificateStore {
       notAfter: r.not_after,
     }))
   }
-}
-
-export async function keyCompromised(
-  db: Pick<SqlExecutor, 'get'>,
-  spkiSha256: string,
-): Promise<boolean> {
-  const row = await db.get('SELECT 1 AS found FROM compromised_keys WHERE spki_sha256 = ?', [
-    spkiSha256,
-  ])
-  return row !== undefined
 }

@@ -19,6 +19,8 @@ function entryColumns(e: EntryRecord) {
     e.scopes === null ? null : JSON.stringify(e.scopes),
     e.subjectCn ?? null,
     e.enabled ? 1 : 0,
+    e.renewAfterExpiry?.ms ?? null,
+    e.renewAfterExpiry?.text ?? null,
   ]
 }
 
@@ -56,8 +58,8 @@ export class SqlEntryStore implements EntryStore {
     await this.db.transaction(async (tx) => {
       await tx.run(
         `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, subject_cn,
-           enabled, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           enabled, renew_after_expiry_ms, renew_after_expiry, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [entry.id, entry.spiffeId, ...entryColumns(entry), entry.createdAt, entry.updatedAt],
       )
       await writeAudit(tx, entry.createdAt, event)
@@ -111,11 +113,13 @@ export class SqlEntryStore implements EntryStore {
         maxTtl: patch.maxTtl === undefined ? before.maxTtl : patch.maxTtl,
         scopes: patch.scopes === undefined ? before.scopes : patch.scopes,
         subjectCn: patch.subjectCn === undefined ? before.subjectCn : patch.subjectCn,
+        renewAfterExpiry:
+          patch.renewAfterExpiry === undefined ? before.renewAfterExpiry : patch.renewAfterExpiry,
         updatedAt: now,
       }
       await tx.run(
         `UPDATE entries SET dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, subject_cn = ?,
-           enabled = ?, updated_at = ? WHERE id = ?`,
+           enabled = ?, renew_after_expiry_ms = ?, renew_after_expiry = ?, updated_at = ? WHERE id = ?`,
         [...entryColumns(after), now, id],
       )
       await writeAudit(tx, now, event)

@@ -22,7 +22,7 @@ async function compromisedLineage(tx: SqlExecutor, spki: string): Promise<string
 }
 
 /** Ends what is bound to one revoked certificate: its token families and access tokens. */
-async function endBoundTokens(
+export async function endBoundTokens(
   tx: SqlExecutor,
   serial: string,
   now: number,
@@ -107,6 +107,11 @@ export async function revokeCertificates(
       },
     })
   }
-  if (targets.length > 0) await tx.run('UPDATE crl_state SET revision = revision + 1 WHERE id = 1')
+  if (targets.length > 0) await bumpCrlRevision(tx)
   return { changed: targets.length > 0, serials: targets, familiesRevoked, accessTokensRevoked }
+}
+
+/** Every stored CRL is stale from this commit on: the next reader builds one with the change. */
+export async function bumpCrlRevision(tx: SqlExecutor): Promise<void> {
+  await tx.run('UPDATE crl_state SET revision = revision + 1 WHERE id = 1')
 }

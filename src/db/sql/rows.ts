@@ -14,6 +14,8 @@ export interface EntryRow {
   enabled: number
   created_at: number
   updated_at: number
+  renew_after_expiry_ms: number | null
+  renew_after_expiry: string | null
 }
 
 export function toEntry(r: EntryRow): EntryRecord {
@@ -27,6 +29,10 @@ export function toEntry(r: EntryRow): EntryRecord {
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    renewAfterExpiry:
+      r.renew_after_expiry_ms === null
+        ? null
+        : { text: r.renew_after_expiry!, ms: r.renew_after_expiry_ms },
   }
 }
 
@@ -47,6 +53,11 @@ export interface CertificateRow {
   der: Buffer
   issued_at: number
   issuer_key_id: string | null
+  lineage_id: string | null
+  generation: number | null
+  lineage_state: CertificateRecord['lineageState']
+  retired_at: number | null
+  last_peer: string | null
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {
@@ -67,6 +78,11 @@ export function toCertificate(r: CertificateRow): CertificateRecord {
     der: new Uint8Array(r.der),
     issuedAt: r.issued_at,
     issuerKeyId: r.issuer_key_id,
+    lineageId: r.lineage_id,
+    generation: r.generation,
+    lineageState: r.lineage_state,
+    retiredAt: r.retired_at,
+    lastPeer: r.last_peer,
   }
 }
 

@@ -2,7 +2,7 @@ import type { SqlDriver } from '../driver.js'
 import type { ServerCredentialStore } from '../port.js'
 import type { AuditInput, NewCertificate, ServerCredentialRecord } from '../types.js'
 import { writeAudit } from './audit.js'
-import { insertCertificate } from './certificates.js'
+import { insertCertificate } from './issuance.js'
 
 interface Row {
   hostnames: string

@@ -7,6 +7,7 @@ import { SqlEntryStore } from './entries.js'
 import { SqlIssuingCaStore } from './issuing-cas.js'
 import { SqlLeaseStore } from './leases.js'
 import { SqlOcspStore } from './ocsp.js'
+import { SqlLineageStore } from './lineages.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -18,6 +19,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     audit: new SqlAuditStore(driver),
     entries: new SqlEntryStore(driver),
     certificates: new SqlCertificateStore(driver),
+    lineages: new SqlLineageStore(driver),
     crls: new SqlCrlStore(driver),
     tokens: new SqlTokenStore(driver),
     signingKeys: new SqlSigningKeyStore(driver),

@@ -22,6 +22,8 @@ interface FamilyRow {
   status: 'active' | 'revoked'
   revoked_reason: string | null
   created_at: number
+  /** The lineage of the certificate it is bound to (joined, not stored). */
+  lineage_id: string | null
 }
 
 function toFamily(r: FamilyRow): FamilyRecord {
@@ -34,6 +36,7 @@ function toFamily(r: FamilyRow): FamilyRecord {
     status: r.status,
     revokedReason: r.revoked_reason,
     createdAt: r.created_at,
+    lineageId: r.lineage_id,
   }
 }
 
@@ -75,25 +78,37 @@ export class SqlTokenStore implements TokenStore {
   constructor(private readonly db: SqlDriver) {}
 
   /**
-   * The commit-time re-check (LIFECYCLE invariant 7): the certificate is still valid and
-   * current, and its entry (if any) still enabled — an admin may have revoked the one or
-   * disabled the other while the token was being signed. Kept even though signing is
-   * synchronous today: it is what makes the commit safe whatever ran before it. The share
-   * locks make a concurrent revocation or disable wait for this commit, then see its rows.
+   * The commit-time re-check (LIFECYCLE invariant 7): the certificate is still valid, current
+   * (not retired by the first use of its lineage's next generation) and in its window, and its
+   * entry (if any) still enabled — an admin may have revoked the one or disabled the other while
+   * the token was being signed. Kept even though signing is synchronous today: it is what makes
+   * the commit safe whatever ran before it. The share locks make a concurrent revocation or
+   * disable wait for this commit, then see its rows. The request's peer address is recorded as
+   * the certificate's last use when it changed (a write only then).
    */
-  async #certStillValid(tx: SqlExecutor, serial: string, now: number): Promise<boolean> {
-    const cert = await tx.get<{ entry_id: string | null }>(
-      `SELECT entry_id FROM certificates WHERE serial = ? AND status = 'valid'
-         AND not_before <= ? AND not_after > ?${this.db.forShare}`,
+  async #certStillValid(
+    tx: SqlExecutor,
+    serial: string,
+    now: number,
+    peer: string | null | undefined,
+  ): Promise<boolean> {
+    const cert = await tx.get<{ entry_id: string | null; last_peer: string | null }>(
+      `SELECT entry_id, last_peer FROM certificates WHERE serial = ? AND status = 'valid'
+         AND not_before <= ? AND not_after > ?
+         AND (lineage_state IS NULL OR lineage_state <> 'retired')${this.db.forShare}`,
       [serial, now, now],
     )
     if (!cert) return false
-    if (cert.entry_id === null) return true
-    const entry = await tx.get<{ enabled: number }>(
-      `SELECT enabled FROM entries WHERE id = ?${this.db.forShare}`,
-      [cert.entry_id],
-    )
-    return entry?.enabled === 1
+    if (cert.entry_id !== null) {
+      const entry = await tx.get<{ enabled: number }>(
+        `SELECT enabled FROM entries WHERE id = ?${this.db.forShare}`,
+        [cert.entry_id],
+      )
+      if (entry?.enabled !== 1) return false
+    }
+    if (peer && peer !== cert.last_peer)
+      await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, serial])
+    return true
   }
 
   createFamily(
@@ -103,7 +118,8 @@ export class SqlTokenStore implements TokenStore {
     event: AuditInput,
   ): Promise<boolean> {
     return this.db.transaction(async (tx) => {
-      if (!(await this.#certStillValid(tx, family.certSerial, access.issuedAt))) return false
+      if (!(await this.#certStillValid(tx, family.certSerial, access.issuedAt, family.peer)))
+        return false
       await tx.run(
         `INSERT INTO token_families (id, spiffe_id, entry_id, cert_serial, scope, created_at)
          VALUES (?, ?, ?, ?, ?, ?)`,
@@ -133,8 +149,10 @@ export class SqlTokenStore implements TokenStore {
         used_at: number | null
       }
     >(
-      `SELECT r.id AS rid, r.token_hash, r.issued_at, r.expires_at, r.used_at, f.*
-       FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.id = ?`,
+      `SELECT r.id AS rid, r.token_hash, r.issued_at, r.expires_at, r.used_at, f.*,
+         c.lineage_id AS lineage_id
+       FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id
+       JOIN certificates c ON c.serial = f.cert_serial WHERE r.id = ?`,
       [id],
     )
     if (!row) return undefined
@@ -155,7 +173,10 @@ export class SqlTokenStore implements TokenStore {
         `SELECT status FROM token_families WHERE id = ?${this.db.forUpdate}`,
         [p.familyId],
       )
-      if (family?.status !== 'active' || !(await this.#certStillValid(tx, p.certSerial, now)))
+      if (
+        family?.status !== 'active' ||
+        !(await this.#certStillValid(tx, p.certSerial, now, p.peer))
+      )
         return 'family_inactive'
       // Single use: of two refreshes with one token, one changes the row; the other is reuse.
       const spent = await tx.run(
@@ -230,7 +251,11 @@ export class SqlTokenStore implements TokenStore {
   }
 
   async getFamily(id: string): Promise<FamilyRecord | undefined> {
-    const row = await this.db.get<FamilyRow>('SELECT * FROM token_families WHERE id = ?', [id])
+    const row = await this.db.get<FamilyRow>(
+      `SELECT f.*, c.lineage_id AS lineage_id FROM token_families f
+       JOIN certificates c ON c.serial = f.cert_serial WHERE f.id = ?`,
+      [id],
+    )
     return row && toFamily(row)
   }
 

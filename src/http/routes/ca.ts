@@ -2,6 +2,8 @@ import { Hono } from 'hono'
 import type { Authority, IssuedCertificate } from '../../ca/authority.js'
 import type { CrlPublisher } from '../../ca/crl.js'
 import { entryView, type EntryService } from '../../ca/entries.js'
+import { verifyExpiredRenewal } from '../../ca/expired-renewal.js'
+import type { LineageRevocation } from '../../db/types.js'
 import type { CaMaterial } from '../../ca/material.js'
 import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
@@ -11,7 +13,13 @@ import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { derToPem } from '../../x509/pem.js'
 import { limitParam, readJsonObject } from '../body.js'
-import { requireAdmin, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
+import {
+  peerAddress,
+  requireAdmin,
+  requireClientCert,
+  type AppEnv,
+  type PeerSource,
+} from '../mtls.js'
 import {
   certificateRequestBody,
   entryCreateBody,
@@ -30,6 +38,8 @@ export interface CaRouteDeps {
   readonly entries: EntryService
   readonly crl: CrlPublisher
   readonly peer: PeerSource
+  /** Told when a clone alarm revoked a lineage (the CRL is rebuilt). */
+  readonly onContained?: (revoked: LineageRevocation) => void
 }
 
 const SERIAL = /^[0-9a-fA-F]{2,64}$/
@@ -48,6 +58,9 @@ export function certificateView(r: CertificateRecord, now: number) {
     revocation_reason: r.revocationReason,
     renewed_from: r.renewedFrom,
     entry_id: r.entryId,
+    lineage_id: r.lineageId,
+    generation: r.generation,
+    generation_state: r.lineageState,
     thumbprint: r.thumbprint,
     certificate: derToPem(r.der, 'CERTIFICATE'),
   }
@@ -64,6 +77,8 @@ export function certificateResponse(issued: IssuedCertificate): CertificateRespo
     chain: leaf + issued.issuerChainPem,
     not_before: new Date(c.notBefore).toISOString(),
     not_after: new Date(c.notAfter).toISOString(),
+    lineage_id: c.lineageId ?? null,
+    generation: c.generation ?? null,
   }
 }
 
@@ -77,7 +92,8 @@ async function certificateRequest(c: Parameters<typeof readJsonObject>[0]) {
 export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   const admin = requireAdmin(deps)
-  const mtls = requireClientCert(deps)
+  // A retired generation asking to renew is a clone signal (src/ca/generations.ts).
+  const renewer = requireClientCert(deps, { use: 'renew' })
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/v1/bundle', (c) =>
@@ -95,12 +111,30 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
       )
     const grant = await deps.authority.authenticateJoinToken(m[1]!)
     const request = await certificateRequest(c)
-    return c.json(certificateResponse(await deps.authority.enroll(grant, request)), 201)
+    const issued = await deps.authority.enroll(grant, request, { peer: peerAddress(c) })
+    return c.json(certificateResponse(issued), 201)
   })
 
-  app.post('/v1/renew', mtls, async (c) => {
+  app.post('/v1/renew', async (c, next) => {
+    const authorization = c.req.header('authorization')
+    if (authorization === undefined) return renewer(c, next)
+    // Renewal after expiry: no client certificate, a proof of possession instead.
+    if ((await deps.peer(c)).certificate !== undefined) {
+      throw new CAError(
+        'ERR_BAD_REQUEST',
+        'renew over mTLS, or after expiry with a proof and no client certificate; not both',
+      )
+    }
+    const peer = peerAddress(c)
+    const { certificate, proof } = await verifyExpiredRenewal(authorization, peer, deps)
     const request = await certificateRequest(c)
-    return c.json(certificateResponse(await deps.authority.renew(c.var.client, request)), 201)
+    const issued = await deps.authority.renew(certificate, request, { peer, proof })
+    return c.json(certificateResponse(issued), 201)
+  })
+  app.post('/v1/renew', async (c) => {
+    const request = await certificateRequest(c)
+    const issued = await deps.authority.renew(c.var.client, request, { peer: peerAddress(c) })
+    return c.json(certificateResponse(issued), 201)
   })
 
   app.post('/v1/entries', admin, async (c) => {
@@ -112,6 +146,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         ttl: body.ttl,
         scopes: body.scopes,
         ...(body.subject_cn !== undefined && { subjectCn: body.subject_cn }),
+        renewAfterExpiry: body.renew_after_expiry,
       },
       actorOf(c.var.client),
     )
@@ -134,6 +169,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         ttl: body.ttl,
         scopes: body.scopes,
         subjectCn: body.subject_cn,
+        renewAfterExpiry: body.renew_after_expiry,
       },
       actorOf(c.var.client),
     )
@@ -159,6 +195,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     const now = deps.clock.now().getTime()
     const page = await deps.store.certificates.list({
       spiffeId: c.req.query('spiffe_id') || undefined,
+      lineageId: c.req.query('lineage_id') || undefined,
       status: (status || undefined) as (typeof STATUSES)[number] | undefined,
       cursor: c.req.query('cursor'),
       limit: limitParam(c),

@@ -2,14 +2,14 @@ import { Hono } from 'hono'
 import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
 import type { Store } from '../../db/port.js'
-import type { CertificateRecord } from '../../db/types.js'
+import type { CertificateRecord, LineageRevocation } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
 import type { SigningKeys } from '../../tokens/keys.js'
 import { readOAuthForm } from '../body.js'
 import type { EventLimiter } from '../event-limit.js'
-import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
+import { peerAddress, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
 export interface OAuthRouteDeps {
   readonly config: Config
@@ -18,6 +18,7 @@ export interface OAuthRouteDeps {
   readonly keys: SigningKeys
   readonly peer: PeerSource
   readonly events: EventLimiter
+  readonly onContained?: (revoked: LineageRevocation) => void
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
@@ -51,9 +52,11 @@ async function authenticateOAuthClient(
 export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   const mtls = requireClientCert(deps)
+  // A retired generation asking for a token after renewal.clone_grace is a clone signal.
+  const tokenClient = requireClientCert(deps, { use: 'token' })
   const { issuer } = deps.config.tokens
 
-  app.post('/oauth/token', mtls, async (c) => {
+  app.post('/oauth/token', tokenClient, async (c) => {
     const client = c.var.client
     try {
       const form = await readOAuthForm(c)
@@ -69,7 +72,7 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
           'ERR_UNSUPPORTED_GRANT_TYPE',
           `grant_type is not supported; this server takes ${[...GRANTS.keys()].join(', ')}`,
         )
-      return c.json(await grant(client, form, deps), 200, NO_STORE)
+      return c.json(await grant(client, form, deps, { peer: peerAddress(c) }), 200, NO_STORE)
     } catch (e) {
       // Refusals of an authenticated client are audited (the refresh grant audits its own), at
       // most EVENTS_PER_WINDOW a minute per peer address. Requests without a valid
@@ -78,6 +81,7 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       if (
         e instanceof CAError &&
         e.code !== 'ERR_INVALID_GRANT' &&
+        e.code !== 'ERR_CLONE_SUSPECTED' && // lineage.clone_detected records it
         deps.events.allow(`token.refused ${peer}`) === 'yes'
       ) {
         await deps.store.audit.record(deps.clock.now().getTime(), {

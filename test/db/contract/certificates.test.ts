@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { isCAError } from '../../../src/errors.js'
 import { describeEachBackend, type OpenBackend } from './backends.js'
-import { cert, entryWithToken, event, family, NOW, storedCert } from './fixtures.js'
+import { cert, entryWithToken, event, family, NOW, renewal, storedCert } from './fixtures.js'
 
 describeEachBackend('storage contract ($name): certificates', (backend) => {
   let db: OpenBackend
@@ -63,26 +63,23 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
   it('renewal commits only while the parent is valid; lineage by renewed_from', async () => {
     const { a, b } = db
     const { entry, cert: parent } = await storedCert(a)
-    const child = cert(entry, { renewedFrom: parent.serial })
+    const child = renewal(entry, parent)
     expect(await a.certificates.commitRenewal(child, event('renew'), NOW)).toBeUndefined()
-    const grandchild = cert(entry, { renewedFrom: child.serial })
+    const grandchild = renewal(entry, child)
     expect(await b.certificates.commitRenewal(grandchild, event('renew'), NOW)).toBeUndefined()
     expect(await a.certificates.isSelfOrDescendant(grandchild.serial, parent.serial)).toBe(true)
     expect(await a.certificates.isSelfOrDescendant(parent.serial, parent.serial)).toBe(true)
     expect(await a.certificates.isSelfOrDescendant(parent.serial, child.serial)).toBe(false)
-    await b.certificates.revoke(parent.serial, 'superseded', NOW, 'test')
-    expect(
-      await a.certificates.commitRenewal(
-        cert(entry, { renewedFrom: parent.serial }),
-        event('r'),
-        NOW,
-      ),
-    ).toBe('parent_not_valid')
-    const old = cert(entry, { notAfter: NOW - 1 })
-    await a.certificates.insert(old, event('issue'))
-    expect(
-      await a.certificates.commitRenewal(cert(entry, { renewedFrom: old.serial }), event('r'), NOW),
-    ).toBe('parent_not_valid')
+    // The current generation, revoked: nothing renews from it (the lineage lives on in no one).
+    const { entry: e2, cert: revoked } = await storedCert(a)
+    await b.certificates.revoke(revoked.serial, 'superseded', NOW, 'test')
+    expect(await a.certificates.commitRenewal(renewal(e2, revoked), event('r'), NOW)).toBe(
+      'parent_not_valid',
+    )
+    const { entry: e3, cert: old } = await storedCert(a, { notAfter: NOW - 1 })
+    expect(await a.certificates.commitRenewal(renewal(e3, old), event('r'), NOW)).toBe(
+      'parent_not_valid',
+    )
   })
 
   it('revocation: idempotent (first reason and time stay), cascades to bound tokens, bumps the CRL revision', async () => {
@@ -111,13 +108,14 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
 
   it('keyCompromise: every certificate of the key in any state, and all their descendants', async () => {
     const { a } = db
+    // first (key K) → a2 (K, renewed with the same key) → b (K') → deeper (K'').
     const { entry, cert: first } = await storedCert(a)
-    const sameKey = cert(entry, { spkiSha256: first.spkiSha256, renewedFrom: first.serial })
-    await a.certificates.commitRenewal(sameKey, event('renew'), NOW)
-    const branch = cert(entry, { renewedFrom: first.serial })
-    await a.certificates.commitRenewal(branch, event('renew'), NOW)
-    const deeper = cert(entry, { renewedFrom: branch.serial })
-    await a.certificates.commitRenewal(deeper, event('renew'), NOW)
+    const sameKey = renewal(entry, first, { spkiSha256: first.spkiSha256 })
+    expect(await a.certificates.commitRenewal(sameKey, event('renew'), NOW)).toBeUndefined()
+    const branch = renewal(entry, sameKey)
+    expect(await a.certificates.commitRenewal(branch, event('renew'), NOW)).toBeUndefined()
+    const deeper = renewal(entry, branch)
+    expect(await a.certificates.commitRenewal(deeper, event('renew'), NOW)).toBeUndefined()
     const { cert: bystander } = await storedCert(a)
     await a.certificates.revoke(first.serial, 'superseded', NOW, 'test')
     const result = (await a.certificates.revoke(sameKey.serial, 'keyCompromise', NOW, 'test'))!

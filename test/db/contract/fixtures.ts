@@ -29,6 +29,7 @@ export function entry(extra: Partial<EntryRecord> = {}): EntryRecord {
     enabled: true,
     createdAt: NOW + n,
     updatedAt: NOW + n,
+    renewAfterExpiry: null,
     ...extra,
   }
 }
@@ -63,12 +64,27 @@ export async function entryWithToken(store: Store, expiresAt = NOW + 60_000) {
   return { entry: e, tokenId }
 }
 
-/** A stored workload certificate of a fresh entry. */
+/** A stored workload certificate of a fresh entry: enrolled, generation 1 of a new lineage. */
 export async function storedCert(store: Store, extra: Partial<NewCertificate> = {}) {
-  const e = await store.entries.create(entry(), event('entry.create'))
-  const c = cert(e, extra)
-  await store.certificates.insert(c, event('certificate.issue'))
+  const { entry: e, tokenId } = await entryWithToken(store)
+  const c = cert(e, { lineageId: randomUUID(), generation: 1, ...extra })
+  const refused = await store.certificates.commitEnrollment(tokenId, c, event('enroll'), NOW)
+  if (refused) throw new Error(`storedCert: ${refused}`)
   return { entry: e, cert: c }
+}
+
+/** A renewal of `parent`: the next generation of its lineage (a new key unless `extra` says). */
+export function renewal(
+  e: EntryRecord,
+  parent: NewCertificate,
+  extra: Partial<NewCertificate> = {},
+) {
+  return cert(e, {
+    renewedFrom: parent.serial,
+    lineageId: parent.lineageId ?? null,
+    generation: (parent.generation ?? 1) + 1,
+    ...extra,
+  })
 }
 
 export function refreshRow(expiresAt = NOW + 3_600_000): NewRefreshToken {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { describeEachBackend, type OpenBackend } from './backends.js'
-import { accessRow, cert, event, family, NOW, refreshRow, storedCert } from './fixtures.js'
+import { accessRow, cert, event, family, NOW, refreshRow, renewal, storedCert } from './fixtures.js'
 
 describeEachBackend('storage contract ($name): token families', (backend) => {
   let db: OpenBackend
@@ -56,8 +56,8 @@ describeEachBackend('storage contract ($name): token families', (backend) => {
     const { a } = db
     const { entry, cert: c } = await storedCert(a)
     const f = await family(a, c)
-    const renewed = cert(entry, { renewedFrom: c.serial })
-    await a.certificates.commitRenewal(renewed, event('renew'), NOW)
+    const renewed = renewal(entry, c)
+    expect(await a.certificates.commitRenewal(renewed, event('renew'), NOW)).toBeUndefined()
     const input = refreshInput(f.id, f.refresh.id, renewed)
     expect(await a.tokens.commitRefresh(input)).toBe('ok')
     expect((await a.tokens.getFamily(f.id))!.certSerial).toBe(renewed.serial)

@@ -1,0 +1,252 @@
+import { CAError } from '../../errors.js'
+import type { SqlDriver, SqlExecutor } from '../driver.js'
+import type {
+  AuditInput,
+  CommitRefusalReason,
+  GenerationState,
+  NewCertificate,
+  RenewalContext,
+} from '../types.js'
+import { writeAudit } from './audit.js'
+import { containLineage, lockLineage, promoteNext, supersedeNext } from './lineage-changes.js'
+
+import type { CertificateRow } from './rows.js'
+
+type Locks = Pick<SqlDriver, 'forUpdate' | 'forShare'>
+
+export async function insertCertificate(
+  tx: SqlExecutor,
+  c: NewCertificate,
+  state: GenerationState | null = null,
+): Promise<void> {
+  await tx.run(
+    `INSERT INTO certificates (serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256,
+       not_before, not_after, renewed_from, der, issued_at, issuer_key_id, lineage_id, generation,
+       lineage_state)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    [
+      c.serial,
+      c.kind,
+      c.spiffeId,
+      c.entryId,
+      c.thumbprint,
+      c.spkiSha256,
+      c.notBefore,
+      c.notAfter,
+      c.renewedFrom,
+      c.der,
+      c.issuedAt,
+      c.issuerKeyId ?? null,
+      c.lineageId ?? null,
+      c.generation ?? null,
+      c.lineageId ? state : null,
+    ],
+  )
+  if (c.spiffeId !== null) {
+    await tx.run(
+      `INSERT INTO key_identities (spki_sha256, spiffe_id) VALUES (?, ?)
+       ON CONFLICT (spki_sha256) DO NOTHING`,
+      [c.spkiSha256, c.spiffeId],
+    )
+  }
+}
+
+export async function keyCompromised(
+  db: Pick<SqlExecutor, 'get'>,
+  spkiSha256: string,
+): Promise<boolean> {
+  const row = await db.get('SELECT 1 AS found FROM compromised_keys WHERE spki_sha256 = ?', [
+    spkiSha256,
+  ])
+  return row !== undefined
+}
+
+export async function keyIdentity(
+  db: Pick<SqlExecutor, 'get'>,
+  spkiSha256: string,
+): Promise<string | undefined> {
+  const row = await db.get<{ spiffe_id: string }>(
+    'SELECT spiffe_id FROM key_identities WHERE spki_sha256 = ?',
+    [spkiSha256],
+  )
+  return row?.spiffe_id
+}
+
+/** The key checks of every issuance: not compromised, not certified for another SPIFFE ID. */
+async function keyRefusal(
+  tx: SqlExecutor,
+  c: NewCertificate,
+): Promise<CommitRefusalReason | undefined> {
+  if (await keyCompromised(tx, c.spkiSha256)) return 'key_compromised'
+  const holder = await keyIdentity(tx, c.spkiSha256)
+  if (holder !== undefined && holder !== c.spiffeId) return 'key_other_identity'
+  return undefined
+}
+
+/**
+ * After the insert: the key's identity is this certificate's. Only a concurrent issuance for
+ * another SPIFFE ID on another replica (committed between our check and our insert) makes
+ * this fail; the whole transaction then rolls back (LIFECYCLE invariant 12).
+ */
+async function confirmKeyIdentity(tx: SqlExecutor, c: NewCertificate): Promise<void> {
+  if ((await keyIdentity(tx, c.spkiSha256)) !== c.spiffeId)
+    throw new CAError('ERR_POLICY_DENIED', 'this public key is certified for another SPIFFE ID')
+}
+
+async function entryEnabled(tx: SqlExecutor, db: Locks, entryId: string | null) {
+  if (entryId === null) return true
+  const row = await tx.get<{ enabled: number }>(
+    `SELECT enabled FROM entries WHERE id = ?${db.forShare}`,
+    [entryId],
+  )
+  return row?.enabled === 1
+}
+
+/**
+ * Renewal re-runs the whole issuance policy, the entry's scopes included: a token family of the
+ * lineage that carries a scope the entry no longer allows ends here, rather than following the
+ * lineage onto the new certificate.
+ */
+async function endFamiliesOutsideScopes(
+  tx: SqlExecutor,
+  c: NewCertificate,
+  now: number,
+  actor: string,
+): Promise<void> {
+  const entry = await tx.get<{ scopes: string | null }>('SELECT scopes FROM entries WHERE id = ?', [
+    c.entryId,
+  ])
+  if (!entry || entry.scopes === null) return
+  const allowed = new Set(JSON.parse(entry.scopes) as string[])
+  const families = await tx.all<{ id: string; scope: string | null }>(
+    `SELECT id, scope FROM token_families WHERE status = 'active'
+       AND cert_serial IN (SELECT serial FROM certificates WHERE lineage_id = ?)`,
+    [c.lineageId ?? null],
+  )
+  const outside = families.filter((f) =>
+    (f.scope ?? '').split(' ').some((s) => s && !allowed.has(s)),
+  )
+  for (const f of outside) {
+    await tx.run(
+      `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = 'scope_withdrawn'
+       WHERE id = ? AND status = 'active'`,
+      [now, f.id],
+    )
+    await tx.run(
+      'UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL AND expires_at > ?',
+      [now, f.id, now],
+    )
+  }
+  if (outside.length > 0) {
+    await writeAudit(tx, now, {
+      actor,
+      action: 'token.family.revoke_cascade',
+      subject: c.spiffeId,
+      details: {
+        cause: 'scope_withdrawn',
+        lineage_id: c.lineageId,
+        families: outside.map((f) => f.id),
+      },
+    })
+  }
+}
+
+/** The enrolment transaction (CertificateStore.commitEnrollment). */
+export async function commitEnrollmentTx(
+  tx: SqlExecutor,
+  db: Locks,
+  joinTokenId: string,
+  c: NewCertificate,
+  event: AuditInput,
+  now: number,
+  peer: string | null,
+): Promise<CommitRefusalReason | undefined> {
+  if (!(await entryEnabled(tx, db, c.entryId))) return 'entry_disabled'
+  const refusal = await keyRefusal(tx, c)
+  if (refusal) return refusal
+  // The conditional update is the single-use guarantee: of N racing redemptions, one
+  // changes the row (LIFECYCLE invariant 6).
+  const spent = await tx.run(
+    'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
+    [now, c.serial, joinTokenId, now],
+  )
+  if (spent !== 1) return 'join_token_spent'
+  if (c.lineageId) {
+    await tx.run(
+      `INSERT INTO lineages (id, spiffe_id, entry_id, status, current_serial, created_at)
+       VALUES (?, ?, ?, 'active', ?, ?)`,
+      [c.lineageId, c.spiffeId, c.entryId, c.serial, c.issuedAt],
+    )
+  }
+  await insertCertificate(tx, c, 'current')
+  await confirmKeyIdentity(tx, c)
+  if (peer) await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, c.serial])
+  await writeAudit(tx, c.issuedAt, event)
+  return undefined
+}
+
+/**
+ * The renewal transaction (CertificateStore.commitRenewal). Under the lineage's lock: the
+ * parent must be its current generation (a next one is promoted here: this is its first use;
+ * a retired one is a clone, contained before the refusal commits), valid and inside its
+ * window (or the grace of a renewal after expiry); then the new certificate becomes the next
+ * generation, replacing a next one that was never used.
+ */
+export async function commitRenewalTx(
+  tx: SqlExecutor,
+  db: Locks,
+  c: NewCertificate,
+  event: AuditInput,
+  now: number,
+  context: RenewalContext,
+): Promise<CommitRefusalReason | undefined> {
+  const peer = context.peer ?? null
+  const lineage = c.lineageId ? await lockLineage(tx, db, c.lineageId) : undefined
+  if (!lineage || lineage.status !== 'active') return 'lineage_revoked'
+  const parent = await tx.get<CertificateRow>(
+    `SELECT * FROM certificates WHERE serial = ?${db.forShare}`,
+    [c.renewedFrom],
+  )
+  if (!parent || parent.lineage_id !== lineage.id) return 'parent_not_valid'
+  const retired =
+    parent.lineage_state === 'retired' &&
+    (parent.status === 'valid' || parent.revocation_reason === 'superseded')
+  if (retired) {
+    await containLineage(tx, lineage, parent, {
+      serial: parent.serial,
+      request: 'renew',
+      peer,
+      now,
+    })
+    return 'clone_suspected'
+  }
+  const graceMs = context.afterExpiry?.graceMs ?? 0
+  if (parent.status !== 'valid' || now >= parent.not_after + graceMs) return 'parent_not_valid'
+  if (!(await entryEnabled(tx, db, c.entryId))) return 'entry_disabled'
+  const refusal = await keyRefusal(tx, c)
+  if (refusal) return refusal
+  const proof = context.afterExpiry
+  if (proof) {
+    // Single use until the proof's own exp; spent ones past it are forgotten here.
+    await tx.run('DELETE FROM renewal_proofs WHERE expires_at <= ?', [now])
+    const fresh = await tx.run(
+      `INSERT INTO renewal_proofs (serial, jti, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (serial, jti) DO NOTHING`,
+      [parent.serial, proof.jti, proof.proofExpiresAt],
+    )
+    if (fresh !== 1) return 'proof_replayed'
+  }
+  if (lineage.next_serial === parent.serial) {
+    await promoteNext(tx, lineage, parent, now, peer)
+  } else if (lineage.next_serial !== null) {
+    await supersedeNext(tx, lineage.next_serial, now, event.actor)
+  }
+  await insertCertificate(tx, c, 'next')
+  await confirmKeyIdentity(tx, c)
+  await endFamiliesOutsideScopes(tx, c, now, event.actor)
+  await tx.run('UPDATE lineages SET next_serial = ? WHERE id = ?', [c.serial, lineage.id])
+  if (peer)
+    await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, parent.serial])
+  await writeAudit(tx, c.issuedAt, event)
+  return undefined
+}
