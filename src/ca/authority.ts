@@ -10,10 +10,13 @@ import type {
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
+import type { OidcFederation } from '../federation/federation.js'
+import { oidcRefusal } from '../federation/errors.js'
 import { parseCsrDer } from '../x509/csr.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
+import { authenticateOidc, type OidcGrant } from './oidc-enrollment.js'
 import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import type { RevocationReasonName } from './reasons.js'
 
@@ -25,6 +28,8 @@ export interface AuthorityDeps {
   readonly crl: CrlPublisher
   /** Told which serials a revocation changed (the server renews its own certificate if listed). */
   readonly onRevoked?: (serials: readonly string[]) => void
+  /** The configured OIDC issuers; without it, OIDC identity tokens are refused. */
+  readonly federation?: OidcFederation
 }
 
 /** What a client asks for, as the edges (JSON, EST) decode it: DER CSR bytes, ttl in ms. */
@@ -38,6 +43,11 @@ export interface JoinTokenGrant {
   readonly joinTokenId: string
   readonly entry: EntryRecord
 }
+
+export type { OidcGrant } from './oidc-enrollment.js'
+
+/** What an enrolment may be granted: a join token's, or an OIDC identity token's. */
+export type EnrollmentGrant = JoinTokenGrant | OidcGrant
 
 /** A certificate just issued, with the chain of the CA that issued it (PEM, leaf side first). */
 export interface IssuedCertificate {
@@ -70,20 +80,32 @@ export class Authority {
     return { joinTokenId: found.id, entry: found.entry }
   }
 
-  /** Enrolment with a one-time join token (LIFECYCLE "enrol"). */
-  async enroll(grant: JoinTokenGrant, request: CertificateRequest): Promise<IssuedCertificate> {
+  /**
+   * The first half of an enrolment by OIDC identity token, for the entry of `spiffeId` (from
+   * the request body on /v1/enroll, the CSR's URI SAN on EST): the same kind of grant as
+   * {@link authenticateJoinToken}, for {@link enroll}. Refusals are ERR_OIDC_TOKEN_INVALID
+   * naming the failed check (ERR_OIDC_ISSUER_UNAVAILABLE when the issuer cannot be asked).
+   */
+  authenticateOidcToken(token: string, spiffeId: string): Promise<OidcGrant> {
+    return authenticateOidc(this.deps, token, spiffeId)
+  }
+
+  /** Enrolment with a one-time join token or OIDC identity token (LIFECYCLE "enrol"). */
+  async enroll(grant: EnrollmentGrant, request: CertificateRequest): Promise<IssuedCertificate> {
     const { store, clock } = this.deps
     const now = clock.now()
     const { entry } = grant
     const issued = await this.#issueFromCsr(request, entryGrant(entry), entry, null, now)
     const event = {
-      actor: `join-token:${grant.joinTokenId}`,
+      actor: 'oidc' in grant ? `oidc:${grant.oidc.issuer}` : `join-token:${grant.joinTokenId}`,
       action: 'certificate.enroll',
       subject: issued.serial,
       details: {
         spiffe_id: entry.spiffeId,
         entry_id: entry.id,
         not_after: new Date(issued.notAfter).toISOString(),
+        // Who the token said the caller is; never the token.
+        ...('oidc' in grant && { oidc: grant.oidc }),
       },
     }
     // Commit time, not issue time: the token may have expired, the entry been disabled or the
@@ -91,7 +113,7 @@ export class Authority {
     // invariant 7); kept although signing is synchronous today, so issuance stays safe when it
     // is not.
     const refusal = await store.certificates.commitEnrollment(
-      grant.joinTokenId,
+      'oidc' in grant ? { oidcToken: grant.use } : { joinTokenId: grant.joinTokenId },
       issued,
       event,
       clock.now().getTime(),
@@ -218,6 +240,8 @@ function refusalError(reason: CommitRefusalReason): CAError {
         'ERR_JOIN_TOKEN_INVALID',
         'the join token is unknown, already used or expired',
       )
+    case 'oidc_token_spent':
+      return oidcRefusal('replay', 'this token has enrolled already; each token enrols once')
     case 'entry_disabled':
       return new CAError('ERR_ENTRY_DISABLED', 'the entry was disabled')
     case 'key_compromised':

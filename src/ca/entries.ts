@@ -4,8 +4,9 @@ import type { Config } from '../config/load.js'
 import { formatDuration } from '../config/duration.js'
 import { newSecretToken } from '../crypto/secret-token.js'
 import type { Store } from '../db/port.js'
-import type { EntryPatch, EntryRecord, Page, TtlCap } from '../db/types.js'
+import type { EntryPatch, EntryRecord, OidcRule, Page, TtlCap } from '../db/types.js'
 import { CAError, isCAError } from '../errors.js'
+import { claimsProblem, ruleView } from '../federation/claims.js'
 import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
@@ -19,6 +20,7 @@ export interface EntryView {
   readonly dns_names: readonly string[]
   readonly ttl: string | null
   readonly scopes: readonly string[] | null
+  readonly oidc: { issuer: string; claims: Record<string, string> } | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -31,6 +33,7 @@ export function entryView(e: EntryRecord): EntryView {
     dns_names: e.dnsNames,
     ttl: e.maxTtl?.text ?? null,
     scopes: e.scopes,
+    oidc: e.oidc === null ? null : ruleView(e.oidc),
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -43,14 +46,16 @@ export interface EntryInput {
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap
   readonly scopes?: readonly string[] | null
+  readonly oidc?: OidcRule | null
 }
 
-/** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
+/** A change to an entry; absent fields stay, `null` clears a cap, scope pin or OIDC rule. */
 export interface EntryUpdate {
   readonly enabled?: boolean
   readonly dnsNames?: readonly string[]
   readonly ttl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly oidc?: OidcRule | null
 }
 
 /** Registration entries and their join tokens (admin API). */
@@ -79,6 +84,7 @@ export class EntryService {
       dnsNames: checkDnsNames(input.dnsNames) ?? [],
       maxTtl: checkEntryTtl(input.ttl, config) ?? null,
       scopes: checkScopes(input.scopes) ?? null,
+      oidc: checkOidc(input.oidc ?? undefined, config) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -92,6 +98,7 @@ export class EntryService {
         dns_names: entry.dnsNames,
         max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
+        oidc: entry.oidc,
       },
     })
     return created.catch((e: unknown) => {
@@ -117,6 +124,7 @@ export class EntryService {
       dnsNames: checkDnsNames(update.dnsNames),
       maxTtl: update.ttl === null ? null : checkEntryTtl(update.ttl, this.deps.config),
       scopes: checkScopes(update.scopes),
+      oidc: update.oidc === null ? null : checkOidc(update.oidc, this.deps.config),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
@@ -130,6 +138,7 @@ export class EntryService {
         ...(patch.dnsNames !== undefined && { dns_names: patch.dnsNames }),
         ...(patch.maxTtl !== undefined && { ttl: patch.maxTtl?.text ?? null }),
         ...(patch.scopes !== undefined && { scopes: patch.scopes }),
+        ...(patch.oidc !== undefined && { oidc: patch.oidc }),
       },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
@@ -207,6 +216,22 @@ function checkScopes(value: readonly string[] | null | undefined): string[] | nu
     )
   }
   return [...new Set(value as string[])]
+}
+
+/** An `oidc` rule: a configured issuer and claims that pin something (src/federation/claims.ts). */
+function checkOidc(value: OidcRule | undefined, config: Config): OidcRule | undefined {
+  if (value === undefined) return undefined
+  const names = config.federation.oidcIssuers.map((i) => i.name)
+  if (!names.includes(value.issuer)) {
+    const known = names.length ? `one of ${names.join(', ')}` : 'none are configured'
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      `"oidc.issuer" ${JSON.stringify(value.issuer.slice(0, 64))} is not in federation.oidc_issuers (${known})`,
+    )
+  }
+  const problem = claimsProblem(value.claims)
+  if (problem) throw new CAError('ERR_BAD_REQUEST', problem)
+  return { issuer: value.issuer, claims: { ...value.claims } }
 }
 
 function checkEntryTtl(value: TtlCap | undefined, config: Config): TtlCap | undefined {

@@ -13,9 +13,19 @@ export interface EntryRecord {
   readonly maxTtl: TtlCap | null
   /** OAuth scopes the entry's workloads may ask for; null = any well-formed scope. */
   readonly scopes: readonly string[] | null
+  /** Enrolment by an OIDC identity token that satisfies this rule; null = join tokens only. */
+  readonly oidc: OidcRule | null
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
+}
+
+/** An entry's rule for enrolment by OIDC identity token (CONTRACT "Enrolment by an OIDC …"). */
+export interface OidcRule {
+  /** The issuer's name in `federation.oidc_issuers`. */
+  readonly issuer: string
+  /** Claim name (or JSON Pointer) → exact value or `*` glob; every one must match. */
+  readonly claims: Readonly<Record<string, string>>
 }
 
 export type CertificateKind = 'workload' | 'admin' | 'server'
@@ -86,7 +96,25 @@ export interface RevokedEntry {
 
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
 export type CommitRefusalReason =
-  'join_token_spent' | 'entry_disabled' | 'key_compromised' | 'parent_not_valid'
+  | 'join_token_spent'
+  | 'oidc_token_spent'
+  | 'entry_disabled'
+  | 'key_compromised'
+  | 'parent_not_valid'
+
+/** What an enrolment spends, in its own transaction: a join token, or one OIDC token's use. */
+export type EnrollmentCredential =
+  { readonly joinTokenId: string } | { readonly oidcToken: OidcTokenUse }
+
+/** One use of an OIDC identity token: each token enrols at most once. */
+export interface OidcTokenUse {
+  /** SHA-256 (hex) of the token's signed `header.payload`: the replay key, never the token. */
+  readonly tokenHash: string
+  /** The issuer's name in `federation.oidc_issuers`. */
+  readonly issuer: string
+  /** A replay is refused until then (the token's `exp`, plus the clock tolerance). */
+  readonly expiresAt: number
+}
 
 // --- entries ---------------------------------------------------------------------------------
 
@@ -95,6 +123,7 @@ export interface EntryPatch {
   readonly dnsNames?: readonly string[]
   readonly maxTtl?: TtlCap | null
   readonly scopes?: readonly string[] | null
+  readonly oidc?: OidcRule | null
 }
 
 export interface JoinTokenInput {

@@ -44,11 +44,28 @@ export const certificateRequestBody = z.object({
   ttl: duration.optional(),
 })
 
+/** POST /v1/enroll with an OIDC identity token: the SPIFFE ID of the entry it enrols for. */
+export const oidcEnrollBody = z.object({
+  spiffe_id: z.string({ error: "is required with an OIDC token (the entry's SPIFFE ID)" }),
+})
+
+/** An entry's `oidc` rule: `{"issuer": name, "claims": {claim: pattern}}` (checked in the domain). */
+const oidcRule = z.strictObject(
+  {
+    issuer: z.string({ error: 'is required (an issuer name of federation.oidc_issuers)' }),
+    claims: z.record(z.string(), z.string({ error: 'must map claim names to strings' }), {
+      error: 'must be an object of claim names and patterns',
+    }),
+  },
+  { error: 'must be null or {"issuer", "claims"}' },
+)
+
 export const entryCreateBody = z.strictObject({
   spiffe_id: z.string({ error: 'is required (a string)' }),
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  oidc: oidcRule.nullable().optional(),
 })
 
 export const entryPatchBody = z.strictObject({
@@ -56,6 +73,7 @@ export const entryPatchBody = z.strictObject({
   dns_names: stringList('DNS names', 100).optional(),
   ttl: duration.nullable().optional(),
   scopes: stringList('scope tokens', 100).nullable().optional(),
+  oidc: oidcRule.nullable().optional(),
 })
 
 export const joinTokenBody = z.strictObject({ ttl: duration.optional() })

@@ -6,6 +6,7 @@ import type {
   CertificateQuery,
   CertificateRecord,
   CommitRefusalReason,
+  EnrollmentCredential,
   NewCertificate,
   Page,
   RevocationResult,
@@ -84,7 +85,7 @@ export class SqlCertificateStore implements CertificateStore {
   }
 
   commitEnrollment(
-    joinTokenId: string,
+    credential: EnrollmentCredential,
     c: NewCertificate,
     event: AuditInput,
     now: number,
@@ -92,13 +93,8 @@ export class SqlCertificateStore implements CertificateStore {
     return this.db.transaction(async (tx) => {
       if (!(await this.#entryEnabled(tx, c.entryId))) return 'entry_disabled'
       if (await keyCompromised(tx, c.spkiSha256)) return 'key_compromised'
-      // The conditional update is the single-use guarantee: of N racing redemptions, one
-      // changes the row (LIFECYCLE invariant 6).
-      const spent = await tx.run(
-        'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
-        [now, c.serial, joinTokenId, now],
-      )
-      if (spent !== 1) return 'join_token_spent'
+      const refusal = await spendCredential(tx, credential, c.serial, now)
+      if (refusal) return refusal
       await insertCertificate(tx, c)
       await writeAudit(tx, c.issuedAt, event)
       return undefined
@@ -188,6 +184,33 @@ export class SqlCertificateStore implements CertificateStore {
       notAfter: r.not_after,
     }))
   }
+}
+
+/**
+ * The single-use guarantee (LIFECYCLE invariant 6): a conditional write that, of N racing
+ * redemptions, changes a row for one. A join token's row is marked used; an OIDC token's use
+ * is a new row on its hash, inserted only if there is none (every replica shares the table).
+ */
+async function spendCredential(
+  tx: SqlExecutor,
+  credential: EnrollmentCredential,
+  serial: string,
+  now: number,
+): Promise<CommitRefusalReason | undefined> {
+  if ('joinTokenId' in credential) {
+    const spent = await tx.run(
+      'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
+      [now, serial, credential.joinTokenId, now],
+    )
+    return spent === 1 ? undefined : 'join_token_spent'
+  }
+  const use = credential.oidcToken
+  const recorded = await tx.run(
+    `INSERT INTO oidc_token_uses (token_hash, issuer, used_at, used_by, expires_at)
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`,
+    [use.tokenHash, use.issuer, now, serial, use.expiresAt],
+  )
+  return recorded === 1 ? undefined : 'oidc_token_spent'
 }
 
 export async function keyCompromised(

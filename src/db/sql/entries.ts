@@ -17,6 +17,7 @@ function entryColumns(e: EntryRecord) {
     e.maxTtl?.ms ?? null,
     e.maxTtl?.text ?? null,
     e.scopes === null ? null : JSON.stringify(e.scopes),
+    e.oidc === null ? null : JSON.stringify(e.oidc),
     e.enabled ? 1 : 0,
   ]
 }
@@ -54,8 +55,9 @@ export class SqlEntryStore implements EntryStore {
   async create(entry: EntryRecord, event: AuditInput): Promise<EntryRecord> {
     await this.db.transaction(async (tx) => {
       await tx.run(
-        `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, enabled, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, oidc, enabled,
+           created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [entry.id, entry.spiffeId, ...entryColumns(entry), entry.createdAt, entry.updatedAt],
       )
       await writeAudit(tx, entry.createdAt, event)
@@ -108,11 +110,12 @@ export class SqlEntryStore implements EntryStore {
         dnsNames: patch.dnsNames ?? before.dnsNames,
         maxTtl: patch.maxTtl === undefined ? before.maxTtl : patch.maxTtl,
         scopes: patch.scopes === undefined ? before.scopes : patch.scopes,
+        oidc: patch.oidc === undefined ? before.oidc : patch.oidc,
         updatedAt: now,
       }
       await tx.run(
-        `UPDATE entries SET dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, enabled = ?,
-           updated_at = ? WHERE id = ?`,
+        `UPDATE entries SET dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, oidc = ?,
+           enabled = ?, updated_at = ? WHERE id = ?`,
         [...entryColumns(after), now, id],
       )
       await writeAudit(tx, now, event)

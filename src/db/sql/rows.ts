@@ -1,5 +1,5 @@
 import { CAError } from '../../errors.js'
-import type { AuditRecord, CertificateRecord, EntryRecord } from '../types.js'
+import type { AuditRecord, CertificateRecord, EntryRecord, OidcRule } from '../types.js'
 
 /** Row ↔ record mapping, shared by the repositories. */
 
@@ -10,6 +10,7 @@ export interface EntryRow {
   max_ttl_ms: number | null
   max_ttl: string | null
   scopes: string | null
+  oidc: string | null
   enabled: number
   created_at: number
   updated_at: number
@@ -22,6 +23,7 @@ export function toEntry(r: EntryRow): EntryRecord {
     dnsNames: JSON.parse(r.dns_names) as string[],
     maxTtl: r.max_ttl_ms === null ? null : { text: r.max_ttl!, ms: r.max_ttl_ms },
     scopes: r.scopes === null ? null : (JSON.parse(r.scopes) as string[]),
+    oidc: r.oidc === null ? null : (JSON.parse(r.oidc) as OidcRule),
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

@@ -5,6 +5,7 @@ import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
 import { SqlLeaseStore } from './leases.js'
+import { SqlOidcTokenStore } from './oidc-tokens.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -21,6 +22,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     signingKeys: new SqlSigningKeyStore(driver),
     leases: new SqlLeaseStore(driver),
     serverCredentials: new SqlServerCredentialStore(driver),
+    oidcTokens: new SqlOidcTokenStore(driver),
     close: () => driver.close(),
   }
 }

@@ -25,6 +25,7 @@ export function entry(extra: Partial<EntryRecord> = {}): EntryRecord {
     dnsNames: ['a.example.org'],
     maxTtl: { text: '2h', ms: 7_200_000 },
     scopes: ['read'],
+    oidc: null,
     enabled: true,
     createdAt: NOW + n,
     updatedAt: NOW + n,
