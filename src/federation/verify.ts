@@ -101,8 +101,11 @@ function headerAlg(token: string): string {
 /** jose's error → the check it stands for. */
 function refusalOf(e: unknown, issuer: OidcIssuerConfig): Error {
   if (isCAError(e)) return e
-  if (e instanceof errors.JWTExpired) return oidcRefusal('exp', 'the token has expired')
-  if (e instanceof errors.JWTClaimValidationFailed) {
+  if (e instanceof errors.JWTExpired && e.claim === 'exp') {
+    return oidcRefusal('exp', 'the token has expired')
+  }
+  // jose reports an `iat` older than maxTokenAge as JWTExpired, one in the future as a claim failure.
+  if (e instanceof errors.JWTExpired || e instanceof errors.JWTClaimValidationFailed) {
     switch (e.claim) {
       case 'iss':
         return oidcRefusal('iss', `the token's issuer is not "${issuer.issuer}"`)
