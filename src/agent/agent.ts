@@ -9,6 +9,8 @@ import { credentialFromResponse, newKeyAndCsr } from './credential.js'
 import type { Credential } from './credential.js'
 import { AgentFailure, ServerError, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
+import { enrolByOidc } from './oidc-enrol.js'
+import { OidcTokenSource } from './oidc-token.js'
 import { generationFiles, publishGeneration, publishedKey, runHook } from './publish.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
@@ -39,6 +41,7 @@ export class WorkloadAgent {
   /** Trust anchors: `--ca-bundle`, plus anchors a current one signed (see trust.ts). */
   #anchors: X509Certificate[]
   #joinToken: string | undefined
+  readonly #oidc: OidcTokenSource | undefined
   #cred: Credential | undefined
   #token: AccessToken | undefined
   #refreshToken: string | undefined
@@ -60,6 +63,7 @@ export class WorkloadAgent {
     })
     this.#api = new CaApi(options.server, this.#trust, signal)
     this.#joinToken = options.joinToken
+    this.#oidc = options.oidc && new OidcTokenSource(options.oidc, log, signal)
   }
 
   /**
@@ -139,34 +143,15 @@ export class WorkloadAgent {
     return withRetries(step, attempt, policy, this.#log, this.#signal)
   }
 
-  /** Enrols with the join token (first boot, or a dead certificate and a new join token). */
+  /**
+   * Enrols with the join token or an OIDC identity token (first boot, a dead or refused
+   * certificate, or a re-enrolment the CA asks for).
+   */
   async #enrol(why: string): Promise<void> {
-    const joinToken = this.#joinToken
-    if (joinToken === undefined) {
-      const how = 'a new join token (--join-token or --join-token-file)'
-      throw new AgentFailure('refused', `${why}; enrol with ${how}`)
-    }
-    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
-    const { keyType, spiffeId, dnsNames, ttl } = this.#o
-    const lifetime = parseDuration(ttl ?? '1h')!
-    let cred: Credential
-    try {
-      cred = await this.#retry(
-        'enrol',
-        async () => {
-          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
-          const res = await this.#api.enroll(joinToken, csr, ttl)
-          return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
-        },
-        this.#policy(Infinity, lifetime),
-      )
-    } catch (e) {
-      if (e instanceof ServerError && e.credentialRefused) {
-        throw new AgentFailure('refused', `the join token was refused: ${e.message}`)
-      }
-      throw e
-    }
-    this.#joinToken = undefined // spent
+    const cred =
+      this.#oidc !== undefined
+        ? await this.#enrolByOidc(why, this.#oidc)
+        : await this.#enrolByJoinToken(why)
     // A new enrolment starts a new lineage: the old token family cannot follow it.
     this.#token = undefined
     this.#refreshToken = undefined
@@ -174,6 +159,51 @@ export class WorkloadAgent {
     this.#log.info(
       { serial: cred.serial, not_after: iso(cred.notAfter), renew_at: iso(this.#renewAt) },
       'enrolled',
+    )
+  }
+
+  async #enrolByJoinToken(why: string): Promise<Credential> {
+    const joinToken = this.#joinToken
+    if (joinToken === undefined) {
+      const how = 'a new join token (--join-token or --join-token-file)'
+      throw new AgentFailure('refused', `${why}; enrol with ${how}`)
+    }
+    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
+    let cred: Credential
+    try {
+      cred = await this.#enrolAttempts(joinToken, false)
+    } catch (e) {
+      if (e instanceof ServerError && e.credentialRefused) {
+        throw new AgentFailure('refused', `the join token was refused: ${e.message}`)
+      }
+      throw e
+    }
+    this.#joinToken = undefined // spent
+    return cred
+  }
+
+  /** Enrols with a token of the OIDC source: nothing secret is stored, a token enrols once. */
+  #enrolByOidc(why: string, source: OidcTokenSource): Promise<Credential> {
+    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with ${source.description}`)
+    return enrolByOidc({
+      source,
+      once: this.#o.once,
+      log: this.#log,
+      enrolWith: (token) => this.#enrolAttempts(token, true),
+    })
+  }
+
+  /** POST /v1/enroll with a fresh key, retried while the server is unreachable or busy. */
+  #enrolAttempts(credential: string, oidc: boolean): Promise<Credential> {
+    const { keyType, spiffeId, dnsNames, ttl } = this.#o
+    return this.#retry(
+      'enrol',
+      async () => {
+        const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
+        const res = await this.#api.enroll(credential, csr, ttl, oidc ? spiffeId : undefined)
+        return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
+      },
+      this.#policy(Infinity, parseDuration(ttl ?? '1h')!),
     )
   }
 
@@ -193,6 +223,9 @@ export class WorkloadAgent {
       )
     } catch (e) {
       if (e instanceof ServerError && e.credentialRefused) return this.#certificateRefused(e)
+      if (e instanceof ServerError && e.reenrolRequired) {
+        return this.#enrol(`the CA asks for a new enrolment (${e.message})`)
+      }
       if (e instanceof ServerError && e.retryable && !this.#o.once) {
         throw new AgentFailure(
           'unavailable',
@@ -217,7 +250,7 @@ export class WorkloadAgent {
   async #certificateRefused(e: ServerError): Promise<void> {
     const serial = this.#cred!.serial
     const why = `the server refused the certificate ${serial} (${e.message})`
-    if (this.#joinToken === undefined) {
+    if (this.#joinToken === undefined && this.#oidc === undefined) {
       throw new AgentFailure('refused', `${why}; enrol again with a new --join-token`)
     }
     await this.#enrol(why)

@@ -38,14 +38,25 @@ export class AgentFailure extends Error {
  */
 export class ServerError extends Error {
   override readonly name = 'ServerError'
+  /** The problem details' `code` and `check` members, when the server sent them. */
+  readonly problem: { readonly code?: string; readonly check?: string }
   constructor(
     readonly operation: string,
     readonly status: number | undefined,
     message: string,
     readonly oauthError?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; problem?: { code?: string; check?: string } },
   ) {
     super(message, options)
+    this.problem = options?.problem ?? {}
+  }
+
+  /**
+   * The CA wants a new enrolment rather than a renewal (a lineage older than
+   * `renewal.max_lineage`): an agent with an OIDC token source enrols again by itself.
+   */
+  get reenrolRequired(): boolean {
+    return this.problem.code !== undefined && REENROL_CODES.has(this.problem.code)
   }
 
   /** Worth another attempt later: no answer, a server error, or "slow down". */
@@ -59,6 +70,19 @@ export class ServerError extends Error {
     return this.status === 401
   }
 }
+
+/**
+ * Problem `code`s by which the CA asks for a re-enrolment (coordinated with the lineage
+ * work: `renewal.max_lineage`); the spellings the CA may use for it.
+ */
+export const REENROL_CODES: ReadonlySet<string> = new Set([
+  'reenrol_required',
+  'reenroll_required',
+  'lineage_too_old',
+  'ERR_REENROL_REQUIRED',
+  'ERR_REENROLL_REQUIRED',
+  'ERR_LINEAGE_TOO_OLD',
+])
 
 /** Maps anything thrown to a one-line `AgentFailure`. */
 export function toFailure(e: unknown): AgentFailure {

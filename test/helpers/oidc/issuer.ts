@@ -48,6 +48,8 @@ export class LoopbackIssuer {
   /** The bearer the GitHub-shaped token endpoint wants, and what it mints there. */
   githubRequestToken = randomUUID()
   githubClaims: (audience: string) => JWTPayload = () => ({})
+  /** Every token the GitHub-shaped endpoint handed out, and the audience asked for. */
+  readonly githubIssued: { token: string; audience: string }[] = []
   readonly #server: Server
   readonly #hanging = new Set<import('node:http').ServerResponse>()
   url = ''
@@ -143,6 +145,7 @@ export class LoopbackIssuer {
       const audience = new URL(req.url!, 'https://x').searchParams.get('audience')
       if (!audience) return json(400, { message: 'audience required' })
       const value = await this.mint({ aud: audience, ...this.githubClaims(audience) })
+      this.githubIssued.push({ token: value, audience })
       return json(200, { count: value.length, value })
     }
     json(404, { message: 'not found' })
