@@ -264,4 +264,11 @@ describe('OIDC enrolment: hostile tokens and issuers', () => {
       logs.some((l) => l.issuer === 'hanging' && l.code === 'ERR_OIDC_ISSUER_UNAVAILABLE'),
     ).toBe(true)
   })
+
+  it('no log line holds a token (every JWT starts "eyJ"), though refusals are logged', () => {
+    expect(
+      logs.some((l) => l.code === 'ERR_OIDC_TOKEN_INVALID' && typeof l.check === 'string'),
+    ).toBe(true)
+    expect(JSON.stringify(logs)).not.toContain('eyJ')
+  })
 })

@@ -162,6 +162,21 @@ describe('OIDC enrolment with platform-shaped tokens', () => {
     )
   })
 
+  it('a disabled entry refuses (403) without spending the token; enabled again, the token enrols', async () => {
+    const spiffeId = id('disabled')
+    const entryId = await s.createEntry(spiffeId, {
+      oidc: { issuer: 'github', claims: { repository: 'acme/api' } },
+    })
+    const patch = (enabled: boolean) =>
+      s.call('PATCH', `/v1/entries/${entryId}`, { as: s.admin, json: { enabled } })
+    expect((await patch(false)).status).toBe(200)
+    const token = await issuers.github!.mint({ ...githubClaims(), aud: AUDIENCE })
+    const r = await enrollWithOidc(s, token, spiffeId)
+    expect([r.status, r.body.code]).toEqual([403, 'ERR_ENTRY_DISABLED'])
+    expect((await patch(true)).status).toBe(200)
+    expect((await enrollWithOidc(s, token, spiffeId)).status).toBe(201)
+  })
+
   it('an entry without an oidc rule, or no entry at all, refuses OIDC tokens (check "entry")', async () => {
     const token = await issuers.github!.mint({ ...githubClaims(), aud: AUDIENCE })
     const plain = id('plain')
