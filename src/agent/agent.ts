@@ -1,7 +1,6 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'
 
-import { parseDuration } from '../config/duration.js'
 import { CaServerTrust } from '@certbound/verifier/mtls'
 import { CaApi } from './api.js'
 import type { TokenResponse } from './api.js'
@@ -9,8 +8,7 @@ import { credentialFromResponse, newKeyAndCsr } from './credential.js'
 import type { Credential } from './credential.js'
 import { AgentFailure, ServerError, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
-import { enrolByOidc } from './oidc-enrol.js'
-import { OidcTokenSource } from './oidc-token.js'
+import { Enroller } from './enrol.js'
 import { generationFiles, publishGeneration, publishedKey, runHook } from './publish.js'
 import { Interrupted, withRetries } from './retry.js'
 import type { RetryPolicy } from './retry.js'
@@ -40,8 +38,7 @@ export class WorkloadAgent {
   #crlNumbers = new Map<string, bigint>()
   /** Trust anchors: `--ca-bundle`, plus anchors a current one signed (see trust.ts). */
   #anchors: X509Certificate[]
-  #joinToken: string | undefined
-  readonly #oidc: OidcTokenSource | undefined
+  readonly #enroller: Enroller
   #cred: Credential | undefined
   #token: AccessToken | undefined
   #refreshToken: string | undefined
@@ -62,8 +59,15 @@ export class WorkloadAgent {
       },
     })
     this.#api = new CaApi(options.server, this.#trust, signal)
-    this.#joinToken = options.joinToken
-    this.#oidc = options.oidc && new OidcTokenSource(options.oidc, log, signal)
+    this.#enroller = new Enroller({
+      options,
+      log,
+      signal,
+      api: this.#api,
+      anchors: () => this.#anchors,
+      retry: (step, attempt, policy) => this.#retry(step, attempt, policy),
+      policy: (deadline, lifetimeMs) => this.#policy(deadline, lifetimeMs),
+    })
   }
 
   /**
@@ -101,7 +105,7 @@ export class WorkloadAgent {
     // An unknown receipt time cannot be told from the backdated notBefore: renew now.
     this.#renewAt = receiptKnown ? renewalTime(cred.receivedAt, cred.notAfter) : 0
     this.#published = publishedKey(cred, token)
-    if (this.#joinToken !== undefined) {
+    if (this.#enroller.holdsJoinToken) {
       this.#log.info('the output directory holds a certificate: the join token is kept unused')
     }
   }
@@ -148,10 +152,7 @@ export class WorkloadAgent {
    * certificate, or a re-enrolment the CA asks for).
    */
   async #enrol(why: string): Promise<void> {
-    const cred =
-      this.#oidc !== undefined
-        ? await this.#enrolByOidc(why, this.#oidc)
-        : await this.#enrolByJoinToken(why)
+    const cred = await this.#enroller.enrol(why)
     // A new enrolment starts a new lineage: the old token family cannot follow it.
     this.#token = undefined
     this.#refreshToken = undefined
@@ -159,51 +160,6 @@ export class WorkloadAgent {
     this.#log.info(
       { serial: cred.serial, not_after: iso(cred.notAfter), renew_at: iso(this.#renewAt) },
       'enrolled',
-    )
-  }
-
-  async #enrolByJoinToken(why: string): Promise<Credential> {
-    const joinToken = this.#joinToken
-    if (joinToken === undefined) {
-      const how = 'a new join token (--join-token or --join-token-file)'
-      throw new AgentFailure('refused', `${why}; enrol with ${how}`)
-    }
-    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
-    let cred: Credential
-    try {
-      cred = await this.#enrolAttempts(joinToken, false)
-    } catch (e) {
-      if (e instanceof ServerError && e.credentialRefused) {
-        throw new AgentFailure('refused', `the join token was refused: ${e.message}`)
-      }
-      throw e
-    }
-    this.#joinToken = undefined // spent
-    return cred
-  }
-
-  /** Enrols with a token of the OIDC source: nothing secret is stored, a token enrols once. */
-  #enrolByOidc(why: string, source: OidcTokenSource): Promise<Credential> {
-    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with ${source.description}`)
-    return enrolByOidc({
-      source,
-      once: this.#o.once,
-      log: this.#log,
-      enrolWith: (token) => this.#enrolAttempts(token, true),
-    })
-  }
-
-  /** POST /v1/enroll with a fresh key, retried while the server is unreachable or busy. */
-  #enrolAttempts(credential: string, oidc: boolean): Promise<Credential> {
-    const { keyType, spiffeId, dnsNames, ttl } = this.#o
-    return this.#retry(
-      'enrol',
-      async () => {
-        const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
-        const res = await this.#api.enroll(credential, csr, ttl, oidc ? spiffeId : undefined)
-        return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
-      },
-      this.#policy(Infinity, parseDuration(ttl ?? '1h')!),
     )
   }
 
@@ -250,7 +206,7 @@ export class WorkloadAgent {
   async #certificateRefused(e: ServerError): Promise<void> {
     const serial = this.#cred!.serial
     const why = `the server refused the certificate ${serial} (${e.message})`
-    if (this.#joinToken === undefined && this.#oidc === undefined) {
+    if (!this.#enroller.canEnrol) {
       throw new AgentFailure('refused', `${why}; enrol again with a new --join-token`)
     }
     await this.#enrol(why)
