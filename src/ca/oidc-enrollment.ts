@@ -39,16 +39,22 @@ export async function authenticateOidc(
   spiffeId: string,
 ): Promise<OidcGrant> {
   const { store, clock, federation } = deps
-  const entry = await store.entries.getBySpiffeId(spiffeId)
-  const rule = entry?.oidc
-  if (!entry || !rule) {
-    throw oidcRefusal('entry', `no entry for ${spiffeId.slice(0, 300)} accepts OIDC tokens`)
-  }
   if (federation === undefined) {
     throw oidcRefusal('issuer', 'this server has no federation.oidc_issuers')
   }
+  const entry = await store.entries.getBySpiffeId(spiffeId)
+  const rule = entry?.oidc
+  // Without a rule the token is still checked (by the issuer its `iss` names) before the
+  // refusal says so: only a valid token learns which SPIFFE IDs have no OIDC entry.
+  const issuerName = rule?.issuer ?? federation.nameForToken(token)
+  if (issuerName === undefined) {
+    throw oidcRefusal('iss', "the token's issuer is not one of federation.oidc_issuers")
+  }
   const now = clock.now()
-  const { issuer, token: verified } = await federation.verify(token, rule.issuer, now)
+  const { issuer, token: verified } = await federation.verify(token, issuerName, now)
+  if (!entry || !rule) {
+    throw oidcRefusal('entry', `no entry for ${spiffeId.slice(0, 300)} accepts OIDC tokens`)
+  }
   const match = matchClaims(rule.claims, verified.payload)
   if (!match.ok) {
     const claim = JSON.stringify(match.claim)

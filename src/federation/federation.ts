@@ -1,3 +1,4 @@
+import { decodeJwt } from 'jose'
 import type { Config, OidcIssuerConfig } from '../config/load.js'
 import { oidcRefusal } from './errors.js'
 import { IssuerKeys, type KeysLog } from './issuer-keys.js'
@@ -23,6 +24,17 @@ export class OidcFederation {
   /** The issuer configured under `name`, if any. */
   issuer(name: string): OidcIssuerConfig | undefined {
     return this.#issuers.get(name)?.config
+  }
+
+  /** The name of the first configured issuer whose `issuer` is the token's (unverified) `iss`. */
+  nameForToken(token: string): string | undefined {
+    let iss: unknown
+    try {
+      iss = decodeJwt(token).iss
+    } catch {
+      return undefined
+    }
+    return [...this.#issuers.values()].find((k) => k.config.issuer === iss)?.config.name
   }
 
   /** Every check of the token for the issuer named `name`; throws the failed one's refusal. */

@@ -185,6 +185,15 @@ describe('OIDC enrolment with platform-shaped tokens', () => {
       const r = await enrollWithOidc(s, token, spiffeId)
       expect([r.status, r.body.check]).toEqual([401, 'entry'])
     }
+    // Without a valid token, nothing is learnt about entries: the token's own checks come first.
+    const forged = await issuers.github!.mint(
+      { ...githubClaims(), aud: AUDIENCE },
+      { key: issuers.k8s!.keys[0] },
+    )
+    const probe = await enrollWithOidc(s, forged, id('nobody'))
+    expect([probe.status, probe.body.check]).toEqual([401, 'signature'])
+    const nobodyIss = await enrollWithOidc(s, 'eyJhbGciOiJSUzI1NiJ9.e30.c2ln', id('nobody'))
+    expect([nobodyIss.status, nobodyIss.body.check]).toEqual([401, 'iss'])
     const noId = await s.call('POST', '/v1/enroll', {
       headers: { authorization: `Bearer ${token}` },
       json: { csr: 'x' },
