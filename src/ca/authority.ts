@@ -16,7 +16,7 @@ import { parseCsrDer } from '../x509/csr.js'
 import type { CrlPublisher } from './crl.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
-import { authenticateOidc, type OidcGrant } from './oidc-enrollment.js'
+import { authenticateOidc, spiffeIdOfCsr, type OidcGrant } from './oidc-enrollment.js'
 import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import type { RevocationReasonName } from './reasons.js'
 
@@ -88,6 +88,11 @@ export class Authority {
    */
   authenticateOidcToken(token: string, spiffeId: string): Promise<OidcGrant> {
     return authenticateOidc(this.deps, token, spiffeId)
+  }
+
+  /** {@link authenticateOidcToken} for the SPIFFE ID a CSR names (EST: its one URI SAN). */
+  async authenticateOidcTokenForCsr(token: string, csrDer: Uint8Array): Promise<OidcGrant> {
+    return authenticateOidc(this.deps, token, spiffeIdOfCsr(csrDer))
   }
 
   /** Enrolment with a one-time join token or OIDC identity token (LIFECYCLE "enrol"). */

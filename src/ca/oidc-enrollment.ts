@@ -6,6 +6,7 @@ import { matchClaims } from '../federation/claims.js'
 import { oidcRefusal } from '../federation/errors.js'
 import type { OidcFederation } from '../federation/federation.js'
 import { CLOCK_TOLERANCE_S } from '../federation/verify.js'
+import { parseCsrDer } from '../x509/csr.js'
 
 /** Who an OIDC token says the caller is, as the audit event records it (never the token). */
 export interface OidcIdentity {
@@ -84,4 +85,19 @@ export async function authenticateOidc(
     },
     use: { tokenHash: verified.replayKey, issuer: issuer.name, expiresAt },
   }
+}
+
+/**
+ * The SPIFFE ID an OIDC enrolment is for when the request carries no `spiffe_id` (EST
+ * `simpleenroll`, CONTRACT "EST"): the CSR's one URI SAN, required then.
+ */
+export function spiffeIdOfCsr(csrDer: Uint8Array): string {
+  const { uris } = parseCsrDer(csrDer)
+  if (uris.length !== 1) {
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      'with an OIDC identity token, the CSR must name the SPIFFE ID as its one URI SAN',
+    )
+  }
+  return uris[0]!
 }

@@ -1,4 +1,12 @@
 import { X509Certificate } from 'node:crypto'
+import { pino } from 'pino'
+import { Authority } from '../../src/ca/authority.js'
+import type { CrlPublisher } from '../../src/ca/crl.js'
+import { systemClock } from '../../src/clock.js'
+import { isCAError } from '../../src/errors.js'
+import { OidcFederation } from '../../src/federation/federation.js'
+import { pemToDer } from '../../src/x509/pem.js'
+import { makeCsr } from '../helpers/openssl.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LoopbackIssuer } from '../helpers/oidc/issuer.js'
 import { githubClaims, gitlabClaims, kubernetesClaims } from '../helpers/oidc/platforms.js'
@@ -200,5 +208,40 @@ describe('OIDC enrolment with platform-shaped tokens', () => {
     })
     expect(noId.status).toBe(400)
     expect(noId.body.detail).toMatch(/"spiffe_id" is required with an OIDC token/)
+  })
+
+  it('for EST (no spiffe_id in the request): the domain call takes the SPIFFE ID from the CSR, which must name one', async () => {
+    const federation = new OidcFederation(s.config, pino({ level: 'silent' }))
+    const authority = new Authority({
+      config: s.config,
+      store: s.store,
+      clock: systemClock,
+      ca: s.running.ca,
+      crl: undefined as unknown as CrlPublisher, // only revocations use it
+      federation,
+    })
+    try {
+      const spiffeId = id('est')
+      await s.createEntry(spiffeId, {
+        oidc: { issuer: 'github', claims: { repository: 'acme/api' } },
+      })
+      const token = await issuers.github!.mint({ ...githubClaims(), aud: AUDIENCE })
+      const csr = pemToDer(makeCsr({ san: `URI:${spiffeId}` }).csrPem, 'CERTIFICATE REQUEST')
+      const grant = await authority.authenticateOidcTokenForCsr(token, csr)
+      expect(grant.entry.spiffeId).toBe(spiffeId)
+      const issued = await authority.enroll(grant, { csr })
+      expect(issued.certificate.spiffeId).toBe(spiffeId)
+      for (const san of [undefined, `URI:${spiffeId},URI:spiffe://example.org/other`]) {
+        const bare = pemToDer(makeCsr(san ? { san } : {}).csrPem, 'CERTIFICATE REQUEST')
+        const e = await authority.authenticateOidcTokenForCsr(token, bare).catch((x: unknown) => x)
+        expect(isCAError(e, 'ERR_BAD_REQUEST'), String(e)).toBe(true)
+      }
+      const replay = await authority
+        .authenticateOidcTokenForCsr(token, csr)
+        .catch((x: unknown) => x)
+      expect(isCAError(replay, 'ERR_OIDC_TOKEN_INVALID')).toBe(true)
+    } finally {
+      await federation.close()
+    }
   })
 })
