@@ -153,7 +153,7 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
     }
     // The second round ran against a new CA, not the first one's.
     expect(roots[1]).not.toBe(roots[0])
-  }, 300_000)
+  }, 600_000)
 })
 
 describe('README.md and docs/ link only inside the repository', () => {
