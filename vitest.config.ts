@@ -15,6 +15,7 @@ const POSTGRES_SUITES = [
   'test/http/*.test.ts',
   'test/est/*.test.ts',
   'test/lineage/*.test.ts',
+  'test/oidc/*.test.ts',
 ]
 
 export default defineConfig({

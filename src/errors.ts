@@ -13,6 +13,8 @@ export type CAErrorCode =
   | 'ERR_METHOD_NOT_ALLOWED'
   | 'ERR_CONFLICT'
   | 'ERR_JOIN_TOKEN_INVALID' // unknown, used, expired
+  | 'ERR_OIDC_TOKEN_INVALID' // an OIDC identity token that fails a check (extension `check` names it)
+  | 'ERR_OIDC_ISSUER_UNAVAILABLE' // the issuer's discovery or JWKS could not be fetched in time
   | 'ERR_CLIENT_CERT_REQUIRED' // no / untrusted / expired / unknown / revoked client certificate
   | 'ERR_FORBIDDEN' // a valid certificate that may not do this
   | 'ERR_ENTRY_DISABLED'
@@ -45,9 +47,16 @@ export type CAErrorCode =
 export class CAError extends Error {
   readonly code: CAErrorCode
   override readonly name = 'CAError'
-  constructor(code: CAErrorCode, message: string, options?: { cause?: unknown }) {
+  /** Extra members of the problem details (RFC 9457 §3.2), e.g. the OIDC `check` that failed. */
+  readonly extensions: Readonly<Record<string, string>> | undefined
+  constructor(
+    code: CAErrorCode,
+    message: string,
+    options?: { cause?: unknown; extensions?: Readonly<Record<string, string>> },
+  ) {
     super(message, options)
     this.code = code
+    this.extensions = options?.extensions
   }
 }
 

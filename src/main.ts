@@ -21,6 +21,7 @@ import type { Store } from './db/port.js'
 import { openStore } from './db/store.js'
 import { createApp } from './http/app.js'
 import { closeGracefully, createHttpsServer, listen, replaceTlsMaterial } from './http/server.js'
+import { OidcFederation } from './federation/federation.js'
 import { Maintenance } from './maintenance.js'
 import { SigningKeys } from './tokens/keys.js'
 
@@ -160,6 +161,7 @@ async function serve(
         .then(adopt)
         .catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed'))
   }
+  const federation = new OidcFederation(config, logger)
   const app = createApp({
     ...deps,
     ca,
@@ -167,7 +169,7 @@ async function serve(
     crl,
     ocsp,
     logger,
-    authority: new Authority({ ...deps, ca, crl, onRevoked }),
+    authority: new Authority({ ...deps, ca, crl, onRevoked, federation }),
     entries: new EntryService(deps),
   })
   server = createHttpsServer(app, { ...tls, caPem }, config.server)
@@ -195,6 +197,7 @@ async function serve(
       const now = clock.now().getTime()
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)
+        await store.oidcTokens.purgeExpired(now)
         purgedAt = now
       }
     },
@@ -222,6 +225,7 @@ async function serve(
     async close() {
       await maintenance.stop()
       await closeGracefully(server)
+      await federation.close()
       await store.close()
     },
   }

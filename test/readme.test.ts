@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
  * directory (a temp one, with its own config).
  */
 const ROOT = join(import.meta.dirname, '..')
-const DOCS = ['docs/walkthrough.md', 'README.md', 'docs/est.md']
+const DOCS = ['docs/walkthrough.md', 'README.md', 'docs/est.md', 'docs/ci-without-secrets.md']
 
 function shellBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!)
@@ -34,6 +34,8 @@ function freePort(): Promise<number> {
 describe('docs/walkthrough.md and README.md run as written, and again', () => {
   let dir: string
   let port: number
+  // docs/ci-without-secrets.md runs a CA and a loopback OIDC issuer of its own on these.
+  let ciPorts: { ca: number; issuer: number }
   let server: ChildProcess | undefined
   let serverLog = ''
   const env = () => ({ ...process.env, CERTBOUND_CONFIG: join(dir, 'ca-config.yaml') })
@@ -67,6 +69,7 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
     port = await freePort()
+    ciPorts = { ca: await freePort(), issuer: await freePort() }
     writeFileSync(
       join(dir, 'ca-config.yaml'),
       `trust_domain: example.org\ndata_dir: ./data\n` +
@@ -79,12 +82,20 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
+  /** Runs a script in its own process group; what it left running in the background is stopped. */
   function bash(script: string): Promise<{ code: number | null; out: string }> {
     return new Promise((resolve) => {
-      const sh = spawn('bash', ['-c', script], { cwd: dir, env: env() })
+      const sh = spawn('bash', ['-c', script], { cwd: dir, env: env(), detached: true })
       let out = ''
       sh.stdout.on('data', (d: Buffer) => (out += d.toString()))
       sh.stderr.on('data', (d: Buffer) => (out += d.toString()))
+      sh.on('exit', () => {
+        try {
+          process.kill(-sh.pid!, 'SIGTERM')
+        } catch {
+          // nothing left
+        }
+      })
       sh.on('close', (c) => resolve({ code: c, out }))
     })
   }
@@ -100,7 +111,14 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       'set -euo pipefail',
       // `npm run -s certbound -- …` from the checkout, while the files live in this temp dir.
       `npm() { if [ "$1 $2 $3 $4" = "run -s certbound --" ]; then shift 4; node --import ${loader} ${ROOT}/src/cli/index.ts "$@"; else command npm "$@"; fi; }`,
-      ...steps.map((b) => b.replaceAll('localhost:8443', `localhost:${port}`)),
+      // `npx tsx examples/….ts` from the checkout, likewise.
+      `npx() { if [ "$1" = tsx ]; then shift; f=$1; shift; node --import ${loader} ${ROOT}/$f "$@"; else command npx "$@"; fi; }`,
+      ...steps.map((b) =>
+        b
+          .replaceAll('localhost:8443', `localhost:${port}`)
+          .replaceAll(':8445', `:${ciPorts.ca}`)
+          .replaceAll(':9445', `:${ciPorts.issuer}`),
+      ),
     ].join('\n')
     // The fresh-start block without its `npm start`, which start() stands for.
     const reset = fresh[0]!.replace(/^npm start$/m, '')
@@ -136,11 +154,16 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       expect(out).toMatch(/^401$/m)
       expect(out).toContain('walk/est-cert2.pem: OK')
       expect(out).toMatch(/:Extension Request/)
+      // CI without secrets: the job's token enrols once, and only where its claims match.
+      expect(out.match(/\{"active":true,/g)?.length).toBeGreaterThanOrEqual(3)
+      expect(out).toMatch(/^201 enrolled$/m)
+      expect(out).toMatch(/^401 replay$/m)
+      expect(out).toMatch(/^401 claims$/m)
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.
     expect(roots[1]).not.toBe(roots[0])
-  }, 420_000) // two rounds of every block, docs/est.md included
+  }, 600_000) // two rounds of every block, docs/est.md and docs/ci-without-secrets.md included
 })
 
 describe('README.md and docs/ link only inside the repository', () => {

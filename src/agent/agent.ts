@@ -1,7 +1,6 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'
 
-import { parseDuration } from '../config/duration.js'
 import { CaServerTrust } from '@certbound/verifier/mtls'
 import { CaApi } from './api.js'
 import type { TokenResponse } from './api.js'
@@ -10,6 +9,7 @@ import type { Credential } from './credential.js'
 import { CrlKeeper } from './crls.js'
 import { AgentFailure, ServerError, cloneFailure, toFailure } from './errors.js'
 import { loadExisting } from './existing.js'
+import { Enroller } from './enrol.js'
 import { generationFiles, publishGeneration, publishedKey, runExecHook } from './publish.js'
 import { renewalProof } from './proof.js'
 import { Interrupted, withRetries } from './retry.js'
@@ -41,7 +41,7 @@ export class WorkloadAgent {
   #crlNumbers = new Map<string, bigint>()
   /** Trust anchors: `--ca-bundle`, plus anchors a current one signed (see trust.ts). */
   #anchors: X509Certificate[]
-  #joinToken: string | undefined
+  readonly #enroller: Enroller
   #cred: Credential | undefined
   /** A renewed credential not published yet: in the state from before its first use. */
   #pending: Credential | undefined
@@ -69,7 +69,15 @@ export class WorkloadAgent {
       numbers,
       log,
     })
-    this.#joinToken = options.joinToken
+    this.#enroller = new Enroller({
+      options,
+      log,
+      signal,
+      api: this.#api,
+      anchors: () => this.#anchors,
+      retry: (step, attempt, policy) => this.#retry(step, attempt, policy),
+      policy: (deadline, lifetimeMs) => this.#policy(deadline, lifetimeMs),
+    })
   }
 
   /**
@@ -110,7 +118,7 @@ export class WorkloadAgent {
     // An unknown receipt time cannot be told from the backdated notBefore: renew now.
     this.#renewAt = receiptKnown ? renewalTime(cred.receivedAt, cred.notAfter) : 0
     this.#published = publishedKey(cred, token, this.#crls.key())
-    if (this.#joinToken !== undefined) {
+    if (this.#enroller.holdsJoinToken) {
       this.#log.info('the output directory holds a certificate: the join token is kept unused')
     }
   }
@@ -159,34 +167,12 @@ export class WorkloadAgent {
     return withRetries(step, attempt, policy, this.#log, this.#signal)
   }
 
-  /** Enrols with the join token (first boot, or a dead certificate and a new join token). */
+  /**
+   * Enrols with the join token or an OIDC identity token (first boot, a dead or refused
+   * certificate, or a re-enrolment the CA asks for).
+   */
   async #enrol(why: string): Promise<void> {
-    const joinToken = this.#joinToken
-    if (joinToken === undefined) {
-      const how = 'a new join token (--join-token or --join-token-file)'
-      throw new AgentFailure('refused', `${why}; enrol with ${how}`)
-    }
-    this.#log.info({ spiffe_id: this.#o.spiffeId }, `${why}: enrolling with the join token`)
-    const { keyType, spiffeId, dnsNames, ttl } = this.#o
-    const lifetime = parseDuration(ttl ?? '1h')!
-    let cred: Credential
-    try {
-      cred = await this.#retry(
-        'enrol',
-        async () => {
-          const { keyPem, csr } = await newKeyAndCsr(keyType, spiffeId, dnsNames)
-          const res = await this.#api.enroll(joinToken, csr, ttl)
-          return credentialFromResponse(res, keyPem, spiffeId, Date.now(), this.#anchors)
-        },
-        this.#policy(Infinity, lifetime),
-      )
-    } catch (e) {
-      if (e instanceof ServerError && e.credentialRefused) {
-        throw new AgentFailure('refused', `the join token was refused: ${e.message}`)
-      }
-      throw e
-    }
-    this.#joinToken = undefined // spent
+    const cred = await this.#enroller.enrol(why)
     // A new enrolment starts a new lineage: the old token family cannot follow it.
     this.#token = undefined
     this.#refreshToken = undefined
@@ -257,6 +243,9 @@ export class WorkloadAgent {
     } catch (e) {
       if (e instanceof ServerError && e.cloneSuspected) throw cloneFailure(e)
       if (e instanceof ServerError && e.credentialRefused) return this.#certificateRefused(e)
+      if (e instanceof ServerError && e.reenrolRequired) {
+        return this.#enrol(`the CA asks for a new enrolment (${e.message})`)
+      }
       if (e instanceof ServerError && e.retryable && !this.#o.once) {
         throw new AgentFailure(
           'unavailable',
@@ -283,7 +272,7 @@ export class WorkloadAgent {
     if (e.cloneSuspected) throw cloneFailure(e)
     const serial = this.#cred!.serial
     const why = `the server refused the certificate ${serial} (${e.message})`
-    if (this.#joinToken === undefined) {
+    if (!this.#enroller.canEnrol) {
       throw new AgentFailure('refused', `${why}; enrol again with a new --join-token`)
     }
     await this.#enrol(why)

@@ -36,7 +36,7 @@ function transportReason(e: unknown): string {
 function serverReason(
   status: number,
   text: string,
-): { reason: string; oauthError?: string; code?: string } {
+): { reason: string; oauthError?: string; problem?: { code?: string; check?: string } } {
   let body: Record<string, unknown> | undefined
   try {
     body = JSON.parse(text) as Record<string, unknown>
@@ -50,8 +50,11 @@ function serverReason(
   }
   if (body && typeof body.detail === 'string') {
     const title = typeof body.title === 'string' ? ` ${body.title}` : ''
-    const code = typeof body.code === 'string' ? body.code : undefined
-    return { reason: `${status}${title}: ${body.detail}`, ...(code && { code }) }
+    const member = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : undefined)
+    return {
+      reason: `${status}${title}: ${body.detail}`,
+      problem: { code: member('code'), check: member('check') },
+    }
   }
   const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200)
   return { reason: snippet ? `${status}: ${snippet}` : `HTTP ${status}` }
@@ -73,14 +76,26 @@ export class CaApi {
     private readonly signal: AbortSignal,
   ) {}
 
-  /** `POST /v1/enroll` with the join token. */
-  enroll(joinToken: string, csr: string, ttl: string | undefined): Promise<CertificateResponse> {
+  /**
+   * `POST /v1/enroll` with the join token, or with an OIDC identity token and the SPIFFE ID of
+   * the entry it enrols for.
+   */
+  enroll(
+    credential: string,
+    csr: string,
+    ttl: string | undefined,
+    oidcSpiffeId?: string,
+  ): Promise<CertificateResponse> {
     return this.call({
       operation: 'enrol',
       method: 'POST',
       path: '/v1/enroll',
-      headers: { authorization: `Bearer ${joinToken}` },
-      json: { csr, ...(ttl ? { ttl } : {}) },
+      headers: { authorization: `Bearer ${credential}` },
+      json: {
+        csr,
+        ...(ttl ? { ttl } : {}),
+        ...(oidcSpiffeId ? { spiffe_id: oidcSpiffeId } : {}),
+      },
     })
   }
 
@@ -204,9 +219,10 @@ export class CaApi {
         })
       }
       if (status < 200 || status > 299) {
-        const { reason, oauthError, code } = serverReason(status, text)
-        const message = `${c.operation}: ${reason}`
-        throw new ServerError(c.operation, status, message, oauthError, undefined, code)
+        const { reason, oauthError, problem } = serverReason(status, text)
+        throw new ServerError(c.operation, status, `${c.operation}: ${reason}`, oauthError, {
+          problem,
+        })
       }
       if (!json) return text as T
       try {

@@ -30,17 +30,23 @@ one the agent uses: the server retires the one before at that first use (CONTRAC
 A certificate that expired while the agent was stopped is renewed after expiry (a proof signed
 with its key) when its entry allows it (renew_after_expiry), else the join token is needed.
 
+Enrolment without a stored secret: --oidc github (the job's ID token, audience --oidc-audience),
+--oidc-token-file FILE (re-read for every enrolment; when its token was already used or is stale,
+the agent waits for the platform's next one, except with --once), --oidc-token-env VAR. With an
+OIDC source the agent also enrols again by itself when the CA refuses its certificate or asks for
+a re-enrolment (a lineage older than renewal.max_lineage).
+
 Exit codes: 0 done (--once) or stopped by SIGTERM/SIGINT; 1 server unreachable or failing
 (retry later); 2 bad flags or output directory; 3 credential refused (revoked, expired, unknown
-certificate or join token, or "lineage revoked: suspected clone": another host used this
-credential): enrol again with a new join token.`
+certificate, join token or OIDC token, or "lineage revoked: suspected clone": another host used
+this credential): enrol again with a new join token or OIDC token.`
 
 /** `certbound agent`: enrol, renew and refresh a workload's certificate and token. */
 export function agentCommand(): Command {
   return (
     new Command('agent')
       .description(
-        'workload agent: enrol with a join token, then keep a certificate and a bound token fresh',
+        'workload agent: enrol with a join token or an OIDC identity token, then keep a certificate and a bound token fresh',
       )
       // Required flags are checked by resolveAgentOptions, so that every usage error exits 2.
       .option('--server <url>', 'certbound server URL, https://host:port (required)')
@@ -57,6 +63,19 @@ export function agentCommand(): Command {
         ),
       )
       .option('--join-token-file <file>', 'file holding the join token')
+      .option(
+        '--oidc <platform>',
+        'enrol with the CI platform\'s OIDC identity token instead: "github" (GitHub Actions)',
+      )
+      .option(
+        '--oidc-audience <aud>',
+        "audience to ask GitHub for (default: --server); the issuer's audience in the CA config",
+      )
+      .option(
+        '--oidc-token-file <file>',
+        'enrol with the OIDC token in this file, re-read each time (Kubernetes projected token)',
+      )
+      .option('--oidc-token-env <var>', 'enrol with the OIDC token in this environment variable')
       .option(
         '--key-type <type>',
         `key type of the workload key: ${KEY_TYPES.join(', ')}`,

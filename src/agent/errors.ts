@@ -38,16 +38,25 @@ export class AgentFailure extends Error {
  */
 export class ServerError extends Error {
   override readonly name = 'ServerError'
+  /** The problem details' `code` and `check` members, when the server sent them. */
+  readonly problem: { readonly code?: string; readonly check?: string }
   constructor(
     readonly operation: string,
     readonly status: number | undefined,
     message: string,
     readonly oauthError?: string,
-    options?: { cause?: unknown },
-    /** The problem+json `code` of a CA route's refusal. */
-    readonly problemCode?: string,
+    options?: { cause?: unknown; problem?: { code?: string; check?: string } },
   ) {
     super(message, options)
+    this.problem = options?.problem ?? {}
+  }
+
+  /**
+   * The CA wants a new enrolment rather than a renewal (a lineage older than
+   * `renewal.max_lineage`): an agent with an OIDC token source enrols again by itself.
+   */
+  get reenrolRequired(): boolean {
+    return this.problem.code !== undefined && REENROL_CODES.has(this.problem.code)
   }
 
   /** Worth another attempt later: no answer, a server error, or "slow down". */
@@ -58,7 +67,7 @@ export class ServerError extends Error {
 
   /** The server refused the credential presented (certificate or join token). */
   get credentialRefused(): boolean {
-    return this.status === 401 || this.problemCode === 'ERR_LINEAGE_TOO_OLD'
+    return this.status === 401 || this.reenrolRequired
   }
 
   /**
@@ -66,7 +75,7 @@ export class ServerError extends Error {
    * `clone_suspected` on CA routes, `invalid_client` naming it on the token endpoint.
    */
   get cloneSuspected(): boolean {
-    if (this.problemCode === 'clone_suspected') return true
+    if (this.problem.code === 'clone_suspected') return true
     return this.oauthError === 'invalid_client' && /suspected clone/.test(this.message)
   }
 }
@@ -81,6 +90,9 @@ export function cloneFailure(e: ServerError): AgentFailure {
     { cause: e },
   )
 }
+
+/** Problem `code`s by which the CA asks for a re-enrolment (`renewal.max_lineage`). */
+export const REENROL_CODES: ReadonlySet<string> = new Set(['ERR_LINEAGE_TOO_OLD'])
 
 /** Maps anything thrown to a one-line `AgentFailure`. */
 export function toFailure(e: unknown): AgentFailure {

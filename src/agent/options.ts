@@ -8,6 +8,7 @@ import { spiffeIdProblem } from '../identity/spiffe-id.js'
 import { pemBlocks } from '../x509/pem.js'
 import { AgentFailure } from './errors.js'
 import { resolveFileAccess, type FileAccess } from './file-access.js'
+import type { OidcSourceOptions } from './oidc-token.js'
 
 /** The validated flags of `certbound agent`. */
 export interface AgentOptions {
@@ -22,6 +23,8 @@ export interface AgentOptions {
   readonly outDir: string
   /** Single-use enrolment secret; used only when `outDir` holds no usable certificate. */
   readonly joinToken: string | undefined
+  /** Where to get an OIDC identity token to enrol with instead (no stored secret). */
+  readonly oidc: OidcSourceOptions | undefined
   readonly keyType: KeyType
   /** Requested certificate lifetime (`30s`, `1h`); the server's default when absent. */
   readonly ttl: string | undefined
@@ -42,6 +45,10 @@ export interface RawAgentFlags {
   out?: string
   joinToken?: string
   joinTokenFile?: string
+  oidc?: string
+  oidcAudience?: string
+  oidcTokenFile?: string
+  oidcTokenEnv?: string
   keyType?: string
   ttl?: string
   once?: boolean
@@ -110,6 +117,34 @@ function joinToken(flags: RawAgentFlags): string | undefined {
   return token
 }
 
+/** `--oidc github`, `--oidc-token-file`, `--oidc-token-env`: at most one, and no join token. */
+function oidcSource(flags: RawAgentFlags, server: string): OidcSourceOptions | undefined {
+  const given = [flags.oidc, flags.oidcTokenFile, flags.oidcTokenEnv].filter((f) => f !== undefined)
+  if (given.length > 1) throw usage('give one of --oidc, --oidc-token-file, --oidc-token-env')
+  if (flags.oidcAudience !== undefined && flags.oidc === undefined) {
+    throw usage('--oidc-audience goes with --oidc github')
+  }
+  if (given.length === 0) return undefined
+  if (flags.joinToken !== undefined || flags.joinTokenFile !== undefined) {
+    throw usage('give a join token or an OIDC token source, not both')
+  }
+  if (flags.oidc !== undefined) {
+    if (flags.oidc !== 'github') throw usage('--oidc takes "github" (GitHub Actions)')
+    const audience = flags.oidcAudience ?? server
+    if (audience.trim() === '') throw usage('--oidc-audience must not be empty')
+    return { kind: 'github', audience }
+  }
+  if (flags.oidcTokenFile !== undefined) {
+    if (flags.oidcTokenFile.trim() === '') throw usage('--oidc-token-file must not be empty')
+    return { kind: 'file', path: resolve(flags.oidcTokenFile) }
+  }
+  const name = flags.oidcTokenEnv!
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    throw usage('--oidc-token-env takes the name of an environment variable')
+  }
+  return { kind: 'env', name }
+}
+
 // RFC 1123 host names (LDH labels), lower-cased as the CA compares them.
 const DNS_NAME =
   /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
@@ -137,13 +172,16 @@ export function resolveAgentOptions(flags: RawAgentFlags): AgentOptions {
   if (!LOG_LEVELS.includes(logLevel))
     throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
   if (flags.exec !== undefined && flags.exec.trim() === '') throw usage('--exec must not be empty')
+  const server = serverUrl(required(flags.server, '--server'))
+  const oidc = oidcSource(flags, server)
   return {
-    server: serverUrl(required(flags.server, '--server')),
+    server,
     caBundlePem: caBundle(required(flags.caBundle, '--ca-bundle')),
     spiffeId,
     dnsNames: dnsNames(flags.dns ?? []),
     outDir: resolve(required(flags.out, '--out')),
     joinToken: joinToken(flags),
+    oidc,
     keyType,
     ttl: flags.ttl,
     once: flags.once === true,

@@ -11,12 +11,14 @@ import type {
 import { CAError } from '../errors.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { sha256Hex } from '../crypto/thumbprint.js'
+import type { OidcFederation } from '../federation/federation.js'
 import { parseCsrDer } from '../x509/csr.js'
 import { LintError } from '../x509/lint.js'
 import type { CrlPublisher } from './crl.js'
 import { cloneSuspected } from './generations.js'
 import { issueLeaf } from './issue.js'
 import type { CaMaterial } from './material.js'
+import { authenticateOidc, spiffeIdOfCsr, type OidcGrant } from './oidc-enrollment.js'
 import { resolveTtl, uniqueDnsNames, validateCsr, type Grant } from './policy.js'
 import type { RevocationReasonName } from './reasons.js'
 import { refusalError } from './refusals.js'
@@ -30,6 +32,8 @@ export interface AuthorityDeps {
   readonly crl: CrlPublisher
   /** Told which serials a revocation changed (the server renews its own certificate if listed). */
   readonly onRevoked?: (serials: readonly string[]) => void
+  /** The configured OIDC issuers; without it, OIDC identity tokens are refused. */
+  readonly federation?: OidcFederation
 }
 
 /** What a client asks for, as the edges (JSON, EST) decode it: DER CSR bytes, ttl in ms. */
@@ -54,6 +58,11 @@ export interface ExpiredRenewalProof {
   readonly jti: string
   readonly expiresAt: number
 }
+
+export type { OidcGrant } from './oidc-enrollment.js'
+
+/** What an enrolment may be granted: a join token's, or an OIDC identity token's. */
+export type EnrollmentGrant = JoinTokenGrant | OidcGrant
 
 /** A certificate just issued, with the chain of the CA that issued it (PEM, leaf side first). */
 export interface IssuedCertificate {
@@ -86,9 +95,24 @@ export class Authority {
     return { joinTokenId: found.id, entry: found.entry }
   }
 
-  /** Enrolment with a one-time join token (LIFECYCLE "enrol"). */
+  /**
+   * The first half of an enrolment by OIDC identity token, for the entry of `spiffeId` (from
+   * the request body on /v1/enroll, the CSR's URI SAN on EST): the same kind of grant as
+   * {@link authenticateJoinToken}, for {@link enroll}. Refusals are ERR_OIDC_TOKEN_INVALID
+   * naming the failed check (ERR_OIDC_ISSUER_UNAVAILABLE when the issuer cannot be asked).
+   */
+  authenticateOidcToken(token: string, spiffeId: string): Promise<OidcGrant> {
+    return authenticateOidc(this.deps, token, spiffeId)
+  }
+
+  /** {@link authenticateOidcToken} for the SPIFFE ID a CSR names (EST: its one URI SAN). */
+  async authenticateOidcTokenForCsr(token: string, csrDer: Uint8Array): Promise<OidcGrant> {
+    return authenticateOidc(this.deps, token, spiffeIdOfCsr(csrDer))
+  }
+
+  /** Enrolment with a one-time join token or OIDC identity token (LIFECYCLE "enrol"). */
   async enroll(
-    grant: JoinTokenGrant,
+    grant: EnrollmentGrant,
     request: CertificateRequest,
     origin: RequestOrigin = {},
   ): Promise<IssuedCertificate> {
@@ -97,7 +121,7 @@ export class Authority {
     const { entry } = grant
     const issued = await this.#issueFromCsr(request, entryGrant(entry), entry, null, now)
     const event = {
-      actor: `join-token:${grant.joinTokenId}`,
+      actor: 'oidc' in grant ? `oidc:${grant.oidc.issuer}` : `join-token:${grant.joinTokenId}`,
       action: 'certificate.enroll',
       subject: issued.serial,
       details: {
@@ -105,6 +129,8 @@ export class Authority {
         entry_id: entry.id,
         lineage_id: issued.lineageId,
         not_after: new Date(issued.notAfter).toISOString(),
+        // Who the token said the caller is; never the token.
+        ...('oidc' in grant && { oidc: grant.oidc }),
       },
     }
     // Commit time, not issue time: the token may have expired, the entry been disabled or the
@@ -112,7 +138,7 @@ export class Authority {
     // invariant 7); kept although signing is synchronous today, so issuance stays safe when it
     // is not.
     const refusal = await store.certificates.commitEnrollment(
-      grant.joinTokenId,
+      'oidc' in grant ? { oidcToken: grant.use } : { joinTokenId: grant.joinTokenId },
       issued,
       event,
       clock.now().getTime(),

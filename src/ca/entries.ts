@@ -4,8 +4,9 @@ import type { Config } from '../config/load.js'
 import { formatDuration } from '../config/duration.js'
 import { newSecretToken } from '../crypto/secret-token.js'
 import type { Store } from '../db/port.js'
-import type { EntryPatch, EntryRecord, Page, TtlCap } from '../db/types.js'
+import type { EntryPatch, EntryRecord, OidcRule, Page, TtlCap } from '../db/types.js'
 import { CAError, isCAError } from '../errors.js'
+import { claimsProblem, ruleView } from '../federation/claims.js'
 import { SCOPE_TOKEN } from '../identity/scope.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
 
@@ -23,6 +24,7 @@ export interface EntryView {
   readonly scopes: readonly string[] | null
   readonly subject_cn: string | null
   readonly renew_after_expiry: string | null
+  readonly oidc: { issuer: string; claims: Record<string, string> } | null
   readonly enabled: boolean
   readonly created_at: string
   readonly updated_at: string
@@ -37,6 +39,7 @@ export function entryView(e: EntryRecord): EntryView {
     scopes: e.scopes,
     subject_cn: e.subjectCn ?? null,
     renew_after_expiry: e.renewAfterExpiry?.text ?? null,
+    oidc: e.oidc === null ? null : ruleView(e.oidc),
     enabled: e.enabled,
     created_at: new Date(e.createdAt).toISOString(),
     updated_at: new Date(e.updatedAt).toISOString(),
@@ -51,9 +54,10 @@ export interface EntryInput {
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string
   readonly renewAfterExpiry?: TtlCap | null
+  readonly oidc?: OidcRule | null
 }
 
-/** A change to an entry; absent fields stay, `null` clears a cap or scope pin. */
+/** A change to an entry; absent fields stay, `null` clears a cap, scope pin or OIDC rule. */
 export interface EntryUpdate {
   readonly enabled?: boolean
   readonly dnsNames?: readonly string[]
@@ -61,6 +65,7 @@ export interface EntryUpdate {
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string | null
   readonly renewAfterExpiry?: TtlCap | null
+  readonly oidc?: OidcRule | null
 }
 
 /** Registration entries and their join tokens (admin API). */
@@ -91,6 +96,7 @@ export class EntryService {
       scopes: checkScopes(input.scopes) ?? null,
       subjectCn: input.subjectCn ?? null,
       renewAfterExpiry: checkRenewAfterExpiry(input.renewAfterExpiry) ?? null,
+      oidc: checkOidc(input.oidc ?? undefined, config) ?? null,
       enabled: true,
       createdAt: now,
       updatedAt: now,
@@ -105,6 +111,7 @@ export class EntryService {
         max_ttl: entry.maxTtl?.text ?? null,
         scopes: entry.scopes,
         renew_after_expiry: entry.renewAfterExpiry?.text ?? null,
+        oidc: entry.oidc,
       },
     })
     return created.catch((e: unknown) => {
@@ -132,6 +139,7 @@ export class EntryService {
       scopes: checkScopes(update.scopes),
       subjectCn: update.subjectCn,
       renewAfterExpiry: checkRenewAfterExpiry(update.renewAfterExpiry),
+      oidc: update.oidc === null ? null : checkOidc(update.oidc, this.deps.config),
     }
     // Audit subjects are SPIFFE IDs throughout, so one identity's history is one query.
     const { spiffeId } = await this.get(id)
@@ -149,6 +157,7 @@ export class EntryService {
         ...(patch.renewAfterExpiry !== undefined && {
           renew_after_expiry: patch.renewAfterExpiry?.text ?? null,
         }),
+        ...(patch.oidc !== undefined && { oidc: patch.oidc }),
       },
     })
     if (!entry) throw new CAError('ERR_NOT_FOUND', `no entry with id ${id}`)
@@ -235,6 +244,22 @@ function checkRenewAfterExpiry(value: TtlCap | null | undefined): TtlCap | null 
     throw new CAError('ERR_BAD_REQUEST', '"renew_after_expiry" must be at most 24h')
   }
   return value
+}
+
+/** An `oidc` rule: a configured issuer and claims that pin something (src/federation/claims.ts). */
+function checkOidc(value: OidcRule | undefined, config: Config): OidcRule | undefined {
+  if (value === undefined) return undefined
+  const names = config.federation.oidcIssuers.map((i) => i.name)
+  if (!names.includes(value.issuer)) {
+    const known = names.length ? `one of ${names.join(', ')}` : 'none are configured'
+    throw new CAError(
+      'ERR_BAD_REQUEST',
+      `"oidc.issuer" ${JSON.stringify(value.issuer.slice(0, 64))} is not in federation.oidc_issuers (${known})`,
+    )
+  }
+  const problem = claimsProblem(value.claims)
+  if (problem) throw new CAError('ERR_BAD_REQUEST', problem)
+  return { issuer: value.issuer, claims: { ...value.claims } }
 }
 
 function checkEntryTtl(value: TtlCap | undefined, config: Config): TtlCap | undefined {

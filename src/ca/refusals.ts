@@ -1,5 +1,6 @@
 import type { CommitRefusalReason } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { oidcRefusal } from '../federation/errors.js'
 
 /** Why a commit changed nothing (its re-checks failed), as the error the client gets. */
 export function refusalError(reason: CommitRefusalReason): CAError {
@@ -9,6 +10,8 @@ export function refusalError(reason: CommitRefusalReason): CAError {
         'ERR_JOIN_TOKEN_INVALID',
         'the join token is unknown, already used or expired',
       )
+    case 'oidc_token_spent':
+      return oidcRefusal('replay', 'this token has enrolled already; each token enrols once')
     case 'entry_disabled':
       return new CAError('ERR_ENTRY_DISABLED', 'the entry was disabled')
     case 'key_compromised':

@@ -54,11 +54,37 @@ interface CertListFlags {
   cursor?: string
 }
 
+/** `--claim NAME=PATTERN`, repeatable: the claims an entry's OIDC rule pins. */
+function collectClaim(
+  value: string,
+  previous: Record<string, string> = {},
+): Record<string, string> {
+  const i = value.indexOf('=')
+  if (i <= 0) throw new CAError('ERR_BAD_REQUEST', `--claim ${value}: expected NAME=PATTERN`)
+  return { ...previous, [value.slice(0, i)]: value.slice(i + 1) }
+}
+
+/** The `oidc` rule of `--oidc-issuer` and `--claim`, or undefined when neither is given. */
+function oidcRule(o: { oidcIssuer?: string; claim?: Record<string, string> }) {
+  if (o.oidcIssuer === undefined && o.claim === undefined) return undefined
+  if (o.oidcIssuer === undefined)
+    throw new CAError('ERR_BAD_REQUEST', '--claim needs --oidc-issuer')
+  return { issuer: o.oidcIssuer, claims: o.claim ?? {} }
+}
+
+const OIDC_HELP = `
+Enrolment by OIDC identity token (see docs/ci-without-secrets.md): --oidc-issuer names an issuer
+of federation.oidc_issuers, each --claim NAME=PATTERN pins a claim (a top-level name, or a JSON
+Pointer such as /kubernetes.io/namespace; PATTERN is exact, or a glob whose * matches anything,
+/ included). Only string claims match; every pinned claim must.`
+
 interface EntryFlags {
   dns?: string[]
   ttl?: string
   scopes?: string[]
   renewAfterExpiry?: string
+  oidcIssuer?: string
+  claim?: Record<string, string>
 }
 
 export function buildCli(): Command {
@@ -189,15 +215,33 @@ export function buildCli(): Command {
         '--renew-after-expiry <duration>',
         'let the current certificate renew this long after it expired (at most 24h)',
       )
-      .action((id: string, o: EntryFlags, cmd: Command) =>
-        api(cmd, 'POST', '/v1/entries', {
+      .option('--oidc-issuer <name>', 'accept OIDC identity tokens of this configured issuer')
+      .option('--claim <name=pattern>', 'a claim the OIDC token must match (repeat)', collectClaim)
+      .addHelpText('after', OIDC_HELP)
+      .action((id: string, o: EntryFlags, cmd: Command) => {
+        const oidc = oidcRule(o)
+        return api(cmd, 'POST', '/v1/entries', {
           spiffe_id: id,
           ...(o.dns ? { dns_names: o.dns } : {}),
           ...(o.ttl ? { ttl: o.ttl } : {}),
           ...(o.scopes ? { scopes: o.scopes } : {}),
           ...(o.renewAfterExpiry ? { renew_after_expiry: o.renewAfterExpiry } : {}),
-        }),
-      ),
+          ...(oidc ? { oidc } : {}),
+        })
+      }),
+  )
+  entry.addCommand(
+    adminCommand('update', "change an entry's OIDC rule")
+      .argument('<id>')
+      .option('--oidc-issuer <name>', 'accept OIDC identity tokens of this configured issuer')
+      .option('--claim <name=pattern>', 'a claim the OIDC token must match (repeat)', collectClaim)
+      .option('--no-oidc', 'remove the OIDC rule (join tokens only)')
+      .addHelpText('after', OIDC_HELP)
+      .action((id: string, o: EntryFlags & { oidc?: boolean }, cmd: Command) => {
+        const oidc = o.oidc === false ? null : oidcRule(o)
+        if (oidc === undefined) throw new CAError('ERR_BAD_REQUEST', 'nothing to change')
+        return api(cmd, 'PATCH', `/v1/entries/${enc(id)}`, { oidc })
+      }),
   )
   entry.addCommand(
     adminCommand('list', 'list entries')

@@ -61,4 +61,11 @@ export const DEFAULTS = {
     // Verifiers refetch the JWKS this often: an emergency rotation reaches them within it.
     jwks_cache_ttl: '1m',
   },
+  federation: {
+    // OIDC identity tokens older than this (by `iat`) are refused, whatever their `exp`.
+    max_token_age: '10m',
+    // Discovery and JWKS requests to an issuer give up after this: a failing issuer never
+    // holds a request longer.
+    fetch_timeout: '5s',
+  },
 } as const

@@ -7,7 +7,22 @@ import type { KeyType } from '../crypto/keys.js'
 import { parsePostgresUrl } from '../db/postgres/url.js'
 import { CAError } from '../errors.js'
 import { spiffeIdProblem } from '../identity/spiffe-id.js'
-import { configSchema } from './schema.js'
+import { pemBlocks } from '../x509/pem.js'
+import { configSchema, type RawConfig } from './schema.js'
+
+/** An OIDC issuer whose identity tokens may enrol workloads (CONTRACT "Enrolment by an OIDC identity token"). */
+export interface OidcIssuerConfig {
+  /** What entries name it by (`oidc.issuer`). */
+  readonly name: string
+  /** The exact `iss` of its tokens, and the base of its discovery document. */
+  readonly issuer: string
+  /** The `aud` its tokens must carry for this CA. */
+  readonly audience: string
+  /** When set, the JWKS is fetched from here and discovery is skipped. */
+  readonly jwksUri: string | undefined
+  /** PEM trust anchors for its HTTPS endpoints (a private issuer); undefined: the system's. */
+  readonly caBundlePem: string | undefined
+}
 
 /** The validated configuration: durations in milliseconds, paths absolute, derived defaults filled. */
 export interface Config {
@@ -92,6 +107,11 @@ export interface Config {
     readonly signingKeyRotationMs: number | undefined
     readonly jwksCacheTtlMs: number
     readonly introspectionClients: readonly string[] | undefined
+  }
+  readonly federation: {
+    readonly oidcIssuers: readonly OidcIssuerConfig[]
+    readonly maxTokenAgeMs: number
+    readonly fetchTimeoutMs: number
   }
 }
 
@@ -229,7 +249,49 @@ export function configFromObject(raw: unknown, path?: string): Config {
       jwksCacheTtlMs: c.tokens.jwks_cache_ttl,
       introspectionClients: c.tokens.introspection_clients,
     },
+    federation: {
+      oidcIssuers: oidcIssuers(c.federation.oidc_issuers, baseDir, path),
+      maxTokenAgeMs: c.federation.max_token_age,
+      fetchTimeoutMs: c.federation.fetch_timeout,
+    },
   }
+}
+
+/** `federation.oidc_issuers`: unique names; a `ca_bundle` file is read now and must hold PEM. */
+function oidcIssuers(
+  raw: RawConfig['federation']['oidc_issuers'],
+  baseDir: string,
+  path: string | undefined,
+): OidcIssuerConfig[] {
+  const seen = new Set<string>()
+  return raw.map((i, n) => {
+    const key = `federation.oidc_issuers.${n}`
+    if (seen.has(i.name)) fail(path, `${key}.name`, `"${i.name}" is configured twice`)
+    seen.add(i.name)
+    let caBundlePem: string | undefined
+    if (i.ca_bundle !== undefined) {
+      const file = resolve(baseDir, i.ca_bundle)
+      try {
+        caBundlePem = readFileSync(file, 'utf8')
+      } catch (e) {
+        fail(path, `${key}.ca_bundle`, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`)
+      }
+      let count = 0
+      try {
+        count = pemBlocks(caBundlePem, 'CERTIFICATE').length
+      } catch {
+        count = 0
+      }
+      if (count === 0) fail(path, `${key}.ca_bundle`, `${file} holds no PEM certificate`)
+    }
+    return {
+      name: i.name,
+      issuer: i.issuer,
+      audience: i.audience,
+      jwksUri: i.jwks_uri,
+      caBundlePem,
+    }
+  })
 }
 
 function splitHostPort(listen: string, path: string | undefined): [string, number] {

@@ -225,6 +225,30 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
   },
   'renewal.max_lineage': {
     description:
-      'refuse renewal of a lineage older than this (re-enrol with a join token), or `off`',
+      'refuse renewal of a lineage older than this (re-enrol with a join token or an OIDC token), or `off`',
+  },
+  federation: {
+    description:
+      'Enrolment by OIDC identity tokens (GitHub Actions, GitLab CI, Kubernetes service ' +
+      'accounts, any issuer with discovery and a JWKS), for entries that carry an `oidc` rule; ' +
+      'see [CI without secrets](ci-without-secrets.md).',
+  },
+  'federation.oidc_issuers': {
+    description:
+      'issuers whose tokens may enrol: `name` (what entries name it by), `issuer` (the exact ' +
+      '`iss`; discovery at `<issuer>/.well-known/openid-configuration` must name the same ' +
+      'issuer), `audience` (the `aud` tokens must carry for this CA), `jwks_uri` (skips ' +
+      'discovery), `ca_bundle` (PEM trust anchors of a private issuer; default: the system ' +
+      'store). Only asymmetric keys; a JWKS holding a symmetric key is refused',
+  },
+  'federation.max_token_age': {
+    description:
+      'a token whose `iat` is older than this is refused, whatever its `exp` (a Kubernetes ' +
+      'projected token is replaced at 80% of `expirationSeconds`)',
+  },
+  'federation.fetch_timeout': {
+    description:
+      'discovery and JWKS requests give up after this (the enrolment answers 503); a JWKS is ' +
+      'refetched on an unknown `kid` at most every 30 s',
   },
 }

@@ -61,6 +61,24 @@ const postgresUrl = z.string().superRefine((text, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem })
 })
 
+// OpenID Connect Core §2 / Discovery §3: an issuer is an https URL without query or fragment,
+// compared as the exact string; the same rules hold for a JWKS URL.
+const httpsUrl = z.url({ protocol: /^https$/ }).refine((s) => {
+  const u = new URL(s)
+  return u.search === '' && u.hash === '' && !s.includes('?') && !s.includes('#')
+}, 'must be an https URL without query or fragment')
+
+const oidcIssuer = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 lower-case letters, digits, - or _'),
+  issuer: httpsUrl,
+  audience: z.string().min(1).max(1024),
+  jwks_uri: httpsUrl.optional(),
+  ca_bundle: z.string().min(1).optional(),
+})
+z.globalRegistry.add(oidcIssuer, { kind: '`{name, issuer, audience, jwks_uri?, ca_bundle?}`' })
+
 const D = DEFAULTS
 
 const count = (fallback: number) => z.number().int().min(1).max(1_000_000).default(fallback)
@@ -208,6 +226,17 @@ export const configSchema = z.strictObject({
         .prefault(D.tokens.signing_key_rotation),
       jwks_cache_ttl: duration.prefault(D.tokens.jwks_cache_ttl),
       introspection_clients: z.array(z.string()).optional(),
+    })
+    .prefault({}),
+  federation: z
+    .strictObject({
+      oidc_issuers: z.array(oidcIssuer).max(64).default([]),
+      max_token_age: duration
+        .refine((ms) => ms <= 86_400_000, 'must be at most 24h')
+        .prefault(D.federation.max_token_age),
+      fetch_timeout: duration
+        .refine((ms) => ms <= 60_000, 'must be at most 60s')
+        .prefault(D.federation.fetch_timeout),
     })
     .prefault({}),
 })

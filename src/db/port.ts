@@ -9,6 +9,7 @@ import type {
   CommitRefusalReason,
   CrlSnapshot,
   EntryPatch,
+  EnrollmentCredential,
   EntryRecord,
   FamilyRecord,
   FoundJoinToken,
@@ -81,13 +82,14 @@ export interface CertificateStore {
   /** Records a certificate the CA issued for itself (admin credential). */
   insert(c: NewCertificate, event: AuditInput): Promise<void>
   /**
-   * Enrolment: spends the join token only if still unused and unexpired at `now` (of N racing
-   * redemptions exactly one commits), re-checks the entry and the key (not compromised, not
-   * certified for another SPIFFE ID), stores the certificate and starts its lineage
+   * Enrolment: spends the credential — a join token only if still unused and unexpired at
+   * `now`, an OIDC token only if its use was never recorded (a conditional insert) — so of N
+   * racing redemptions exactly one commits; re-checks the entry and the key (not compromised,
+   * not certified for another SPIFFE ID), stores the certificate and starts its lineage
    * (`c.lineageId`, generation 1, current).
    */
   commitEnrollment(
-    joinTokenId: string,
+    credential: EnrollmentCredential,
     c: NewCertificate,
     event: AuditInput,
     now: number,
@@ -211,6 +213,14 @@ export interface SigningKeyStore {
   ): Promise<void>
 }
 
+/** Uses of OIDC identity tokens (recorded by `commitEnrollment`), kept until they expire. */
+export interface OidcTokenStore {
+  /** Whether a use of this token is recorded and unexpired at `now` (an early replay check). */
+  isUsed(tokenHash: string, now: number): Promise<boolean>
+  /** Forgets uses of tokens expired before `now`; returns how many. */
+  purgeExpired(now: number): Promise<number>
+}
+
 /** Leases for work one process does at a time (maintenance), taken over when they expire. */
 export interface LeaseStore {
   /** Takes or renews the lease; false when another holder has it unexpired. */
@@ -272,5 +282,6 @@ export interface Store {
   readonly serverCredentials: ServerCredentialStore
   readonly issuingCas: IssuingCaStore
   readonly ocsp: OcspStore
+  readonly oidcTokens: OidcTokenStore
   close(): Promise<void>
 }

@@ -17,11 +17,21 @@ export interface EntryRecord {
   readonly scopes: readonly string[] | null
   /** The subject CN of its certificates; null or absent: the SPIFFE ID's path. */
   readonly subjectCn?: string | null
+  /** Enrolment by an OIDC identity token that satisfies this rule; null = join tokens only. */
+  readonly oidc: OidcRule | null
   readonly enabled: boolean
   readonly createdAt: number
   readonly updatedAt: number
   /** How long after notAfter the current generation may still renew (null or absent: never). */
   readonly renewAfterExpiry?: TtlCap | null
+}
+
+/** An entry's rule for enrolment by OIDC identity token (CONTRACT "Enrolment by an OIDC …"). */
+export interface OidcRule {
+  /** The issuer's name in `federation.oidc_issuers`. */
+  readonly issuer: string
+  /** Claim name (or JSON Pointer) → exact value or `*` glob; every one must match. */
+  readonly claims: Readonly<Record<string, string>>
 }
 
 export type CertificateKind = 'workload' | 'admin' | 'server'
@@ -111,6 +121,7 @@ export interface RevokedEntry {
 /** Why a commit changed nothing: its preconditions no longer held when the transaction ran. */
 export type CommitRefusalReason =
   | 'join_token_spent'
+  | 'oidc_token_spent'
   | 'entry_disabled'
   | 'key_compromised'
   | 'parent_not_valid'
@@ -122,6 +133,20 @@ export type CommitRefusalReason =
   /** Renewal after expiry: the proof's jti was used already. */
   | 'proof_replayed'
 
+/** What an enrolment spends, in its own transaction: a join token, or one OIDC token's use. */
+export type EnrollmentCredential =
+  { readonly joinTokenId: string } | { readonly oidcToken: OidcTokenUse }
+
+/** One use of an OIDC identity token: each token enrols at most once. */
+export interface OidcTokenUse {
+  /** SHA-256 (hex) of the token's signed `header.payload`: the replay key, never the token. */
+  readonly tokenHash: string
+  /** The issuer's name in `federation.oidc_issuers`. */
+  readonly issuer: string
+  /** A replay is refused until then (the token's `exp`, plus the clock tolerance). */
+  readonly expiresAt: number
+}
+
 // --- entries ---------------------------------------------------------------------------------
 
 export interface EntryPatch {
@@ -131,6 +156,7 @@ export interface EntryPatch {
   readonly scopes?: readonly string[] | null
   readonly subjectCn?: string | null
   readonly renewAfterExpiry?: TtlCap | null
+  readonly oidc?: OidcRule | null
 }
 
 export interface JoinTokenInput {

@@ -84,14 +84,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         err.code === 'ERR_CLIENT_CERT_REQUIRED' ||
         err.code === 'ERR_CERT_SUPERSEDED' ||
         err.code === 'ERR_FORBIDDEN' ||
-        err.code === 'ERR_JOIN_TOKEN_INVALID'
+        err.code === 'ERR_JOIN_TOKEN_INVALID' ||
+        err.code === 'ERR_OIDC_TOKEN_INVALID'
       ) {
         const peer = c.env?.incoming?.socket?.remoteAddress
         const allowed = events.allow(`refused ${peer}`)
         if (allowed !== 'no') {
           const msg =
             allowed === 'yes' ? 'refused' : 'refused (more from this peer not logged this minute)'
-          deps.logger.info({ req: c.var.requestId, path: c.req.path, code: err.code, peer }, msg)
+          const check = err.extensions?.check
+          deps.logger.info(
+            { req: c.var.requestId, path: c.req.path, code: err.code, check, peer },
+            msg,
+          )
         }
       }
       return isOAuthPath(c.req.path) ? oauthErrorResponse(c, err) : problemResponse(c, err)

@@ -1,5 +1,6 @@
-import type { Authority, CertificateRequest, JoinTokenGrant } from '../ca/authority.js'
+import type { Authority, CertificateRequest, EnrollmentGrant } from '../ca/authority.js'
 import { CAError } from '../errors.js'
+import { isJwtShaped } from '../federation/verify.js'
 
 /*
  * How an enrolment client proves which entry it may enrol, as a list of authenticators tried
@@ -17,8 +18,8 @@ export interface Authorization {
   readonly credentials: string
 }
 
-/** What an authenticated enrolment may be issued. A credential kind may widen this union. */
-export type EnrolmentGrant = JoinTokenGrant
+/** What an authenticated enrolment may be issued: a join token's or an OIDC token's grant. */
+export type EnrolmentGrant = EnrollmentGrant
 
 /** What an authenticator may consult beyond the header. */
 export interface EnrolmentContext {
@@ -57,6 +58,24 @@ export function joinTokenBearer(authority: Authority): EnrolmentAuthenticator {
     usage: '"Authorization: Bearer <join token>"',
     claims: (auth) => auth.scheme === 'bearer' && JOIN_TOKEN.test(auth.credentials),
     authenticate: (auth) => authority.authenticateJoinToken(auth.credentials),
+  }
+}
+
+/**
+ * `Authorization: Bearer <OIDC identity token>` (CONTRACT "Enrolment by an OIDC identity
+ * token"): the entry is the one of the CSR's SPIFFE ID, so the CSR is read before the token
+ * is checked; a CSR without exactly one URI SAN is a 400 and spends nothing.
+ */
+export function oidcBearer(authority: Authority): EnrolmentAuthenticator {
+  return {
+    challenge: 'Bearer realm="certbound"',
+    usage: '"Authorization: Bearer <OIDC identity token>"',
+    claims: (auth) =>
+      auth.scheme === 'bearer' && auth.credentials.length <= 16384 && isJwtShaped(auth.credentials),
+    async authenticate(auth, context) {
+      const { csr } = await context.request()
+      return authority.authenticateOidcTokenForCsr(auth.credentials, csr)
+    },
   }
 }
 

@@ -14,6 +14,8 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_METHOD_NOT_ALLOWED: [405, 'Method not allowed'],
   ERR_CONFLICT: [409, 'Conflict'],
   ERR_JOIN_TOKEN_INVALID: [401, 'Invalid join token'],
+  ERR_OIDC_TOKEN_INVALID: [401, 'Invalid OIDC identity token'],
+  ERR_OIDC_ISSUER_UNAVAILABLE: [503, 'OIDC issuer unavailable'],
   ERR_CLIENT_CERT_REQUIRED: [401, 'Client certificate required'],
   ERR_FORBIDDEN: [403, 'Forbidden'],
   ERR_ENTRY_DISABLED: [403, 'Entry disabled'],
@@ -56,7 +58,11 @@ export function problemResponse(c: Context, e: CAError): Response {
   }
   // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme (the join token is a bearer token),
   // with an error code only when credentials were sent.
-  if (e.code === 'ERR_JOIN_TOKEN_INVALID' || e.code === 'ERR_PROOF_INVALID') {
+  if (
+    e.code === 'ERR_JOIN_TOKEN_INVALID' ||
+    e.code === 'ERR_PROOF_INVALID' ||
+    e.code === 'ERR_OIDC_TOKEN_INVALID'
+  ) {
     headers['www-authenticate'] =
       c.req.header('authorization') === undefined
         ? 'Bearer realm="certbound"'
@@ -64,6 +70,7 @@ export function problemResponse(c: Context, e: CAError): Response {
   }
   return c.body(
     JSON.stringify({
+      ...e.extensions,
       type: 'about:blank',
       title,
       status,
@@ -101,7 +108,9 @@ export const RETRY_AFTER_SECONDS = 1
 
 /** Headers every error response of this code carries beyond its body. */
 function extraHeaders(code: CAErrorCode): Record<string, string> {
-  return code === 'ERR_STORAGE_UNAVAILABLE' || code === 'ERR_STORAGE_FULL'
+  return code === 'ERR_STORAGE_UNAVAILABLE' ||
+    code === 'ERR_STORAGE_FULL' ||
+    code === 'ERR_OIDC_ISSUER_UNAVAILABLE'
     ? { 'retry-after': String(RETRY_AFTER_SECONDS) }
     : {}
 }

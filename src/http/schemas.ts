@@ -48,6 +48,21 @@ export const certificateRequestBody = z.object({
 const subjectCn = z
   .string({ error: 'must be a string' })
   .regex(/^[^\u0000-\u001f\u007f]{1,64}$/u, 'must be 1 to 64 characters without control characters')
+/** POST /v1/enroll with an OIDC identity token: the SPIFFE ID of the entry it enrols for. */
+export const oidcEnrollBody = z.object({
+  spiffe_id: z.string({ error: "is required with an OIDC token (the entry's SPIFFE ID)" }),
+})
+
+/** An entry's `oidc` rule: `{"issuer": name, "claims": {claim: pattern}}` (checked in the domain). */
+const oidcRule = z.strictObject(
+  {
+    issuer: z.string({ error: 'is required (an issuer name of federation.oidc_issuers)' }),
+    claims: z.record(z.string(), z.string({ error: 'must map claim names to strings' }), {
+      error: 'must be an object of claim names and patterns',
+    }),
+  },
+  { error: 'must be null or {"issuer", "claims"}' },
+)
 
 export const entryCreateBody = z.strictObject({
   spiffe_id: z.string({ error: 'is required (a string)' }),
@@ -56,6 +71,7 @@ export const entryCreateBody = z.strictObject({
   scopes: stringList('scope tokens', 100).nullable().optional(),
   subject_cn: subjectCn.optional(),
   renew_after_expiry: duration.nullable().optional(),
+  oidc: oidcRule.nullable().optional(),
 })
 
 export const entryPatchBody = z.strictObject({
@@ -65,6 +81,7 @@ export const entryPatchBody = z.strictObject({
   scopes: stringList('scope tokens', 100).nullable().optional(),
   subject_cn: subjectCn.nullable().optional(),
   renew_after_expiry: duration.nullable().optional(),
+  oidc: oidcRule.nullable().optional(),
 })
 
 export const joinTokenBody = z.strictObject({ ttl: duration.optional() })

@@ -26,6 +26,7 @@ const entry = (n: number) => ({
   dnsNames: [],
   maxTtl: null,
   scopes: null,
+  oidc: null,
   enabled: true,
   createdAt: NOW,
   updatedAt: NOW,

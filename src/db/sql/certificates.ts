@@ -6,6 +6,7 @@ import type {
   CertificateQuery,
   CertificateRecord,
   CommitRefusalReason,
+  EnrollmentCredential,
   NewCertificate,
   Page,
   RenewalContext,
@@ -75,14 +76,14 @@ export class SqlCertificateStore implements CertificateStore {
   }
 
   commitEnrollment(
-    joinTokenId: string,
+    credential: EnrollmentCredential,
     c: NewCertificate,
     event: AuditInput,
     now: number,
     peer: string | null = null,
   ): Promise<CommitRefusalReason | undefined> {
     return this.db.transaction((tx) =>
-      commitEnrollmentTx(tx, this.db, joinTokenId, c, event, now, peer),
+      commitEnrollmentTx(tx, this.db, credential, c, event, now, peer),
     )
   }
 

@@ -18,6 +18,7 @@ function entryColumns(e: EntryRecord) {
     e.maxTtl?.text ?? null,
     e.scopes === null ? null : JSON.stringify(e.scopes),
     e.subjectCn ?? null,
+    e.oidc === null ? null : JSON.stringify(e.oidc),
     e.enabled ? 1 : 0,
     e.renewAfterExpiry?.ms ?? null,
     e.renewAfterExpiry?.text ?? null,
@@ -58,8 +59,8 @@ export class SqlEntryStore implements EntryStore {
     await this.db.transaction(async (tx) => {
       await tx.run(
         `INSERT INTO entries (id, spiffe_id, dns_names, max_ttl_ms, max_ttl, scopes, subject_cn,
-           enabled, renew_after_expiry_ms, renew_after_expiry, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           oidc, enabled, renew_after_expiry_ms, renew_after_expiry, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [entry.id, entry.spiffeId, ...entryColumns(entry), entry.createdAt, entry.updatedAt],
       )
       await writeAudit(tx, entry.createdAt, event)
@@ -115,11 +116,13 @@ export class SqlEntryStore implements EntryStore {
         subjectCn: patch.subjectCn === undefined ? before.subjectCn : patch.subjectCn,
         renewAfterExpiry:
           patch.renewAfterExpiry === undefined ? before.renewAfterExpiry : patch.renewAfterExpiry,
+        oidc: patch.oidc === undefined ? before.oidc : patch.oidc,
         updatedAt: now,
       }
       await tx.run(
         `UPDATE entries SET dns_names = ?, max_ttl_ms = ?, max_ttl = ?, scopes = ?, subject_cn = ?,
-           enabled = ?, renew_after_expiry_ms = ?, renew_after_expiry = ?, updated_at = ? WHERE id = ?`,
+           oidc = ?, enabled = ?, renew_after_expiry_ms = ?, renew_after_expiry = ?, updated_at = ?
+         WHERE id = ?`,
         [...entryColumns(after), now, id],
       )
       await writeAudit(tx, now, event)

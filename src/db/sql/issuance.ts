@@ -3,13 +3,13 @@ import type { SqlDriver, SqlExecutor } from '../driver.js'
 import type {
   AuditInput,
   CommitRefusalReason,
+  EnrollmentCredential,
   GenerationState,
   NewCertificate,
   RenewalContext,
 } from '../types.js'
 import { writeAudit } from './audit.js'
 import { containLineage, lockLineage, promoteNext, supersedeNext } from './lineage-changes.js'
-
 import type { CertificateRow } from './rows.js'
 
 type Locks = Pick<SqlDriver, 'forUpdate' | 'forShare'>
@@ -151,11 +151,38 @@ async function endFamiliesOutsideScopes(
   }
 }
 
+/**
+ * The single-use guarantee (LIFECYCLE invariant 6): a conditional write that, of N racing
+ * redemptions, changes a row for one. A join token's row is marked used; an OIDC token's use
+ * is a new row on its hash, inserted only if there is none (every replica shares the table).
+ */
+async function spendCredential(
+  tx: SqlExecutor,
+  credential: EnrollmentCredential,
+  serial: string,
+  now: number,
+): Promise<CommitRefusalReason | undefined> {
+  if ('joinTokenId' in credential) {
+    const spent = await tx.run(
+      'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
+      [now, serial, credential.joinTokenId, now],
+    )
+    return spent === 1 ? undefined : 'join_token_spent'
+  }
+  const use = credential.oidcToken
+  const recorded = await tx.run(
+    `INSERT INTO oidc_token_uses (token_hash, issuer, used_at, used_by, expires_at)
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`,
+    [use.tokenHash, use.issuer, now, serial, use.expiresAt],
+  )
+  return recorded === 1 ? undefined : 'oidc_token_spent'
+}
+
 /** The enrolment transaction (CertificateStore.commitEnrollment). */
 export async function commitEnrollmentTx(
   tx: SqlExecutor,
   db: Locks,
-  joinTokenId: string,
+  credential: EnrollmentCredential,
   c: NewCertificate,
   event: AuditInput,
   now: number,
@@ -164,13 +191,8 @@ export async function commitEnrollmentTx(
   if (!(await entryEnabled(tx, db, c.entryId))) return 'entry_disabled'
   const refusal = await keyRefusal(tx, c)
   if (refusal) return refusal
-  // The conditional update is the single-use guarantee: of N racing redemptions, one
-  // changes the row (LIFECYCLE invariant 6).
-  const spent = await tx.run(
-    'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?',
-    [now, c.serial, joinTokenId, now],
-  )
-  if (spent !== 1) return 'join_token_spent'
+  const spent = await spendCredential(tx, credential, c.serial, now)
+  if (spent) return spent
   if (c.lineageId) {
     await tx.run(
       `INSERT INTO lineages (id, spiffe_id, entry_id, status, current_serial, created_at)

@@ -1,5 +1,5 @@
 import { CAError } from '../../errors.js'
-import type { AuditRecord, CertificateRecord, EntryRecord } from '../types.js'
+import type { AuditRecord, CertificateRecord, EntryRecord, OidcRule } from '../types.js'
 
 /** Row ↔ record mapping, shared by the repositories. */
 
@@ -11,6 +11,7 @@ export interface EntryRow {
   max_ttl: string | null
   scopes: string | null
   subject_cn?: string | null
+  oidc: string | null
   enabled: number
   created_at: number
   updated_at: number
@@ -26,6 +27,7 @@ export function toEntry(r: EntryRow): EntryRecord {
     maxTtl: r.max_ttl_ms === null ? null : { text: r.max_ttl!, ms: r.max_ttl_ms },
     scopes: r.scopes === null ? null : (JSON.parse(r.scopes) as string[]),
     subjectCn: r.subject_cn ?? null,
+    oidc: r.oidc === null ? null : (JSON.parse(r.oidc) as OidcRule),
     enabled: r.enabled === 1,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

@@ -8,6 +8,7 @@ import { SqlIssuingCaStore } from './issuing-cas.js'
 import { SqlLeaseStore } from './leases.js'
 import { SqlOcspStore } from './ocsp.js'
 import { SqlLineageStore } from './lineages.js'
+import { SqlOidcTokenStore } from './oidc-tokens.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -27,6 +28,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     serverCredentials: new SqlServerCredentialStore(driver),
     issuingCas: new SqlIssuingCaStore(driver),
     ocsp: new SqlOcspStore(driver),
+    oidcTokens: new SqlOidcTokenStore(driver),
     close: () => driver.close(),
   }
 }

@@ -11,6 +11,7 @@ import type { CertificateResponse } from '../../contract.js'
 import type { Store } from '../../db/port.js'
 import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
+import { isJwtShaped } from '../../federation/verify.js'
 import { derToPem } from '../../x509/pem.js'
 import { limitParam, readJsonObject } from '../body.js'
 import {
@@ -25,6 +26,7 @@ import {
   entryCreateBody,
   entryPatchBody,
   joinTokenBody,
+  oidcEnrollBody,
   parseBody,
   revokeBody,
 } from '../schemas.js'
@@ -84,7 +86,11 @@ export function certificateResponse(issued: IssuedCertificate): CertificateRespo
 
 /** The certificate request of a JSON body, as the domain takes it. */
 async function certificateRequest(c: Parameters<typeof readJsonObject>[0]) {
-  const body = parseBody(certificateRequestBody, await readJsonObject(c))
+  return certificateRequestOf(await readJsonObject(c))
+}
+
+function certificateRequestOf(json: Record<string, unknown>) {
+  const body = parseBody(certificateRequestBody, json)
   return { csr: body.csr, ...(body.ttl && { ttlMs: body.ttl.ms }) }
 }
 
@@ -102,14 +108,25 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
-    // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
-    const m = /^Bearer +([A-Za-z0-9_-]{1,512})$/i.exec(auth)
-    if (!m)
+    // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces. A
+    // credential of three base64url parts is an OIDC identity token, else a join token.
+    const m = /^Bearer +([A-Za-z0-9_.-]{1,16384})$/i.exec(auth)
+    const credential = m?.[1]
+    if (credential !== undefined && isJwtShaped(credential)) {
+      // The SPIFFE ID it enrols for is in the body: read that first, the CSR after the token.
+      const json = await readJsonObject(c)
+      const { spiffe_id } = parseBody(oidcEnrollBody, json)
+      const grant = await deps.authority.authenticateOidcToken(credential, spiffe_id)
+      const request = certificateRequestOf(json)
+      const issued = await deps.authority.enroll(grant, request, { peer: peerAddress(c) })
+      return c.json(certificateResponse(issued), 201)
+    }
+    if (credential === undefined || credential.includes('.') || credential.length > 512)
       throw new CAError(
         'ERR_JOIN_TOKEN_INVALID',
-        'send the join token as "Authorization: Bearer <token>"',
+        'send the join token (or an OIDC identity token) as "Authorization: Bearer <token>"',
       )
-    const grant = await deps.authority.authenticateJoinToken(m[1]!)
+    const grant = await deps.authority.authenticateJoinToken(credential)
     const request = await certificateRequest(c)
     const issued = await deps.authority.enroll(grant, request, { peer: peerAddress(c) })
     return c.json(certificateResponse(issued), 201)
@@ -147,6 +164,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         scopes: body.scopes,
         ...(body.subject_cn !== undefined && { subjectCn: body.subject_cn }),
         renewAfterExpiry: body.renew_after_expiry,
+        oidc: body.oidc,
       },
       actorOf(c.var.client),
     )
@@ -170,6 +188,7 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
         scopes: body.scopes,
         subjectCn: body.subject_cn,
         renewAfterExpiry: body.renew_after_expiry,
+        oidc: body.oidc,
       },
       actorOf(c.var.client),
     )

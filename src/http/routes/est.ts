@@ -14,10 +14,10 @@ import {
   challenges,
   joinTokenBasic,
   joinTokenBearer,
+  oidcBearer,
   parseAuthorization,
-  type EnrolmentAuthenticator,
 } from '../enrol-auth.js'
-import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
+import { peerAddress, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
 /*
  * EST (RFC 7030) as a second front door to the same domain calls as /v1/enroll and /v1/renew:
@@ -33,8 +33,6 @@ export interface EstRouteDeps {
   readonly ca: CaMaterial
   readonly authority: Authority
   readonly peer: PeerSource
-  /** Enrolment credentials beyond the join token (an OIDC token: issue 13), tried after it. */
-  readonly authenticators?: readonly EnrolmentAuthenticator[]
 }
 
 const EST = '/.well-known/est'
@@ -86,7 +84,7 @@ export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
   const authenticators = [
     joinTokenBasic(deps.authority),
     joinTokenBearer(deps.authority),
-    ...(deps.authenticators ?? []),
+    oidcBearer(deps.authority),
   ]
   const pkcs7 = 'application/pkcs7-mime; smime-type=certs-only'
 
@@ -124,13 +122,15 @@ export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
     const grant = await authenticateEnrolment(c.req.header('authorization'), authenticators, {
       request,
     })
-    const issued = await deps.authority.enroll(grant, await request())
+    const issued = await deps.authority.enroll(grant, await request(), { peer: peerAddress(c) })
     return estBody(c, certsOnlyPkcs7([issued.certificate.der]), pkcs7, 'no-store')
   })
 
   // RFC 7030 §4.2.2: over mTLS with the certificate being renewed, as /v1/renew.
   app.post(`${EST}/simplereenroll`, mtls, async (c) => {
-    const issued = await deps.authority.renew(c.var.client, await estRequest(c))
+    const issued = await deps.authority.renew(c.var.client, await estRequest(c), {
+      peer: peerAddress(c),
+    })
     return estBody(c, certsOnlyPkcs7([issued.certificate.der]), pkcs7, 'no-store')
   })
 

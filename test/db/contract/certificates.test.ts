@@ -16,7 +16,12 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     expect(await b.entries.findJoinToken(tokenId, NOW)).toBeDefined()
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        (i % 2 ? a : b).certificates.commitEnrollment(tokenId, cert(entry), event('enroll'), NOW),
+        (i % 2 ? a : b).certificates.commitEnrollment(
+          { joinTokenId: tokenId },
+          cert(entry),
+          event('enroll'),
+          NOW,
+        ),
       ),
     )
     expect(results.filter((r) => r === undefined)).toHaveLength(1)
@@ -32,7 +37,7 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     const expired = await entryWithToken(a, NOW + 500)
     expect(
       await a.certificates.commitEnrollment(
-        expired.tokenId,
+        { joinTokenId: expired.tokenId },
         cert(expired.entry),
         event('e'),
         NOW + 600,
@@ -42,7 +47,7 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     await b.entries.update(disabled.entry.id, { enabled: false }, NOW, event('entry.disable'))
     expect(
       await a.certificates.commitEnrollment(
-        disabled.tokenId,
+        { joinTokenId: disabled.tokenId },
         cert(disabled.entry),
         event('e'),
         NOW,
@@ -53,9 +58,9 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     const { cert: victim } = await storedCert(a)
     await b.certificates.revoke(victim.serial, 'keyCompromise', NOW, 'test')
     const again = cert(keyed.entry, { spkiSha256: victim.spkiSha256 })
-    expect(await a.certificates.commitEnrollment(keyed.tokenId, again, event('e'), NOW)).toBe(
-      'key_compromised',
-    )
+    expect(
+      await a.certificates.commitEnrollment({ joinTokenId: keyed.tokenId }, again, event('e'), NOW),
+    ).toBe('key_compromised')
     expect(await a.certificates.isKeyCompromised(victim.spkiSha256)).toBe(true)
     expect(await a.certificates.get(again.serial)).toBeUndefined()
   })
@@ -169,7 +174,9 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     const restore = await db.breakAudit()
     try {
       const c = cert(entry)
-      await expect(a.certificates.commitEnrollment(tokenId, c, event('e'), NOW)).rejects.toThrow()
+      await expect(
+        a.certificates.commitEnrollment({ joinTokenId: tokenId }, c, event('e'), NOW),
+      ).rejects.toThrow()
       await expect(a.certificates.revoke(valid.serial, 'keyCompromise', NOW, 't')).rejects.toThrow()
       await expect(
         a.entries.update(entry.id, { enabled: false }, NOW, event('d')),

@@ -26,6 +26,7 @@ export function entry(extra: Partial<EntryRecord> = {}): EntryRecord {
     maxTtl: { text: '2h', ms: 7_200_000 },
     scopes: ['read'],
     subjectCn: null,
+    oidc: null,
     enabled: true,
     createdAt: NOW + n,
     updatedAt: NOW + n,
@@ -68,7 +69,7 @@ export async function entryWithToken(store: Store, expiresAt = NOW + 60_000) {
 export async function storedCert(store: Store, extra: Partial<NewCertificate> = {}) {
   const { entry: e, tokenId } = await entryWithToken(store)
   const c = cert(e, { lineageId: randomUUID(), generation: 1, ...extra })
-  const refused = await store.certificates.commitEnrollment(tokenId, c, event('enroll'), NOW)
+  const refused = await store.certificates.commitEnrollment({ joinTokenId: tokenId }, c, event('enroll'), NOW)
   if (refused) throw new Error(`storedCert: ${refused}`)
   return { entry: e, cert: c }
 }

@@ -225,7 +225,7 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
     const spki = randomUUID()
     const enrol = (s: Store, t: { entry: EntryRecord; tokenId: string }) =>
       s.certificates.commitEnrollment(
-        t.tokenId,
+        { joinTokenId: t.tokenId },
         cert(t.entry, { spkiSha256: spki, lineageId: randomUUID(), generation: 1 }),
         event('enroll'),
         NOW,

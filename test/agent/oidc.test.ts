@@ -1,0 +1,186 @@
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  AgentProcess,
+  agentArgs,
+  readOut,
+  removeTempDirs,
+  runAgent,
+  tempDir,
+  verifyAccessToken,
+} from '../helpers/agent.js'
+import { LoopbackIssuer } from '../helpers/oidc/issuer.js'
+import { githubClaims, gitlabClaims, kubernetesClaims } from '../helpers/oidc/platforms.js'
+import { AUDIENCE, issuerConfig } from '../helpers/oidc/server.js'
+import { TestServer } from '../helpers/server.js'
+
+// `certbound agent` enrolling with OIDC identity tokens, as real processes: GitHub Actions'
+// token request endpoint (shaped like GitHub's), a Kubernetes projected token file, a GitLab
+// id_tokens variable. Nothing secret is stored; a spent token file is waited out.
+
+let s: TestServer
+let github: LoopbackIssuer
+let k8s: LoopbackIssuer
+let gitlab: LoopbackIssuer
+let n = 0
+
+beforeAll(async () => {
+  ;[github, k8s, gitlab] = await Promise.all([
+    LoopbackIssuer.start({ alg: 'RS256' }),
+    LoopbackIssuer.start({ alg: 'ES256' }),
+    LoopbackIssuer.start({ alg: 'RS256' }),
+  ])
+  github.githubClaims = () => githubClaims()
+  s = await TestServer.start({
+    federation: {
+      oidc_issuers: [
+        issuerConfig('github', github),
+        issuerConfig('k8s', k8s),
+        issuerConfig('gitlab', gitlab),
+      ],
+    },
+  })
+})
+afterAll(async () => {
+  await s?.close()
+  await Promise.all([github, k8s, gitlab].map((i) => i?.close()))
+  removeTempDirs()
+})
+
+/** An entry pinning `claims` on `issuer`, and an empty output directory. */
+async function workload(issuer: string, claims: Record<string, string>) {
+  const spiffeId = `spiffe://example.org/agent-oidc/w${++n}`
+  await s.createEntry(spiffeId, { oidc: { issuer, claims } })
+  const dir = tempDir(`oidc${n}`)
+  const out = join(dir, 'out')
+  return { spiffeId, dir, out, args: agentArgs(s, spiffeId, out) }
+}
+
+/** Every byte the agent left in `dir`, as text. */
+function everything(dir: string): string {
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .map((f) => join(dir, f))
+    .filter((p) => statSync(p).isFile())
+    .map((p) => readFileSync(p, 'latin1'))
+    .join('\n')
+}
+
+describe('certbound agent with an OIDC token source', () => {
+  it('--once --oidc github: fetches the job token from the runtime URL (&audience=), gets certificate and bound token, stores no token', async () => {
+    const w = await workload('github', { repository: 'acme/api', ref: 'refs/heads/main' })
+    const env = {
+      ACTIONS_ID_TOKEN_REQUEST_URL: github.githubTokenUrl,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.githubRequestToken,
+      NODE_EXTRA_CA_CERTS: github.caFile(join(w.dir, 'github-ca.pem')),
+    }
+    const r = await runAgent(
+      [...w.args, '--once', '--oidc', 'github', '--oidc-audience', AUDIENCE],
+      env,
+    )
+    expect(r.code, r.stderr).toBe(0)
+    const out = readOut(w.out)
+    expect(out.cert.subjectAltName).toBe(`URI:${w.spiffeId}`)
+    const claims = await verifyAccessToken(s, out.token.access_token!)
+    expect(claims.sub).toBe(w.spiffeId)
+    expect(out.token['x5t#S256']).toBe(out.thumbprint)
+    const issued = github.githubIssued.at(-1)!
+    expect(issued.audience).toBe(AUDIENCE)
+    const left = everything(w.dir)
+    expect(left).not.toContain(issued.token.split('.')[2])
+    expect(r.stderr).not.toContain(issued.token.split('.')[2])
+    expect(r.stderr).not.toContain(github.githubRequestToken)
+  })
+
+  it('--oidc github asks for the --server URL as audience by default; a refused audience exits 3 naming it', async () => {
+    const w = await workload('github', { repository: 'acme/api' })
+    const env = {
+      ACTIONS_ID_TOKEN_REQUEST_URL: github.githubTokenUrl,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: github.githubRequestToken,
+      NODE_EXTRA_CA_CERTS: github.caFile(join(w.dir, 'github-ca.pem')),
+    }
+    const r = await runAgent([...w.args, '--once', '--oidc', 'github'], env)
+    expect(r.code).toBe(3)
+    expect(github.githubIssued.at(-1)!.audience).toBe(s.url)
+    expect(r.stderr).toMatch(/the GitHub Actions ID token was refused: enrol: 401 .*\(aud\)/)
+    const noEnv = await runAgent([...w.args, '--once', '--oidc', 'github'])
+    expect(noEnv.code).toBe(2)
+    expect(noEnv.stderr).toMatch(/needs ACTIONS_ID_TOKEN_REQUEST_URL/)
+  })
+
+  it('--oidc-token-file (Kubernetes projected token): enrols; a spent token is refused with --once, and waited out without it until the file holds the next one', async () => {
+    const w = await workload('k8s', {
+      '/kubernetes.io/namespace': 'ci',
+      '/kubernetes.io/serviceaccount/name': 'runner',
+    })
+    const file = join(w.dir, 'token')
+    writeFileSync(file, await k8s.mint(kubernetesClaims()))
+    const first = await runAgent([...w.args, '--once', '--oidc-token-file', file])
+    expect(first.code, first.stderr).toBe(0)
+
+    // A pod that lost its --out: the same (spent) token again.
+    const again = agentArgs(s, w.spiffeId, join(w.dir, 'out2'))
+    const once = await runAgent([...again, '--once', '--oidc-token-file', file])
+    expect(once.code).toBe(3)
+    expect(once.stderr).toMatch(/the token in .* was refused: .*\(replay\).*run again then/)
+
+    const agent = new AgentProcess([...again, '--oidc-token-file', file, '--log-level', 'debug'])
+    try {
+      await agent.waitFor((l) => /waiting for the next one/.test(l.msg))
+      expect(agent.lines.some((l) => l.msg === 'enrolled')).toBe(false)
+      writeFileSync(file, await k8s.mint(kubernetesClaims())) // the kubelet's next token
+      await agent.waitFor((l) => l.msg === 'enrolled')
+      await agent.waitFor((l) => l.msg === 'obtained an access token')
+    } finally {
+      agent.kill()
+    }
+    expect(await agent.exited).toBe(0)
+    expect(readOut(join(w.dir, 'out2')).cert.subjectAltName).toBe(`URI:${w.spiffeId}`)
+  })
+
+  it('--oidc-token-env (GitLab id_tokens): enrols; after the CA refused its certificate, the agent enrols again by itself', async () => {
+    const w = await workload('gitlab', { project_path: 'acme/api', ref_protected: 'true' })
+    const env = { CERTBOUND_ID_TOKEN: await gitlab.mint(gitlabClaims()) }
+    const first = await runAgent(
+      [...w.args, '--once', '--oidc-token-env', 'CERTBOUND_ID_TOKEN'],
+      env,
+    )
+    expect(first.code, first.stderr).toBe(0)
+    const before = readOut(w.out).serial
+    const revoked = await s.call('POST', `/v1/certificates/${before}/revoke`, {
+      as: s.admin,
+      json: {},
+    })
+    expect(revoked.status).toBe(200)
+    const next = { CERTBOUND_ID_TOKEN: await gitlab.mint(gitlabClaims()) }
+    const second = await runAgent(
+      [...w.args, '--once', '--oidc-token-env', 'CERTBOUND_ID_TOKEN'],
+      next,
+    )
+    expect(second.code, second.stderr).toBe(0)
+    expect(
+      second.lines.some((l) => /enrolling with the token in \$CERTBOUND_ID_TOKEN/.test(l.msg)),
+    ).toBe(true)
+    const after = readOut(w.out)
+    expect(after.serial).not.toBe(before)
+    expect((await verifyAccessToken(s, after.token.access_token!)).sub).toBe(w.spiffeId)
+  })
+
+  it('flags: one OIDC source at most, never with a join token', async () => {
+    const w = await workload('k8s', { sub: 'x' })
+    for (const [flags, message] of [
+      [['--oidc', 'github', '--oidc-token-file', '/x'], /give one of --oidc/],
+      [
+        ['--oidc-token-env', 'X', '--join-token', 'abc'],
+        /a join token or an OIDC token source, not both/,
+      ],
+      [['--oidc', 'gitlab'], /--oidc takes "github"/],
+      [['--oidc-token-env', 'NOT-A-NAME'], /name of an environment variable/],
+      [['--oidc-audience', 'x'], /--oidc-audience goes with --oidc github/],
+    ] as const) {
+      const r = await runAgent([...w.args, '--once', ...flags])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toMatch(message)
+    }
+  })
+})
