@@ -54,4 +54,6 @@ export const DEFAULTS = {
     // Verifiers refetch the JWKS this often: an emergency rotation reaches them within it.
     jwks_cache_ttl: '1m',
   },
+  // Failed authentications per peer address per window; beyond, that address gets 429.
+  limits: { failed_auth: 30, window: '1m' },
 } as const

@@ -58,6 +58,8 @@ export interface Config {
     readonly keyType: KeyType
     readonly rootTtlMs: number
     readonly intermediateTtlMs: number
+    /** Absolute path of the CA keys' passphrase file, if set (else CERTBOUND_CA_KEY_PASSPHRASE). */
+    readonly keyPassphraseFile: string | undefined
   }
   readonly certificates: {
     readonly defaultTtlMs: number
@@ -80,6 +82,8 @@ export interface Config {
     readonly jwksCacheTtlMs: number
     readonly introspectionClients: readonly string[] | undefined
   }
+  readonly limits: { readonly failedAuth: number; readonly windowMs: number }
+  readonly metrics: { readonly host: string; readonly port: number } | undefined
 }
 
 /** Reads and validates a config file; fails fast with a message naming the offending key. */
@@ -179,6 +183,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
       keyType: c.ca.key_type,
       rootTtlMs: c.ca.root_ttl,
       intermediateTtlMs: c.ca.intermediate_ttl,
+      keyPassphraseFile:
+        c.ca.key_passphrase_file === undefined
+          ? undefined
+          : resolve(baseDir, c.ca.key_passphrase_file),
     },
     certificates: {
       defaultTtlMs: c.certificates.default_ttl,
@@ -205,14 +213,26 @@ export function configFromObject(raw: unknown, path?: string): Config {
       jwksCacheTtlMs: c.tokens.jwks_cache_ttl,
       introspectionClients: c.tokens.introspection_clients,
     },
+    limits: { failedAuth: c.limits.failed_auth, windowMs: c.limits.window },
+    metrics: metricsListen(c.metrics.listen, path),
   }
 }
 
-function splitHostPort(listen: string, path: string | undefined): [string, number] {
+function metricsListen(listen: string | undefined, path: string | undefined) {
+  if (listen === undefined) return undefined
+  const [host, port] = splitHostPort(listen, path, 'metrics.listen')
+  return { host, port }
+}
+
+function splitHostPort(
+  listen: string,
+  path: string | undefined,
+  key = 'server.listen',
+): [string, number] {
   const i = listen.lastIndexOf(':')
   const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
   const port = Number(listen.slice(i + 1))
-  if (port > 65535) fail(path, 'server.listen', `port ${port} is out of range`)
+  if (port > 65535) fail(path, key, `port ${port} is out of range`)
   return [host, port]
 }
 

@@ -143,6 +143,9 @@ export const configSchema = z.strictObject({
       key_type: keyType.default(D.ca.key_type),
       root_ttl: duration.prefault(D.ca.root_ttl),
       intermediate_ttl: duration.prefault(D.ca.intermediate_ttl),
+      // Encrypted PKCS#8 CA keys: the passphrase comes from this file or the environment variable
+      // CERTBOUND_CA_KEY_PASSPHRASE, never from argv.
+      key_passphrase_file: z.string().min(1).optional(),
     })
     .prefault({}),
   certificates: z
@@ -189,6 +192,18 @@ export const configSchema = z.strictObject({
         .prefault(D.tokens.signing_key_rotation),
       jwks_cache_ttl: duration.prefault(D.tokens.jwks_cache_ttl),
       introspection_clients: z.array(z.string()).optional(),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      failed_auth: count(D.limits.failed_auth),
+      window: duration.refine((ms) => ms >= 1000, 'must be at least 1s').prefault(D.limits.window),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      // Unset: no metrics listener.
+      listen: hostPort.optional(),
     })
     .prefault({}),
 })

@@ -244,3 +244,10 @@ export interface ServerCredentialRecord {
   readonly notAfter: number
   readonly createdAt: number
 }
+
+/** A peer's failed authentications in its current window (`limits.*`). */
+export interface AuthFailureWindow {
+  readonly failures: number
+  /** Epoch ms of the first failure of the window. */
+  readonly windowStart: number
+}

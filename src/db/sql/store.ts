@@ -1,10 +1,12 @@
 import type { SqlDriver } from '../driver.js'
 import type { Store } from '../port.js'
 import { SqlAuditStore } from './audit.js'
+import { SqlAuthFailureStore } from './auth-failures.js'
 import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
 import { SqlLeaseStore } from './leases.js'
+import { SqlOpsStore } from './ops.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -21,6 +23,8 @@ export function createSqlStore(driver: SqlDriver): Store {
     signingKeys: new SqlSigningKeyStore(driver),
     leases: new SqlLeaseStore(driver),
     serverCredentials: new SqlServerCredentialStore(driver),
+    authFailures: new SqlAuthFailureStore(driver),
+    ops: new SqlOpsStore(driver),
     close: () => driver.close(),
   }
 }
