@@ -19,6 +19,7 @@ export type CAErrorCode =
   | 'ERR_CERT_REVOKED'
   | 'ERR_CERT_EXPIRED'
   | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_RATE_LIMITED' // too many failed authentications from this peer address (limits.*)
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'
@@ -43,6 +44,16 @@ export class CAError extends Error {
   constructor(code: CAErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
+  }
+}
+
+/** 429: the peer failed to authenticate too often; it may try again after `retryAfterSeconds`. */
+export class RateLimitedError extends CAError {
+  constructor(
+    readonly retryAfterSeconds: number,
+    message = `too many failed authentications from this address; retry after ${retryAfterSeconds} s`,
+  ) {
+    super('ERR_RATE_LIMITED', message)
   }
 }
 

@@ -162,6 +162,7 @@ async function serve(
       const now = clock.now().getTime()
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)
+        await store.authFailures.purge(now, config.limits.windowMs)
         purgedAt = now
       }
     },

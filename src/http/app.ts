@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
+import { createAuthLimiter } from './auth-limit.js'
 import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
@@ -9,7 +10,7 @@ import { createPeerSource, type AppEnv } from './mtls.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
-export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events'> & {
+export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events' | 'limiter'> & {
   readonly logger: Logger
 }
 
@@ -37,7 +38,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
   // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
   const events = createEventLimiter()
-  const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
+  const limiter = createAuthLimiter({ ...deps, limits: deps.config.limits })
+  const routeDeps = { ...deps, events, limiter, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
@@ -66,7 +68,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       if (
         err.code === 'ERR_CLIENT_CERT_REQUIRED' ||
         err.code === 'ERR_FORBIDDEN' ||
-        err.code === 'ERR_JOIN_TOKEN_INVALID'
+        err.code === 'ERR_JOIN_TOKEN_INVALID' ||
+        err.code === 'ERR_RATE_LIMITED'
       ) {
         const peer = c.env?.incoming?.socket?.remoteAddress
         const allowed = events.allow(`refused ${peer}`)

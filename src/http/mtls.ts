@@ -18,6 +18,7 @@ import type { CaMaterial } from '../ca/material.js'
 import type { Store } from '../db/port.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { limitFailedAuth, type AuthLimiter } from './auth-limit.js'
 import type { EventLimiter } from './event-limit.js'
 
 export type AppEnv = {
@@ -124,17 +125,29 @@ export function createPeerSource(deps: {
   }
 }
 
-/** mTLS: sets `client` to the certificate's database record, or refuses (401). */
-export function requireClientCert(deps: { store: Store; clock: Clock; peer: PeerSource }) {
+/**
+ * mTLS: sets `client` to the certificate's database record, or refuses (401; 429 once the peer
+ * address is over limits.failed_auth). A valid certificate never touches the limiter.
+ */
+export function requireClientCert(deps: {
+  store: Store
+  clock: Clock
+  peer: PeerSource
+  limiter: AuthLimiter
+}) {
   return createMiddleware<AppEnv>(async (c, next) => {
-    const peer = await deps.peer(c)
-    const client = await authenticateClientCertificate(peer, deps)
-    if (client.kind === 'server') {
-      throw new CAError(
-        'ERR_CLIENT_CERT_REQUIRED',
-        "the server's own TLS certificate is not a client credential",
-      )
-    }
+    const address = c.env?.incoming?.socket?.remoteAddress
+    const { peer, client } = await limitFailedAuth(deps.limiter, address, async () => {
+      const peer = await deps.peer(c)
+      const client = await authenticateClientCertificate(peer, deps)
+      if (client.kind === 'server') {
+        throw new CAError(
+          'ERR_CLIENT_CERT_REQUIRED',
+          "the server's own TLS certificate is not a client credential",
+        )
+      }
+      return { peer, client }
+    })
     c.set('client', client)
     c.set('forwarded', peer.forwarded === true)
     await next()
@@ -147,6 +160,7 @@ export function requireAdmin(deps: {
   clock: Clock
   config: Config
   peer: PeerSource
+  limiter: AuthLimiter
 }) {
   const clientCert = requireClientCert(deps)
   return createMiddleware<AppEnv>(async (c, next) => {

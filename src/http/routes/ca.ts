@@ -10,6 +10,7 @@ import type { Store } from '../../db/port.js'
 import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { derToPem } from '../../x509/pem.js'
+import { limitFailedAuth, type AuthLimiter } from '../auth-limit.js'
 import { limitParam, readJsonObject } from '../body.js'
 import { requireAdmin, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 import {
@@ -30,6 +31,7 @@ export interface CaRouteDeps {
   readonly entries: EntryService
   readonly crl: CrlPublisher
   readonly peer: PeerSource
+  readonly limiter: AuthLimiter
 }
 
 const SERIAL = /^[0-9a-fA-F]{2,64}$/
@@ -92,14 +94,23 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
 
   app.post('/v1/enroll', async (c) => {
     const auth = c.req.header('authorization') ?? ''
-    // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
-    const m = /^Bearer +([A-Za-z0-9_-]{1,512})$/i.exec(auth)
-    if (!m)
-      throw new CAError(
-        'ERR_JOIN_TOKEN_INVALID',
-        'send the join token as "Authorization: Bearer <token>"',
-      )
-    const grant = await deps.authority.authenticateJoinToken(m[1]!)
+    // Over limits.failed_auth, even a right token is refused: it may have been guessed.
+    const peer = c.env?.incoming?.socket?.remoteAddress
+    const grant = await limitFailedAuth(
+      deps.limiter,
+      peer,
+      async () => {
+        // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
+        const m = /^Bearer +([A-Za-z0-9_-]{1,512})$/i.exec(auth)
+        if (!m)
+          throw new CAError(
+            'ERR_JOIN_TOKEN_INVALID',
+            'send the join token as "Authorization: Bearer <token>"',
+          )
+        return deps.authority.authenticateJoinToken(m[1]!)
+      },
+      { precheck: true },
+    )
     const request = await certificateRequest(c)
     return c.json(certificateResponse(await deps.authority.enroll(grant, request)), 201)
   })

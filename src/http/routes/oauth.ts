@@ -8,6 +8,7 @@ import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
 import type { SigningKeys } from '../../tokens/keys.js'
 import { readOAuthForm } from '../body.js'
+import type { AuthLimiter } from '../auth-limit.js'
 import type { EventLimiter } from '../event-limit.js'
 import { requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
@@ -18,6 +19,7 @@ export interface OAuthRouteDeps {
   readonly keys: SigningKeys
   readonly peer: PeerSource
   readonly events: EventLimiter
+  readonly limiter: AuthLimiter
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
