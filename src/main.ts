@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -18,6 +19,8 @@ import { openStore } from './db/store.js'
 import { createApp } from './http/app.js'
 import { closeGracefully, createHttpsServer, listen, replaceTlsMaterial } from './http/server.js'
 import { Maintenance } from './maintenance.js'
+import { Metrics } from './ops/metrics.js'
+import { serveMetrics, type MetricsListener } from './ops/metrics-server.js'
 import { SigningKeys } from './tokens/keys.js'
 
 const PURGE_EVERY_MS = 3_600_000
@@ -28,6 +31,8 @@ export interface RunningServer {
   readonly store: Store
   readonly ca: CaMaterial
   readonly server: Server
+  /** `http://…/metrics` when this process serves metrics.listen itself. */
+  readonly metricsUrl: string | undefined
   close(): Promise<void>
 }
 
@@ -129,7 +134,15 @@ async function serve(
       'server TLS certificate renewed',
     )
   }
+  // A worker's metrics are served by the primary, which sums them over its workers.
+  const metrics = config.metrics
+    ? new Metrics(
+        { store, clock, crlThisUpdate: async () => (await crl.status())?.thisUpdate },
+        { worker: cluster.isWorker },
+      )
+    : undefined
   const onRevoked = (serials: readonly string[]) => {
+    metrics?.revoked(serials.length)
     if (serials.includes(tls.serial))
       void credentials
         .fresh(true)
@@ -142,6 +155,7 @@ async function serve(
     keys,
     crl,
     logger,
+    metrics,
     authority: new Authority({ ...deps, ca, crl, onRevoked }),
     entries: new EntryService(deps),
   })
@@ -169,6 +183,9 @@ async function serve(
   })
   await maintenance.tick()
   maintenance.start()
+  let metricsListener: MetricsListener | undefined
+  if (metrics && config.metrics && !cluster.isWorker)
+    metricsListener = await serveMetrics(config.metrics, () => metrics.text(), logger)
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `https://${host}:${address.port}`
   logger.info(
@@ -187,9 +204,12 @@ async function serve(
     store,
     ca,
     server,
+    metricsUrl: metricsListener?.url,
     async close() {
       await maintenance.stop()
       await closeGracefully(server)
+      await metricsListener?.close()
+      metrics?.close()
       await store.close()
     },
   }

@@ -30,6 +30,22 @@ export class CrlPublisher {
     return (await this.#fresh(revision)).der
   }
 
+  /**
+   * What health checks and metrics read, without building anything: the stored CRL's window,
+   * and whether it reflects every committed revocation (undefined: none is stored yet).
+   */
+  async status(): Promise<
+    { thisUpdate: number; nextUpdate: number; current: boolean } | undefined
+  > {
+    const { crl, revision } = await this.deps.store.crls.current(this.#issuerKeyId)
+    if (!crl) return undefined
+    return {
+      thisUpdate: crl.thisUpdate,
+      nextUpdate: crl.nextUpdate,
+      current: crl.revision >= revision,
+    }
+  }
+
   /** Makes sure a fresh CRL is stored (after a revocation, and on the maintenance schedule). */
   async refresh(): Promise<void> {
     await this.get()

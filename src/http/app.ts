@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
@@ -7,37 +6,30 @@ import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
+import { observeRequests } from './observe.js'
+import type { Metrics } from '../ops/metrics.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
 export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events' | 'limiter'> & {
   readonly logger: Logger
+  /** Prometheus metrics (metrics.listen set), else none are kept. */
+  readonly metrics?: Metrics | undefined
 }
 
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  // Refusals, spoofing attempts and unauthenticated requests are logged (and audited) at most
+  // so often per peer.
+  const events = createEventLimiter()
+  app.use(observeRequests({ logger: deps.logger, events, metrics: deps.metrics }))
   app.use(async (c, next) => {
-    c.set('requestId', randomUUID())
-    const started = performance.now()
     await next()
     // RFC 6797: the CA is HTTPS only; a browser or client that honours it never downgrades.
     c.res.headers.set('strict-transport-security', 'max-age=31536000')
-    // Method, path and status only: never headers or bodies, which carry tokens and CSRs.
-    deps.logger.debug(
-      {
-        req: c.var.requestId,
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(performance.now() - started),
-      },
-      'request',
-    )
   })
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
-  // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
-  const events = createEventLimiter()
   const limiter = createAuthLimiter({ ...deps, limits: deps.config.limits })
   const routeDeps = { ...deps, events, limiter, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))

@@ -23,7 +23,13 @@ import type { EventLimiter } from './event-limit.js'
 
 export type AppEnv = {
   Bindings: HttpBindings
-  Variables: { client: CertificateRecord; requestId: string; forwarded: boolean }
+  Variables: {
+    client: CertificateRecord
+    requestId: string
+    forwarded: boolean
+    /** /oauth/token: the grant type, once it is one this server takes (for metrics). */
+    grantType: string
+  }
 }
 
 /** A request's client certificate, and whether it chains to this CA (checked by TLS or by us). */

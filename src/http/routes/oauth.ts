@@ -64,6 +64,7 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       if (grantType === undefined)
         throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
       const grant = GRANTS.get(grantType)
+      if (grant) c.set('grantType', grantType)
       // Never echo what the client sent: a secret pasted into the wrong field would be
       // stored in the audit table and sent back in error_description.
       if (!grant)
