@@ -9,6 +9,7 @@ import { createPeerSource, type AppEnv } from './mtls.js'
 import { observeRequests } from './observe.js'
 import type { Metrics } from '../ops/metrics.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
+import { healthRoutes } from './routes/health.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
 export type AppDeps = Omit<CaRouteDeps & OAuthRouteDeps, 'peer' | 'events' | 'limiter'> & {
@@ -34,6 +35,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const routeDeps = { ...deps, events, limiter, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
+  app.route('/', healthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)
