@@ -8,6 +8,7 @@ import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
 import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
+import { caKeyPassphrase } from './ca/key-protection.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
 import { systemClock, type Clock } from './clock.js'
@@ -68,7 +69,7 @@ async function loadOrInitialize(config: Config, store: Store, clock: Clock): Pro
       if (!isCAError(e, 'ERR_CA_EXISTS') || !caExists(config.dataDir)) throw e
     }
   }
-  const ca = loadCaMaterial(config.dataDir)
+  const ca = loadCaMaterial(config.dataDir, caKeyPassphrase(config))
   await recordCaCertificates({ config, store, clock }, ca)
   return ca
 }

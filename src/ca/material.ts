@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { privateKeyFromPem } from '../crypto/keys.js'
 import { parseCertificate, type CertificateView, type Issuer } from '../x509/certificate.js'
 import { derToPem, pemToDer } from '../x509/pem.js'
 import { PATHS, readDataFile } from './files.js'
+import { caKeyFromPem } from './key-protection.js'
 
 /** The CA's signing material as loaded from data_dir. The private keys stay in memory only. */
 export interface CaMaterial {
@@ -22,12 +22,17 @@ export function caExists(dataDir: string): boolean {
   )
 }
 
-export function loadCaMaterial(dataDir: string): CaMaterial {
+/** The CA of data_dir; `passphrase` opens encrypted key files (src/ca/key-protection.ts). */
+export function loadCaMaterial(dataDir: string, passphrase?: string): CaMaterial {
   const root = parseCertificate(pemToDer(readDataFile(dataDir, PATHS.rootCert), 'CERTIFICATE'))
   const intermediate = parseCertificate(
     pemToDer(readDataFile(dataDir, PATHS.intermediateCert), 'CERTIFICATE'),
   )
-  const privateKey = privateKeyFromPem(readDataFile(dataDir, PATHS.intermediateKey))
+  const privateKey = caKeyFromPem(
+    readDataFile(dataDir, PATHS.intermediateKey),
+    passphrase,
+    PATHS.intermediateKey,
+  )
   return {
     root,
     intermediate,
