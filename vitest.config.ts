@@ -13,7 +13,7 @@ const POSTGRES_SUITES = [
   'test/ca/{bad-input,concurrency,enroll,entries,mtls,restart,revoke-crl}.test.ts',
   'test/tokens/*.test.ts',
   'test/http/*.test.ts',
-  'test/ops/{rate-limit,metrics,health}.test.ts',
+  'test/ops/{rate-limit,metrics,health,doctor}.test.ts',
 ]
 
 export default defineConfig({

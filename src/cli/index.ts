@@ -17,7 +17,6 @@ const db = () => import('../db/store.js')
 const signingKeys = () => import('../tokens/keys.js')
 const caFiles = () => import('../ca/files.js')
 
-
 /** Runs an admin API call with the admin credential and prints the JSON answer. */
 async function api(cmd: Command, method: string, path: string, body?: unknown): Promise<void> {
   const client = new AdminClient(configOf(cmd), cmd.optsWithGlobals() as AdminClientOptions)
