@@ -34,6 +34,7 @@ function freePort(): Promise<number> {
 describe('docs/walkthrough.md and README.md run as written, and again', () => {
   let dir: string
   let port: number
+  let metricsPort: number
   let server: ChildProcess | undefined
   let serverLog = ''
   const env = () => ({ ...process.env, CERTBOUND_CONFIG: join(dir, 'ca-config.yaml') })
@@ -67,10 +68,12 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
     port = await freePort()
+    metricsPort = await freePort()
     writeFileSync(
       join(dir, 'ca-config.yaml'),
       `trust_domain: example.org\ndata_dir: ./data\n` +
-        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n`,
+        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n` +
+        `metrics:\n  listen: 127.0.0.1:${metricsPort}\n`,
     )
   })
 
@@ -100,7 +103,11 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       'set -euo pipefail',
       // `npm run -s certbound -- …` from the checkout, while the files live in this temp dir.
       `npm() { if [ "$1 $2 $3 $4" = "run -s certbound --" ]; then shift 4; node --import ${loader} ${ROOT}/src/cli/index.ts "$@"; else command npm "$@"; fi; }`,
-      ...steps.map((b) => b.replaceAll('localhost:8443', `localhost:${port}`)),
+      ...steps.map((b) =>
+        b
+          .replaceAll('localhost:8443', `localhost:${port}`)
+          .replaceAll('127.0.0.1:9464', `127.0.0.1:${metricsPort}`),
+      ),
     ].join('\n')
     // The fresh-start block without its `npm start`, which start() stands for.
     const reset = fresh[0]!.replace(/^npm start$/m, '')
@@ -126,6 +133,18 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       )
       expect(out).toMatch(/^\["[A-Za-z0-9_-]{43}"\]$/m) // withdrawn_kids: the old kid
       expect(out).toMatch(/^cache-control: public, max-age=60\s*$/im)
+      // Operating certbound: readiness, metrics, the echoed trace, backup, doctor, key protection.
+      expect(out).toContain(
+        '{"status":"ready","checks":{"database":"ok","ca_key":"ok","crl":"ok"}}',
+      )
+      expect(out).toMatch(/^certbound_certificates_issued_total\{operation="enroll"\} [1-9]/m)
+      expect(out).toMatch(/^traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01\s*$/im)
+      expect(out).toContain('"not_included":"ca/root-key.pem ca/intermediate-key.pem ca/kek.key')
+      expect(out).toMatch(/a server is running on .* stop it first/)
+      expect(out).toMatch(/^ok {4}integrity: PRAGMA integrity_check: ok$/m)
+      expect(out).not.toMatch(/^fail /m)
+      expect(out).toContain('-----BEGIN ENCRYPTED PRIVATE KEY-----')
+      expect(out).toContain('key opens')
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.
