@@ -53,8 +53,24 @@ function readCert(config: Config, rel: string): X509Certificate {
 
 /** Key files exist with mode 0600 and this user as owner; each key matches its certificate. */
 function checkFiles(config: Config, add: Add): CaCerts | undefined {
-  const keys = [PATHS.rootKey, PATHS.intermediateKey, PATHS.kek, PATHS.adminKey]
-  for (const rel of keys) {
+  checkKeyModes(config, add)
+  let certs: CaCerts
+  try {
+    certs = {
+      root: readCert(config, PATHS.rootCert),
+      intermediate: readCert(config, PATHS.intermediateCert),
+    }
+  } catch (e) {
+    add('fail', 'CA certificates', (e as Error).message)
+    return undefined
+  }
+  checkKeyPairs(config, add)
+  checkChain(config, certs, add)
+  return certs
+}
+
+function checkKeyModes(config: Config, add: Add): void {
+  for (const rel of [PATHS.rootKey, PATHS.intermediateKey, PATHS.kek, PATHS.adminKey]) {
     const path = join(config.dataDir, rel)
     if (!existsSync(path)) {
       add(rel === PATHS.adminKey ? 'warn' : 'fail', 'key file', `${rel} is missing`)
@@ -67,16 +83,9 @@ function checkFiles(config: Config, add: Add): CaCerts | undefined {
       add('warn', 'key file', `${rel} belongs to uid ${st.uid}, not this user`)
     else add('ok', 'key file', `${rel} mode ${mode}`)
   }
-  let certs: CaCerts
-  try {
-    certs = {
-      root: readCert(config, PATHS.rootCert),
-      intermediate: readCert(config, PATHS.intermediateCert),
-    }
-  } catch (e) {
-    add('fail', 'CA certificates', (e as Error).message)
-    return undefined
-  }
+}
+
+function checkKeyPairs(config: Config, add: Add): void {
   let passphrase: string | undefined
   try {
     passphrase = caKeyPassphrase(config)
@@ -94,25 +103,36 @@ function checkFiles(config: Config, add: Add): CaCerts | undefined {
       const pem = readFileSync(join(config.dataDir, keyRel), 'utf8')
       const key = isCa ? caKeyFromPem(pem, passphrase, keyRel) : privateKeyFromPem(pem)
       const ok = readCert(config, certRel).checkPrivateKey(key)
-      add(
-        ok ? 'ok' : 'fail',
-        'key pair',
-        `${keyRel} ${ok ? 'matches' : 'does not match'} ${certRel}`,
-      )
+      const detail = `${keyRel} ${ok ? 'matches' : 'does not match'} ${certRel}`
+      add(ok ? 'ok' : 'fail', 'key pair', detail)
     } catch (e) {
       add('fail', 'key pair', `${keyRel}: ${(e as Error).message}`)
     }
   }
+}
+
+/** The intermediate is signed by the root, and the bundle clients pin holds that root. */
+function checkChain(config: Config, certs: CaCerts, add: Add): void {
   const signed = certs.intermediate.verify(certs.root.publicKey)
+  const how = signed ? 'is' : 'is not'
   add(
     signed ? 'ok' : 'fail',
     'chain',
-    `${PATHS.intermediateCert} ${signed ? 'is' : 'is not'} signed by ${PATHS.rootCert}`,
+    `${PATHS.intermediateCert} ${how} signed by ${PATHS.rootCert}`,
   )
-  const bundle = readFileSync(join(config.dataDir, PATHS.bundle), 'utf8')
-  const anchored = bundle.includes(certs.root.toString().trim())
-  add(anchored ? 'ok' : 'fail', 'chain', `${PATHS.bundle} ${anchored ? 'holds' : 'lacks'} the root`)
-  return certs
+  try {
+    const bundle = readFileSync(join(config.dataDir, PATHS.bundle), 'utf8')
+    const anchored = [
+      ...bundle.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g),
+    ].some((m) => new X509Certificate(m[0]).raw.equals(certs.root.raw))
+    add(
+      anchored ? 'ok' : 'fail',
+      'chain',
+      `${PATHS.bundle} ${anchored ? 'holds' : 'lacks'} the root`,
+    )
+  } catch (e) {
+    add('fail', 'chain', `${PATHS.bundle}: ${(e as Error).message}`)
+  }
 }
 
 /** The CA must outlive the longest certificate it may still issue, with a margin to rotate. */
@@ -164,51 +184,51 @@ async function checkDatabase(config: Config, root: X509Certificate | undefined, 
     return
   }
   try {
-    const version = await store.ops.schemaVersion()
-    const latest = readMigrations().at(-1)?.version ?? 0
-    add(
-      version > latest ? 'fail' : version < latest ? 'warn' : 'ok',
-      'database',
-      `${store.backend}, schema version ${version}` +
-        (version > latest ? ` (newer than this certbound's ${latest})` : '') +
-        (version < latest ? ` (the next start migrates it to ${latest})` : ''),
-    )
-    if (root) {
-      const roots = (await store.certificates.caCertificates()).filter((c) => c.kind === 'root')
-      const ours = roots.some((r) => Buffer.from(r.der).equals(root.raw))
-      add(
-        ours ? 'ok' : 'fail',
-        'database CA',
-        ours
-          ? 'the database records the root of data_dir'
-          : `the database belongs to another CA (${roots.length} other root(s))`,
-      )
-    }
-    const before = Date.now()
-    const dbTime = await store.ops.databaseTime()
-    const skew = dbTime - (before + Date.now()) / 2
-    const level =
-      Math.abs(skew) > config.certificates.backdateMs
-        ? 'fail'
-        : Math.abs(skew) > SKEW_WARN_MS
-          ? 'warn'
-          : 'ok'
-    add(level, 'clock', `${Math.round(skew)} ms against the database clock`)
+    await checkSchema(store, root, add)
+    await checkClock(config, store, add)
     const problems = await store.ops.integrityProblems()
-    if (problems.length === 0)
-      add(
-        'ok',
-        'integrity',
-        store.backend === 'sqlite'
-          ? 'PRAGMA integrity_check: ok'
-          : 'no checksum failures, no invalid indexes',
-      )
+    const clean =
+      store.backend === 'sqlite'
+        ? 'PRAGMA integrity_check: ok'
+        : 'no checksum failures, no invalid indexes'
+    if (problems.length === 0) add('ok', 'integrity', clean)
     for (const p of problems.slice(0, 20)) add('fail', 'integrity', p)
   } catch (e) {
     add('fail', 'database', (e as Error).message)
   } finally {
     await store.close()
   }
+}
+
+/** The schema is one this certbound knows, and the database records the root of data_dir. */
+async function checkSchema(store: Store, root: X509Certificate | undefined, add: Add) {
+  const version = await store.ops.schemaVersion()
+  const latest = readMigrations().at(-1)?.version ?? 0
+  const note =
+    version > latest
+      ? ` (newer than this certbound's ${latest})`
+      : version < latest
+        ? ` (the next start migrates it to ${latest})`
+        : ''
+  const level = version > latest ? 'fail' : version < latest ? 'warn' : 'ok'
+  add(level, 'database', `${store.backend}, schema version ${version}${note}`)
+  if (!root) return
+  const roots = (await store.certificates.caCertificates()).filter((c) => c.kind === 'root')
+  const ours = roots.some((r) => Buffer.from(r.der).equals(root.raw))
+  const detail = ours
+    ? 'the database records the root of data_dir'
+    : `the database belongs to another CA (${roots.length} other root(s))`
+  add(ours ? 'ok' : 'fail', 'database CA', detail)
+}
+
+/** Validity windows are decided by this clock: a skew past certificates.backdate fails. */
+async function checkClock(config: Config, store: Store, add: Add) {
+  const before = Date.now()
+  const dbTime = await store.ops.databaseTime()
+  const skew = Math.round(dbTime - (before + Date.now()) / 2)
+  const off = Math.abs(skew)
+  const level = off > config.certificates.backdateMs ? 'fail' : off > SKEW_WARN_MS ? 'warn' : 'ok'
+  add(level, 'clock', `${skew} ms against the database clock`)
 }
 
 /** One line per finding, `ok|warn|fail  check: detail`. */

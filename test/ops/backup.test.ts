@@ -117,8 +117,6 @@ describe('certbound backup and restore (SQLite)', () => {
     const restored = await cli(['restore', backupFile], s.configFile)
     expect(restored.code, restored.stderr).toBe(0)
     expect(JSON.parse(restored.stdout).previous).toMatch(/certbound\.db\.before-restore-/)
-    const doctor = await cli(['doctor'], s.configFile)
-    expect(doctor.code, doctor.stdout).toBe(0)
 
     s = await ProcessServer.start({}, { dir })
     try {
@@ -140,7 +138,7 @@ describe('certbound backup and restore (SQLite)', () => {
     } finally {
       await s.stop()
     }
-  })
+  }, 180_000)
 
   it('restore refuses a backup of another CA, and a file that is no backup', async () => {
     const other = mkdtempSync(join(tmpdir(), 'certbound-other-'))
@@ -168,5 +166,5 @@ describe('certbound backup and restore (SQLite)', () => {
     } finally {
       rmSync(other, { recursive: true, force: true })
     }
-  })
+  }, 120_000)
 })
