@@ -1,14 +1,8 @@
-import {
-  AggregatorRegistry,
-  collectDefaultMetrics,
-  Counter,
-  Gauge,
-  Histogram,
-  Registry,
-} from 'prom-client'
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { Clock } from '../clock.js'
 import type { Store } from '../db/port.js'
 import { CLONE_ALARMS } from './events.js'
+import { LeanCounter, LeanHistogram } from './lean-metrics.js'
 
 /** What the scrape-time gauges read (each scrape; never on a request). */
 export interface MetricsSources {
@@ -25,8 +19,6 @@ const EXPIRY_HORIZON_MS = 86_400_000
 /** `ERR_JOIN_TOKEN_INVALID` → `join_token_invalid`: the label value of a refusal's reason. */
 export const reasonLabel = (code: string) => code.replace(/^ERR_/, '').toLowerCase()
 
-type Observe = (seconds: number) => void
-
 /**
  * The server's Prometheus metrics (names prefixed `certbound_`), one registry per server. In a
  * node:cluster worker the registry answers the primary's aggregation requests over IPC
@@ -35,14 +27,14 @@ type Observe = (seconds: number) => void
  */
 export class Metrics {
   readonly registry: Registry
-  readonly #requests: Histogram<'route' | 'method' | 'status'>
-  readonly #observers = new Map<string, Observe>()
-  readonly #issued: Counter<'operation'>
-  readonly #refusals: Counter<'route' | 'reason'>
+  // The per-request ones are lean (src/ops/lean-metrics.ts); the rare ones are prom-client's.
+  readonly #requests: LeanHistogram
+  readonly #issued: LeanCounter
+  readonly #refusals: LeanCounter
+  readonly #grants: LeanCounter
+  readonly #tokenRefusals: LeanCounter
   readonly #revocations: Counter
   readonly #cloneAlarms: Counter
-  readonly #grants: Counter<'grant_type'>
-  readonly #tokenRefusals: Counter<'reason'>
   readonly #onCloneAlarm = () => this.#cloneAlarms.inc()
 
   constructor(sources: MetricsSources, options: { worker?: boolean } = {}) {
@@ -55,25 +47,38 @@ export class Metrics {
     // (promtool check metrics refuses them): leave them out.
     for (const m of this.registry.getMetricsAsArray())
       if (m instanceof Gauge && m.name.endsWith('_total')) this.registry.removeSingleMetric(m.name)
-    this.#requests = new Histogram({
-      name: 'certbound_http_request_duration_seconds',
-      help: 'HTTP requests by route pattern, method and status, and how long they took',
-      labelNames: ['route', 'method', 'status'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    })
-    this.#issued = new Counter({
-      name: 'certbound_certificates_issued_total',
-      help: 'Workload certificates issued, by operation (enroll, renew)',
-      labelNames: ['operation'],
-      registers,
-    })
-    this.#refusals = new Counter({
-      name: 'certbound_refusals_total',
-      help: 'Requests refused with a coded error, by route pattern and reason',
-      labelNames: ['route', 'reason'],
-      registers,
-    })
+    const r = this.registry
+    this.#requests = new LeanHistogram(
+      'certbound_http_request_duration_seconds',
+      'HTTP requests by route pattern, method and status, and how long they took',
+      ['route', 'method', 'status'],
+      r,
+      LATENCY_BUCKETS,
+    )
+    this.#issued = new LeanCounter(
+      'certbound_certificates_issued_total',
+      'Workload certificates issued, by operation (enroll, renew)',
+      ['operation'],
+      r,
+    )
+    this.#refusals = new LeanCounter(
+      'certbound_refusals_total',
+      'Requests refused with a coded error, by route pattern and reason',
+      ['route', 'reason'],
+      r,
+    )
+    this.#grants = new LeanCounter(
+      'certbound_token_grants_total',
+      'Access tokens issued, by grant type',
+      ['grant_type'],
+      r,
+    )
+    this.#tokenRefusals = new LeanCounter(
+      'certbound_token_refusals_total',
+      'Token requests refused, by reason',
+      ['reason'],
+      r,
+    )
     this.#revocations = new Counter({
       name: 'certbound_revocations_total',
       help: 'Certificates revoked (cascades included)',
@@ -82,18 +87,6 @@ export class Metrics {
     this.#cloneAlarms = new Counter({
       name: 'certbound_clone_alarms_total',
       help: 'Cloned credentials detected (two holders of one lineage)',
-      registers,
-    })
-    this.#grants = new Counter({
-      name: 'certbound_token_grants_total',
-      help: 'Access tokens issued, by grant type',
-      labelNames: ['grant_type'],
-      registers,
-    })
-    this.#tokenRefusals = new Counter({
-      name: 'certbound_token_refusals_total',
-      help: 'Token requests refused, by reason',
-      labelNames: ['reason'],
       registers,
     })
     this.#scrapeTime(sources, registers)
@@ -147,22 +140,16 @@ export class Metrics {
 
   /** One request: route pattern (never the path), method, status, duration. */
   request(route: string, method: string, status: number, seconds: number): void {
-    const key = `${route} ${method} ${status}`
-    let observe = this.#observers.get(key)
-    if (observe === undefined) {
-      const child = this.#requests.labels(route, method, String(status))
-      observe = (s) => child.observe(s)
-      this.#observers.set(key, observe)
-    }
-    observe(seconds)
+    const code = String(status)
+    this.#requests.observe(`${route} ${method} ${code}`, [route, method, code], seconds)
   }
 
   issued(operation: string): void {
-    this.#issued.labels(operation).inc()
+    this.#issued.inc(operation, [operation])
   }
 
   refused(route: string, code: string): void {
-    this.#refusals.labels(route, reasonLabel(code)).inc()
+    this.#refusals.inc(`${route} ${code}`, [route, reasonLabel(code)])
   }
 
   revoked(count: number): void {
@@ -170,11 +157,11 @@ export class Metrics {
   }
 
   tokenGranted(grantType: string): void {
-    this.#grants.labels(grantType).inc()
+    this.#grants.inc(grantType, [grantType])
   }
 
   tokenRefused(code: string): void {
-    this.#tokenRefusals.labels(reasonLabel(code)).inc()
+    this.#tokenRefusals.inc(code, [reasonLabel(code)])
   }
 
   /** The text a scrape gets. */

@@ -143,3 +143,39 @@ describe('metrics with server.workers: 2 (summed over the workers by the primary
     expect(checked.status, checked.out).toBe(0)
   })
 })
+
+describe('the lean per-request metrics format like prom-client’s own', () => {
+  it('a histogram: cumulative buckets, +Inf, sum and count; a counter per label set', async () => {
+    const { Histogram, Registry } = await import('prom-client')
+    const { LeanCounter, LeanHistogram } = await import('../../src/ops/lean-metrics.js')
+    const lean = new Registry()
+    const reference = new Registry()
+    const h = new LeanHistogram('h_seconds', 'h', ['route'], lean, [0.01, 0.1, 1])
+    const ref = new Histogram({
+      name: 'h_seconds',
+      help: 'h',
+      labelNames: ['route'],
+      buckets: [0.01, 0.1, 1],
+      registers: [reference],
+    })
+    for (const [route, v] of [
+      ['/a', 0.005],
+      ['/a', 0.05],
+      ['/a', 0.05],
+      ['/b', 3],
+      ['/a', 0.01],
+    ] as const) {
+      h.observe(route, [route], v)
+      ref.observe({ route }, v)
+    }
+    expect(await lean.metrics()).toBe(await reference.metrics())
+    const c = new LeanCounter('c_total', 'c', ['reason'], lean)
+    c.inc('x', ['x'])
+    c.inc('x', ['x'])
+    c.inc('y', ['y'])
+    const text = await lean.metrics()
+    expect(sample(text, 'c_total{reason="x"}')).toBe(2)
+    expect(sample(text, 'c_total{reason="y"}')).toBe(1)
+    expect(promtool(text).status).toBe(0)
+  })
+})
