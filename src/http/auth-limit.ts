@@ -26,87 +26,102 @@ export interface AuthLimiter {
 /** Processes remember this many blocked peers at most (the database holds them all). */
 const MAX_REMEMBERED = 10_000
 
-export function createAuthLimiter(deps: {
-  store: Store
-  clock: Clock
-  logger: Logger
-  limits: { failedAuth: number; windowMs: number }
-}): AuthLimiter {
-  const { store, clock, logger } = deps
-  const { failedAuth: limit, windowMs } = deps.limits
-  const blockedUntil = new Map<string, number>()
-  const refusal = (until: number, now: number) =>
-    new RateLimitedError(Math.max(1, Math.ceil((until - now) / 1000)))
-  const remember = (key: string, until: number) => {
-    blockedUntil.delete(key)
-    blockedUntil.set(key, until)
-    if (blockedUntil.size > MAX_REMEMBERED) blockedUntil.delete(blockedUntil.keys().next().value!)
-  }
-  const cached = (key: string, now: number) => {
-    const until = blockedUntil.get(key)
-    if (until === undefined) return undefined
-    if (until > now) return until
-    blockedUntil.delete(key)
-    return undefined
-  }
-  /** Counts a failure; the 429 to answer once over the limit, else undefined. */
-  async function count(key: string, now: number): Promise<RateLimitedError | undefined> {
-    const window = await store.authFailures.record(key, now, windowMs)
-    if (window.failures <= limit) return undefined
-    const end = window.windowStart + windowMs
-    remember(key, end)
-    // Of all processes, the one whose upsert went over the limit first says so.
-    if (window.failures === limit + 1) await auditBlocked(key, window.windowStart, end)
-    return refusal(end, now)
-  }
-  return {
-    async check(peer) {
-      const key = peerKey(peer)
-      if (key === undefined) return
-      const now = clock.now().getTime()
-      const until = cached(key, now)
-      if (until !== undefined) throw refusal(until, now)
-      const window = await store.authFailures.current(key, now, windowMs)
-      // Over the limit: this attempt is counted as one more failure (once per process).
-      if (window && window.failures >= limit) {
-        const refused = await count(key, now)
-        // Undefined only when the window ended meanwhile: then this attempt goes ahead.
-        if (refused) throw refused
-      }
-    },
-    async failed(peer, error) {
-      const key = peerKey(peer)
-      if (key === undefined) return error
-      const now = clock.now().getTime()
-      const until = cached(key, now)
-      if (until !== undefined) return refusal(until, now)
-      try {
-        return (await count(key, now)) ?? error
-      } catch (e) {
-        // The refusal stands; only its count is lost (the database is busy or down).
-        logger.warn({ peer: key, err: (e as Error).message }, 'failed authentication not counted')
-        return error
-      }
-    },
+interface LimiterDeps {
+  readonly store: Store
+  readonly clock: Clock
+  readonly logger: Logger
+  readonly limits: { readonly failedAuth: number; readonly windowMs: number }
+}
+
+export function createAuthLimiter(deps: LimiterDeps): AuthLimiter {
+  return new DatabaseAuthLimiter(deps)
+}
+
+/** The counts live in the database; each process remembers only whom it saw over the limit. */
+class DatabaseAuthLimiter implements AuthLimiter {
+  readonly #blockedUntil = new Map<string, number>()
+  constructor(private readonly deps: LimiterDeps) {}
+
+  async check(peer: string | undefined): Promise<void> {
+    const key = peerKey(peer)
+    if (key === undefined) return
+    const now = this.deps.clock.now().getTime()
+    const until = this.#cached(key, now)
+    if (until !== undefined) throw refusal(until, now)
+    const { failedAuth, windowMs } = this.deps.limits
+    const window = await this.deps.store.authFailures.current(key, now, windowMs)
+    // Over the limit: this attempt is counted as one more failure (once per process).
+    if (window && window.failures >= failedAuth) {
+      const refused = await this.#count(key, now)
+      // Undefined only when the window ended meanwhile: then this attempt goes ahead.
+      if (refused) throw refused
+    }
   }
 
-  // One bounded audit event per peer and window: the moment it went over the limit.
-  async function auditBlocked(key: string, start: number, end: number) {
-    const at = clock.now().getTime()
+  async failed(peer: string | undefined, error: CAError): Promise<CAError> {
+    const key = peerKey(peer)
+    if (key === undefined) return error
+    const now = this.deps.clock.now().getTime()
+    const until = this.#cached(key, now)
+    if (until !== undefined) return refusal(until, now)
+    try {
+      return (await this.#count(key, now)) ?? error
+    } catch (e) {
+      // The refusal stands; only its count is lost (the database is busy or down).
+      const err = (e as Error).message
+      this.deps.logger.warn({ peer: key, err }, 'failed authentication not counted')
+      return error
+    }
+  }
+
+  /** Counts a failure; the 429 to answer once over the limit, else undefined. */
+  async #count(key: string, now: number): Promise<RateLimitedError | undefined> {
+    const { failedAuth, windowMs } = this.deps.limits
+    const window = await this.deps.store.authFailures.record(key, now, windowMs)
+    if (window.failures <= failedAuth) return undefined
+    const end = window.windowStart + windowMs
+    this.#remember(key, end)
+    // Of all processes, the one whose upsert went over the limit first says so.
+    if (window.failures === failedAuth + 1) await this.#auditBlocked(key, window.windowStart, end)
+    return refusal(end, now)
+  }
+
+  #remember(key: string, until: number): void {
+    this.#blockedUntil.delete(key)
+    this.#blockedUntil.set(key, until)
+    if (this.#blockedUntil.size > MAX_REMEMBERED)
+      this.#blockedUntil.delete(this.#blockedUntil.keys().next().value!)
+  }
+
+  #cached(key: string, now: number): number | undefined {
+    const until = this.#blockedUntil.get(key)
+    if (until === undefined) return undefined
+    if (until > now) return until
+    this.#blockedUntil.delete(key)
+    return undefined
+  }
+
+  /** One bounded audit event per peer and window: the moment it went over the limit. */
+  async #auditBlocked(key: string, start: number, end: number): Promise<void> {
+    const { store, clock, logger, limits } = this.deps
     logger.warn({ peer: key, until: new Date(end).toISOString() }, 'peer over limits.failed_auth')
     await store.audit
-      .record(at, {
+      .record(clock.now().getTime(), {
         actor: `peer:${key}`,
         action: 'auth.rate_limited',
         subject: key,
         details: {
-          failures: limit + 1,
+          failures: limits.failedAuth + 1,
           window_start: new Date(start).toISOString(),
           until: new Date(end).toISOString(),
         },
       })
       .catch((e: Error) => logger.warn({ err: e.message }, 'rate-limit audit event not written'))
   }
+}
+
+function refusal(until: number, now: number): RateLimitedError {
+  return new RateLimitedError(Math.max(1, Math.ceil((until - now) / 1000)))
 }
 
 /**
