@@ -160,8 +160,17 @@ async function serve(
     authority: new Authority({ ...deps, ca, crl, onRevoked }),
     entries: new EntryService(deps),
   })
+  // Metrics first: a metrics.listen that cannot be bound stops the start before HTTPS listens.
+  let metricsListener: MetricsListener | undefined
+  if (metrics && config.metrics && !cluster.isWorker)
+    metricsListener = await serveMetrics(config.metrics, () => metrics.text(), logger)
   server = createHttpsServer(app, { ...tls, caPem }, config.server)
-  const address = await listen(server, config.server.host, config.server.port)
+  const address = await listen(server, config.server.host, config.server.port).catch(
+    async (e: unknown) => {
+      await metricsListener?.close()
+      throw e
+    },
+  )
   let purgedAt = 0
   const maintenance = new Maintenance({
     store,
@@ -184,9 +193,6 @@ async function serve(
   })
   await maintenance.tick()
   maintenance.start()
-  let metricsListener: MetricsListener | undefined
-  if (metrics && config.metrics && !cluster.isWorker)
-    metricsListener = await serveMetrics(config.metrics, () => metrics.text(), logger)
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `https://${host}:${address.port}`
   logger.info(
