@@ -16,6 +16,7 @@ const POSTGRES_SUITES = [
   'test/est/*.test.ts',
   'test/lineage/*.test.ts',
   'test/oidc/*.test.ts',
+  'test/ops/{rate-limit,metrics,health,doctor}.test.ts',
 ]
 
 export default defineConfig({

@@ -2,7 +2,9 @@ import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import type { Config } from './config/load.js'
+import { AggregatorRegistry } from 'prom-client'
 import { createLogger, prepareDataDir, startServer } from './main.js'
+import { serveMetrics } from './ops/metrics-server.js'
 
 /** A serving certbound: one process, or a primary with its workers. */
 export interface Serving {
@@ -39,7 +41,13 @@ export async function serve(
   return startPrimary(config, logger)
 }
 
-function startPrimary(config: Config, logger: Logger): Promise<Serving> {
+async function startPrimary(config: Config, logger: Logger): Promise<Serving> {
+  // metrics.listen: the primary answers scrapes with the sum over its workers (IPC).
+  const aggregator = config.metrics ? new AggregatorRegistry() : undefined
+  const metrics =
+    config.metrics && aggregator
+      ? await serveMetrics(config.metrics, () => aggregator.clusterMetrics(), logger)
+      : undefined
   const count = workerCount(config)
   let stopping = false
   const started = new Map<Worker, number>()
@@ -62,6 +70,7 @@ function startPrimary(config: Config, logger: Logger): Promise<Serving> {
     // SIGTERM: each worker drains its connections as a single process would.
     for (const w of started.keys()) w.process.kill('SIGTERM')
     await Promise.all(exits)
+    await metrics?.close()
   }
   // Ready once every worker listens (each logs its own "certbound serving").
   return new Promise((resolve) => {

@@ -26,6 +26,7 @@ export type CAErrorCode =
   | 'ERR_PROOF_INVALID' // renewal after expiry: a proof of possession that does not hold
   | 'ERR_PAYLOAD_TOO_LARGE'
   | 'ERR_UNSUPPORTED_MEDIA_TYPE' // a body of a content type the route does not take
+  | 'ERR_RATE_LIMITED' // too many failed authentications from this peer address (limits.*)
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'
@@ -57,6 +58,16 @@ export class CAError extends Error {
     super(message, options)
     this.code = code
     this.extensions = options?.extensions
+  }
+}
+
+/** 429: the peer failed to authenticate too often; it may try again after `retryAfterSeconds`. */
+export class RateLimitedError extends CAError {
+  constructor(
+    readonly retryAfterSeconds: number,
+    message = `too many failed authentications from this address; retry after ${retryAfterSeconds} s`,
+  ) {
+    super('ERR_RATE_LIMITED', message)
   }
 }
 

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -11,6 +12,7 @@ import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
 import { CaSet } from './ca/ca-set.js'
 import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
+import { caKeyPassphrase } from './ca/key-protection.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
 import { systemClock, type Clock } from './clock.js'
@@ -23,6 +25,8 @@ import { createApp } from './http/app.js'
 import { closeGracefully, createHttpsServer, listen, replaceTlsMaterial } from './http/server.js'
 import { OidcFederation } from './federation/federation.js'
 import { Maintenance } from './maintenance.js'
+import { Metrics } from './ops/metrics.js'
+import { serveMetrics, type MetricsListener } from './ops/metrics-server.js'
 import { SigningKeys } from './tokens/keys.js'
 
 const PURGE_EVERY_MS = 3_600_000
@@ -33,6 +37,8 @@ export interface RunningServer {
   readonly store: Store
   readonly ca: CaMaterial
   readonly server: Server
+  /** `http://…/metrics` when this process serves metrics.listen itself. */
+  readonly metricsUrl: string | undefined
   close(): Promise<void>
 }
 
@@ -50,7 +56,13 @@ export async function initialize(
   const deps = { config, store, clock }
   await createCa(deps)
   const kek = loadKeyEncryptionKey(config.dataDir)
-  const ca = await CaSet.open({ dataDir: config.dataDir, store, kek, clock })
+  const ca = await CaSet.open({
+    dataDir: config.dataDir,
+    store,
+    kek,
+    clock,
+    passphrase: caKeyPassphrase(config),
+  })
   await new ServerCredentials({ ...deps, ca, kek }).fresh()
   await issueAdminCredential(deps, ca)
   await new SigningKeys({ ...deps, kek }).ensure()
@@ -70,11 +82,12 @@ export async function loadOrInitialize(config: Config, store: Store, clock: Cloc
     }
   }
   const kek = loadKeyEncryptionKey(config.dataDir)
+  const passphrase = caKeyPassphrase(config)
   // The database's CA rows decide once they exist (after a rotation, ca/intermediate.pem is the
   // new issuer while ca/intermediate-key.pem stays init's key); the files only on first start.
   if ((await store.issuingCas.list()).length === 0)
-    await recordCaCertificates({ config, store, clock }, loadCaMaterial(config.dataDir))
-  return CaSet.open({ dataDir: config.dataDir, store, kek, clock })
+    await recordCaCertificates({ config, store, clock }, loadCaMaterial(config.dataDir, passphrase))
+  return CaSet.open({ dataDir: config.dataDir, store, kek, clock, passphrase })
 }
 
 /**
@@ -149,12 +162,20 @@ async function serve(
       'server TLS certificate renewed',
     )
   }
+  // A worker's metrics are served by the primary, which sums them over its workers.
+  const metrics = config.metrics
+    ? new Metrics(
+        { store, clock, crlThisUpdate: async () => (await crl.status())?.thisUpdate },
+        { worker: cluster.isWorker },
+      )
+    : undefined
   const onRevoked = (serials: readonly string[]) => {
     // Stored OCSP answers of these serials are stale already (their status no longer matches);
     // signing the next ones now saves the first asker the work.
     void ocsp
       .refresh(serials)
       .catch((e) => logger.warn({ err: (e as Error).message }, 'OCSP re-signing failed'))
+    metrics?.revoked(serials.length)
     if (serials.includes(tls.serial))
       void credentials
         .fresh(true)
@@ -169,11 +190,21 @@ async function serve(
     crl,
     ocsp,
     logger,
+    metrics,
     authority: new Authority({ ...deps, ca, crl, onRevoked, federation }),
     entries: new EntryService(deps),
   })
+  // Metrics first: a metrics.listen that cannot be bound stops the start before HTTPS listens.
+  let metricsListener: MetricsListener | undefined
+  if (metrics && config.metrics && !cluster.isWorker)
+    metricsListener = await serveMetrics(config.metrics, () => metrics.text(), logger)
   server = createHttpsServer(app, { ...tls, caPem }, config.server)
-  const address = await listen(server, config.server.host, config.server.port)
+  const address = await listen(server, config.server.host, config.server.port).catch(
+    async (e: unknown) => {
+      await metricsListener?.close()
+      throw e
+    },
+  )
   let purgedAt = 0
   const maintenance = new Maintenance({
     store,
@@ -198,6 +229,7 @@ async function serve(
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)
         await store.oidcTokens.purgeExpired(now)
+        await store.authFailures.purge(now, config.limits.windowMs)
         purgedAt = now
       }
     },
@@ -222,10 +254,13 @@ async function serve(
     store,
     ca,
     server,
+    metricsUrl: metricsListener?.url,
     async close() {
       await maintenance.stop()
       await closeGracefully(server)
       await federation.close()
+      await metricsListener?.close()
+      metrics?.close()
       await store.close()
     },
   }

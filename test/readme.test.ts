@@ -36,6 +36,7 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
   let port: number
   // docs/ci-without-secrets.md runs a CA and a loopback OIDC issuer of its own on these.
   let ciPorts: { ca: number; issuer: number }
+  let metricsPort: number
   let server: ChildProcess | undefined
   let serverLog = ''
   const env = () => ({ ...process.env, CERTBOUND_CONFIG: join(dir, 'ca-config.yaml') })
@@ -70,10 +71,12 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
     dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
     port = await freePort()
     ciPorts = { ca: await freePort(), issuer: await freePort() }
+    metricsPort = await freePort()
     writeFileSync(
       join(dir, 'ca-config.yaml'),
       `trust_domain: example.org\ndata_dir: ./data\n` +
-        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n`,
+        `server:\n  listen: 127.0.0.1:${port}\ntokens:\n  issuer: https://localhost:${port}\n` +
+        `metrics:\n  listen: 127.0.0.1:${metricsPort}\n`,
     )
   })
 
@@ -117,7 +120,8 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
         b
           .replaceAll('localhost:8443', `localhost:${port}`)
           .replaceAll(':8445', `:${ciPorts.ca}`)
-          .replaceAll(':9445', `:${ciPorts.issuer}`),
+          .replaceAll(':9445', `:${ciPorts.issuer}`)
+          .replaceAll('127.0.0.1:9464', `127.0.0.1:${metricsPort}`),
       ),
     ].join('\n')
     // The fresh-start block without its `npm start`, which start() stands for.
@@ -159,6 +163,18 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       expect(out).toMatch(/^201 enrolled$/m)
       expect(out).toMatch(/^401 replay$/m)
       expect(out).toMatch(/^401 claims$/m)
+      // Operating certbound: readiness, metrics, the echoed trace, backup, doctor, key protection.
+      expect(out).toContain(
+        '{"status":"ready","checks":{"database":"ok","ca_key":"ok","crl":"ok"}}',
+      )
+      expect(out).toMatch(/^certbound_certificates_issued_total\{operation="enroll"\} [1-9]/m)
+      expect(out).toMatch(/^traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01\s*$/im)
+      expect(out).toContain('"not_included":"ca/root-key.pem ca/intermediate-key.pem ca/kek.key')
+      expect(out).toMatch(/a server is running on .* stop it first/)
+      expect(out).toMatch(/^ok {4}integrity: PRAGMA integrity_check: ok$/m)
+      expect(out).not.toMatch(/^fail /m)
+      expect(out).toContain('-----BEGIN ENCRYPTED PRIVATE KEY-----')
+      expect(out).toContain('key opens')
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Clock } from '../clock.js'
@@ -8,6 +9,7 @@ import type { IssuingCaRecord } from '../db/types.js'
 import { parseCertificate } from '../x509/certificate.js'
 import { derToPem } from '../x509/pem.js'
 import { PATHS, readDataFile } from './files.js'
+import { caKeyFromPem } from './key-protection.js'
 import {
   caMaterialOf,
   loadCaMaterial,
@@ -24,6 +26,8 @@ export interface CaSetDeps {
   readonly store: Store
   readonly kek: KeyEncryptionKey
   readonly clock: Clock
+  /** Opens init's key files when they are encrypted (ca.key_passphrase_file). */
+  readonly passphrase?: string | undefined
 }
 
 /**
@@ -51,7 +55,7 @@ export class CaSet implements CaMaterial {
   static async open(deps: CaSetDeps): Promise<CaSet> {
     let rows = await deps.store.issuingCas.list()
     if (rows.length === 0) {
-      await recordFileCas(deps, loadCaMaterial(deps.dataDir))
+      await recordFileCas(deps, loadCaMaterial(deps.dataDir, deps.passphrase))
       rows = await deps.store.issuingCas.list()
     }
     const first = rows.find((r) => r.keyFile === PATHS.intermediateKey)
@@ -137,17 +141,19 @@ function signatureOf(rows: readonly IssuingCaRecord[]): string {
 
 function entryOf(deps: CaSetDeps, r: IssuingCaRecord): CaEntry {
   const view = parseCertificate(r.der)
-  let keyPem: string | undefined
-  if (r.keySealed) keyPem = deps.kek.open(r.keySealed, issuingKeyPurpose(r.keyId)).toString()
-  else if (r.keyFile && existsSync(join(deps.dataDir, r.keyFile)))
-    keyPem = readDataFile(deps.dataDir, r.keyFile)
+  let privateKey: KeyObject | undefined
+  if (r.keySealed) {
+    const pem = deps.kek.open(r.keySealed, issuingKeyPurpose(r.keyId)).toString()
+    privateKey = privateKeyFromPem(pem)
+  } else if (r.keyFile && existsSync(join(deps.dataDir, r.keyFile))) {
+    privateKey = caKeyFromPem(readDataFile(deps.dataDir, r.keyFile), deps.passphrase, r.keyFile)
+  }
   return {
     keyId: r.keyId,
     kind: r.kind,
     view,
     pem: derToPem(r.der, 'CERTIFICATE'),
-    issuer:
-      keyPem === undefined ? undefined : { certDer: r.der, privateKey: privateKeyFromPem(keyPem) },
+    issuer: privateKey && { certDer: r.der, privateKey },
     parentKeyId: r.parentKeyId,
     activatedAt: r.activatedAt,
   }

@@ -53,6 +53,22 @@ export class CrlPublisher {
     return (await this.#fresh(ca, revision)).der
   }
 
+  /**
+   * What health checks and metrics read, without building anything: the current issuing CA's stored CRL's window,
+   * and whether it reflects every committed revocation (undefined: none is stored yet).
+   */
+  async status(): Promise<
+    { thisUpdate: number; nextUpdate: number; current: boolean } | undefined
+  > {
+    const { crl, revision } = await this.deps.store.crls.current(this.deps.ca.current.keyId)
+    if (!crl) return undefined
+    return {
+      thisUpdate: crl.thisUpdate,
+      nextUpdate: crl.nextUpdate,
+      current: crl.revision >= revision,
+    }
+  }
+
   /** Makes sure every CA whose key we hold has a fresh CRL stored (revocations, schedule). */
   async refresh(): Promise<void> {
     const now = this.deps.clock.now().getTime()

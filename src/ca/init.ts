@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, privateKeyToPem, spkiDer } from '../crypto/keys.js'
 import { keyIdentifier } from '../x509/extensions.js'
+import { caKeyPassphrase, caKeyToPem } from './key-protection.js'
 import { intermediateProfile } from './profiles.js'
 import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
@@ -64,10 +65,12 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
   // rename succeeds — the others use the CA that won.
   const staging = stageDirectory(dir, 'ca')
   writeFileAtomic(join(staging, 'kek.key'), newKeyEncryptionKeyBytes(), 0o600)
-  writeFileAtomic(join(staging, 'root-key.pem'), privateKeyToPem(rootKeys.privateKey), 0o600)
+  // With a passphrase configured, both CA keys are written as encrypted PKCS#8.
+  const passphrase = caKeyPassphrase(config)
+  writeFileAtomic(join(staging, 'root-key.pem'), caKeyToPem(rootKeys.privateKey, passphrase), 0o600)
   writeFileAtomic(
     join(staging, 'intermediate-key.pem'),
-    privateKeyToPem(interKeys.privateKey),
+    caKeyToPem(interKeys.privateKey, passphrase),
     0o600,
   )
   writeFileAtomic(join(staging, 'root.pem'), derToPem(rootDer, 'CERTIFICATE'), 0o644)
@@ -76,7 +79,7 @@ export async function createCa(deps: InitDeps): Promise<CaMaterial> {
   if (!commitDirectory(staging, join(dir, 'ca'))) {
     throw new CAError('ERR_CA_EXISTS', `a CA was created in ${dir} at the same moment; using it`)
   }
-  const ca = loadCaMaterial(dir)
+  const ca = loadCaMaterial(dir, passphrase)
   await recordCaCertificates({ config, store, clock }, ca, 'cli')
   return ca
 }

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { privateKeyFromPem } from '../crypto/keys.js'
 import { parseCertificate, type CertificateView, type Issuer } from '../x509/certificate.js'
 import { keyIdentifier } from '../x509/extensions.js'
 import { derToPem, pemBlocks, pemToDer } from '../x509/pem.js'
 import { PATHS, readDataFile } from './files.js'
+import { caKeyFromPem } from './key-protection.js'
 
 /** One CA certificate this server knows: a root or an issuing CA, current or previous. */
 export interface CaEntry {
@@ -83,11 +83,12 @@ function fileEntry(
   certFile: string,
   keyFile: string,
   parentKeyId: string | null,
+  passphrase: string | undefined,
 ): CaEntry {
   const view = parseCertificate(pemToDer(readDataFile(dataDir, certFile), 'CERTIFICATE'))
   // An offline root: the certificate is here, its key is not.
   const privateKey = existsSync(join(dataDir, keyFile))
-    ? privateKeyFromPem(readDataFile(dataDir, keyFile))
+    ? caKeyFromPem(readDataFile(dataDir, keyFile), passphrase, keyFile)
     : undefined
   return {
     keyId: keyIdOf(view),
@@ -112,16 +113,18 @@ export function readBundle(dataDir: string): string {
 
 /**
  * The CA as `init` wrote it to data_dir: the root and the first issuing CA. Before a rotation
- * this is the whole CA; afterwards the database knows more (ca-set.ts).
+ * this is the whole CA; afterwards the database knows more (ca-set.ts). `passphrase` opens
+ * encrypted key files (src/ca/key-protection.ts).
  */
-export function loadCaMaterial(dataDir: string): CaMaterial {
-  const root = fileEntry(dataDir, 'root', PATHS.rootCert, PATHS.rootKey, null)
+export function loadCaMaterial(dataDir: string, passphrase?: string): CaMaterial {
+  const root = fileEntry(dataDir, 'root', PATHS.rootCert, PATHS.rootKey, null, passphrase)
   const inter = fileEntry(
     dataDir,
     'intermediate',
     PATHS.intermediateCert,
     PATHS.intermediateKey,
     root.keyId,
+    passphrase,
   )
   return caMaterialOf([root, inter], inter, readBundle(dataDir))
 }

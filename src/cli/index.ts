@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander'
 import { systemClock } from '../clock.js'
-import { loadConfig, type Config } from '../config/load.js'
 import { CAError } from '../errors.js'
 import { agentCommand } from '../agent/command.js'
 import { caCommand } from './ca.js'
 import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js'
+import { configOf, print } from './common.js'
+import { addOperationsCommands } from './operations.js'
 
 // Server-side modules load native SQLite: import them only in the commands that need them,
 // so the workload-side `agent` runs without the CA's database code.
@@ -16,15 +17,6 @@ const caMaterial = () => import('../ca/material.js')
 const db = () => import('../db/store.js')
 const signingKeys = () => import('../tokens/keys.js')
 const caFiles = () => import('../ca/files.js')
-
-function configOf(cmd: Command): Config {
-  const opts = cmd.optsWithGlobals() as { config?: string }
-  return loadConfig(opts.config ?? process.env.CERTBOUND_CONFIG ?? 'ca-config.yaml')
-}
-
-function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
-}
 
 /** Runs an admin API call with the admin credential and prints the JSON answer. */
 async function api(cmd: Command, method: string, path: string, body?: unknown): Promise<void> {
@@ -150,16 +142,13 @@ export function buildCli(): Command {
       const id = o.spiffeId ?? config.admin.spiffeIds[0]!
       if (!config.admin.spiffeIds.includes(id))
         throw new CAError('ERR_BAD_REQUEST', `${id} is not in admin.spiffe_ids`)
-      const [{ openStore }, { issueAdminCredential }, { loadCaMaterial }] = await Promise.all([
-        db(),
-        caInit(),
-        caMaterial(),
-      ])
+      const [{ openStore }, { issueAdminCredential }, { loadCaMaterial }, { caKeyPassphrase }] =
+        await Promise.all([db(), caInit(), caMaterial(), import('../ca/key-protection.js')])
       const store = await openStore(config.dataDir, config.database)
       try {
         const issued = await issueAdminCredential(
           { config, store, clock: systemClock },
-          loadCaMaterial(config.dataDir),
+          loadCaMaterial(config.dataDir, caKeyPassphrase(config)),
           id,
         )
         print({
@@ -203,6 +192,8 @@ export function buildCli(): Command {
         await store.close()
       }
     })
+
+  addOperationsCommands(program)
 
   const entry = program.command('entry').description('registration entries (admin API)')
   entry.addCommand(

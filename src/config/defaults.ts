@@ -68,4 +68,6 @@ export const DEFAULTS = {
     // holds a request longer.
     fetch_timeout: '5s',
   },
+  // Failed authentications per peer address per window; beyond, that address gets 429.
+  limits: { failed_auth: 30, window: '1m' },
 } as const

@@ -75,6 +75,8 @@ export interface Config {
     readonly keyType: KeyType
     readonly rootTtlMs: number
     readonly intermediateTtlMs: number
+    /** Absolute path of the CA keys' passphrase file, if set (else CERTBOUND_CA_KEY_PASSPHRASE). */
+    readonly keyPassphraseFile: string | undefined
   }
   readonly certificates: {
     readonly defaultTtlMs: number
@@ -113,6 +115,8 @@ export interface Config {
     readonly maxTokenAgeMs: number
     readonly fetchTimeoutMs: number
   }
+  readonly limits: { readonly failedAuth: number; readonly windowMs: number }
+  readonly metrics: { readonly host: string; readonly port: number } | undefined
 }
 
 /** Reads and validates a config file; fails fast with a message naming the offending key. */
@@ -213,6 +217,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
       keyType: c.ca.key_type,
       rootTtlMs: c.ca.root_ttl,
       intermediateTtlMs: c.ca.intermediate_ttl,
+      keyPassphraseFile:
+        c.ca.key_passphrase_file === undefined
+          ? undefined
+          : resolve(baseDir, c.ca.key_passphrase_file),
     },
     certificates: {
       defaultTtlMs: c.certificates.default_ttl,
@@ -254,6 +262,8 @@ export function configFromObject(raw: unknown, path?: string): Config {
       maxTokenAgeMs: c.federation.max_token_age,
       fetchTimeoutMs: c.federation.fetch_timeout,
     },
+    limits: { failedAuth: c.limits.failed_auth, windowMs: c.limits.window },
+    metrics: metricsListen(c.metrics.listen, path),
   }
 }
 
@@ -294,11 +304,21 @@ function oidcIssuers(
   })
 }
 
-function splitHostPort(listen: string, path: string | undefined): [string, number] {
+function metricsListen(listen: string | undefined, path: string | undefined) {
+  if (listen === undefined) return undefined
+  const [host, port] = splitHostPort(listen, path, 'metrics.listen')
+  return { host, port }
+}
+
+function splitHostPort(
+  listen: string,
+  path: string | undefined,
+  key = 'server.listen',
+): [string, number] {
   const i = listen.lastIndexOf(':')
   const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
   const port = Number(listen.slice(i + 1))
-  if (port > 65535) fail(path, 'server.listen', `port ${port} is out of range`)
+  if (port > 65535) fail(path, key, `port ${port} is out of range`)
   return [host, port]
 }
 

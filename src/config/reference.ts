@@ -126,6 +126,12 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
   'ca.key_type': { description: 'key type of the root and the intermediate' },
   'ca.root_ttl': { description: 'lifetime of the root certificate' },
   'ca.intermediate_ttl': { description: 'lifetime of the issuing (intermediate) certificate' },
+  'ca.key_passphrase_file': {
+    description:
+      'a file holding the passphrase of the CA key files (encrypted PKCS#8); else the ' +
+      'environment variable `CERTBOUND_CA_KEY_PASSPHRASE`; neither: the keys are stored unencrypted',
+    default: 'unset',
+  },
 
   certificates: { description: 'Workload certificates.' },
   'certificates.default_ttl': {
@@ -250,5 +256,24 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
     description:
       'discovery and JWKS requests give up after this (the enrolment answers 503); a JWKS is ' +
       'refetched on an unknown `kid` at most every 30 s',
+  },
+  limits: {
+    description:
+      'Failed authentications (bad join tokens, OIDC tokens and renewal proofs; missing, ' +
+      'untrusted, unknown or revoked client certificates) counted per peer address in the database, so across workers and replicas.',
+  },
+  'limits.failed_auth': {
+    description:
+      'failed authentications a peer address may make per window; beyond, its further ' +
+      'unauthenticated attempts answer 429 with `Retry-After`. Requests with a valid client ' +
+      'certificate are never throttled',
+  },
+  'limits.window': { description: 'the window (from the first failure) they are counted over' },
+  metrics: { description: 'Prometheus metrics.' },
+  'metrics.listen': {
+    description:
+      'where plain-HTTP `GET /metrics` is served (Prometheus text, names prefixed `certbound_`); ' +
+      'with `server.workers` > 1 the primary serves the sum over its workers',
+    default: 'unset: no metrics listener',
   },
 }

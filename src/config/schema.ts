@@ -163,6 +163,9 @@ export const configSchema = z.strictObject({
       key_type: keyType.default(D.ca.key_type),
       root_ttl: duration.prefault(D.ca.root_ttl),
       intermediate_ttl: duration.prefault(D.ca.intermediate_ttl),
+      // Encrypted PKCS#8 CA keys: the passphrase comes from this file or the environment variable
+      // CERTBOUND_CA_KEY_PASSPHRASE, never from argv.
+      key_passphrase_file: z.string().min(1).optional(),
     })
     .prefault({}),
   certificates: z
@@ -237,6 +240,18 @@ export const configSchema = z.strictObject({
       fetch_timeout: duration
         .refine((ms) => ms <= 60_000, 'must be at most 60s')
         .prefault(D.federation.fetch_timeout),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      failed_auth: count(D.limits.failed_auth),
+      window: duration.refine((ms) => ms >= 1000, 'must be at least 1s').prefault(D.limits.window),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      // Unset: no metrics listener.
+      listen: hostPort.optional(),
     })
     .prefault({}),
 })

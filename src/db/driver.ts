@@ -21,6 +21,15 @@ export interface SqlExecutor {
 
 export type Dialect = 'sqlite' | 'postgres'
 
+/** Counters a backend keeps for metrics (read at scrape time, never reset). */
+export interface DriverStats {
+  /**
+   * How often a write waited for another writer and tried again: SQLite's busy waits for the
+   * write lock, PostgreSQL's re-runs after a serialization failure, deadlock or lost connection.
+   */
+  busyRetries: number
+}
+
 export interface SqlDriver extends SqlExecutor {
   readonly dialect: Dialect
   /**
@@ -41,6 +50,7 @@ export interface SqlDriver extends SqlExecutor {
    */
   readonly forUpdate: string
   readonly forShare: string
+  readonly stats: DriverStats
   close(): Promise<void>
 }
 

@@ -1,6 +1,7 @@
 import type {
   AccessTokenState,
   AuditInput,
+  AuthFailureWindow,
   AuditRecord,
   CaCertificateRecord,
   CertificateQuery,
@@ -268,6 +269,36 @@ export interface OcspStore {
   addSigner(s: OcspSignerRecord, event: AuditInput): Promise<void>
 }
 
+/**
+ * Failed authentications per peer address (`limits.*`), shared by every process and replica.
+ * A window starts at a peer's first failure and lasts `windowMs`; the first failure after it
+ * ended starts the next one. These rows are the only write a refused request may cause.
+ */
+export interface AuthFailureStore {
+  /** Counts one failure of `peer` at `now`; the count and start of its window, this one included. */
+  record(peer: string, now: number, windowMs: number): Promise<AuthFailureWindow>
+  /** The window of `peer` that is open at `now`, if any. */
+  current(peer: string, now: number, windowMs: number): Promise<AuthFailureWindow | undefined>
+  /** Forgets windows that ended before `now`; returns how many. */
+  purge(now: number, windowMs: number): Promise<number>
+}
+
+/** What operators' checks read: health, metrics, `certbound doctor` (both backends). */
+export interface OpsStore {
+  /** The schema version (a read of the database: fails when it is unreachable). */
+  schemaVersion(): Promise<number>
+  /** Valid certificates whose notAfter is in (now, until]. */
+  expiringCertificates(now: number, until: number): Promise<number>
+  /** Bytes the database takes (SQLite pages, PostgreSQL pg_database_size). */
+  databaseBytes(): Promise<number>
+  /** The database server's clock (epoch ms), for the clock-skew check. */
+  databaseTime(): Promise<number>
+  /** Integrity problems the engine finds ([] = none): PRAGMA integrity_check, or catalog checks. */
+  integrityProblems(): Promise<string[]>
+  /** Writes that waited for another writer and tried again, since this process opened it. */
+  busyRetries(): number
+}
+
 /** Everything the CA keeps, behind one backend. */
 export interface Store {
   readonly backend: 'sqlite' | 'postgres'
@@ -283,5 +314,7 @@ export interface Store {
   readonly issuingCas: IssuingCaStore
   readonly ocsp: OcspStore
   readonly oidcTokens: OidcTokenStore
+  readonly authFailures: AuthFailureStore
+  readonly ops: OpsStore
   close(): Promise<void>
 }

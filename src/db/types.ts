@@ -379,3 +379,10 @@ export interface OcspLookup {
     | undefined
   readonly response: StoredOcspResponse | undefined
 }
+
+/** A peer's failed authentications in its current window (`limits.*`). */
+export interface AuthFailureWindow {
+  readonly failures: number
+  /** Epoch ms of the first failure of the window. */
+  readonly windowStart: number
+}

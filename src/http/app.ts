@@ -1,57 +1,53 @@
-import { randomUUID } from 'node:crypto'
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
+import { createAuthLimiter } from './auth-limit.js'
 import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
+import { observeRequests } from './observe.js'
+import type { Metrics } from '../ops/metrics.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { estRoutes } from './routes/est.js'
+import { healthRoutes } from './routes/health.js'
 import { lineageRoutes } from './routes/lineages.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 import { statusRoutes, type StatusRouteDeps } from './routes/status.js'
 
 export type AppDeps = Omit<
   CaRouteDeps & OAuthRouteDeps & StatusRouteDeps,
-  'peer' | 'events' | 'onContained'
+  'peer' | 'events' | 'onContained' | 'limiter'
 > & {
   readonly logger: Logger
+  /** Prometheus metrics (metrics.listen set), else none are kept. */
+  readonly metrics?: Metrics | undefined
 }
 
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  // Refusals, spoofing attempts and unauthenticated requests are logged (and audited) at most
+  // so often per peer.
+  const events = createEventLimiter()
+  app.use(observeRequests({ logger: deps.logger, events, metrics: deps.metrics }))
   app.use(async (c, next) => {
-    c.set('requestId', randomUUID())
-    const started = performance.now()
     await next()
     // RFC 6797: the CA is HTTPS only; a browser or client that honours it never downgrades.
     c.res.headers.set('strict-transport-security', 'max-age=31536000')
-    // Method, path and status only: never headers or bodies, which carry tokens and CSRs.
-    deps.logger.debug(
-      {
-        req: c.var.requestId,
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(performance.now() - started),
-      },
-      'request',
-    )
   })
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
-  // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
-  const events = createEventLimiter()
+  const limiter = createAuthLimiter({ ...deps, limits: deps.config.limits })
   // A clone alarm revoked a lineage: build the CRL that lists it now (else the next reader does).
   const onContained = () => void deps.crl.refresh().catch(() => undefined)
   const peer = createPeerSource({ ...deps, events, onContained })
-  const routeDeps = { ...deps, events, peer, onContained }
+  const routeDeps = { ...deps, events, limiter, peer, onContained }
   app.route('/', caRoutes(routeDeps))
   app.route('/', statusRoutes(routeDeps))
   app.route('/', lineageRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
   app.route('/', estRoutes(routeDeps))
+  app.route('/', healthRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)
@@ -85,7 +81,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         err.code === 'ERR_CERT_SUPERSEDED' ||
         err.code === 'ERR_FORBIDDEN' ||
         err.code === 'ERR_JOIN_TOKEN_INVALID' ||
-        err.code === 'ERR_OIDC_TOKEN_INVALID'
+        err.code === 'ERR_OIDC_TOKEN_INVALID' ||
+        err.code === 'ERR_RATE_LIMITED'
       ) {
         const peer = c.env?.incoming?.socket?.remoteAddress
         const allowed = events.allow(`refused ${peer}`)

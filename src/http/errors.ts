@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { CAError, type CAErrorCode } from '../errors.js'
+import { CAError, RateLimitedError, type CAErrorCode } from '../errors.js'
 
 /** The one place a domain error code becomes an HTTP status (and a title for problem+json). */
 const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
@@ -27,6 +27,7 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_PROOF_INVALID: [401, 'Invalid proof of possession'],
   ERR_PAYLOAD_TOO_LARGE: [413, 'Request body too large'],
   ERR_UNSUPPORTED_MEDIA_TYPE: [415, 'Unsupported media type'],
+  ERR_RATE_LIMITED: [429, 'Too many failed authentications'],
   ERR_CA_EXISTS: [409, 'CA exists'],
   ERR_CONFIG_INVALID: [500, 'Configuration invalid'],
   ERR_DB_TOO_NEW: [500, 'Database too new'],
@@ -54,7 +55,7 @@ export function problemResponse(c: Context, e: CAError): Response {
   const headers: Record<string, string> = {
     'content-type': 'application/problem+json',
     'cache-control': 'no-store',
-    ...extraHeaders(e.code),
+    ...extraHeaders(e),
   }
   // RFC 9110 §15.5.2 / RFC 6750 §3: a 401 names its scheme (the join token is a bearer token),
   // with an error code only when credentials were sent.
@@ -101,16 +102,19 @@ const OAUTH: Partial<Record<CAErrorCode, [ContentfulStatusCode, string]>> = {
   // RFC 6749 §5.2 has no code for "try later"; RFC 6749 §4.1.2.1's temporarily_unavailable fits.
   ERR_STORAGE_UNAVAILABLE: [503, 'temporarily_unavailable'],
   ERR_STORAGE_FULL: [503, 'temporarily_unavailable'],
+  // Over limits.failed_auth: the client's authentication failed too often (RFC 6585 §4).
+  ERR_RATE_LIMITED: [429, 'invalid_client'],
 }
 
 /** Seconds a client should wait before retrying a request the database could not take. */
 export const RETRY_AFTER_SECONDS = 1
 
-/** Headers every error response of this code carries beyond its body. */
-function extraHeaders(code: CAErrorCode): Record<string, string> {
-  return code === 'ERR_STORAGE_UNAVAILABLE' ||
-    code === 'ERR_STORAGE_FULL' ||
-    code === 'ERR_OIDC_ISSUER_UNAVAILABLE'
+/** Headers an error response carries beyond its body (RFC 9110 §10.2.3 Retry-After). */
+function extraHeaders(e: CAError): Record<string, string> {
+  if (e instanceof RateLimitedError) return { 'retry-after': String(e.retryAfterSeconds) }
+  return e.code === 'ERR_STORAGE_UNAVAILABLE' ||
+    e.code === 'ERR_STORAGE_FULL' ||
+    e.code === 'ERR_OIDC_ISSUER_UNAVAILABLE'
     ? { 'retry-after': String(RETRY_AFTER_SECONDS) }
     : {}
 }
@@ -132,7 +136,7 @@ export function oauthErrorResponse(c: Context, e: CAError): Response {
   return c.json({ error, error_description: oauthDescription(e.message) }, status, {
     'cache-control': 'no-store',
     pragma: 'no-cache',
-    ...extraHeaders(e.code),
+    ...extraHeaders(e),
   })
 }
 

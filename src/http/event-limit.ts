@@ -3,7 +3,9 @@
  * spoofed requests, and audit rows for refused token requests. Without it, anyone who can open
  * a connection could fill the log or the audit table. Counted per key (kind and peer address)
  * over fixed windows; the first event over the limit is let through once, marked, so the log
- * says that more were dropped.
+ * says that more were dropped. Per process, in memory: it bounds what this process writes. The
+ * limit on failed authentications themselves (`limits.*`, src/http/auth-limit.ts) is shared by
+ * every process and replica through the database.
  */
 export interface EventLimiter {
   /** `'yes'`, `'last'` (the first one over the limit: say that more are dropped) or `'no'`. */

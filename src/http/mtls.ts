@@ -18,11 +18,18 @@ import type { CertificateUse, GenerationDeps } from '../ca/generations.js'
 import type { CaMaterial } from '../ca/material.js'
 import type { CertificateRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
+import { limitFailedAuth, type AuthLimiter } from './auth-limit.js'
 import type { EventLimiter } from './event-limit.js'
 
 export type AppEnv = {
   Bindings: HttpBindings
-  Variables: { client: CertificateRecord; requestId: string; forwarded: boolean }
+  Variables: {
+    client: CertificateRecord
+    requestId: string
+    forwarded: boolean
+    /** /oauth/token: the grant type, once it is one this server takes (for metrics). */
+    grantType: string
+  }
 }
 
 /** A request's client certificate, and whether it chains to this CA (checked by TLS or by us). */
@@ -138,24 +145,29 @@ export function peerAddress(c: Context<AppEnv>): string | null {
 }
 
 /**
- * mTLS: sets `client` to the certificate's database record, or refuses (401). `use` says what
- * the route uses the certificate for: a retired generation asking to renew or for a token may
- * be a clone (src/ca/generations.ts).
+ * mTLS: sets `client` to the certificate's database record, or refuses (401; 429 once the peer
+ * address is over limits.failed_auth; a valid certificate never touches the limiter). `use`
+ * says what the route uses the certificate for: a retired generation asking to renew or for a
+ * token may be a clone (src/ca/generations.ts).
  */
 export function requireClientCert(
-  deps: GenerationDeps & { peer: PeerSource },
+  deps: GenerationDeps & { peer: PeerSource; limiter: AuthLimiter },
   options: { use?: CertificateUse } = {},
 ) {
   const use = options.use ?? 'other'
   return createMiddleware<AppEnv>(async (c, next) => {
-    const peer = await deps.peer(c)
-    const client = await authenticateClientCertificate(peer, deps, { use, peer: peerAddress(c) })
-    if (client.kind === 'server') {
-      throw new CAError(
-        'ERR_CLIENT_CERT_REQUIRED',
-        "the server's own TLS certificate is not a client credential",
-      )
-    }
+    const address = peerAddress(c)
+    const { peer, client } = await limitFailedAuth(deps.limiter, address ?? undefined, async () => {
+      const peer = await deps.peer(c)
+      const client = await authenticateClientCertificate(peer, deps, { use, peer: address })
+      if (client.kind === 'server') {
+        throw new CAError(
+          'ERR_CLIENT_CERT_REQUIRED',
+          "the server's own TLS certificate is not a client credential",
+        )
+      }
+      return { peer, client }
+    })
     c.set('client', client)
     c.set('forwarded', peer.forwarded === true)
     await next()
@@ -163,7 +175,7 @@ export function requireClientCert(
 }
 
 /** Admin = a valid mTLS certificate whose SPIFFE ID is in admin.spiffe_ids (403 otherwise). */
-export function requireAdmin(deps: GenerationDeps & { peer: PeerSource }) {
+export function requireAdmin(deps: GenerationDeps & { peer: PeerSource; limiter: AuthLimiter }) {
   const clientCert = requireClientCert(deps)
   return createMiddleware<AppEnv>(async (c, next) => {
     await clientCert(c, async () => {

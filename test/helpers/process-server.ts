@@ -4,7 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { stringify } from 'yaml'
-import { ApiClient } from './server.js'
+import { ApiClient, UNLIMITED } from './server.js'
 
 const CLI = join(process.cwd(), 'src/cli/index.ts')
 
@@ -51,6 +51,7 @@ export class ProcessServer extends ApiClient {
       trust_domain: 'example.org',
       data_dir: './data',
       log_level: 'info',
+      limits: { failed_auth: UNLIMITED },
       ...config,
       server: { listen: `127.0.0.1:${port}`, ...config.server },
     }

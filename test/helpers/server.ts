@@ -213,6 +213,9 @@ export class TestServer extends ApiClient {
       log_level: 'silent',
       server: { listen: '127.0.0.1:0', ...serverOverrides },
       database: { ...databaseOverrides, ...(url === undefined ? {} : { url }) },
+      // Every test client connects from 127.0.0.1 and many refusals are the point: the
+      // failed-authentication limit is tested on its own (test/ops/rate-limit.test.ts).
+      limits: { failed_auth: UNLIMITED },
       ...rest,
     })
     const running = await startServer(config, {
@@ -288,6 +291,9 @@ export class TestServer extends ApiClient {
     rmSync(this.dataDir, { recursive: true, force: true })
   }
 }
+
+/** limits.failed_auth of test servers unless a test sets it (the schema's maximum). */
+export const UNLIMITED = 1_000_000
 
 /** The backend the HTTP suites run on: the vitest project's (sqlite unless told otherwise). */
 export function testBackend(): 'sqlite' | 'postgres' {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { CAError } from '../../errors.js'
-import type { SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
+import type { DriverStats, SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
 import {
   isConnectionError,
   isPoolTimeout,
@@ -80,6 +80,7 @@ export class PostgresDriver implements SqlDriver {
   readonly dialect = 'postgres'
   readonly forUpdate = ' FOR UPDATE'
   readonly forShare = ' FOR SHARE'
+  readonly stats: DriverStats = { busyRetries: 0 }
   readonly #pool: pg.Pool
   readonly #convert = placeholderCache()
   readonly #maxAttempts: number
@@ -148,6 +149,7 @@ export class PostgresDriver implements SqlDriver {
         const again = isRetryable(e) || (lost && isRead)
         if (!again) throw e
         if (attempt >= this.#maxAttempts) throw gaveUp(e, attempt)
+        this.stats.busyRetries++
         await backoff(attempt)
       }
     }
@@ -208,6 +210,7 @@ export class PostgresDriver implements SqlDriver {
         // BEGIN and COMMIT run outside the executor: their errors are mapped here.
         if (!(isRetryable(root) || lost)) throw mapPostgresError(e)
         if (attempt >= this.#maxAttempts) throw gaveUp(root, attempt)
+        this.stats.busyRetries++
         await backoff(attempt)
       }
     }

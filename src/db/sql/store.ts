@@ -1,6 +1,7 @@
 import type { SqlDriver } from '../driver.js'
 import type { Store } from '../port.js'
 import { SqlAuditStore } from './audit.js'
+import { SqlAuthFailureStore } from './auth-failures.js'
 import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
@@ -9,6 +10,7 @@ import { SqlLeaseStore } from './leases.js'
 import { SqlOcspStore } from './ocsp.js'
 import { SqlLineageStore } from './lineages.js'
 import { SqlOidcTokenStore } from './oidc-tokens.js'
+import { SqlOpsStore } from './ops.js'
 import { SqlServerCredentialStore } from './server-credentials.js'
 import { SqlSigningKeyStore } from './signing-keys.js'
 import { SqlTokenStore } from './tokens.js'
@@ -29,6 +31,8 @@ export function createSqlStore(driver: SqlDriver): Store {
     issuingCas: new SqlIssuingCaStore(driver),
     ocsp: new SqlOcspStore(driver),
     oidcTokens: new SqlOidcTokenStore(driver),
+    authFailures: new SqlAuthFailureStore(driver),
+    ops: new SqlOpsStore(driver),
     close: () => driver.close(),
   }
 }

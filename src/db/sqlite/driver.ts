@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { CAError } from '../../errors.js'
-import type { SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
+import type { DriverStats, SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
 
 export interface SqliteDriverOptions {
   /** FULL by default: an acknowledged change must survive a power loss. */
@@ -88,6 +88,7 @@ export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite'
   readonly forUpdate = ''
   readonly forShare = ''
+  readonly stats: DriverStats = { busyRetries: 0 }
   readonly #writer: Database.Database
   readonly #reader: Database.Database
   readonly #write: SqlExecutor
@@ -160,6 +161,7 @@ export class SqliteDriver implements SqlDriver {
         const mapped = mapSqliteError(e)
         if (!(mapped instanceof CAError && mapped.code === 'ERR_STORAGE_UNAVAILABLE')) throw mapped
         if (Date.now() >= deadline) throw mapped
+        this.stats.busyRetries++
         // Jittered backoff from 1 ms up to 20 ms: short waits while the other writer commits.
         await sleep(Math.min(20, 1 + attempt) * (0.5 + Math.random()))
       }

@@ -13,6 +13,7 @@ import type { CertificateRecord } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { isJwtShaped } from '../../federation/verify.js'
 import { derToPem } from '../../x509/pem.js'
+import { limitFailedAuth, type AuthLimiter } from '../auth-limit.js'
 import { limitParam, readJsonObject } from '../body.js'
 import {
   peerAddress,
@@ -42,6 +43,7 @@ export interface CaRouteDeps {
   readonly peer: PeerSource
   /** Told when a clone alarm revoked a lineage (the CRL is rebuilt). */
   readonly onContained?: (revoked: LineageRevocation) => void
+  readonly limiter: AuthLimiter
 }
 
 const SERIAL = /^[0-9a-fA-F]{2,64}$/
@@ -112,21 +114,35 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
     // credential of three base64url parts is an OIDC identity token, else a join token.
     const m = /^Bearer +([A-Za-z0-9_.-]{1,16384})$/i.exec(auth)
     const credential = m?.[1]
+    // Over limits.failed_auth, even a right token is refused: it may have been guessed.
+    const peer = peerAddress(c) ?? undefined
     if (credential !== undefined && isJwtShaped(credential)) {
       // The SPIFFE ID it enrols for is in the body: read that first, the CSR after the token.
       const json = await readJsonObject(c)
       const { spiffe_id } = parseBody(oidcEnrollBody, json)
-      const grant = await deps.authority.authenticateOidcToken(credential, spiffe_id)
+      const grant = await limitFailedAuth(
+        deps.limiter,
+        peer,
+        () => deps.authority.authenticateOidcToken(credential, spiffe_id),
+        { precheck: true },
+      )
       const request = certificateRequestOf(json)
       const issued = await deps.authority.enroll(grant, request, { peer: peerAddress(c) })
       return c.json(certificateResponse(issued), 201)
     }
-    if (credential === undefined || credential.includes('.') || credential.length > 512)
-      throw new CAError(
-        'ERR_JOIN_TOKEN_INVALID',
-        'send the join token (or an OIDC identity token) as "Authorization: Bearer <token>"',
-      )
-    const grant = await deps.authority.authenticateJoinToken(credential)
+    const grant = await limitFailedAuth(
+      deps.limiter,
+      peer,
+      async () => {
+        if (credential === undefined || credential.includes('.') || credential.length > 512)
+          throw new CAError(
+            'ERR_JOIN_TOKEN_INVALID',
+            'send the join token (or an OIDC identity token) as "Authorization: Bearer <token>"',
+          )
+        return deps.authority.authenticateJoinToken(credential)
+      },
+      { precheck: true },
+    )
     const request = await certificateRequest(c)
     const issued = await deps.authority.enroll(grant, request, { peer: peerAddress(c) })
     return c.json(certificateResponse(issued), 201)
@@ -143,7 +159,12 @@ export function caRoutes(deps: CaRouteDeps): Hono<AppEnv> {
       )
     }
     const peer = peerAddress(c)
-    const { certificate, proof } = await verifyExpiredRenewal(authorization, peer, deps)
+    const { certificate, proof } = await limitFailedAuth(
+      deps.limiter,
+      peer ?? undefined,
+      () => verifyExpiredRenewal(authorization, peer, deps),
+      { precheck: true },
+    )
     const request = await certificateRequest(c)
     const issued = await deps.authority.renew(certificate, request, { peer, proof })
     return c.json(certificateResponse(issued), 201)

@@ -9,6 +9,7 @@ import type { Store } from '../../db/port.js'
 import { CAError } from '../../errors.js'
 import { csrAttributes } from '../../x509/csrattrs.js'
 import { certsOnlyPkcs7 } from '../../x509/pkcs7.js'
+import { limitFailedAuth, type AuthLimiter } from '../auth-limit.js'
 import {
   authenticateEnrolment,
   challenges,
@@ -33,6 +34,7 @@ export interface EstRouteDeps {
   readonly ca: CaMaterial
   readonly authority: Authority
   readonly peer: PeerSource
+  readonly limiter: AuthLimiter
 }
 
 const EST = '/.well-known/est'
@@ -119,9 +121,13 @@ export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
   // RFC 7030 §4.2.1; the response holds only the issued certificate (§4.2.3).
   app.post(`${EST}/simpleenroll`, async (c) => {
     const request = once(() => estRequest(c))
-    const grant = await authenticateEnrolment(c.req.header('authorization'), authenticators, {
-      request,
-    })
+    // Bearer and Basic credentials could be guessed: counted, and refused over the limit.
+    const grant = await limitFailedAuth(
+      deps.limiter,
+      peerAddress(c) ?? undefined,
+      () => authenticateEnrolment(c.req.header('authorization'), authenticators, { request }),
+      { precheck: true },
+    )
     const issued = await deps.authority.enroll(grant, await request(), { peer: peerAddress(c) })
     return estBody(c, certsOnlyPkcs7([issued.certificate.der]), pkcs7, 'no-store')
   })

@@ -5,6 +5,7 @@ import type { Config } from '../../config/load.js'
 import type { Store } from '../../db/port.js'
 import type { CertificateRecord, LineageWithGenerations } from '../../db/types.js'
 import { CAError } from '../../errors.js'
+import type { AuthLimiter } from '../auth-limit.js'
 import { readJsonObject } from '../body.js'
 import { requireAdmin, type AppEnv, type PeerSource } from '../mtls.js'
 import { parseBody, revokeBody } from '../schemas.js'
@@ -16,6 +17,7 @@ export interface LineageRouteDeps {
   readonly clock: Clock
   readonly authority: Authority
   readonly peer: PeerSource
+  readonly limiter: AuthLimiter
 }
 
 const LINEAGE_ID = /^[A-Za-z0-9-]{1,64}$/

@@ -8,6 +8,7 @@ import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
 import type { SigningKeys } from '../../tokens/keys.js'
 import { readOAuthForm } from '../body.js'
+import type { AuthLimiter } from '../auth-limit.js'
 import type { EventLimiter } from '../event-limit.js'
 import { peerAddress, requireClientCert, type AppEnv, type PeerSource } from '../mtls.js'
 
@@ -19,6 +20,7 @@ export interface OAuthRouteDeps {
   readonly peer: PeerSource
   readonly events: EventLimiter
   readonly onContained?: (revoked: LineageRevocation) => void
+  readonly limiter: AuthLimiter
 }
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
@@ -65,6 +67,7 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       if (grantType === undefined)
         throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'grant_type is required')
       const grant = GRANTS.get(grantType)
+      if (grant) c.set('grantType', grantType)
       // Never echo what the client sent: a secret pasted into the wrong field would be
       // stored in the audit table and sent back in error_description.
       if (!grant)
