@@ -101,7 +101,8 @@ export async function startIssuer(pki: TestPki): Promise<FixtureIssuer> {
         issuer.jwksFetches++
         return json(200, { keys: published.map((k) => k.publicJwk) })
       }
-      if (req.method === 'GET' && req.url === '/v1/crl') {
+      // The CRL by the issuing CA's key id, where clients look for it (and the current one's).
+      if (req.method === 'GET' && /^\/v1\/(ca\/[0-9a-f]+\/)?crl$/.test(req.url ?? '')) {
         return res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crl())
       }
       if (req.method === 'POST' && req.url === '/oauth/introspect') {
