@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
+import { AuditCheckpointer } from './audit/checkpointer.js'
+import { AuditLog } from './audit/log.js'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
@@ -48,6 +50,7 @@ export async function initialize(
   await new ServerCredentials({ ...deps, ca, kek }).fresh()
   await issueAdminCredential(deps, ca)
   await new SigningKeys({ ...deps, kek }).ensure()
+  await new AuditLog({ ...deps, kek }).ensureKey()
   return ca
 }
 
@@ -81,6 +84,7 @@ export async function prepareDataDir(config: Config, logger: Logger): Promise<vo
     const deps = { config, store, clock: systemClock }
     await new SigningKeys({ ...deps, kek }).ensure()
     await new ServerCredentials({ ...deps, ca, kek }).fresh()
+    await new AuditLog({ ...deps, kek }).ensureKey()
     logger.debug({ data_dir: config.dataDir }, 'data_dir ready')
   } finally {
     await store.close()
@@ -168,6 +172,18 @@ async function serve(
   })
   await maintenance.tick()
   maintenance.start()
+  const auditLog = new AuditLog({ ...deps, kek })
+  await auditLog.ensureKey()
+  const checkpointer = new AuditCheckpointer({
+    store,
+    clock,
+    logger,
+    log: auditLog,
+    holder: `${process.pid}-${randomUUID()}`,
+    intervalMs: config.audit.checkpointIntervalMs,
+  })
+  await checkpointer.tick()
+  checkpointer.start()
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `https://${host}:${address.port}`
   logger.info(
@@ -188,6 +204,7 @@ async function serve(
     server,
     async close() {
       await maintenance.stop()
+      await checkpointer.stop()
       await closeGracefully(server)
       await store.close()
     },

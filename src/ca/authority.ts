@@ -84,6 +84,8 @@ export class Authority {
         spiffe_id: entry.spiffeId,
         entry_id: entry.id,
         not_after: new Date(issued.notAfter).toISOString(),
+        // x5t#S256 of the DER: the audit log's leaf names the very certificate (src/audit).
+        thumbprint: issued.thumbprint,
       },
     }
     // Commit time, not issue time: the token may have expired, the entry been disabled or the
@@ -136,6 +138,7 @@ export class Authority {
         spiffe_id: presented.spiffeId,
         renewed_from: presented.serial,
         not_after: new Date(issued.notAfter).toISOString(),
+        thumbprint: issued.thumbprint,
       },
     }
     // Re-checked in the transaction (parent still valid, entry enabled, key not compromised):

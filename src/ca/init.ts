@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, privateKeyToPem } from '../crypto/keys.js'
+import { x5tS256 } from '../crypto/thumbprint.js'
 import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
 import { join } from 'node:path'
@@ -114,7 +115,7 @@ export async function recordCaCertificates(
         actor,
         action: `ca.create_${kind}`,
         subject: view.serialHex,
-        details: { key_type: config.ca.keyType },
+        details: { key_type: config.ca.keyType, thumbprint: x5tS256(view.der) },
       },
     )
   }
@@ -145,7 +146,11 @@ export async function issueAdminCredential(
     actor: 'cli',
     action: 'certificate.issue_admin',
     subject: issued.serial,
-    details: { spiffe_id: spiffeId, not_after: new Date(issued.notAfter).toISOString() },
+    details: {
+      spiffe_id: spiffeId,
+      not_after: new Date(issued.notAfter).toISOString(),
+      thumbprint: issued.thumbprint,
+    },
   })
   writePrivateKey(config.dataDir, PATHS.adminKey, privateKeyToPem(keys.privateKey))
   writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.der, 'CERTIFICATE'))

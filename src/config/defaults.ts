@@ -54,4 +54,6 @@ export const DEFAULTS = {
     // Verifiers refetch the JWKS this often: an emergency rotation reaches them within it.
     jwks_cache_ttl: '1m',
   },
+  // The audit log (src/audit): a signed checkpoint at most this often; event rows kept forever.
+  audit: { checkpoint_interval: '5s', retention: 'forever' },
 } as const

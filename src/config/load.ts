@@ -80,6 +80,11 @@ export interface Config {
     readonly jwksCacheTtlMs: number
     readonly introspectionClients: readonly string[] | undefined
   }
+  readonly audit: {
+    readonly checkpointIntervalMs: number
+    /** How long event rows are kept; undefined: forever. Leaf hashes are kept always. */
+    readonly retentionMs: number | undefined
+  }
 }
 
 /** Reads and validates a config file; fails fast with a message naming the offending key. */
@@ -204,6 +209,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
         c.tokens.signing_key_rotation === 'off' ? undefined : c.tokens.signing_key_rotation,
       jwksCacheTtlMs: c.tokens.jwks_cache_ttl,
       introspectionClients: c.tokens.introspection_clients,
+    },
+    audit: {
+      checkpointIntervalMs: c.audit.checkpoint_interval,
+      retentionMs: c.audit.retention === 'forever' ? undefined : c.audit.retention,
     },
   }
 }

@@ -187,4 +187,20 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
     description: 'if set, only these SPIFFE IDs may call `/oauth/introspect`',
     default: 'unset: any valid certificate of this CA',
   },
+
+  audit: {
+    description:
+      'The audit log: every audit event a leaf of a signed Merkle tree (see ' +
+      '[Audit log](../README.md#audit-log)).',
+  },
+  'audit.checkpoint_interval': {
+    description:
+      'how often committed events are appended to the tree and a checkpoint signed (one per ' +
+      'interval with new events, ~330 bytes each)',
+  },
+  'audit.retention': {
+    description:
+      'how long event rows (and checkpoints) are kept: `forever`, or at least `1d`; older ' +
+      'ones are purged hourly, their leaf hashes (32 bytes each) stay, so the tree still verifies',
+  },
 }

@@ -1,6 +1,7 @@
 import type { SqlDriver } from '../driver.js'
 import type { Store } from '../port.js'
 import { SqlAuditStore } from './audit.js'
+import { SqlAuditLogStore } from './audit-log.js'
 import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
@@ -14,6 +15,7 @@ export function createSqlStore(driver: SqlDriver): Store {
   return {
     backend: driver.dialect,
     audit: new SqlAuditStore(driver),
+    auditLog: new SqlAuditLogStore(driver),
     entries: new SqlEntryStore(driver),
     certificates: new SqlCertificateStore(driver),
     crls: new SqlCrlStore(driver),
