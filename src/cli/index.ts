@@ -4,6 +4,7 @@ import { systemClock } from '../clock.js'
 import { loadConfig, type Config } from '../config/load.js'
 import { CAError } from '../errors.js'
 import { agentCommand } from '../agent/command.js'
+import { auditCommand } from './audit.js'
 import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js'
 
 // Server-side modules load native SQLite: import them only in the commands that need them,
@@ -245,6 +246,7 @@ export function buildCli(): Command {
         api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {}),
       ),
   )
+  program.addCommand(auditCommand(configOf))
   program.addCommand(agentCommand())
   return program
 }

@@ -6,6 +6,7 @@ import { bodyLimit } from './body-limit.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
+import { auditRoutes } from './routes/audit.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { oauthRoutes, type OAuthRouteDeps } from './routes/oauth.js'
 
@@ -40,6 +41,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
   app.route('/', caRoutes(routeDeps))
   app.route('/', oauthRoutes(routeDeps))
+  app.route('/', auditRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)
@@ -105,7 +107,12 @@ function routeMethods(app: Hono<AppEnv>): (path: string) => string | undefined {
     byPattern.set(r.path, methods)
   }
   const table = [...byPattern].map(([pattern, methods]) => ({
-    re: new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/:[^/]+/g, '[^/]+')}$`),
+    re: new RegExp(
+      `^${pattern
+        .replace(/\./g, '\\.')
+        .replace(/:[^/]+/g, '[^/]+')
+        .replace(/\*$/, '.+')}$`,
+    ),
     allow: [...methods].join(', '),
   }))
   return (path) => table.find((t) => t.re.test(path))?.allow
