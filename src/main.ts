@@ -151,6 +151,8 @@ async function serve(
   })
   server = createHttpsServer(app, { ...tls, caPem }, config.server)
   const address = await listen(server, config.server.host, config.server.port)
+  const auditLog = new AuditLog({ ...deps, kek })
+  await auditLog.ensureKey()
   let purgedAt = 0
   const maintenance = new Maintenance({
     store,
@@ -166,14 +168,13 @@ async function serve(
       const now = clock.now().getTime()
       if (now - purgedAt >= PURGE_EVERY_MS) {
         await store.tokens.purgeExpired(now)
+        await auditLog.purge(now)
         purgedAt = now
       }
     },
   })
   await maintenance.tick()
   maintenance.start()
-  const auditLog = new AuditLog({ ...deps, kek })
-  await auditLog.ensureKey()
   const checkpointer = new AuditCheckpointer({
     store,
     clock,

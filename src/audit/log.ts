@@ -13,6 +13,7 @@ import { edgeTiles, TileSet } from './tiles.js'
 /** Events appended per transaction: a few milliseconds of hashing under the write lock. */
 export const APPEND_BATCH = 1000
 const SEAL_PURPOSE = 'audit-log-key'
+const PRUNE_BATCH = 10_000
 
 export interface AuditLogDeps {
   readonly config: Config
@@ -87,6 +88,23 @@ export class AuditLog {
     const now = this.deps.clock.now().getTime()
     const result = await this.deps.store.auditLog.append(limit, appender(key, privateKey, now))
     return result?.checkpoint
+  }
+
+  /**
+   * audit.retention: purges event rows (and checkpoints) older than the retention, oldest
+   * leaves first; their leaf hashes stay in the tiles, so the tree and the newer checkpoints
+   * still verify. Returns the events purged.
+   */
+  async purge(now = this.deps.clock.now().getTime()): Promise<number> {
+    const retention = this.deps.config.audit.retentionMs
+    if (retention === undefined) return 0
+    let purged = 0
+    for (let round = 0; round < 100; round++) {
+      const r = await this.deps.store.auditLog.prune(now - retention, PRUNE_BATCH, now)
+      purged += r.events
+      if (r.events < PRUNE_BATCH) break
+    }
+    return purged
   }
 
   /** Appends until no committed event waits (at most `maxBatches` batches). */

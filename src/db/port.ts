@@ -219,6 +219,16 @@ export interface AuditLogStore {
   eventsByLeaf(from: number, limit: number): Promise<LoggedAuditEvent[]>
   /** The events about `subject` with one of `actions`, in id order. */
   eventsBySubject(subject: string, actions: readonly string[]): Promise<LoggedAuditEvent[]>
+  /**
+   * Retention, one transaction: deletes the events from `prunedBelow` on, up to the first
+   * written at or after `cutoff` (at most `limit`), and the checkpoints signed before `cutoff`
+   * but the newest; raises `prunedBelow`; writes its own audit event. Leaf hashes (tiles) stay.
+   */
+  prune(
+    cutoff: number,
+    limit: number,
+    now: number,
+  ): Promise<{ events: number; checkpoints: number; prunedBelow: number }>
 }
 
 /** Everything the CA keeps, behind one backend. */

@@ -318,3 +318,46 @@ describe('the audit log: a verifiable Merkle tree of every audit event', () => {
     )
   }
 })
+
+describe('audit.retention: purged events keep their leaf hashes, so the log still verifies', () => {
+  let s: TestServer
+  let log: AuditLog
+  beforeAll(async () => {
+    s = await TestServer.start({ audit: { retention: '1d' } })
+    log = new AuditLog({
+      config: s.config,
+      store: s.store,
+      clock: systemClock,
+      kek: loadKeyEncryptionKey(s.dataDir),
+    })
+  })
+  afterAll(() => s.close())
+
+  it('events past the retention are deleted, the tree, its tiles and the newest checkpoint stay', async () => {
+    const cert = await s.enroll('spiffe://example.org/audit/old')
+    const before = await log.catchUp()
+    const size = before?.treeSize ?? (await s.store.auditLog.latestCheckpoint())!.treeSize
+    expect(await log.purge(Date.now())).toBe(0) // nothing is a day old yet
+    // Two days on, every event so far is past the retention.
+    expect(await log.purge(Date.now() + 2 * 86_400_000)).toBe(size)
+    await log.catchUp() // the purge's own event
+    const result = await verifyAuditLog(s.store.auditLog, { kek: loadKeyEncryptionKey(s.dataDir) })
+    expect(result).toMatchObject({ ok: true, tree_size: size + 1, pruned: size })
+    await expect(proveIssuance(s.store.auditLog, cert.serial)).rejects.toMatchObject({
+      code: 'ERR_NOT_FOUND',
+    })
+    const lines: any[] = []
+    for await (const l of exportAuditLog(s.store.auditLog)) lines.push(l)
+    expect(lines.slice(1).map((l) => [l.leaf_index, JSON.parse(l.leaf_data).action])).toEqual([
+      [size, 'audit_log.prune'],
+    ])
+    const c = readCheckpoint(lines[0].checkpoint)
+    const last = lines[1] as ExportedEvent
+    expect(
+      inclusionVerifies(size, c.size, b(last.leaf_hash), last.inclusion_proof.map(b), c.root),
+    ).toBe(true)
+    // Above prunedBelow a deleted event is still a deleted event.
+    await rawRun(s, 'DELETE FROM audit_events WHERE leaf_index = ?', size)
+    expect(await verifyAuditLog(s.store.auditLog)).toMatchObject({ ok: false, leaf_index: size })
+  })
+})

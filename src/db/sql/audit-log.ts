@@ -210,6 +210,48 @@ export class SqlAuditLogStore implements AuditLogStore {
     return rows.map(toEvent)
   }
 
+  prune(
+    cutoff: number,
+    limit: number,
+    now: number,
+  ): Promise<{ events: number; checkpoints: number; prunedBelow: number }> {
+    return this.db.transaction(async (tx) => {
+      await tx.get(`SELECT name FROM locks WHERE name = 'audit_log'${this.db.forUpdate}`)
+      const key = await tx.get<{ pruned_below: number }>(
+        'SELECT pruned_below FROM audit_log WHERE id = 1',
+      )
+      const newest = await tx.get<{ n: number | null }>(
+        'SELECT max(tree_size) AS n FROM audit_checkpoints',
+      )
+      const from = key?.pruned_below ?? 0
+      const size = newest?.n ?? 0
+      const upTo = Math.min(size, from + limit)
+      // Leaves in order, up to the first event still inside the retention (times are close to,
+      // not exactly in, leaf order: the boundary is conservative).
+      const kept = await tx.get<{ b: number | null }>(
+        'SELECT min(leaf_index) AS b FROM audit_events WHERE leaf_index >= ? AND leaf_index < ? AND at >= ?',
+        [from, upTo, cutoff],
+      )
+      const below = kept?.b ?? upTo
+      if (!key || below <= from) return { events: 0, checkpoints: 0, prunedBelow: from }
+      const events = await tx.run(
+        'DELETE FROM audit_events WHERE leaf_index >= ? AND leaf_index < ?',
+        [from, below],
+      )
+      const checkpoints = await tx.run(
+        'DELETE FROM audit_checkpoints WHERE created_at < ? AND tree_size < ?',
+        [cutoff, size],
+      )
+      await tx.run('UPDATE audit_log SET pruned_below = ? WHERE id = 1', [below])
+      await writeAudit(tx, now, {
+        actor: 'system',
+        action: 'audit_log.prune',
+        details: { pruned_below: below, events, checkpoints, cutoff: new Date(cutoff).toISOString() },
+      })
+      return { events, checkpoints, prunedBelow: below }
+    })
+  }
+
   async eventsBySubject(subject: string, actions: readonly string[]): Promise<LoggedAuditEvent[]> {
     if (actions.length === 0) return []
     const rows = await this.db.all<EventRow>(

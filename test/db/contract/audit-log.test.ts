@@ -135,6 +135,37 @@ describeEachBackend('storage contract ($name): the audit log', (backend) => {
     expect((await a.auditLog.tiles([{ level: 0, index: 0 }]))[0]?.width).toBe(60)
   })
 
+  it('prune: deletes old leaves from prunedBelow on, keeps their tiles, the newest checkpoint and pending events', async () => {
+    const { a, b } = db
+    for (let n = 0; n < 6; n++) await record(a, n * 1000) // at NOW + n s
+    await a.auditLog.append(3, fakeAppender([]))
+    await a.auditLog.append(10, fakeAppender([]))
+    await a.auditLog.createKey(logKey('prune.example/audit'), { actor: 't', action: 'key' })
+    const tiles = await a.auditLog.tileRange(0, 0, 10)
+    expect(await b.auditLog.prune(NOW + 2500, 100, NOW + 9000)).toEqual({
+      events: 3,
+      checkpoints: 1, // the one of 3 leaves (signed at NOW); the newest stays
+      prunedBelow: 3,
+    })
+    expect((await a.auditLog.key())?.prunedBelow).toBe(3)
+    expect((await a.auditLog.eventsByLeaf(0, 10)).map((e) => e.leafIndex)).toEqual([3, 4, 5])
+    expect((await a.auditLog.checkpoints(0, 10)).map((c) => c.treeSize)).toEqual([6])
+    expect(await a.auditLog.tileRange(0, 0, 10)).toEqual(tiles)
+    // Its own event, and the key's, wait to be appended; nothing pending was touched.
+    expect((await a.auditLog.pending()).count).toBe(2)
+    const [pruneEvent] = await a.audit.list({ action: 'audit_log.prune' })
+    expect(pruneEvent?.details).toMatchObject({ pruned_below: 3, events: 3, checkpoints: 1 })
+    // Again: nothing more is old enough. A limit bounds one call.
+    expect(await b.auditLog.prune(NOW + 2500, 100, NOW)).toMatchObject({
+      events: 0,
+      prunedBelow: 3,
+    })
+    expect(await b.auditLog.prune(NOW + 60_000, 1, NOW)).toMatchObject({
+      events: 1,
+      prunedBelow: 4,
+    })
+  })
+
   it('eventsBySubject: the events about a subject with the given actions, in id order', async () => {
     const { a } = db
     await record(a, 1, 'serial-1')
