@@ -16,6 +16,12 @@ export interface VerifyOptions {
   readonly verifier?: NoteVerifier
   /** data_dir's key-encryption key: the stored public key must be the sealed private key's. */
   readonly kek?: KeyEncryptionKey
+  /**
+   * Checkpoints saved elsewhere (GET /v1/audit/checkpoint, a witness): each must be signed by
+   * the log's key and be the root of the tree at its size — else the log was rolled back or
+   * rewritten, even by someone holding the key.
+   */
+  readonly checkpoints?: readonly string[]
 }
 
 export interface VerifiedLog {
@@ -83,6 +89,7 @@ class LogWalk {
   #sinceCheckpoint: LoggedAuditEvent | undefined
   #key!: AuditLogKey
   #verifier!: NoteVerifier
+  #saved: { treeSize: number; rootHash: Uint8Array }[] = []
 
   constructor(
     private readonly store: AuditLogStore,
@@ -104,6 +111,7 @@ class LogWalk {
     }
     this.#key = key
     this.#verifier = this.#anchor(key)
+    this.#saved = this.#savedCheckpoints(size)
     await this.#walk(size)
     // An appended leaf is in a checkpoint of the same transaction: one beyond is forged.
     const newest = (await this.store.latestCheckpoint())?.treeSize ?? 0
@@ -135,6 +143,26 @@ class LogWalk {
       }
     }
     return { name: key.origin, keyId: keyId(key.origin, key.publicKey), publicKey: key.publicKey }
+  }
+
+  /** The saved checkpoints, signature-checked, smallest first. */
+  #savedCheckpoints(size: number): { treeSize: number; rootHash: Uint8Array }[] {
+    const saved = (this.options.checkpoints ?? []).map((note, i) => {
+      try {
+        const c = parseCheckpoint(openNote(note, this.#verifier))
+        if (c.origin !== this.#key.origin) throw new Error(`it is of another log, ${c.origin}`)
+        return c
+      } catch (e) {
+        throw new Failure({ problem: `saved checkpoint ${i + 1}: ${(e as Error).message}` })
+      }
+    })
+    const beyond = saved.find((c) => c.treeSize > size)
+    if (beyond)
+      throw new Failure({
+        problem: `the log has ${size} leaves, fewer than the ${beyond.treeSize} of a checkpoint it signed: it was rolled back or cut`,
+        leaf_index: size,
+      })
+    return saved.sort((x, y) => x.treeSize - y.treeSize)
   }
 
   async #walk(size: number): Promise<void> {
@@ -214,6 +242,16 @@ class LogWalk {
 
   /** Checks every checkpoint of `size` leaves, the tree having `size` leaves now. */
   async #checkpointsUpTo(size: number): Promise<void> {
+    while (this.#saved[0] && this.#saved[0].treeSize <= size) {
+      const saved = this.#saved.shift()!
+      if (!same(saved.rootHash, this.#frontier.root()))
+        throw new Failure({
+          problem: `the tree of ${saved.treeSize} leaves is not the one of a checkpoint the log signed (saved elsewhere): its history was rewritten`,
+          ...(this.#sinceCheckpoint
+            ? { leaf_index: this.#sinceCheckpoint.leafIndex!, event_id: this.#sinceCheckpoint.id }
+            : {}),
+        })
+    }
     for (let c = await this.#peek(); c && c.treeSize <= size; c = await this.#peek()) {
       this.#queue.shift()
       this.#checkCheckpoint(c)

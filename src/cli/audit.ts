@@ -66,12 +66,17 @@ export function auditCommand(configOf: ConfigOf): Command {
       '--verifier-key <key|file>',
       'the verifier key kept from GET /v1/audit/key (default: the key sealed for this data_dir)',
     )
-    .action(async (o: { verifierKey?: string }, cmd: Command) => {
+    .option(
+      '--checkpoint <file...>',
+      'checkpoints saved from GET /v1/audit/checkpoint: the log must still contain each',
+    )
+    .action(async (o: { verifierKey?: string; checkpoint?: string[] }, cmd: Command) => {
       const config = configOf(cmd)
       const verifier = await verifierOption(o.verifierKey)
       const kek = verifier ? undefined : await kekOf(config)
+      const checkpoints = (o.checkpoint ?? []).map((f) => readFileSync(f, 'utf8'))
       const result = await withStore(config, async (store) =>
-        (await verify()).verifyAuditLog(store.auditLog, { verifier, kek }),
+        (await verify()).verifyAuditLog(store.auditLog, { verifier, kek, checkpoints }),
       )
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
       if (!result.ok)

@@ -1,8 +1,10 @@
+import { generateKeyPairSync } from 'node:crypto'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { leafData } from '../../src/audit/event.js'
 import { exportAuditLog, proveIssuance, type ExportedEvent } from '../../src/audit/export.js'
-import { AuditLog } from '../../src/audit/log.js'
+import { AuditLog, openLogKey } from '../../src/audit/log.js'
+import { checkpointText, signNote } from '../../src/audit/note.js'
 import { leafHash } from '../../src/audit/merkle.js'
 import { verifyAuditLog, type FailedVerification } from '../../src/audit/verify.js'
 import { loadKeyEncryptionKey } from '../../src/ca/files.js'
@@ -276,6 +278,44 @@ describe('the audit log: a verifiable Merkle tree of every audit event', () => {
     expect(
       await verifyAuditLog(s.store.auditLog, { verifier: parseVerifierKey(vkey) }),
     ).toMatchObject({ ok: true })
+  })
+
+  it('checkpoints saved elsewhere: the log must still hold each (no rollback, no rewritten history)', async () => {
+    const saved = (await s.call('GET', '/v1/audit/checkpoint')).text
+    const size = readCheckpoint(saved).size
+    const withSaved = (...checkpoints: string[]) =>
+      verifyAuditLog(s.store.auditLog, { kek, checkpoints })
+    expect(await withSaved(saved)).toMatchObject({ ok: true })
+    // What the log's key signed before a rollback, or before its history was rewritten.
+    const [row] = await s.query('SELECT * FROM audit_log')
+    const privateKey = openLogKey(
+      { ...row, publicKey: row.public_key, privateKeySealed: row.private_key_sealed },
+      kek,
+    )
+    const signed = (treeSize: number, root: Buffer) =>
+      signNote(
+        checkpointText({ origin: row.origin, treeSize, rootHash: root }),
+        row.origin,
+        privateKey,
+      )
+    expect(await withSaved(saved, signed(size + 10, Buffer.alloc(32)))).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(
+        /fewer than the \d+ of a checkpoint it signed: it was rolled back/,
+      ),
+    })
+    expect(await withSaved(signed(size - 1, Buffer.alloc(32)))).toMatchObject({
+      ok: false,
+      problem: expect.stringMatching(/its history was rewritten/),
+    })
+    const stranger = signNote(
+      checkpointText({ origin: row.origin, treeSize: 1, rootHash: Buffer.alloc(32) }),
+      row.origin,
+      generateKeyPairSync('ed25519').privateKey,
+    )
+    expect((await withSaved(stranger)) as FailedVerification).toMatchObject({
+      problem: expect.stringMatching(/^saved checkpoint 1: the note has no signature/),
+    })
   })
 
   it('an event given a leaf index beyond every checkpoint is named', async () => {
