@@ -1,59 +1,26 @@
-import type { KeyEncryptionKey } from '../crypto/sealing.js'
 import type { AuditLogStore } from '../db/port.js'
 import type { AuditLogKey, AuditTile, LoggedAuditEvent, StoredCheckpoint } from '../db/types.js'
 import { isCAError } from '../errors.js'
 import { leafData } from './event.js'
-import { openLogKey } from './log.js'
 import { Frontier, leafHash } from './merkle.js'
-import { keyId, openNote, parseCheckpoint, verifierKey, type NoteVerifier } from './note.js'
+import { openNote, parseCheckpoint, verifierKey, type NoteVerifier } from './note.js'
 import { RecomputedTiles } from './recomputed-tiles.js'
 import { entry, HASH_SIZE, TILE_WIDTH, tilePath } from './tiles.js'
+import {
+  anchorKey,
+  Failure,
+  same,
+  savedCheckpoints,
+  type FailedVerification,
+  type VerifiedLog,
+  type VerifyOptions,
+} from './verify-anchors.js'
+
+export type { FailedVerification, VerifiedLog, VerifyOptions } from './verify-anchors.js'
 
 const PAGE = 1000
 
-export interface VerifyOptions {
-  /** The verifier key the operator keeps (from GET /v1/audit/key): the database's must be it. */
-  readonly verifier?: NoteVerifier
-  /** data_dir's key-encryption key: the stored public key must be the sealed private key's. */
-  readonly kek?: KeyEncryptionKey
-  /**
-   * Checkpoints saved elsewhere (GET /v1/audit/checkpoint, a witness): each must be signed by
-   * the log's key and be the root of the tree at its size — else the log was rolled back or
-   * rewritten, even by someone holding the key.
-   */
-  readonly checkpoints?: readonly string[]
-}
-
-export interface VerifiedLog {
-  readonly ok: true
-  readonly origin: string | null
-  readonly verifier_key: string | null
-  readonly tree_size: number
-  readonly root_hash: string | null
-  readonly checkpoints: number
-  /** Leaves whose events were purged (retention): their leaf hashes were taken as stored. */
-  readonly pruned: number
-  /** Committed events the checkpointer has not appended yet, and the oldest one's time. */
-  readonly pending: number
-  readonly oldest_pending_at: string | null
-}
-
-/** The first thing that does not verify, named by leaf index and event id where there is one. */
-export interface FailedVerification {
-  readonly ok: false
-  readonly problem: string
-  readonly leaf_index?: number
-  readonly event_id?: number
-}
-
-class Failure extends Error {
-  constructor(readonly detail: Omit<FailedVerification, 'ok'>) {
-    super(detail.problem)
-  }
-}
-
 const b64 = (h: Uint8Array) => Buffer.from(h).toString('base64')
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
 const describe = (e: LoggedAuditEvent) =>
   `event ${e.id} (${e.action}${e.subject ? ` ${e.subject}` : ''})`
 
@@ -110,8 +77,8 @@ class LogWalk {
       return this.#report(null, size, pending)
     }
     this.#key = key
-    this.#verifier = this.#anchor(key)
-    this.#saved = this.#savedCheckpoints(size)
+    this.#verifier = anchorKey(key, this.options)
+    this.#saved = savedCheckpoints(this.options.checkpoints ?? [], this.#verifier, size)
     await this.#walk(size)
     // An appended leaf is in a checkpoint of the same transaction: one beyond is forged.
     const newest = (await this.store.latestCheckpoint())?.treeSize ?? 0
@@ -123,46 +90,6 @@ class LogWalk {
         event_id: beyond[0]!.id,
       })
     return this.#report(latest ?? null, size, pending)
-  }
-
-  /** The key checkpoints must be signed with: the operator's, or the one data_dir seals. */
-  #anchor(key: AuditLogKey): NoteVerifier {
-    const { verifier, kek } = this.options
-    if (verifier) {
-      if (verifier.name !== key.origin || !same(verifier.publicKey, key.publicKey))
-        throw new Failure({ problem: 'the log key in the database is not the given verifier key' })
-      return verifier
-    }
-    if (kek) {
-      try {
-        openLogKey(key, kek)
-      } catch (e) {
-        throw new Failure({
-          problem: `the log key in the database is not the one sealed for this data_dir: ${(e as Error).message}`,
-        })
-      }
-    }
-    return { name: key.origin, keyId: keyId(key.origin, key.publicKey), publicKey: key.publicKey }
-  }
-
-  /** The saved checkpoints, signature-checked, smallest first. */
-  #savedCheckpoints(size: number): { treeSize: number; rootHash: Uint8Array }[] {
-    const saved = (this.options.checkpoints ?? []).map((note, i) => {
-      try {
-        const c = parseCheckpoint(openNote(note, this.#verifier))
-        if (c.origin !== this.#key.origin) throw new Error(`it is of another log, ${c.origin}`)
-        return c
-      } catch (e) {
-        throw new Failure({ problem: `saved checkpoint ${i + 1}: ${(e as Error).message}` })
-      }
-    })
-    const beyond = saved.find((c) => c.treeSize > size)
-    if (beyond)
-      throw new Failure({
-        problem: `the log has ${size} leaves, fewer than the ${beyond.treeSize} of a checkpoint it signed: it was rolled back or cut`,
-        leaf_index: size,
-      })
-    return saved.sort((x, y) => x.treeSize - y.treeSize)
   }
 
   async #walk(size: number): Promise<void> {
