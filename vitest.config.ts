@@ -17,6 +17,7 @@ const POSTGRES_SUITES = [
   'test/lineage/*.test.ts',
   'test/oidc/*.test.ts',
   'test/ops/{rate-limit,metrics,health,doctor}.test.ts',
+  'test/audit/{log,cli}.test.ts',
 ]
 
 export default defineConfig({

@@ -30,6 +30,7 @@ export type CAErrorCode =
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'
+  | 'ERR_AUDIT_LOG_INVALID' // the audit log's tree, tiles or checkpoints do not verify
   // storage (any backend)
   | 'ERR_STORAGE_CONFLICT' // a unique or primary-key constraint refused the write
   | 'ERR_STORAGE_UNAVAILABLE' // busy beyond database.busy_timeout, unreachable, failing over

@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
+import { AuditCheckpointer } from './audit/checkpointer.js'
+import { AuditLog } from './audit/log.js'
 import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { crlLint, ocspSignerLint } from './ca/lint.js'
@@ -66,6 +68,7 @@ export async function initialize(
   await new ServerCredentials({ ...deps, ca, kek }).fresh()
   await issueAdminCredential(deps, ca)
   await new SigningKeys({ ...deps, kek }).ensure()
+  await new AuditLog({ ...deps, kek }).ensureKey()
   return ca
 }
 
@@ -103,6 +106,7 @@ export async function prepareDataDir(config: Config, logger: Logger): Promise<vo
     const deps = { config, store, clock: systemClock }
     await new SigningKeys({ ...deps, kek }).ensure()
     await new ServerCredentials({ ...deps, ca, kek }).fresh()
+    await new AuditLog({ ...deps, kek }).ensureKey()
     logger.debug({ data_dir: config.dataDir }, 'data_dir ready')
   } finally {
     await store.close()
@@ -205,6 +209,8 @@ async function serve(
       throw e
     },
   )
+  const auditLog = new AuditLog({ ...deps, kek })
+  await auditLog.ensureKey()
   let purgedAt = 0
   const maintenance = new Maintenance({
     store,
@@ -230,12 +236,23 @@ async function serve(
         await store.tokens.purgeExpired(now)
         await store.oidcTokens.purgeExpired(now)
         await store.authFailures.purge(now, config.limits.windowMs)
+        await auditLog.purge(now)
         purgedAt = now
       }
     },
   })
   await maintenance.tick()
   maintenance.start()
+  const checkpointer = new AuditCheckpointer({
+    store,
+    clock,
+    logger,
+    log: auditLog,
+    holder: `${process.pid}-${randomUUID()}`,
+    intervalMs: config.audit.checkpointIntervalMs,
+  })
+  await checkpointer.tick()
+  checkpointer.start()
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `https://${host}:${address.port}`
   logger.info(
@@ -257,6 +274,7 @@ async function serve(
     metricsUrl: metricsListener?.url,
     async close() {
       await maintenance.stop()
+      await checkpointer.stop()
       await closeGracefully(server)
       await federation.close()
       await metricsListener?.close()

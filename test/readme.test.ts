@@ -1,5 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -69,6 +77,8 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'certbound-readme-'))
+    // Commands name files of the checkout (docs/audit-check.py), as from the repository root.
+    symlinkSync(join(ROOT, 'docs'), join(dir, 'docs'))
     port = await freePort()
     ciPorts = { ca: await freePort(), issuer: await freePort() }
     metricsPort = await freePort()
@@ -175,6 +185,11 @@ describe('docs/walkthrough.md and README.md run as written, and again', () => {
       expect(out).not.toMatch(/^fail /m)
       expect(out).toContain('-----BEGIN ENCRYPTED PRIVATE KEY-----')
       expect(out).toContain('key opens')
+      // The audit log: verified, and the issuance proof checked by the documented procedure.
+      expect(out).toMatch(
+        /^certificate\.enroll [0-9a-f]+: leaf \d+ of \d+ in localhost:\d+\/v1\/audit: OK$/m,
+      )
+      expect(out).toMatch(/^\{"origin":"localhost:\d+\/v1\/audit","verifier_key"/m)
       roots.push(readFileSync(join(dir, 'data/ca/bundle.pem'), 'utf8'))
     }
     // The second round ran against a new CA, not the first one's.

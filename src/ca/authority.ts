@@ -131,6 +131,8 @@ export class Authority {
         not_after: new Date(issued.notAfter).toISOString(),
         // Who the token said the caller is; never the token.
         ...('oidc' in grant && { oidc: grant.oidc }),
+        // x5t#S256 of the DER: the audit log's leaf names the very certificate (src/audit).
+        thumbprint: issued.thumbprint,
       },
     }
     // Commit time, not issue time: the token may have expired, the entry been disabled or the
@@ -192,6 +194,7 @@ export class Authority {
         generation: issued.generation,
         not_after: new Date(issued.notAfter).toISOString(),
         ...(origin.proof && { after_expiry: true }),
+        thumbprint: issued.thumbprint,
       },
     }
     // Re-checked in the transaction (parent still the current generation and valid, entry

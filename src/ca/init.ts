@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { generateKeyPair, privateKeyToPem, spkiDer } from '../crypto/keys.js'
 import { keyIdentifier } from '../x509/extensions.js'
+import { x5tS256 } from '../crypto/thumbprint.js'
 import { caKeyPassphrase, caKeyToPem } from './key-protection.js'
 import { intermediateProfile } from './profiles.js'
 import type { Store } from '../db/port.js'
@@ -121,7 +122,7 @@ export async function recordCaCertificates(
         actor,
         action: `ca.create_${kind}`,
         subject: view.serialHex,
-        details: { key_type: config.ca.keyType },
+        details: { key_type: config.ca.keyType, thumbprint: x5tS256(view.der) },
       },
     )
   }
@@ -152,7 +153,11 @@ export async function issueAdminCredential(
     actor: 'cli',
     action: 'certificate.issue_admin',
     subject: issued.serial,
-    details: { spiffe_id: spiffeId, not_after: new Date(issued.notAfter).toISOString() },
+    details: {
+      spiffe_id: spiffeId,
+      not_after: new Date(issued.notAfter).toISOString(),
+      thumbprint: issued.thumbprint,
+    },
   })
   writePrivateKey(config.dataDir, PATHS.adminKey, privateKeyToPem(keys.privateKey))
   writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.der, 'CERTIFICATE'))

@@ -127,7 +127,11 @@ export class ServerCredentials {
         actor: 'system',
         action: 'certificate.issue_server',
         subject: issued.serial,
-        details: { hostnames: names, not_after: new Date(issued.notAfter).toISOString() },
+        details: {
+          hostnames: names,
+          not_after: new Date(issued.notAfter).toISOString(),
+          thumbprint: issued.thumbprint,
+        },
       },
     )
     if (!stored) {

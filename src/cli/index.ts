@@ -4,6 +4,7 @@ import { systemClock } from '../clock.js'
 import { CAError } from '../errors.js'
 import { agentCommand } from '../agent/command.js'
 import { caCommand } from './ca.js'
+import { auditCommand } from './audit.js'
 import { AdminClient, ApiError, type AdminClientOptions } from './http-client.js'
 import { configOf, print } from './common.js'
 import { addOperationsCommands } from './operations.js'
@@ -319,6 +320,7 @@ export function buildCli(): Command {
         api(cmd, 'POST', `/v1/lineages/${enc(id)}/revoke`, o.reason ? { reason: o.reason } : {}),
       ),
   )
+  program.addCommand(auditCommand(configOf))
   program.addCommand(agentCommand())
   return program
 }

@@ -70,4 +70,6 @@ export const DEFAULTS = {
   },
   // Failed authentications per peer address per window; beyond, that address gets 429.
   limits: { failed_auth: 30, window: '1m' },
+  // The audit log (src/audit): a signed checkpoint at most this often; event rows kept forever.
+  audit: { checkpoint_interval: '5s', retention: 'forever' },
 } as const

@@ -117,6 +117,11 @@ export interface Config {
   }
   readonly limits: { readonly failedAuth: number; readonly windowMs: number }
   readonly metrics: { readonly host: string; readonly port: number } | undefined
+  readonly audit: {
+    readonly checkpointIntervalMs: number
+    /** How long event rows are kept; undefined: forever. Leaf hashes are kept always. */
+    readonly retentionMs: number | undefined
+  }
 }
 
 /** Reads and validates a config file; fails fast with a message naming the offending key. */
@@ -264,6 +269,10 @@ export function configFromObject(raw: unknown, path?: string): Config {
     },
     limits: { failedAuth: c.limits.failed_auth, windowMs: c.limits.window },
     metrics: metricsListen(c.metrics.listen, path),
+    audit: {
+      checkpointIntervalMs: c.audit.checkpoint_interval,
+      retentionMs: c.audit.retention === 'forever' ? undefined : c.audit.retention,
+    },
   }
 }
 

@@ -276,4 +276,19 @@ export const CONFIG_REFERENCE: Readonly<Record<string, KeyReference>> = {
       'with `server.workers` > 1 the primary serves the sum over its workers',
     default: 'unset: no metrics listener',
   },
+  audit: {
+    description:
+      'The audit log: every audit event a leaf of a signed Merkle tree (see ' +
+      '[Audit log](../README.md#audit-log)).',
+  },
+  'audit.checkpoint_interval': {
+    description:
+      'how often committed events are appended to the tree and a checkpoint signed (one per ' +
+      'interval with new events, ~330 bytes each)',
+  },
+  'audit.retention': {
+    description:
+      'how long event rows (and checkpoints) are kept: `forever`, or at least `1d`; older ' +
+      'ones are purged hourly, their leaf hashes (32 bytes each) stay, so the tree still verifies',
+  },
 }

@@ -254,6 +254,16 @@ export const configSchema = z.strictObject({
       listen: hostPort.optional(),
     })
     .prefault({}),
+  audit: z
+    .strictObject({
+      checkpoint_interval: duration
+        .refine((ms) => ms >= 1000 && ms <= 3_600_000, 'must be from 1s to 1h')
+        .prefault(D.audit.checkpoint_interval),
+      retention: z
+        .union([z.literal('forever'), duration.refine((ms) => ms >= 86_400_000, 'at least 1d')])
+        .prefault(D.audit.retention),
+    })
+    .prefault({}),
 })
 
 export type RawConfig = z.output<typeof configSchema>

@@ -2,6 +2,12 @@ import type {
   AccessTokenState,
   AuditInput,
   AuthFailureWindow,
+  AuditLogKey,
+  AuditTile,
+  LogAppender,
+  LogAppendResult,
+  LoggedAuditEvent,
+  StoredCheckpoint,
   AuditRecord,
   CaCertificateRecord,
   CertificateQuery,
@@ -299,10 +305,54 @@ export interface OpsStore {
   busyRetries(): number
 }
 
+/**
+ * The audit log as an append-only Merkle tree (src/audit): writers only insert events
+ * (`writeAudit`); the checkpointer appends committed events to the tree, in commit order, and
+ * signs a checkpoint, one transaction per batch.
+ */
+export interface AuditLogStore {
+  /** Stores the log's key with its event unless a key exists (of racing processes one wins). */
+  createKey(key: AuditLogKey, event: AuditInput): Promise<AuditLogKey>
+  key(): Promise<AuditLogKey | undefined>
+  /** Committed events still waiting for their leaf index (a read, no lock). */
+  pending(): Promise<{ count: number; oldestAt: number | null }>
+  /**
+   * One batch, one transaction, serialised with any other checkpointer by a row lock: up to
+   * `limit` committed events without a leaf index, in id order, become the next leaves; the
+   * appender's tiles and checkpoint are stored with them. Undefined when none was waiting.
+   */
+  append(
+    limit: number,
+    appender: LogAppender,
+  ): Promise<(LogAppendResult & { appended: number }) | undefined>
+  latestCheckpoint(): Promise<StoredCheckpoint | undefined>
+  /** Checkpoints of more than `after` leaves, smallest first. */
+  checkpoints(after: number, limit: number): Promise<StoredCheckpoint[]>
+  /** The stored tiles among `keys` (absent ones are left out). */
+  tiles(keys: readonly { level: number; index: number }[]): Promise<AuditTile[]>
+  /** Tiles of one level from index `from` on, in order. */
+  tileRange(level: number, from: number, limit: number): Promise<AuditTile[]>
+  /** Events with a leaf index of at least `from`, in leaf order. */
+  eventsByLeaf(from: number, limit: number): Promise<LoggedAuditEvent[]>
+  /** The events about `subject` with one of `actions`, in id order. */
+  eventsBySubject(subject: string, actions: readonly string[]): Promise<LoggedAuditEvent[]>
+  /**
+   * Retention, one transaction: deletes the events from `prunedBelow` on, up to the first
+   * written at or after `cutoff` (at most `limit`), and the checkpoints signed before `cutoff`
+   * but the newest; raises `prunedBelow`; writes its own audit event. Leaf hashes (tiles) stay.
+   */
+  prune(
+    cutoff: number,
+    limit: number,
+    now: number,
+  ): Promise<{ events: number; checkpoints: number; prunedBelow: number }>
+}
+
 /** Everything the CA keeps, behind one backend. */
 export interface Store {
   readonly backend: 'sqlite' | 'postgres'
   readonly audit: AuditStore
+  readonly auditLog: AuditLogStore
   readonly entries: EntryStore
   readonly certificates: CertificateStore
   readonly lineages: LineageStore

@@ -386,3 +386,74 @@ export interface AuthFailureWindow {
   /** Epoch ms of the first failure of the window. */
   readonly windowStart: number
 }
+
+// --- the audit log as a Merkle tree (src/audit) -----------------------------------------------
+
+/** An audit event as stored: `details` is its JSON text, from which the leaf data is made. */
+export interface RawAuditEvent {
+  readonly id: number
+  readonly at: number
+  readonly actor: string
+  readonly action: string
+  readonly subject: string | null
+  readonly details: string | null
+}
+
+export interface LoggedAuditEvent extends RawAuditEvent {
+  /** Its place in the tree; null until the checkpointer has appended it. */
+  readonly leafIndex: number | null
+}
+
+/** The log's identity: its checkpoint origin (= note key name) and Ed25519 key. */
+export interface AuditLogKey {
+  readonly origin: string
+  /** Raw 32-byte Ed25519 public key. */
+  readonly publicKey: Uint8Array
+  /** The PKCS#8 private key, sealed under the key-encryption key. */
+  readonly privateKeySealed: Uint8Array
+  readonly createdAt: number
+  /** Events below this leaf index may have been purged; their leaf hashes stay. */
+  readonly prunedBelow: number
+}
+
+/** A C2SP tlog-tiles tile as stored: `width` hashes of 32 bytes. */
+export interface AuditTile {
+  readonly level: number
+  readonly index: number
+  readonly width: number
+  readonly hashes: Uint8Array
+}
+
+export interface StoredCheckpoint {
+  readonly treeSize: number
+  readonly rootHash: Uint8Array
+  readonly createdAt: number
+  /** The signed note (C2SP tlog-checkpoint), as served. */
+  readonly note: string
+}
+
+/** What the store hands the appender inside the checkpointer's transaction. */
+export interface LogAppendInput {
+  /** Leaves in the tree now (the latest checkpoint's size). */
+  readonly treeSize: number
+  readonly previous: StoredCheckpoint | undefined
+  /** The events to append, in the order they become leaves treeSize, treeSize + 1, … */
+  readonly events: readonly RawAuditEvent[]
+  /** The tiles `edgeTiles(treeSize)` asked for, as stored. */
+  readonly tiles: readonly AuditTile[]
+}
+
+export interface LogAppendResult {
+  /** Tiles to store (new or grown). */
+  readonly tiles: readonly AuditTile[]
+  readonly checkpoint: StoredCheckpoint
+}
+
+/**
+ * The tree logic the store calls inside its transaction. Both methods are pure computation
+ * (hashing, signing: no I/O), so the transaction may run them again.
+ */
+export interface LogAppender {
+  edgeTiles(treeSize: number): readonly { level: number; index: number }[]
+  extend(input: LogAppendInput): LogAppendResult
+}

@@ -8,6 +8,7 @@ import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
 import { observeRequests } from './observe.js'
 import type { Metrics } from '../ops/metrics.js'
+import { auditRoutes } from './routes/audit.js'
 import { caRoutes, type CaRouteDeps } from './routes/ca.js'
 import { estRoutes } from './routes/est.js'
 import { healthRoutes } from './routes/health.js'
@@ -48,6 +49,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', oauthRoutes(routeDeps))
   app.route('/', estRoutes(routeDeps))
   app.route('/', healthRoutes(routeDeps))
+  app.route('/', auditRoutes(routeDeps))
   const allowedMethods = routeMethods(app)
   app.notFound((c) => {
     const allow = allowedMethods(c.req.path)
@@ -125,7 +127,12 @@ function routeMethods(app: Hono<AppEnv>): (path: string) => string | undefined {
     byPattern.set(r.path, methods)
   }
   const table = [...byPattern].map(([pattern, methods]) => ({
-    re: new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/:[^/]+/g, '[^/]+')}$`),
+    re: new RegExp(
+      `^${pattern
+        .replace(/\./g, '\\.')
+        .replace(/:[^/]+/g, '[^/]+')
+        .replace(/\*$/, '.+')}$`,
+    ),
     allow: [...methods].join(', '),
   }))
   return (path) => table.find((t) => t.re.test(path))?.allow

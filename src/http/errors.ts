@@ -31,6 +31,7 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_CA_EXISTS: [409, 'CA exists'],
   ERR_CONFIG_INVALID: [500, 'Configuration invalid'],
   ERR_DB_TOO_NEW: [500, 'Database too new'],
+  ERR_AUDIT_LOG_INVALID: [500, 'Audit log invalid'],
   ERR_STORAGE_CONFLICT: [409, 'Conflict'],
   ERR_STORAGE_UNAVAILABLE: [503, 'Database unavailable'],
   ERR_STORAGE_FULL: [503, 'Database full'],

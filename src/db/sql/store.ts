@@ -2,6 +2,7 @@ import type { SqlDriver } from '../driver.js'
 import type { Store } from '../port.js'
 import { SqlAuditStore } from './audit.js'
 import { SqlAuthFailureStore } from './auth-failures.js'
+import { SqlAuditLogStore } from './audit-log.js'
 import { SqlCertificateStore } from './certificates.js'
 import { SqlCrlStore } from './crls.js'
 import { SqlEntryStore } from './entries.js'
@@ -20,6 +21,7 @@ export function createSqlStore(driver: SqlDriver): Store {
   return {
     backend: driver.dialect,
     audit: new SqlAuditStore(driver),
+    auditLog: new SqlAuditLogStore(driver),
     entries: new SqlEntryStore(driver),
     certificates: new SqlCertificateStore(driver),
     lineages: new SqlLineageStore(driver),

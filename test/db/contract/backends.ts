@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe } from 'vitest'
+import type { SqlDriver } from '../../../src/db/driver.js'
 import type { Store } from '../../../src/db/port.js'
 import { openPostgresDriver } from '../../../src/db/postgres/open.js'
 import { createSqlStore } from '../../../src/db/sql/store.js'
@@ -23,6 +24,8 @@ export interface BackendUnderTest {
 export interface OpenBackend {
   readonly a: Store
   readonly b: Store
+  /** The drivers under `a` and `b`, for tests that must hold a transaction open. */
+  readonly drivers: { readonly a: SqlDriver; readonly b: SqlDriver }
   /** Makes every audit insert fail until the returned function is called. */
   breakAudit(): Promise<() => Promise<void>>
   close(): Promise<void>
@@ -37,11 +40,13 @@ const sqlite: BackendUnderTest = {
     const driverB = openSqlite(file)
     const a = createSqlStore(driverA)
     const b = createSqlStore(driverB)
+    const drivers = { a: driverA, b: driverB }
     const trigger = `CREATE TEMP TRIGGER audit_down BEFORE INSERT ON audit_events
       BEGIN SELECT RAISE(ABORT, 'audit down'); END`
     return {
       a,
       b,
+      drivers,
       async breakAudit() {
         // Temp triggers live on one connection: break both stores' writers.
         driverA.connection.exec(trigger)
@@ -75,6 +80,7 @@ const postgres: BackendUnderTest = {
     return {
       a,
       b,
+      drivers: { a: driverA, b: driverB },
       async breakAudit() {
         // A trigger is the database's, so one breaks both stores.
         await driverA.run(`CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql
