@@ -6,7 +6,7 @@ import { Authority } from './ca/authority.js'
 import { CrlPublisher } from './ca/crl.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
-import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
+import { completeInit, createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
 import { systemClock, type Clock } from './clock.js'
@@ -65,6 +65,8 @@ async function loadOrInitialize(config: Config, store: Store, clock: Clock): Pro
   }
   const ca = loadCaMaterial(config.dataDir)
   await recordCaCertificates({ config, store, clock }, ca)
+  // A crash during init may have stopped it before the admin credential.
+  await completeInit({ config, store, clock }, ca)
   return ca
 }
 
