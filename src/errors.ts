@@ -19,6 +19,7 @@ export type CAErrorCode =
   | 'ERR_CERT_REVOKED'
   | 'ERR_CERT_EXPIRED'
   | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_UNSUPPORTED_MEDIA_TYPE' // a body that is not in the media type the route takes
   | 'ERR_CA_EXISTS'
   | 'ERR_CONFIG_INVALID'
   | 'ERR_DB_TOO_NEW'

@@ -20,6 +20,7 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_CERT_REVOKED: [401, 'Certificate revoked'],
   ERR_CERT_EXPIRED: [401, 'Certificate expired'],
   ERR_PAYLOAD_TOO_LARGE: [413, 'Request body too large'],
+  ERR_UNSUPPORTED_MEDIA_TYPE: [415, 'Unsupported media type'],
   ERR_CA_EXISTS: [409, 'CA exists'],
   ERR_CONFIG_INVALID: [500, 'Configuration invalid'],
   ERR_DB_TOO_NEW: [500, 'Database too new'],
