@@ -13,6 +13,7 @@ const POSTGRES_SUITES = [
   'test/ca/{bad-input,concurrency,enroll,entries,mtls,restart,revoke-crl}.test.ts',
   'test/tokens/*.test.ts',
   'test/http/*.test.ts',
+  'test/hostile/*.test.ts',
 ]
 
 export default defineConfig({

@@ -15,6 +15,11 @@ export interface GrantDeps {
   readonly store: Store
   readonly clock: Clock
   readonly keys: SigningKeys
+  /**
+   * Whether a refusal may be audited now: the route bounds the events one peer can cause
+   * (contract, "Operations"). Absent: always.
+   */
+  readonly mayAuditRefusal?: () => boolean
 }
 
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
@@ -137,12 +142,14 @@ const refreshToken: GrantHandler = async (client, form, deps) => {
     throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'refresh_token is required')
   const now = deps.clock.now()
   const refuse = async (reason: string, details: Record<string, unknown> = {}): Promise<never> => {
-    await store.audit.record(now.getTime(), {
-      actor: client.spiffeId!,
-      action: 'token.refresh_refused',
-      subject: client.spiffeId,
-      details: { reason, cert_serial: client.serial, ...details },
-    })
+    if (deps.mayAuditRefusal?.() ?? true) {
+      await store.audit.record(now.getTime(), {
+        actor: client.spiffeId!,
+        action: 'token.refresh_refused',
+        subject: client.spiffeId,
+        details: { reason, cert_serial: client.serial, ...details },
+      })
+    }
     throw new CAError('ERR_INVALID_GRANT', `refresh refused: ${reason.replaceAll('_', ' ')}`)
   }
   const id = secretTokenId(presented)

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectServing } from '../helpers/ca.js'
 import { inspectDatabase, type DbInspector } from '../helpers/db-inspect.js'
+import { EVENTS_PER_WINDOW } from '../../src/http/event-limit.js'
 import { TestServer } from '../helpers/server.js'
 import { CORPUS } from './corpus.js'
 import {
@@ -63,5 +64,27 @@ describe.each(CORPUS.map((row) => [row.route, row] as const))('%s', (route, row)
     if (!exists.has(route)) exists.set(route, routeExists(s, row, ctx))
     if (!(await exists.get(route))) return t.skip(`${route} does not exist yet`)
     await runCase(row, c)
+  })
+})
+
+describe('refusal events one peer can cause are bounded (contract, "Operations")', () => {
+  it.for([
+    [
+      'an unknown refresh token',
+      (c: CaseContext) => `${c.refreshToken.slice(0, 16)}${'A'.repeat(43)}`,
+    ],
+    ['a refresh token of the wrong shape', () => 'not-a-token'],
+  ] as const)('%s, sent 45 times', async ([, token]) => {
+    const before = await databaseState(db)
+    const agent = s.agent(ctx.workload)
+    for (let i = 0; i < 2 * EVENTS_PER_WINDOW + 5; i++) {
+      const r = await s.call('POST', '/oauth/token', {
+        agent,
+        form: { grant_type: 'refresh_token', refresh_token: token(ctx) },
+      })
+      expect([r.status, r.body.error]).toEqual([400, 'invalid_grant'])
+    }
+    const events = changesBetween(before, await databaseState(db), 'refused refreshes')
+    expect(events.length).toBeLessThanOrEqual(EVENTS_PER_WINDOW)
   })
 })

@@ -333,6 +333,14 @@ export const CORPUS: readonly RouteCorpus[] = [
         { strict: true, emptyObject: true, emptyBody: true },
       ),
       {
+        name: 'an entry id with a NUL byte',
+        request: () => ({
+          path: '/v1/entries/%00/join-tokens',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        }),
+      },
+      {
         name: 'an unknown entry',
         request: () => ({
           path: '/v1/entries/nope/join-tokens',
@@ -350,10 +358,17 @@ export const CORPUS: readonly RouteCorpus[] = [
       `cursor=${'A'.repeat(4000)}`,
       'limit=1001',
       `spiffe_id=${'%ff'.repeat(100)}&status=x`,
-    ].map((p): HostileCase => ({
-      name: `query ${p.slice(0, 30)}`,
-      request: () => q(`/v1/certificates?${p}`),
-    })),
+    ]
+      .map((p): HostileCase => ({
+        name: `query ${p.slice(0, 30)}`,
+        request: () => q(`/v1/certificates?${p}`),
+      }))
+      .concat({
+        // SQLite finds nothing (200); PostgreSQL cannot hold a NUL (400): a 4xx or an empty list.
+        name: 'a spiffe_id with a NUL byte',
+        request: () => q('/v1/certificates?spiffe_id=spiffe%3A%2F%2Fexample.org%2F%00'),
+        mayAccept: true,
+      }),
   },
   {
     route: 'GET /v1/certificates/:serial',
