@@ -14,6 +14,7 @@ const POSTGRES_SUITES = [
   'test/tokens/*.test.ts',
   'test/http/*.test.ts',
   'test/hostile/*.test.ts',
+  'test/security/{routes,token-binding,secrets-scan}.test.ts',
 ]
 
 export default defineConfig({

@@ -3,6 +3,7 @@ import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
 import { bodyLimit } from './body-limit.js'
+import { refuseCrossOrigin } from './cross-origin.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
@@ -35,6 +36,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     )
   })
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
+  app.use(refuseCrossOrigin())
   // Refusals and spoofing attempts are logged (and audited) at most so often per peer.
   const events = createEventLimiter()
   const routeDeps = { ...deps, events, peer: createPeerSource({ ...deps, events }) }
