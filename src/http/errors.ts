@@ -37,6 +37,22 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_TOKEN_BINDING_MISMATCH: [401, 'invalid_token'],
 }
 
+/*
+ * What our secrets look like: join and refresh tokens (a 16-character id and 43 characters of
+ * secret, base64url: src/crypto/secret-token.ts), JWTs, PEM private keys. A message that echoes
+ * what a client sent (an invalid SPIFFE ID, an unknown route) never carries one of them back out
+ * in an error body, whatever field the secret was pasted into (LIFECYCLE invariant 8).
+ */
+const SECRET_SHAPES = [
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+  /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g,
+  /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{59}(?![A-Za-z0-9_-])/g,
+]
+
+export function withoutSecrets(message: string): string {
+  return SECRET_SHAPES.reduce((m, re) => m.replace(re, '[redacted]'), message)
+}
+
 /** RFC 9457 problem details for the non-OAuth API. */
 export function problemResponse(c: Context, e: CAError): Response {
   const [status, title] = STATUS[e.code]
@@ -54,7 +70,13 @@ export function problemResponse(c: Context, e: CAError): Response {
         : 'Bearer realm="certbound", error="invalid_token"'
   }
   return c.body(
-    JSON.stringify({ type: 'about:blank', title, status, detail: e.message, code: e.code }),
+    JSON.stringify({
+      type: 'about:blank',
+      title,
+      status,
+      detail: withoutSecrets(e.message),
+      code: e.code,
+    }),
     status,
     headers,
   )
@@ -103,7 +125,7 @@ function oauthDescription(message: string): string {
 
 export function oauthErrorResponse(c: Context, e: CAError): Response {
   const [status, error] = OAUTH[e.code] ?? [400, 'invalid_request']
-  return c.json({ error, error_description: oauthDescription(e.message) }, status, {
+  return c.json({ error, error_description: oauthDescription(withoutSecrets(e.message)) }, status, {
     'cache-control': 'no-store',
     pragma: 'no-cache',
     ...extraHeaders(e.code),
