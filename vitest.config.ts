@@ -18,6 +18,8 @@ const POSTGRES_SUITES = [
   'test/oidc/*.test.ts',
   'test/ops/{rate-limit,metrics,health,doctor}.test.ts',
   'test/audit/{log,cli}.test.ts',
+  'test/hostile/*.test.ts',
+  'test/security/{routes,token-binding,secrets-scan}.test.ts',
 ]
 
 export default defineConfig({

@@ -13,7 +13,7 @@ import { OcspSigners } from './ca/ocsp-signers.js'
 import { EntryService } from './ca/entries.js'
 import { loadKeyEncryptionKey } from './ca/files.js'
 import { CaSet } from './ca/ca-set.js'
-import { createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
+import { completeInit, createCa, issueAdminCredential, recordCaCertificates } from './ca/init.js'
 import { caKeyPassphrase } from './ca/key-protection.js'
 import { caExists, loadCaMaterial, type CaMaterial } from './ca/material.js'
 import { ServerCredentials, type ServerTls } from './ca/server-credential.js'
@@ -90,7 +90,10 @@ export async function loadOrInitialize(config: Config, store: Store, clock: Cloc
   // new issuer while ca/intermediate-key.pem stays init's key); the files only on first start.
   if ((await store.issuingCas.list()).length === 0)
     await recordCaCertificates({ config, store, clock }, loadCaMaterial(config.dataDir, passphrase))
-  return CaSet.open({ dataDir: config.dataDir, store, kek, clock, passphrase })
+  const ca = await CaSet.open({ dataDir: config.dataDir, store, kek, clock, passphrase })
+  // A crash during init may have stopped it before the admin credential.
+  await completeInit({ config, store, clock }, ca)
+  return ca
 }
 
 /**

@@ -149,6 +149,10 @@ export async function issueAdminCredential(
     renewedFrom: null,
     now: clock.now(),
   })
+  // Files first, then the row: a crash in between leaves a credential the database does not
+  // know, which the next start replaces (completeInit), never a recorded one nobody holds.
+  writePrivateKey(config.dataDir, PATHS.adminKey, privateKeyToPem(keys.privateKey))
+  writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.der, 'CERTIFICATE'))
   await store.certificates.insert(issued, {
     actor: 'cli',
     action: 'certificate.issue_admin',
@@ -159,7 +163,22 @@ export async function issueAdminCredential(
       thumbprint: issued.thumbprint,
     },
   })
-  writePrivateKey(config.dataDir, PATHS.adminKey, privateKeyToPem(keys.privateKey))
-  writePublic(config.dataDir, PATHS.adminCert, derToPem(issued.der, 'CERTIFICATE'))
   return { serial: issued.serial, notAfter: new Date(issued.notAfter) }
+}
+
+/**
+ * Finishes an `init` that a crash interrupted after the CA directory was committed: the last
+ * step, the first admin credential, is issued if the database has never recorded one. (An
+ * operator who moved the admin credential off this host keeps it moved: it is recorded.)
+ */
+export async function completeInit(deps: InitDeps, ca: CaMaterial): Promise<boolean> {
+  const { config, store, clock } = deps
+  const admins = await store.certificates.list({
+    spiffeId: config.admin.spiffeIds[0]!,
+    limit: 1,
+    now: clock.now().getTime(),
+  })
+  if (admins.items.length > 0) return false
+  await issueAdminCredential(deps, ca)
+  return true
 }

@@ -41,6 +41,13 @@ const uriMatchesIdentity: CsrValidator = (csr, grant) => {
       )
     }
   }
+  // The certificate carries exactly one URI SAN (an X.509-SVID's SPIFFE ID): the CSR names it once.
+  if (csr.uris.length > 1) {
+    throw new CAError(
+      'ERR_POLICY_DENIED',
+      `the CSR names ${csr.uris.length} URI SANs; it may name one, ${grant.spiffeId}`,
+    )
+  }
 }
 
 const dnsNamesAllowed: CsrValidator = (csr, grant) => {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { CAError } from '../errors.js'
 import { createAuthLimiter } from './auth-limit.js'
 import { bodyLimit } from './body-limit.js'
+import { refuseCrossOrigin } from './cross-origin.js'
 import { isOAuthPath, oauthErrorResponse, problemResponse } from './errors.js'
 import { createEventLimiter } from './event-limit.js'
 import { createPeerSource, type AppEnv } from './mtls.js'
@@ -38,6 +39,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.res.headers.set('strict-transport-security', 'max-age=31536000')
   })
   app.use(bodyLimit(deps.config.server.maxBodyBytes))
+  app.use(refuseCrossOrigin())
   const limiter = createAuthLimiter({ ...deps, limits: deps.config.limits })
   // A clone alarm revoked a lineage: build the CRL that lists it now (else the next reader does).
   const onContained = () => void deps.crl.refresh().catch(() => undefined)

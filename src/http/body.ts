@@ -1,13 +1,34 @@
 import type { Context } from 'hono'
 import { CAError } from '../errors.js'
 
-/** A JSON object body; anything else is a 400 with a message saying what was wrong. */
+/**
+ * `application/json` or a `+json` type (RFC 6839), in UTF-8 (RFC 8259 §8.1). Anything else is
+ * refused before the body is parsed: a JSON text sent as text/plain or as a form is what a page
+ * in a browser can send cross-origin without asking first (no CORS preflight).
+ */
+function checkJsonType(header: string | undefined): void {
+  const [type = '', ...params] = (header ?? '').toLowerCase().split(';')
+  const media = type.trim()
+  const charset = params.map((p) => p.trim()).find((p) => p.startsWith('charset='))
+  if (!(media === 'application/json' || /^application\/[a-z0-9.-]+\+json$/.test(media))) {
+    throw new CAError(
+      'ERR_UNSUPPORTED_MEDIA_TYPE',
+      'the request body must be JSON, sent with Content-Type: application/json',
+    )
+  }
+  if (charset !== undefined && !/^charset="?utf-8"?$/.test(charset)) {
+    throw new CAError('ERR_UNSUPPORTED_MEDIA_TYPE', 'a JSON request body must be UTF-8')
+  }
+}
+
+/** A JSON object body; anything else is a 4xx with a message saying what was wrong. */
 export async function readJsonObject(
   c: Context,
   { optional = false } = {},
 ): Promise<Record<string, unknown>> {
   const text = await c.req.text()
   if (text.trim() === '' && optional) return {}
+  if (text !== '') checkJsonType(c.req.header('content-type'))
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -60,7 +81,8 @@ export async function readOAuthForm(c: Context): Promise<Map<string, string>> {
 export function limitParam(c: Context): number {
   const raw = c.req.query('limit')
   if (raw === undefined) return 100
-  const n = Number(raw)
+  // Decimal digits only: Number() would also take "0x10", "1e3" and " 7 ".
+  const n = /^[0-9]{1,4}$/.test(raw) ? Number(raw) : NaN
   if (!Number.isInteger(n) || n < 1 || n > 1000)
     throw new CAError('ERR_BAD_REQUEST', '"limit" must be an integer from 1 to 1000')
   return n

@@ -45,6 +45,22 @@ const STATUS: Record<CAErrorCode, [ContentfulStatusCode, string]> = {
   ERR_TOKEN_BINDING_MISMATCH: [401, 'invalid_token'],
 }
 
+/*
+ * What our secrets look like: join and refresh tokens (a 16-character id and 43 characters of
+ * secret, base64url: src/crypto/secret-token.ts), JWTs, PEM private keys. A message that echoes
+ * what a client sent (an invalid SPIFFE ID, an unknown route) never carries one of them back out
+ * in an error body, whatever field the secret was pasted into (LIFECYCLE invariant 8).
+ */
+const SECRET_SHAPES = [
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
+  /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g,
+  /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{59}(?![A-Za-z0-9_-])/g,
+]
+
+export function withoutSecrets(message: string): string {
+  return SECRET_SHAPES.reduce((m, re) => m.replace(re, '[redacted]'), message)
+}
+
 /** Problem `code`s the contract fixes in its own words; every other code is the ERR_* name. */
 const PROBLEM_CODE: Partial<Record<CAErrorCode, string>> = {
   ERR_CLONE_SUSPECTED: 'clone_suspected',
@@ -76,7 +92,7 @@ export function problemResponse(c: Context, e: CAError): Response {
       type: 'about:blank',
       title,
       status,
-      detail: e.message,
+      detail: withoutSecrets(e.message),
       code: PROBLEM_CODE[e.code] ?? e.code,
     }),
     status,
@@ -134,7 +150,7 @@ function oauthDescription(message: string): string {
 
 export function oauthErrorResponse(c: Context, e: CAError): Response {
   const [status, error] = OAUTH[e.code] ?? [400, 'invalid_request']
-  return c.json({ error, error_description: oauthDescription(e.message) }, status, {
+  return c.json({ error, error_description: oauthDescription(withoutSecrets(e.message)) }, status, {
     'cache-control': 'no-store',
     pragma: 'no-cache',
     ...extraHeaders(e),

@@ -5,6 +5,7 @@ import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import type { Config } from '../config/load.js'
 import { guardHandshakes, type HandshakeGuard } from '@certbound/verifier/mtls'
+import { answerMalformedRequests } from './client-error.js'
 import type { AppEnv } from './mtls.js'
 
 export interface TlsMaterial {
@@ -83,6 +84,7 @@ export function createHttpsServer(
     },
     getRequestListener(app.fetch),
   )
+  answerMalformedRequests(server)
   if (limits) {
     const h = limits.handshakes
     guards.set(

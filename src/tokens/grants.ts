@@ -17,6 +17,11 @@ export interface GrantDeps {
   readonly clock: Clock
   readonly keys: SigningKeys
   readonly onContained?: (revoked: LineageRevocation) => void
+  /**
+   * Whether a refusal may be audited now: the route bounds the events one peer can cause
+   * (contract, "Operations"). Absent: always.
+   */
+  readonly mayAuditRefusal?: () => boolean
 }
 
 /** Where the request came from: the peer address is recorded as the certificate's last use. */
@@ -146,12 +151,14 @@ const refreshToken: GrantHandler = async (client, form, deps, origin = {}) => {
     throw new CAError('ERR_INVALID_OAUTH_REQUEST', 'refresh_token is required')
   const now = deps.clock.now()
   const refuse = async (reason: string, details: Record<string, unknown> = {}): Promise<never> => {
-    await store.audit.record(now.getTime(), {
-      actor: client.spiffeId!,
-      action: 'token.refresh_refused',
-      subject: client.spiffeId,
-      details: { reason, cert_serial: client.serial, ...details },
-    })
+    if (deps.mayAuditRefusal?.() ?? true) {
+      await store.audit.record(now.getTime(), {
+        actor: client.spiffeId!,
+        action: 'token.refresh_refused',
+        subject: client.spiffeId,
+        details: { reason, cert_serial: client.serial, ...details },
+      })
+    }
     throw new CAError('ERR_INVALID_GRANT', `refresh refused: ${reason.replaceAll('_', ' ')}`)
   }
   const id = secretTokenId(presented)

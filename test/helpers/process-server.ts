@@ -32,6 +32,7 @@ export class ProcessServer extends ApiClient {
     readonly configFile: string,
     /** Everything the process (and its workers) wrote to stdout and stderr so far. */
     readonly logs: () => string,
+    readonly detached = false,
   ) {
     super(
       url,
@@ -43,7 +44,14 @@ export class ProcessServer extends ApiClient {
 
   static async start(
     config: Record<string, any> = {},
-    opts: { dir?: string; workers?: number; env?: NodeJS.ProcessEnv; configName?: string } = {},
+    opts: {
+      dir?: string
+      workers?: number
+      env?: NodeJS.ProcessEnv
+      configName?: string
+      /** Its own process group, so that {@link kill} ends the primary and its workers at once. */
+      detached?: boolean
+    } = {},
   ): Promise<ProcessServer> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'certbound-proc-'))
     const port = config.server?.listen ? undefined : await freePort()
@@ -63,14 +71,14 @@ export class ProcessServer extends ApiClient {
   /** `certbound serve --config FILE` (data_dir `./data` beside the file). */
   static async startFile(
     configFile: string,
-    opts: { workers?: number; env?: NodeJS.ProcessEnv } = {},
+    opts: { workers?: number; env?: NodeJS.ProcessEnv; detached?: boolean } = {},
   ): Promise<ProcessServer> {
     const env = { ...process.env, ...opts.env }
     delete env.CERTBOUND_CONFIG
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', CLI, 'serve', '--config', configFile],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true },
     )
     let log = ''
     child.stdout!.on('data', (d: Buffer) => (log += d.toString()))
@@ -92,16 +100,42 @@ export class ProcessServer extends ApiClient {
         reject(new Error(`serve exited with ${code}:\n${log}`))
       })
     })
-    return new ProcessServer(child, url, join(dirname(configFile), 'data'), configFile, () => log)
+    return new ProcessServer(
+      child,
+      url,
+      join(dirname(configFile), 'data'),
+      configFile,
+      () => log,
+      opts.detached === true,
+    )
   }
 
   /** SIGTERM, then waits for the process (and its workers) to exit; returns the exit code. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     await this.closeAgents()
-    if (this.child.exitCode !== null) return this.child.exitCode
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode
     const exited = new Promise<number | null>((r) => this.child.once('exit', (code) => r(code)))
     this.child.kill(signal)
     return exited
+  }
+
+  /**
+   * SIGKILL, as a crash or a power loss would end it: no drain, no close. A detached server's
+   * whole process group (its workers too) dies at the same instant.
+   */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise<void>((r) => this.child.once('exit', () => r()))
+      try {
+        if (this.detached) process.kill(-this.child.pid!, 'SIGKILL')
+        else this.child.kill('SIGKILL')
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e
+      }
+      await exited
+    }
+    // Requests in flight fail now (their connections are gone); closing waits for nothing.
+    await this.closeAgents()
   }
 
   async close(): Promise<void> {

@@ -85,6 +85,15 @@ export function mapPostgresError(e: unknown): unknown {
   ) {
     return new CAError('ERR_STORAGE_UNAVAILABLE', `the database is busy: ${message}`, { cause: e })
   }
+  if (state === '22021' || state === '22P05') {
+    // character_not_in_repertoire / untranslatable_character: text PostgreSQL cannot hold (a NUL
+    // byte) reached a query. SQLite stores or compares it; here it is the request that is bad.
+    return new CAError(
+      'ERR_BAD_REQUEST',
+      'the request holds a character the database cannot store (a NUL byte?)',
+      { cause: e },
+    )
+  }
   if (state.startsWith('53')) {
     // 53100 disk_full, 53200 out_of_memory, 53400 configuration_limit_exceeded
     return new CAError('ERR_STORAGE_FULL', `the database cannot take the write: ${message}`, {

@@ -75,7 +75,12 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
           'ERR_UNSUPPORTED_GRANT_TYPE',
           `grant_type is not supported; this server takes ${[...GRANTS.keys()].join(', ')}`,
         )
-      return c.json(await grant(client, form, deps, { peer: peerAddress(c) }), 200, NO_STORE)
+      const peer = peerAddress(c)
+      // Refused refreshes are audited by the grant, at most EVENTS_PER_WINDOW a minute per peer
+      // and client certificate: a flood is bounded, another client's refusals still recorded.
+      const key = `token.refresh_refused ${peer} ${client.serial}`
+      const mayAuditRefusal = () => deps.events.allow(key) === 'yes'
+      return c.json(await grant(client, form, { ...deps, mayAuditRefusal }, { peer }), 200, NO_STORE)
     } catch (e) {
       // Refusals of an authenticated client are audited (the refresh grant audits its own), at
       // most EVENTS_PER_WINDOW a minute per peer address. Requests without a valid

@@ -129,6 +129,16 @@ describe.skipIf(!postgres.cluster)(`PostgreSQL driver${postgres.skipped}`, () =>
     expect(check.code).toBe('23514')
   })
 
+  it('text PostgreSQL cannot hold (a NUL byte from a request) is ERR_BAD_REQUEST, not a 500', async () => {
+    const read = await rejection(driver.get('SELECT * FROM t WHERE id = ?', ['a\u0000b']))
+    expect(read).toBeInstanceOf(CAError)
+    expect(read.code).toBe('ERR_BAD_REQUEST')
+    const write = await rejection(
+      driver.transaction((tx) => tx.run('INSERT INTO t (id) VALUES (?)', ['nul\u0000'])),
+    )
+    expect(write.code).toBe('ERR_BAD_REQUEST')
+  })
+
   it('a failed statement caught inside the transaction still fails it: nothing commits', async () => {
     let afterwards: Error | undefined
     const e = await rejection(
