@@ -193,5 +193,7 @@ export interface Store {
   readonly signingKeys: SigningKeyStore
   readonly leases: LeaseStore
   readonly serverCredentials: ServerCredentialStore
+  /** Resolves once everything this process committed is durable (see SqlDriver.settled). */
+  settled(): Promise<void>
   close(): Promise<void>
 }

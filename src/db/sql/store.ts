@@ -21,6 +21,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     signingKeys: new SqlSigningKeyStore(driver),
     leases: new SqlLeaseStore(driver),
     serverCredentials: new SqlServerCredentialStore(driver),
+    settled: () => driver.settled(),
     close: () => driver.close(),
   }
 }
