@@ -134,11 +134,22 @@ export class SqliteDriver implements SqlDriver {
   }
 
   all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
-    return this.#read.all<T>(sql, params)
+    return this.#reads().all<T>(sql, params)
   }
 
   get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
-    return this.#read.get<T>(sql, params)
+    return this.#reads().get<T>(sql, params)
+  }
+
+  /**
+   * Reads outside a transaction see committed state only. Between batches that is the write
+   * connection itself, whose page cache stays warm: SQLite drops a connection's whole cache
+   * when another connection committed since its last read, so the read connection starts cold
+   * after every group commit. While a batch is open (its statements run over microtasks, and a
+   * read may land between them), reads go to the read connection, which never sees it.
+   */
+  #reads(): SqlExecutor {
+    return this.#writer.inTransaction ? this.#read : this.#write
   }
 
   run(sql: string, params?: readonly SqlValue[]): Promise<number> {

@@ -1,5 +1,16 @@
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { close, fdatasync, fstat, fsync, open, stat } from 'node:fs'
 import { dirname } from 'node:path'
+import { promisify } from 'node:util'
+
+const openAsync = promisify(open)
+const closeAsync = promisify(close)
+const fstatAsync = promisify(fstat)
+const fsyncAsync = promisify(fsync)
+const statAsync = promisify(stat)
+const fdatasyncAsync = promisify(fdatasync)
+
+// How often the WAL's identity is checked (a stat): not on every flush, it costs a round trip.
+const INODE_CHECK_MS = 1_000
 
 /**
  * Makes everything written to a database's write-ahead log durable, on the libuv thread pool.
@@ -14,8 +25,9 @@ import { dirname } from 'node:path'
  */
 export class WalSync {
   readonly #path: string
-  #file: FileHandle | undefined
+  #fd: number | undefined
   #ino = 0
+  #checkedAt = 0
 
   constructor(databaseFile: string) {
     this.#path = `${databaseFile}-wal`
@@ -23,31 +35,34 @@ export class WalSync {
 
   /** Resolves once every byte written to the WAL so far is durable. */
   async sync(): Promise<void> {
-    const file = this.#file ?? (await this.#open())
-    // The inode is checked too: a WAL deleted and created again (every connection closed in
-    // between, as a restore does) must not leave us flushing the old file.
-    const [, now] = await Promise.all([file.datasync(), stat(this.#path)])
-    if (now.ino !== this.#ino) {
+    const fd = this.#fd ?? (await this.#open())
+    await fdatasyncAsync(fd)
+    // A WAL deleted and created again (every connection closed in between, as a restore does)
+    // must not leave us flushing the old file: then flush the new one too.
+    if (Date.now() - this.#checkedAt < INODE_CHECK_MS) return
+    this.#checkedAt = Date.now()
+    if ((await statAsync(this.#path)).ino !== this.#ino) {
       await this.close()
-      await (await this.#open()).datasync()
+      await fdatasyncAsync(await this.#open())
     }
   }
 
-  async #open(): Promise<FileHandle> {
-    const file = await open(this.#path, 'r')
-    this.#ino = (await file.stat()).ino
+  async #open(): Promise<number> {
+    const fd = await openAsync(this.#path, 'r')
+    this.#ino = (await fstatAsync(fd)).ino
+    this.#checkedAt = Date.now()
     // A WAL file SQLite just created is durable only with its directory entry: FULL syncs the
     // directory at the first sync of a new WAL (the unix VFS's DIRSYNC), and so do we. (Not
     // possible on Windows, where a directory cannot be opened: NTFS journals the entry.)
-    const dir = await open(dirname(this.#path), 'r').catch(() => undefined)
-    if (dir) await dir.sync().finally(() => dir.close())
-    this.#file = file
-    return file
+    const dir = await openAsync(dirname(this.#path), 'r').catch(() => undefined)
+    if (dir !== undefined) await fsyncAsync(dir).finally(() => closeAsync(dir))
+    this.#fd = fd
+    return fd
   }
 
   async close(): Promise<void> {
-    const file = this.#file
-    this.#file = undefined
-    await file?.close()
+    const fd = this.#fd
+    this.#fd = undefined
+    if (fd !== undefined) await closeAsync(fd)
   }
 }
