@@ -11,6 +11,19 @@ import {
 
 const ANY_USE: Presentation = { use: 'other', peer: null }
 
+// Serial and thumbprint of a parsed certificate: a connection's peer certificate object is
+// reused for its requests (src/http/mtls.ts), so each is computed once per connection.
+const identities = new WeakMap<X509Certificate, { serial: string; thumbprint: string }>()
+
+function identityOf(cert: X509Certificate): { serial: string; thumbprint: string } {
+  let id = identities.get(cert)
+  if (id === undefined) {
+    id = { serial: cert.serialNumber.toLowerCase(), thumbprint: x5tS256(cert.raw) }
+    identities.set(cert, id)
+  }
+  return id
+}
+
 /**
  * The mTLS identity of a request (CONTRACT "mTLS"): a peer certificate that chained to our
  * CA in the handshake, is inside its validity window now, and is known and `valid` in the
@@ -35,9 +48,10 @@ export async function authenticateClientCertificate(
       'the client certificate does not chain to this CA or is outside its validity period',
     )
   }
-  const record = await deps.store.certificates.get(cert.serialNumber.toLowerCase())
+  const id = identityOf(cert)
+  const record = await deps.store.certificates.get(id.serial)
   // The thumbprint check ties the row to these exact bytes, not just to a serial.
-  if (!record || record.thumbprint !== x5tS256(cert.raw)) {
+  if (!record || record.thumbprint !== id.thumbprint) {
     throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is not known to this CA')
   }
   // A superseded next generation counts as retired: its use may be a clone's (below).

@@ -1,8 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { orderedTokenId } from './ordered-id.js'
 
 /**
  * Opaque secrets (join and refresh tokens): a 16-character lookup id followed by 256 bits
- * from the CSPRNG, all base64url. The database keeps the id and a SHA-256 of the whole
+ * from the CSPRNG, all base64url. The id starts with the time (orderedTokenId), so that the
+ * index on it grows at one end; the secret is the 256 bits. The database keeps the id and a SHA-256 of the whole
  * token; the presented token is found by id and its hash compared in constant time, so
  * neither the index lookup nor the comparison is a timing oracle on the secret.
  */
@@ -16,7 +18,7 @@ export interface SecretToken {
 }
 
 export function newSecretToken(): SecretToken {
-  const token = randomBytes(12).toString('base64url') + randomBytes(32).toString('base64url')
+  const token = orderedTokenId() + randomBytes(32).toString('base64url')
   return { token, id: token.slice(0, ID_LENGTH), hash: hashSecret(token) }
 }
 

@@ -51,6 +51,12 @@ export interface SqlDriver extends SqlExecutor {
   readonly forUpdate: string
   readonly forShare: string
   readonly stats: DriverStats
+  /**
+   * Resolves once every transaction this driver committed is durable. A backend may let
+   * readers see a commit before its log flush completes (SQLite here: the WAL is flushed after
+   * COMMIT, off the event loop); a response built from reads alone waits for this.
+   */
+  settled(): Promise<void>
   close(): Promise<void>
 }
 

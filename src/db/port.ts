@@ -366,5 +366,7 @@ export interface Store {
   readonly oidcTokens: OidcTokenStore
   readonly authFailures: AuthFailureStore
   readonly ops: OpsStore
+  /** Resolves once everything this process committed is durable (see SqlDriver.settled). */
+  settled(): Promise<void>
   close(): Promise<void>
 }

@@ -26,6 +26,8 @@ export type AppDeps = Omit<
   readonly metrics?: Metrics | undefined
 }
 
+const READ_ONLY = new Set(['GET', 'HEAD'])
+
 /** Builds the HTTP application from its services (no module-level state). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
@@ -35,6 +37,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(observeRequests({ logger: deps.logger, events, metrics: deps.metrics }))
   app.use(async (c, next) => {
     await next()
+    // A read may have seen a commit whose log flush is still in flight (SQLite flushes after
+    // COMMIT, off the event loop): a response built from reads waits for it. A write's answer
+    // already waited for its own flush, which covers everything before it in the log.
+    if (READ_ONLY.has(c.req.method) || c.req.path === '/oauth/introspect')
+      await deps.store.settled()
     // RFC 6797: the CA is HTTPS only; a browser or client that honours it never downgrades.
     c.res.headers.set('strict-transport-security', 'max-age=31536000')
   })

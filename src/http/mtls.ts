@@ -40,6 +40,12 @@ export interface Peer {
   readonly forwarded?: boolean
 }
 
+// The parsed peer certificate of each connection. Its bytes cannot change on a connection
+// (renegotiation is off, TLS 1.3 post-handshake auth is never asked for), so it is parsed once,
+// not once per request; what it is worth — chain, window, database status — is still decided
+// on every request.
+const peerCertificates = new WeakMap<TLSSocket, { certificate: X509Certificate | undefined }>()
+
 /** What the TLS layer decided about the peer: read per request, never cached per connection. */
 export function peerOf(env: HttpBindings | undefined): Peer {
   // No socket (an in-process `app.request()`): no client certificate, never an exception.
@@ -48,7 +54,12 @@ export function peerOf(env: HttpBindings | undefined): Peer {
     return { authorized: false, certificate: undefined }
   // authorizationError too: `authorized` alone is set once per connection by Node.
   const authorized = socket.authorized === true && !socket.authorizationError
-  return { authorized, certificate: socket.getPeerX509Certificate() }
+  let parsed = peerCertificates.get(socket)
+  if (parsed === undefined) {
+    parsed = { certificate: socket.getPeerX509Certificate() }
+    peerCertificates.set(socket, parsed)
+  }
+  return { authorized, certificate: parsed.certificate }
 }
 
 /** Where a request's client certificate comes from (one source for every mTLS route). */

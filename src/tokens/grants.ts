@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
+import { uuidV7 } from '../crypto/ordered-id.js'
 import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { cloneSuspected, containClone } from '../ca/generations.js'
 import type { Store } from '../db/port.js'
@@ -103,7 +103,7 @@ const clientCredentials: GrantHandler = async (client, form, deps, origin = {}) 
   await checkEntryScopes(client, scope, deps)
   const access = await signAccessToken(deps, { cert: client, scope, now })
   const refresh = newSecretToken()
-  const familyId = randomUUID()
+  const familyId = uuidV7(now.getTime())
   const rows = issuedRows(deps, client, access, refresh, now.getTime())
   // createFamily re-checks, in its transaction, that the certificate is still valid and its
   // entry enabled: a revocation while the token was signed wins (kept for async signing).

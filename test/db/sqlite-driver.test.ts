@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSqlStore } from '../../src/db/sql/store.js'
 import { openSqlite } from '../../src/db/sqlite/open.js'
+import { WalSync } from '../../src/db/sqlite/wal-sync.js'
 import { isCAError } from '../../src/errors.js'
 import { TestServer } from '../helpers/server.js'
 import { expectProblem } from '../helpers/ca.js'
@@ -45,6 +46,123 @@ function holdWriteLock(file: string, ms: number): Promise<void> {
     }, ms),
   )
 }
+
+/** A WAL flush that counts its calls and completes only when the test says so. */
+function heldFlush() {
+  const waiting: (() => void)[] = []
+  let calls = 0
+  return {
+    get calls() {
+      return calls
+    },
+    release: () => waiting.splice(0).forEach((r) => r()),
+    factory: (file: string) => {
+      const real = new WalSync(file)
+      return {
+        sync: async () => {
+          calls++
+          await new Promise<void>((r) => waiting.push(r))
+          await real.sync()
+        },
+        close: () => real.close(),
+      }
+    },
+  }
+}
+
+const settledYet = async (p: Promise<unknown>): Promise<boolean> => {
+  let done = false
+  void p.then(
+    () => (done = true),
+    () => (done = true),
+  )
+  await new Promise((r) => setTimeout(r, 50))
+  return done
+}
+
+describe('SQLite driver: durability of a group commit (synchronous FULL)', () => {
+  it('no transaction of a batch resolves before the WAL flush after its COMMIT', async () => {
+    const flush = heldFlush()
+    const store = createSqlStore(openSqlite(tempFile(), { walSync: flush.factory }))
+    try {
+      const creates = Array.from({ length: 20 }, (_, i) => store.entries.create(entry(i), event))
+      const all = Promise.all(creates)
+      expect(await settledYet(all)).toBe(false)
+      // Committed (a reader sees it) but not yet durable: nobody has been answered.
+      expect(flush.calls).toBe(1)
+      expect(await settledYet(store.settled())).toBe(false)
+      flush.release()
+      await all
+      await store.settled()
+      // One flush served the whole batch.
+      expect(flush.calls).toBe(1)
+      expect((await store.entries.list({ limit: 100 })).items).toHaveLength(20)
+    } finally {
+      flush.release()
+      await store.close()
+    }
+  })
+
+  it('transactions that arrive during a flush wait for the next one, which covers them', async () => {
+    const flush = heldFlush()
+    const store = createSqlStore(openSqlite(tempFile(), { walSync: flush.factory }))
+    try {
+      const first = store.entries.create(entry(1), event)
+      await new Promise((r) => setTimeout(r, 20))
+      const second = store.entries.create(entry(2), event)
+      expect(await settledYet(second)).toBe(false)
+      flush.release()
+      await first
+      expect(await settledYet(second)).toBe(false)
+      expect(flush.calls).toBe(2)
+      flush.release()
+      await second
+    } finally {
+      flush.release()
+      await store.close()
+    }
+  })
+
+  it('a refused transaction (rolled back alone) needs no flush; NORMAL never flushes', async () => {
+    const flush = heldFlush()
+    const store = createSqlStore(openSqlite(tempFile(), { walSync: flush.factory }))
+    const normal = createSqlStore(
+      openSqlite(tempFile(), { synchronous: 'NORMAL', walSync: flush.factory }),
+    )
+    try {
+      const created = store.entries.create(entry(1), event)
+      await new Promise((r) => setTimeout(r, 20))
+      flush.release()
+      await created
+      expect(flush.calls).toBe(1)
+      // The same id again: a unique violation, rolled back alone, answered without a flush.
+      const duplicate = await store.entries.create(entry(1), event).catch((e: unknown) => e)
+      expect(isCAError(duplicate, 'ERR_STORAGE_CONFLICT')).toBe(true)
+      expect(flush.calls).toBe(1)
+      await normal.entries.create(entry(1), event)
+      expect(flush.calls).toBe(1)
+    } finally {
+      flush.release()
+      await store.close()
+      await normal.close()
+    }
+  })
+
+  it('the real flush: fdatasync of the WAL file resolves, and the rows are there', async () => {
+    const file = tempFile()
+    const store = createSqlStore(openSqlite(file))
+    try {
+      await Promise.all(Array.from({ length: 5 }, (_, i) => store.entries.create(entry(i), event)))
+      await store.settled()
+      expect(existsSync(`${file}-wal`)).toBe(true)
+      const other = new Database(file, { readonly: true })
+      expect(other.prepare('SELECT count(*) AS n FROM entries').get()).toEqual({ n: 5 })
+      other.close()
+    } finally {
+      await store.close()
+    }
+  })
+})
 
 describe('SQLite driver: several processes on one file', () => {
   it('a write waits for another writer without blocking the event loop, then commits', async () => {

@@ -122,6 +122,21 @@ describe('verifyBoundToken', () => {
     await refused(v.verify(token, a.certificate), 'ERR_CLIENT_CERT_REQUIRED', /validity/)
   })
 
+  it('remembers a validated certificate per bytes, and still refuses it outside its window', async () => {
+    let now = new Date()
+    const v = make({ clock: { now: () => now } })
+    const token = await issuer.mint(a)
+    expect((await v.verify(token, a.certificate)).thumbprint).toBe(a.thumbprint)
+    // The same bytes as another object or as PEM: the remembered path, the same answer.
+    expect((await v.verify(token, a.certPem)).thumbprint).toBe(a.thumbprint)
+    now = new Date(Date.now() + 3 * 86_400_000)
+    await refused(v.verify(token, a.certificate), 'ERR_CLIENT_CERT_REQUIRED', /validity/)
+    // Another certificate is never answered from the first one's entry.
+    now = new Date()
+    await refused(v.verify(token, b.certificate), 'ERR_TOKEN_BINDING_MISMATCH')
+    await refused(v.verify(token, pki.rogue.certificate), 'ERR_CLIENT_CERT_REQUIRED', /chain/)
+  })
+
   it('needs the intermediate to build the path to the root', async () => {
     const v = make({ intermediates: undefined })
     const token = await issuer.mint(a)

@@ -1,8 +1,10 @@
+import { KeyObject, type webcrypto } from 'node:crypto'
 import { createRemoteJWKSet, customFetch, errors, jwksCache } from 'jose'
-import type { FetchImplementation, JWKSCacheInput, JWTVerifyGetKey } from 'jose'
+import type { FetchImplementation, JWK, JWKSCacheInput, JWTHeaderParameters } from 'jose'
 import { fetch as undiciFetch } from 'undici'
 import type { Dispatcher } from 'undici'
 import { VerifyError } from './errors.js'
+import { importJwks, type VerificationKey } from './jws.js'
 
 /** How the issuer's JWKS is cached and refetched. */
 export interface JwksCacheOptions {
@@ -25,7 +27,12 @@ export interface JwksCacheOptions {
 
 /** The key resolver and the background refresh to stop. */
 export interface JwksResolver {
-  readonly key: JWTVerifyGetKey
+  /**
+   * The issuer's keys that may have signed a token with this header (by `kid` and `alg`), as
+   * node KeyObjects imported once per key set. From the cached set while it is fresh; an
+   * unknown `kid` or a stale set goes through jose's fetch logic (cooldown, coalescing).
+   */
+  keys(header: JWTHeaderParameters): Promise<readonly VerificationKey[]>
   close(): void
 }
 
@@ -83,17 +90,36 @@ export function createJwksResolver(
       )
     }
   }
+  // The KeyObjects of the set jose holds now, imported again only when it fetched a new one.
+  let imported: { from: unknown; keys: VerificationKey[] } = { from: undefined, keys: [] }
+  const cached = (header: JWTHeaderParameters): VerificationKey[] => {
+    const doc = cache.jwks as { keys?: JWK[] } | undefined
+    if (doc !== imported.from) {
+      imported = { from: doc, keys: Array.isArray(doc?.keys) ? importJwks({ keys: doc.keys }) : [] }
+    }
+    return imported.keys.filter(
+      (k) => k.alg === header.alg && (header.kid === undefined || k.kid === header.kid),
+    )
+  }
   let timer: NodeJS.Timeout | undefined
-  const key: JWTVerifyGetKey = async (header, token) => {
+  const keys = async (header: JWTHeaderParameters): Promise<readonly VerificationKey[]> => {
     if (timer === undefined) {
       timer = setInterval(() => void remote.reload().catch(() => undefined), maxAgeMs)
       timer.unref()
     }
     refuseWithdrawn(header.kid)
+    if (remote.fresh) {
+      const found = cached(header)
+      if (found.length > 0) return found
+    }
     try {
-      const found = await remote(header, token)
+      // Fetches when the set is stale or the kid unknown (at most once per cooldown).
+      const key = await remote(header, { payload: '', signature: '' })
       refuseWithdrawn(header.kid) // the fetch just made may have brought the list
-      return found
+      const found = cached(header)
+      if (found.length > 0) return found
+      // A key jose matched that importJwks leaves out (no "alg" member): use jose's choice.
+      return [{ kid: header.kid, alg: header.alg as VerificationKey['alg'], key: toKeyObject(key) }]
     } catch (cause) {
       if (cause instanceof VerifyError) throw cause
       refuseWithdrawn(header.kid)
@@ -115,5 +141,9 @@ export function createJwksResolver(
       })
     }
   }
-  return { key, close: () => clearInterval(timer) }
+  return { keys, close: () => clearInterval(timer) }
+}
+
+function toKeyObject(key: unknown): KeyObject {
+  return key instanceof KeyObject ? key : KeyObject.from(key as webcrypto.CryptoKey)
 }

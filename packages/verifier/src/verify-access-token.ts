@@ -1,15 +1,14 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { X509Certificate } from 'node:crypto'
-import { errors, jwtVerify } from 'jose'
-import type { JWTHeaderParameters, JWTPayload, JWTVerifyGetKey } from 'jose'
+import type { JWTHeaderParameters, JWTPayload } from 'jose'
 import { Agent } from 'undici'
-import { x5tS256 } from './mtls/thumbprint.js'
+import { CertificateChecks } from './certificate-cache.js'
 import { CaServerTrust } from './mtls/ca-server-trust.js'
-import { validateClientCertificate } from './mtls/chain.js'
 import { VerifyError } from './errors.js'
 import { createIntrospector } from './introspection.js'
 import type { Introspector } from './introspection.js'
-import { createJwksResolver } from './jwks.js'
+import { createJwksResolver, type JwksResolver } from './jwks.js'
+import { verifyJwt } from './jws.js'
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions, VerifierOptions } from './options.js'
 import { toCertificate } from './mtls/pem.js'
@@ -87,23 +86,46 @@ function checkClaims(payload: JWTPayload): BoundTokenClaims {
   return payload as BoundTokenClaims
 }
 
-async function verifyJws(token: string, key: JWTVerifyGetKey, opts: ResolvedOptions, now: Date) {
+const B64URL_SEGMENT = /^[A-Za-z0-9_-]+$/
+
+/** The protected header, read to pick the key (the signature over it is checked after). */
+function protectedHeader(token: string): JWTHeaderParameters {
+  const dot = token.indexOf('.')
+  const segment = dot > 0 ? token.slice(0, dot) : ''
+  let header: unknown
   try {
-    return await jwtVerify(token, key, {
-      issuer: opts.issuer,
-      audience: opts.audience,
-      algorithms: opts.algorithms,
-      typ: 'at+jwt', // RFC 9068 §4
-      clockTolerance: opts.clockToleranceSec,
-      currentDate: now,
-      requiredClaims: REQUIRED_CLAIMS,
-    })
+    if (!B64URL_SEGMENT.test(segment)) throw new Error('not base64url')
+    header = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'))
   } catch (cause) {
-    if (cause instanceof VerifyError) throw cause
-    if (cause instanceof errors.JWTExpired) throw invalid('token has expired', cause)
-    if (cause instanceof errors.JOSEError) throw invalid(cause.message, cause)
-    throw invalid('token could not be verified', cause)
+    throw invalid('the token is not a compact JWS', cause)
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    throw invalid('the token header is not a JSON object')
+  return header as JWTHeaderParameters
+}
+
+/**
+ * The JWS signature with the issuer's keys (node:crypto, KeyObjects imported once per key set)
+ * and the claims, as jose.jwtVerify checks them for these options: `alg` allow-list first,
+ * `typ: at+jwt` (RFC 9068 §4), required claims, `iss`, `aud`, `exp`/`nbf` with the leeway.
+ */
+async function verifyJws(token: string, jwks: JwksResolver, opts: ResolvedOptions, now: Date) {
+  const header = protectedHeader(token)
+  if (typeof header.alg !== 'string' || !opts.algorithms.includes(header.alg))
+    throw invalid('"alg" (Algorithm) Header Parameter value not allowed')
+  const keys = await jwks.keys(header)
+  const result = verifyJwt(token, keys, {
+    algorithms: opts.algorithms,
+    issuer: opts.issuer,
+    audience: opts.audience,
+    typ: 'at+jwt',
+    currentDate: now,
+    clockToleranceSec: opts.clockToleranceSec,
+    requiredClaims: REQUIRED_CLAIMS,
+  })
+  if (!result.ok)
+    throw invalid(result.reason === 'expired ("exp")' ? 'token has expired' : result.reason)
+  return { payload: result.payload as JWTPayload, protectedHeader: header }
 }
 
 function presentedCertificate(
@@ -163,6 +185,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (!opts.store.intermediates.includes(ca)) learned.set(ca.fingerprint256, ca)
     }
   }
+  const certificates = new CertificateChecks(opts.store, remember)
 
   return {
     async verify(token, certificate, chain = []) {
@@ -170,10 +193,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (token.length > MAX_TOKEN_LENGTH) throw invalid('access token is too long')
       const { leaf, extra } = presentedCertificate(certificate, chain)
       const now = opts.clock.now()
-      remember(validateClientCertificate(leaf, opts.store, now, [...extra, ...learned.values()]))
-      const { payload, protectedHeader } = await verifyJws(token, jwks.key, opts, now)
+      const checked = certificates.check(
+        leaf,
+        learned.size === 0 ? extra : [...extra, ...learned.values()],
+        now,
+      )
+      const { payload, protectedHeader } = await verifyJws(token, jwks, opts, now)
       const claims = checkClaims(payload)
-      const thumbprint = x5tS256(leaf.raw)
+      const thumbprint = checked.thumbprint
       // RFC 8705 §3: the token is accepted only with the certificate it is bound to.
       if (!sameString(claims.cnf['x5t#S256'], thumbprint)) {
         throw new VerifyError(
@@ -183,7 +210,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       }
       // The certificate must also name the token's subject: a forged token (stolen signing
       // key) then still needs a certificate of this CA for that identity.
-      if (!leaf.subjectAltName?.split(', ').includes(`URI:${claims.sub}`)) {
+      if (!checked.names.has(`URI:${claims.sub}`)) {
         throw new VerifyError(
           'ERR_TOKEN_BINDING_MISMATCH',
           'the certificate does not name the token subject',

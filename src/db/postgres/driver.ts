@@ -229,6 +229,11 @@ export class PostgresDriver implements SqlDriver {
     }
   }
 
+  /** COMMIT returns once the commit record is flushed (synchronous_commit): nothing pending. */
+  settled(): Promise<void> {
+    return Promise.resolve()
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

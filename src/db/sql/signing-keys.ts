@@ -44,14 +44,48 @@ function insertParams(k: SigningKeyRecord) {
   ]
 }
 
+type Schedule = Pick<
+  Row,
+  'kid' | 'created_at' | 'publish_at' | 'activate_at' | 'retire_at' | 'withdraw_at'
+> & { sealed: number }
+
 /** Token-signing keys: metadata and the private keys, sealed under the key-encryption key. */
 export class SqlSigningKeyStore implements SigningKeyStore {
+  /**
+   * What never changes for a kid once its key is sealed: the algorithm, the public JWK and the
+   * sealed private key (a kid is the JWK thumbprint of its key). Every list() still reads the
+   * schedule of every key from the database — a rotation or withdrawal by any process is seen
+   * at once (LIFECYCLE invariant 11) — but not the blobs, nor parses the JWKs again.
+   */
+  readonly #fixed = new Map<string, SigningKeyRecord>()
+
   constructor(private readonly db: SqlDriver) {}
 
   async list(): Promise<SigningKeyRecord[]> {
-    return (await this.db.all<Row>('SELECT * FROM signing_keys ORDER BY created_at, kid')).map(
-      toRecord,
+    const rows = await this.db.all<Schedule>(
+      `SELECT kid, created_at, publish_at, activate_at, retire_at, withdraw_at,
+         CASE WHEN private_key_sealed IS NULL THEN 0 ELSE 1 END AS sealed
+       FROM signing_keys ORDER BY created_at, kid`,
     )
+    const out: SigningKeyRecord[] = []
+    for (const r of rows) {
+      let fixed = this.#fixed.get(r.kid)
+      if (fixed === undefined || (r.sealed === 1) !== (fixed.privateKeySealed !== null)) {
+        const row = await this.db.get<Row>('SELECT * FROM signing_keys WHERE kid = ?', [r.kid])
+        if (row === undefined) continue // deleted between the two reads
+        fixed = toRecord(row)
+        if (fixed.privateKeySealed !== null) this.#fixed.set(r.kid, fixed)
+      }
+      out.push({
+        ...fixed,
+        createdAt: r.created_at,
+        publishAt: r.publish_at,
+        activateAt: r.activate_at,
+        retireAt: r.retire_at,
+        withdrawAt: r.withdraw_at,
+      })
+    }
+    return out
   }
 
   rotate(

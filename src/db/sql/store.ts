@@ -35,6 +35,7 @@ export function createSqlStore(driver: SqlDriver): Store {
     oidcTokens: new SqlOidcTokenStore(driver),
     authFailures: new SqlAuthFailureStore(driver),
     ops: new SqlOpsStore(driver),
+    settled: () => driver.settled(),
     close: () => driver.close(),
   }
 }

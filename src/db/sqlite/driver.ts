@@ -2,19 +2,28 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { CAError } from '../../errors.js'
 import type { DriverStats, SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
+import { WalSync } from './wal-sync.js'
 
 export interface SqliteDriverOptions {
   /** FULL by default: an acknowledged change must survive a power loss. */
   readonly synchronous?: 'FULL' | 'NORMAL'
   /** How long a write waits for another process's write lock before answering 503. */
   readonly busyTimeoutMs?: number
+  /** The WAL flush of FULL (default: WalSync's fdatasync); tests hold it to watch the order. */
+  readonly walSync?: (file: string) => Pick<WalSync, 'sync' | 'close'>
 }
 
 interface Pending {
   readonly fn: (tx: SqlExecutor) => Promise<unknown>
   readonly resolve: (value: unknown) => void
   readonly reject: (reason: unknown) => void
+  /** When it was queued: busyTimeoutMs counts from here. */
+  readonly queuedAt: number
 }
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown }
+
+const SETTLED = Promise.resolve()
 
 // A batch is bounded so one burst cannot hold the write lock for long.
 const MAX_BATCH = 256
@@ -79,10 +88,11 @@ function executor(prepare: (sql: string) => Statement): SqlExecutor {
  * The SQLite backend's driver: one connection writes, one reads (WAL lets readers see the last
  * commit while a write is open, and never an uncommitted one). Write transactions that arrive
  * together share one `BEGIN IMMEDIATE … COMMIT` (group commit), each in its own savepoint, and
- * every caller is answered only after that commit: durability per request is unchanged, but one
- * fsync serves the whole batch. Another process holding the write lock is waited for
- * asynchronously (better-sqlite3's own busy handler sleeps on the event loop) up to
- * `busyTimeoutMs`, then the write fails with ERR_STORAGE_UNAVAILABLE (HTTP 503).
+ * every caller is answered only after that commit is durable: with `synchronous` FULL (the
+ * default) the driver flushes the WAL itself after COMMIT, on the thread pool (see WalSync),
+ * so one fsync serves the whole batch and the event loop keeps serving requests meanwhile.
+ * Another process holding the write lock is waited for asynchronously up to `busyTimeoutMs`,
+ * then the write fails with ERR_STORAGE_UNAVAILABLE (HTTP 503).
  */
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite'
@@ -94,8 +104,12 @@ export class SqliteDriver implements SqlDriver {
   readonly #write: SqlExecutor
   readonly #read: SqlExecutor
   readonly #busyTimeoutMs: number
+  /** FULL: the WAL flush after each group commit; NORMAL: none (SQLite's own meaning). */
+  readonly #wal: Pick<WalSync, 'sync' | 'close'> | undefined
   #queue: Pending[] = []
   #flushing = false
+  /** The WAL flush in flight: commits before it are visible but not yet durable. */
+  #syncing: Promise<void> | undefined
   #closed = false
 
   constructor(file: string, options: SqliteDriverOptions = {}) {
@@ -103,7 +117,11 @@ export class SqliteDriver implements SqlDriver {
     // timeout 0: a locked database answers SQLITE_BUSY at once and we retry without blocking.
     this.#writer = new Database(file, { timeout: 0 })
     this.#writer.pragma('journal_mode = WAL')
-    this.#writer.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+    // NORMAL in WAL mode: COMMIT writes the frames without an fsync, checkpoints are synced.
+    // FULL's per-commit fsync is done by #flush, off the event loop (WalSync).
+    this.#writer.pragma('synchronous = NORMAL')
+    const walSync = options.walSync ?? ((f: string) => new WalSync(f))
+    this.#wal = (options.synchronous ?? 'FULL') === 'FULL' ? walSync(file) : undefined
     this.#writer.pragma('foreign_keys = ON')
     this.#reader = new Database(file, { timeout: this.#busyTimeoutMs })
     this.#reader.pragma('query_only = ON')
@@ -117,11 +135,22 @@ export class SqliteDriver implements SqlDriver {
   }
 
   all<T>(sql: string, params?: readonly SqlValue[]): Promise<T[]> {
-    return this.#read.all<T>(sql, params)
+    return this.#reads().all<T>(sql, params)
   }
 
   get<T>(sql: string, params?: readonly SqlValue[]): Promise<T | undefined> {
-    return this.#read.get<T>(sql, params)
+    return this.#reads().get<T>(sql, params)
+  }
+
+  /**
+   * Reads outside a transaction see committed state only. Between batches that is the write
+   * connection itself, whose page cache stays warm: SQLite drops a connection's whole cache
+   * when another connection committed since its last read, so the read connection starts cold
+   * after every group commit. While a batch is open (its statements run over microtasks, and a
+   * read may land between them), reads go to the read connection, which never sees it.
+   */
+  #reads(): SqlExecutor {
+    return this.#writer.inTransaction ? this.#read : this.#write
   }
 
   run(sql: string, params?: readonly SqlValue[]): Promise<number> {
@@ -131,7 +160,8 @@ export class SqliteDriver implements SqlDriver {
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new Error('the database is closed'))
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject })
+      const queuedAt = Date.now()
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, queuedAt })
       if (!this.#flushing) {
         this.#flushing = true
         // setImmediate, not a microtask: requests whose I/O completed in this loop turn join.
@@ -140,42 +170,80 @@ export class SqliteDriver implements SqlDriver {
     })
   }
 
+  /**
+   * Resolves when every transaction this driver committed is durable. A reader may see a
+   * commit while its WAL flush is still in flight; a response that depends on what it read
+   * waits for this first (the HTTP layer does so for every response).
+   */
+  settled(): Promise<void> {
+    return this.#syncing ?? SETTLED
+  }
+
   async #flush(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
+        if (!(await this.#begin())) continue
+        // Taken once the lock is ours: what arrived while another process held it joins too.
         const batch = this.#queue.splice(0, MAX_BATCH)
-        await this.#runBatch(batch)
+        const outcomes = this.#runBatch(batch)
+        const committed = await outcomes
+        if (committed === undefined) continue
+        if (this.#wal && committed.some((o) => o.ok)) {
+          try {
+            await (this.#syncing = this.#wal.sync())
+          } catch (e) {
+            const error = new CAError(
+              'ERR_STORAGE_UNAVAILABLE',
+              `the database could not flush its log: ${(e as Error).message}`,
+              { cause: e },
+            )
+            for (const p of batch) p.reject(error)
+            continue
+          } finally {
+            this.#syncing = undefined
+          }
+        }
+        batch.forEach((p, i) => {
+          const o = committed[i]!
+          if (o.ok) p.resolve(o.value)
+          else p.reject(o.error)
+        })
       }
     } finally {
       this.#flushing = false
     }
   }
 
-  async #begin(): Promise<void> {
-    const deadline = Date.now() + this.#busyTimeoutMs
+  /**
+   * Takes the write lock, waiting for another process that holds it: first by yielding to the
+   * event loop (its transaction is short, there is no fsync inside it), then by sleeping from
+   * 1 ms up to 20 ms. False when the oldest waiters passed busyTimeoutMs: they were refused.
+   */
+  async #begin(): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
         this.#writer.exec('BEGIN IMMEDIATE')
-        return
+        return true
       } catch (e) {
         const mapped = mapSqliteError(e)
-        if (!(mapped instanceof CAError && mapped.code === 'ERR_STORAGE_UNAVAILABLE')) throw mapped
-        if (Date.now() >= deadline) throw mapped
+        const busy = mapped instanceof CAError && mapped.code === 'ERR_STORAGE_UNAVAILABLE'
+        const now = Date.now()
+        const expired = this.#queue.filter((p) => !busy || now - p.queuedAt >= this.#busyTimeoutMs)
+        if (expired.length > 0) {
+          this.#queue = this.#queue.filter((p) => !expired.includes(p))
+          for (const p of expired) p.reject(mapped)
+          return false
+        }
         this.stats.busyRetries++
-        // Jittered backoff from 1 ms up to 20 ms: short waits while the other writer commits.
-        await sleep(Math.min(20, 1 + attempt) * (0.5 + Math.random()))
+        if (attempt < 3) await new Promise((r) => setImmediate(r))
+        else await sleep(Math.min(20, attempt - 2) * (0.5 + Math.random()))
       }
     }
   }
 
-  async #runBatch(batch: Pending[]): Promise<void> {
-    try {
-      await this.#begin()
-    } catch (e) {
-      for (const p of batch) p.reject(e)
-      return
-    }
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = []
+  /** Runs a batch inside the open transaction and commits it; undefined: every caller was told. */
+  async #runBatch(batch: Pending[]): Promise<Outcome[] | undefined> {
+    const outcomes: Outcome[] = []
     const single = batch.length === 1
     for (const p of batch) {
       if (!single) this.#writer.exec('SAVEPOINT tx')
@@ -189,7 +257,7 @@ export class SqliteDriver implements SqlDriver {
         // then every write of the batch is gone, and every caller must hear so.
         if (!this.#writer.inTransaction) {
           for (const q of batch) q.reject(mapped)
-          return
+          return undefined
         }
         if (!single) this.#writer.exec('ROLLBACK TO tx; RELEASE tx')
         outcomes.push({ ok: false, error: mapped })
@@ -202,18 +270,15 @@ export class SqliteDriver implements SqlDriver {
       if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK')
       const error = mapSqliteError(e)
       for (const p of batch) p.reject(error)
-      return
+      return undefined
     }
-    batch.forEach((p, i) => {
-      const o = outcomes[i]!
-      if (o.ok) p.resolve(o.value)
-      else p.reject(o.error)
-    })
+    return outcomes
   }
 
   async close(): Promise<void> {
     this.#closed = true
     while (this.#flushing) await sleep(1)
+    await this.#wal?.close()
     if (this.#reader.open) this.#reader.close()
     if (this.#writer.open) this.#writer.close()
   }

@@ -31,12 +31,16 @@ interface PathContext {
   readonly pool: readonly X509Certificate[]
   readonly used: Set<X509Certificate>
   readonly now: Date
+  anchor?: X509Certificate
 }
 
 function chainsToAnchor(cert: X509Certificate, depth: number, ctx: PathContext): boolean {
   if (depth + 1 > MAX_DEPTH) return false
   for (const anchor of ctx.store.anchors) {
-    if (anchor.ca && inWindow(anchor, ctx.now) && issuedBy(cert, anchor)) return true
+    if (anchor.ca && inWindow(anchor, ctx.now) && issuedBy(cert, anchor)) {
+      ctx.anchor = anchor
+      return true
+    }
   }
   if (depth + 2 > MAX_DEPTH) return false
   for (const ca of ctx.pool) {
@@ -72,6 +76,22 @@ export function validateClientCertificate(
   now: Date,
   presented: readonly X509Certificate[] = [],
 ): X509Certificate[] {
+  return findClientCertificatePath(leaf, store, now, presented).intermediates
+}
+
+/** A validated path: the intermediates (leaf side first) and the anchor it ends at. */
+export interface CertificatePath {
+  readonly intermediates: X509Certificate[]
+  readonly anchor: X509Certificate
+}
+
+/** {@link validateClientCertificate}, also naming the anchor (the verifier caches the path). */
+export function findClientCertificatePath(
+  leaf: X509Certificate,
+  store: TrustStore,
+  now: Date,
+  presented: readonly X509Certificate[] = [],
+): CertificatePath {
   if (leaf.ca) throw refuse('client certificate is a CA certificate')
   if (!inWindow(leaf, now)) throw refuse('client certificate is outside its validity window')
   const eku = leaf.keyUsage // node names the extendedKeyUsage OIDs `keyUsage`
@@ -79,9 +99,10 @@ export function validateClientCertificate(
     throw refuse('client certificate does not allow clientAuth')
   }
   const pool = [...store.intermediates, ...presented]
-  const used = new Set<X509Certificate>()
-  if (!chainsToAnchor(leaf, 0, { store, pool, used, now })) {
+  const ctx: PathContext = { store, pool, used: new Set<X509Certificate>(), now }
+  if (!chainsToAnchor(leaf, 0, ctx)) {
     throw refuse('client certificate does not chain to the trust anchors')
   }
-  return [...used] // on success `used` holds exactly the path (backtracking removes the rest)
+  // On success `used` holds exactly the path (backtracking removes the rest).
+  return { intermediates: [...ctx.used], anchor: ctx.anchor! }
 }

@@ -29,6 +29,12 @@ export class GuardedStream extends Duplex {
   ) {
     super({ allowHalfOpen: false })
     raw.on('data', (chunk: Buffer) => {
+      // Established, flowing, nothing held or buffered: straight to TLS, past the Readable
+      // machinery (which costs more than the relay itself on a small request).
+      if (this.secured && this.#held.length === 0 && this.#direct()) {
+        super.emit('data', chunk)
+        return
+      }
       if (!this.push(chunk)) raw.pause()
     })
     raw.on('end', () => this.push(null))
@@ -44,8 +50,42 @@ export class GuardedStream extends Duplex {
     this.hooks.completed()
   }
 
+  #direct(): boolean {
+    return this.readableFlowing === true && this.readableLength === 0
+  }
+
   override _read(): void {
     this.raw.resume()
+  }
+
+  /**
+   * Once established and with nothing queued in the Writable, TLS records go to the raw socket
+   * directly (its own buffer keeps them in order); before, or while earlier writes are still
+   * queued, through the Writable as any stream write.
+   */
+  override write(
+    chunk: Buffer,
+    encoding?: BufferEncoding | ((e?: Error | null) => void),
+    callback?: (e?: Error | null) => void,
+  ): boolean {
+    const done = typeof encoding === 'function' ? encoding : callback
+    if (!this.secured || this.writableLength > 0 || this.writableEnded || this.destroyed)
+      return super.write(chunk, encoding as BufferEncoding, done)
+    if (this.raw.destroyed) {
+      if (done) process.nextTick(done)
+      return false
+    }
+    return this.raw.write(chunk, done && (() => done()))
+  }
+
+  override cork(): void {
+    if (this.secured) this.raw.cork()
+    super.cork()
+  }
+
+  override uncork(): void {
+    super.uncork()
+    if (this.secured) this.raw.uncork()
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (e?: Error) => void): void {
