@@ -194,6 +194,8 @@ export function buildCli(): Command {
       }
     })
 
+  // Before the operations commands: they add `ca encrypt-keys` to it.
+  program.addCommand(caCommand())
   addOperationsCommands(program)
 
   const entry = program.command('entry').description('registration entries (admin API)')
@@ -303,7 +305,6 @@ export function buildCli(): Command {
         api(cmd, 'POST', `/v1/certificates/${enc(s)}/revoke`, o.reason ? { reason: o.reason } : {}),
       ),
   )
-  program.addCommand(caCommand())
   const lineage = program
     .command('lineage')
     .description('lineages: a certificate and its renewals (admin API)')

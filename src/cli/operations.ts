@@ -47,9 +47,10 @@ export function addOperationsCommands(program: Command): void {
       process.exitCode = findings.some((f) => f.level === 'fail') ? 1 : 0
     })
 
-  const ca = program.commands.find((c) => c.name() === 'ca') ?? program.command('ca')
-  ca.description('the certificate authority')
-    .command('encrypt-keys')
+  const ca =
+    program.commands.find((c) => c.name() === 'ca') ??
+    program.command('ca').description('the certificate authority')
+  ca.command('encrypt-keys')
     .description(
       'encrypt the root and intermediate key files (PKCS#8) with the passphrase of ca.key_passphrase_file or CERTBOUND_CA_KEY_PASSPHRASE',
     )

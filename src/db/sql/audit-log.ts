@@ -246,7 +246,12 @@ export class SqlAuditLogStore implements AuditLogStore {
       await writeAudit(tx, now, {
         actor: 'system',
         action: 'audit_log.prune',
-        details: { pruned_below: below, events, checkpoints, cutoff: new Date(cutoff).toISOString() },
+        details: {
+          pruned_below: below,
+          events,
+          checkpoints,
+          cutoff: new Date(cutoff).toISOString(),
+        },
       })
       return { events, checkpoints, prunedBelow: below }
     })

@@ -80,7 +80,11 @@ export function oauthRoutes(deps: OAuthRouteDeps): Hono<AppEnv> {
       // and client certificate: a flood is bounded, another client's refusals still recorded.
       const key = `token.refresh_refused ${peer} ${client.serial}`
       const mayAuditRefusal = () => deps.events.allow(key) === 'yes'
-      return c.json(await grant(client, form, { ...deps, mayAuditRefusal }, { peer }), 200, NO_STORE)
+      return c.json(
+        await grant(client, form, { ...deps, mayAuditRefusal }, { peer }),
+        200,
+        NO_STORE,
+      )
     } catch (e) {
       // Refusals of an authenticated client are audited (the refresh grant audits its own), at
       // most EVENTS_PER_WINDOW a minute per peer address. Requests without a valid

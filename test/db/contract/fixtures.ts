@@ -69,7 +69,12 @@ export async function entryWithToken(store: Store, expiresAt = NOW + 60_000) {
 export async function storedCert(store: Store, extra: Partial<NewCertificate> = {}) {
   const { entry: e, tokenId } = await entryWithToken(store)
   const c = cert(e, { lineageId: randomUUID(), generation: 1, ...extra })
-  const refused = await store.certificates.commitEnrollment({ joinTokenId: tokenId }, c, event('enroll'), NOW)
+  const refused = await store.certificates.commitEnrollment(
+    { joinTokenId: tokenId },
+    c,
+    event('enroll'),
+    NOW,
+  )
   if (refused) throw new Error(`storedCert: ${refused}`)
   return { entry: e, cert: c }
 }
