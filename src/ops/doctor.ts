@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto'
+import { X509Certificate, type KeyObject } from 'node:crypto'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { PATHS } from '../ca/files.js'
@@ -36,7 +36,7 @@ export async function diagnose(config: Config, now = new Date()): Promise<Findin
   add('ok', 'config', `${config.configPath ?? '(built-in defaults)'}; data_dir ${config.dataDir}`)
   const certs = checkFiles(config, add)
   if (certs) checkHorizon(config, certs, now, add)
-  await checkDatabase(config, certs?.root, add)
+  await checkDatabase(config, certs, add)
   return findings
 }
 
@@ -45,6 +45,11 @@ type Add = (level: Level, check: string, detail: string) => void
 interface CaCerts {
   readonly root: X509Certificate
   readonly intermediate: X509Certificate
+  /**
+   * init's issuing-CA key when ca/intermediate.pem is another CA's: after `ca rotate` the file
+   * names the current issuer while the key file stays init's; the database says which it is.
+   */
+  readonly rotatedKey?: KeyObject
 }
 
 function readCert(config: Config, rel: string): X509Certificate {
@@ -64,9 +69,9 @@ function checkFiles(config: Config, add: Add): CaCerts | undefined {
     add('fail', 'CA certificates', (e as Error).message)
     return undefined
   }
-  checkKeyPairs(config, add)
+  const rotatedKey = checkKeyPairs(config, add)
   checkChain(config, certs, add)
-  return certs
+  return { ...certs, ...(rotatedKey && { rotatedKey }) }
 }
 
 function checkKeyModes(config: Config, add: Add): void {
@@ -85,7 +90,8 @@ function checkKeyModes(config: Config, add: Add): void {
   }
 }
 
-function checkKeyPairs(config: Config, add: Add): void {
+/** Each key against its certificate; returns init's issuing-CA key if it awaits the database. */
+function checkKeyPairs(config: Config, add: Add): KeyObject | undefined {
   let passphrase: string | undefined
   try {
     passphrase = caKeyPassphrase(config)
@@ -97,18 +103,35 @@ function checkKeyPairs(config: Config, add: Add): void {
     [PATHS.intermediateKey, PATHS.intermediateCert, true],
     [PATHS.adminKey, PATHS.adminCert, false],
   ]
+  let rotatedKey: KeyObject | undefined
   for (const [keyRel, certRel, isCa] of pairs) {
     if (!existsSync(join(config.dataDir, keyRel))) continue
     try {
       const pem = readFileSync(join(config.dataDir, keyRel), 'utf8')
       const key = isCa ? caKeyFromPem(pem, passphrase, keyRel) : privateKeyFromPem(pem)
       const ok = readCert(config, certRel).checkPrivateKey(key)
+      if (!ok && keyRel === PATHS.intermediateKey) {
+        rotatedKey = key
+        continue
+      }
       const detail = `${keyRel} ${ok ? 'matches' : 'does not match'} ${certRel}`
       add(ok ? 'ok' : 'fail', 'key pair', detail)
     } catch (e) {
       add('fail', 'key pair', `${keyRel}: ${(e as Error).message}`)
     }
   }
+  return rotatedKey
+}
+
+/** init's issuing-CA key file against the certificate the database records for it. */
+async function checkRotatedKey(store: Store, key: KeyObject, add: Add) {
+  const rows = await store.issuingCas.list()
+  const init = rows.find((r) => r.keyFile === PATHS.intermediateKey)
+  const ok = init !== undefined && new X509Certificate(init.der).checkPrivateKey(key)
+  const detail = ok
+    ? `${PATHS.intermediateKey} matches init's issuing CA ${init.keyId} (a rotation made ${PATHS.intermediateCert} another CA's)`
+    : `${PATHS.intermediateKey} does not match ${PATHS.intermediateCert} nor any issuing CA the database records for it`
+  add(ok ? 'ok' : 'fail', 'key pair', detail)
 }
 
 /** The intermediate is signed by the root, and the bundle clients pin holds that root. */
@@ -175,16 +198,19 @@ async function openForDoctor(config: Config): Promise<Store> {
   return createSqlStore(new SqliteDriver(file, { busyTimeoutMs: config.database.busyTimeoutMs }))
 }
 
-async function checkDatabase(config: Config, root: X509Certificate | undefined, add: Add) {
+async function checkDatabase(config: Config, certs: CaCerts | undefined, add: Add) {
   let store: Store
   try {
     store = await openForDoctor(config)
   } catch (e) {
     add('fail', 'database', (e as Error).message)
+    if (certs?.rotatedKey)
+      add('fail', 'key pair', `${PATHS.intermediateKey} does not match ${PATHS.intermediateCert}`)
     return
   }
   try {
-    await checkSchema(store, root, add)
+    await checkSchema(store, certs?.root, add)
+    if (certs?.rotatedKey) await checkRotatedKey(store, certs.rotatedKey, add)
     await checkClock(config, store, add)
     const problems = await store.ops.integrityProblems()
     const clean =
