@@ -136,13 +136,21 @@ describe('architecture', () => {
     expect(outside).toEqual([])
   })
 
-  it('src/ uses the packages only through @certbound/verifier/mtls', () => {
+  it('the shared JWS module is neutral: node:crypto and jose types only', () => {
+    const outside = imports('packages/verifier/src/jws.ts').filter(
+      (i) => i !== 'node:crypto' && i !== 'jose',
+    )
+    expect(outside).toEqual([])
+  })
+
+  it('src/ uses the packages only through @certbound/verifier/mtls and /jws', () => {
     const uses = src.flatMap((f) =>
       imports(f)
         .filter((i) => i.startsWith('@certbound/'))
         .map((i) => `${f}: ${i}`),
     )
-    expect(uses.filter((u) => !u.endsWith(': @certbound/verifier/mtls'))).toEqual([])
+    const shared = /: @certbound\/verifier\/(mtls|jws)$/
+    expect(uses.filter((u) => !shared.test(u))).toEqual([])
     expect(uses.length).toBeGreaterThan(0)
   })
 

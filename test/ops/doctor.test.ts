@@ -135,4 +135,27 @@ describe(`certbound doctor (${testBackend()})`, () => {
       expect(restore.out).toContain('pg_restore --no-owner')
     },
   )
+
+  // Last: it rotates the CA under the running server.
+  it("after ca rotate: ca/intermediate.pem is the new issuer, init's key file is checked against the database's record of it", async () => {
+    const rotated = await cli(['ca', 'rotate'], config)
+    expect(rotated.code, rotated.out).toBe(0)
+    const r = await cli(['doctor'], config)
+    expect(r.code, r.out).toBe(0)
+    expect(r.out).toMatch(
+      /^ok {4}key pair: ca\/intermediate-key\.pem matches init's issuing CA [0-9a-f]+ \(a rotation made ca\/intermediate\.pem another CA's\)$/m,
+    )
+    const key = join(s.dataDir, 'ca/intermediate-key.pem')
+    const saved = readFileSync(key)
+    writeFileSync(key, readFileSync(join(s.dataDir, 'ca/root-key.pem')))
+    try {
+      const bad = await cli(['doctor'], config)
+      expect(bad.code).toBe(1)
+      expect(bad.out).toContain(
+        'fail  key pair: ca/intermediate-key.pem does not match ca/intermediate.pem nor any issuing CA the database records for it',
+      )
+    } finally {
+      writeFileSync(key, saved)
+    }
+  })
 })
