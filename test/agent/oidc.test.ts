@@ -14,6 +14,7 @@ import {
 } from '../helpers/agent.js'
 import type { LogLine } from '../helpers/agent.js'
 import { lineageOf } from '../helpers/lineage.js'
+import { makeCsr } from '../helpers/openssl.js'
 import { LoopbackIssuer } from '../helpers/oidc/issuer.js'
 import { githubClaims, gitlabClaims, kubernetesClaims } from '../helpers/oidc/platforms.js'
 import { AUDIENCE, issuerConfig } from '../helpers/oidc/server.js'
@@ -203,6 +204,49 @@ describe('certbound agent with an OIDC token source', () => {
     const after = readOut(w.out)
     expect(after.serial).not.toBe(before)
     expect((await verifyAccessToken(s, after.token.access_token!)).sub).toBe(w.spiffeId)
+  })
+
+  it('a renewal kept in ..state but refused, replaced by an OIDC enrolment, does not come back after a restart', async () => {
+    const w = await workload('gitlab', { project_path: 'acme/api' })
+    const flags = ['--once', '--oidc-token-env', 'TOKEN']
+    const enrolled = await runAgent([...w.args, ...flags], {
+      TOKEN: await gitlab.mint(gitlabClaims()),
+    })
+    expect(enrolled.code, enrolled.stderr).toBe(0)
+    const published = readOut(w.out)
+    // The agent renewed and was stopped before publishing: the renewal is kept in ..state.
+    const csr = makeCsr({ san: `URI:${w.spiffeId}` })
+    const renewed = await s.call('POST', '/v1/renew', {
+      as: { certPem: published.chainPem, keyPem: published.keyPem },
+      json: { csr: csr.csrPem },
+    })
+    expect(renewed.status, renewed.text).toBe(201)
+    const stateFile = join(w.out, '..state', 'agent.json')
+    const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+    state.pending = {
+      cert_pem: renewed.body.certificate,
+      chain_pem: renewed.body.chain,
+      key_pem: csr.keyPem,
+      received_at: new Date().toISOString(),
+    }
+    writeFileSync(stateFile, JSON.stringify(state))
+    // Revoked while the agent was stopped: its first use is refused, the agent enrols by OIDC.
+    const revoked = await s.call('POST', `/v1/certificates/${renewed.body.serial}/revoke`, {
+      as: s.admin,
+      json: {},
+    })
+    expect(revoked.status, revoked.text).toBe(200)
+    const env = { TOKEN: await gitlab.mint(gitlabClaims()) }
+    const back = await runAgent([...w.args, ...flags], env)
+    expect(back.code, back.stderr).toBe(0)
+    expect(back.lines.some((l) => /going on with the certificate obtained/.test(l.msg))).toBe(true)
+    const now = readOut(w.out)
+    expect([published.serial, renewed.body.serial]).not.toContain(now.serial)
+    // The next run (its token spent by now) goes on with the enrolled certificate.
+    const again = await runAgent([...w.args, ...flags], env)
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.lines.some((l) => /going on with|enrolling with/.test(l.msg))).toBe(false)
+    expect(readOut(w.out).serial).toBe(now.serial)
   })
 
   it('a clone alarm is not a request to enrol again: with an OIDC source the agent stops (exit 3)', async () => {
