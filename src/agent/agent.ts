@@ -43,7 +43,7 @@ export class WorkloadAgent {
   #anchors: X509Certificate[]
   readonly #enroller: Enroller
   #cred: Credential | undefined
-  /** A renewed credential not published yet: in the state from before its first use. */
+  /** A new credential (renewed or enrolled) not published yet: in the state before its use. */
   #pending: Credential | undefined
   #token: AccessToken | undefined
   #refreshToken: string | undefined
@@ -144,11 +144,11 @@ export class WorkloadAgent {
     }
     if (first || Date.now() >= this.#tokenAt) await this.#obtainToken()
     // After the token: a short-lived certificate gets its token first, the CRLs can wait.
-    if (Date.now() >= this.#crls.dueAt) {
-      await this.#crls.refresh(this.#cred!, this.#anchors)
-      if (this.#signal.aborted) throw new Interrupted()
-    }
+    if (Date.now() >= this.#crls.dueAt) await this.#crls.refresh(this.#cred!, this.#anchors)
+    // Even when stopped during the CRLs: what this round obtained (a certificate a spent token
+    // paid for, its token) is published before stopping, as after a failed token request.
     await this.#publish()
+    if (this.#signal.aborted) throw new Interrupted()
   }
 
   async #waitForWork(): Promise<void> {
@@ -176,7 +176,9 @@ export class WorkloadAgent {
     // A new enrolment starts a new lineage: the old token family cannot follow it.
     this.#token = undefined
     this.#refreshToken = undefined
-    await this.#adopt(cred)
+    // Kept in the state until published, like a renewal: the token it cost is spent, and a
+    // pending renewal of the lineage it replaces must not come back after a restart.
+    await this.#switchTo(cred)
     this.#log.info(
       { serial: cred.serial, not_after: iso(cred.notAfter), renew_at: iso(this.#renewAt) },
       'enrolled',
@@ -218,8 +220,8 @@ export class WorkloadAgent {
   }
 
   /**
-   * Switches to a renewed credential: kept in the state before anything uses it, then the only
-   * one used — the one before is retired at the server by its first use.
+   * Switches to a new credential: kept in the state before anything uses it, then the only one
+   * used — after a renewal, the one before is retired at the server by its first use.
    */
   async #switchTo(next: Credential): Promise<void> {
     this.#pending = next
@@ -242,10 +244,8 @@ export class WorkloadAgent {
       )
     } catch (e) {
       if (e instanceof ServerError && e.cloneSuspected) throw cloneFailure(e)
+      if (e instanceof ServerError && e.reenrolRequired) return this.#reenrol(e)
       if (e instanceof ServerError && e.credentialRefused) return this.#certificateRefused(e)
-      if (e instanceof ServerError && e.reenrolRequired) {
-        return this.#enrol(`the CA asks for a new enrolment (${e.message})`)
-      }
       if (e instanceof ServerError && e.retryable && !this.#o.once) {
         throw new AgentFailure(
           'unavailable',
@@ -265,6 +265,15 @@ export class WorkloadAgent {
       },
       'renewed the certificate',
     )
+  }
+
+  /** The CA renews this lineage no more (`renewal.max_lineage`): a new enrolment, if possible. */
+  async #reenrol(e: ServerError): Promise<void> {
+    const why = `the CA asks for a new enrolment (${e.message})`
+    if (!this.#enroller.canEnrol) {
+      throw new AgentFailure('refused', `${why}; enrol again with a new --join-token`)
+    }
+    await this.#enrol(why)
   }
 
   async #certificateRefused(e: ServerError): Promise<void> {

@@ -5,6 +5,7 @@ import type { Credential } from './credential.js'
 import { AgentFailure } from './errors.js'
 import type { AgentOptions } from './options.js'
 import { DATA_LINK, readCurrentGeneration } from './out-dir.js'
+import type { GenerationFiles } from './out-dir.js'
 import type { AccessToken } from './token.js'
 import type { AgentState } from './state.js'
 
@@ -18,7 +19,7 @@ export interface Existing {
   readonly bundlePem: string | undefined
   /** The CRLs published before (`crls.pem`), kept until fresh ones are fetched. */
   readonly crlsPem: string | undefined
-  /** The credential is a renewal not published yet (see `AgentState.pending`). */
+  /** The credential is a renewal or enrolment not published yet (see `AgentState.pending`). */
   readonly pending?: boolean
 }
 
@@ -43,7 +44,7 @@ function tokenOf(state: AgentState, json: string | undefined, cred: Credential) 
 }
 
 /**
- * A renewed credential the state kept before its first use, unless it is the published one
+ * A new credential the state kept before its first use, unless it is the published one
  * already. It wins over the published generation: that one may be retired by now.
  */
 function pendingOf(state: AgentState, options: AgentOptions, published: string | undefined) {
@@ -59,10 +60,34 @@ function pendingOf(state: AgentState, options: AgentOptions, published: string |
   }
 }
 
+/** Goes on with the credential the state kept before it was published. */
+function goOnWith(
+  pending: Credential,
+  state: AgentState,
+  files: GenerationFiles,
+  log: Logger,
+  publishedSerial?: string,
+): Existing {
+  log.info(
+    { serial: pending.serial, published_serial: publishedSerial ?? null },
+    'going on with the certificate obtained before the last stop (not published yet)',
+  )
+  return {
+    cred: pending,
+    receiptKnown: pending.receivedAt > 0,
+    token: undefined,
+    refreshToken: typeof state.refresh_token === 'string' ? state.refresh_token : undefined,
+    bundlePem: files['bundle.pem'],
+    crlsPem: files['crls.pem'],
+    pending: true,
+  }
+}
+
 /**
- * Reads the current generation and the state. Undefined when there is no generation yet; an
- * `AgentFailure` (usage) when it holds a certificate for another identity or one that does
- * not match its key. An expired certificate is returned: the caller decides.
+ * Reads the current generation and the state. Undefined when there is neither a generation nor
+ * a credential kept in the state; an `AgentFailure` (usage) when the generation holds a
+ * certificate for another identity or one that does not match its key. An expired certificate
+ * is returned: the caller decides.
  */
 export async function loadExisting(
   options: AgentOptions,
@@ -71,13 +96,16 @@ export async function loadExisting(
 ): Promise<Existing | undefined> {
   const dir = options.outDir
   const generation = await readCurrentGeneration(dir)
-  if (generation === undefined) return undefined
-  const files = generation.files
+  const files = generation?.files ?? {}
   const certPem = files['cert.pem']
   const keyPem = files['key.pem']
   if (certPem === undefined || keyPem === undefined) {
-    log.warn(`${dir}/${DATA_LINK} has no cert.pem or key.pem; ignoring it`)
-    return undefined
+    if (generation !== undefined) {
+      log.warn(`${dir}/${DATA_LINK} has no cert.pem or key.pem; ignoring it`)
+    }
+    // Stopped after its first enrolment, before anything was published.
+    const pending = pendingOf(state, options, undefined)
+    return pending && goOnWith(pending, state, {}, log)
   }
   let cred: Credential
   try {
@@ -93,21 +121,7 @@ export async function loadExisting(
     )
   }
   const pending = pendingOf(state, options, cred.thumbprint)
-  if (pending !== undefined) {
-    log.info(
-      { serial: pending.serial, published_serial: cred.serial },
-      'going on with the certificate renewed before the last stop (not published yet)',
-    )
-    return {
-      cred: pending,
-      receiptKnown: pending.receivedAt > 0,
-      token: undefined,
-      refreshToken: typeof state.refresh_token === 'string' ? state.refresh_token : undefined,
-      bundlePem: files['bundle.pem'],
-      crlsPem: files['crls.pem'],
-      pending: true,
-    }
-  }
+  if (pending !== undefined) return goOnWith(pending, state, files, log, cred.serial)
   const at = receivedAt(state, cred.thumbprint)
   if (at === undefined) {
     log.warn(

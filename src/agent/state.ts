@@ -30,9 +30,10 @@ export interface AgentState {
    */
   readonly refresh_token?: string
   /**
-   * A renewed certificate (and its key) not published yet: saved before its first use, so a
-   * restart goes on with it and never falls back to the generation it retires (CONTRACT
-   * "Lineages": a retired generation asking to renew is taken for a clone).
+   * A new certificate (and its key) not published yet, renewed or enrolled: saved before its
+   * first use, so a restart goes on with it and never falls back to the generation it retires
+   * (CONTRACT "Lineages": a retired generation asking to renew is taken for a clone), nor
+   * loses the certificate a spent join or OIDC token paid for.
    */
   readonly pending?: {
     readonly cert_pem: string

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { crlSerials, generationStates, lineageOf } from '../helpers/lineage.js'
@@ -11,6 +10,7 @@ import {
   agentArgs,
   readOut,
   removeTempDirs,
+  renewalDueNow,
   runAgent,
   tempDir,
 } from '../helpers/agent.js'
@@ -39,16 +39,6 @@ async function workload(extra: Record<string, unknown> = {}) {
   const dir = tempDir(`lineage${n}`)
   const out = join(dir, 'out')
   return { spiffeId, entryId, joinToken, dir, out, args: agentArgs(s, spiffeId, out) }
-}
-
-/**
- * Makes the next run renew at once: a state that does not say when the certificate was received
- * renews it now (src/agent/existing.ts), as after a lost state file.
- */
-function renewalDueNow(out: string): void {
-  const file = join(out, '..state', 'agent.json')
-  const { certificate: _receipt, ...rest } = JSON.parse(readFileSync(file, 'utf8'))
-  writeFileSync(file, JSON.stringify(rest))
 }
 
 const lastLine = (stderr: string) => stderr.trim().split('\n').at(-1)!

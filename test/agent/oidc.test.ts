@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -6,10 +7,14 @@ import {
   agentArgs,
   readOut,
   removeTempDirs,
+  renewalDueNow,
   runAgent,
   tempDir,
   verifyAccessToken,
 } from '../helpers/agent.js'
+import type { LogLine } from '../helpers/agent.js'
+import { lineageOf } from '../helpers/lineage.js'
+import { makeCsr } from '../helpers/openssl.js'
 import { LoopbackIssuer } from '../helpers/oidc/issuer.js'
 import { githubClaims, gitlabClaims, kubernetesClaims } from '../helpers/oidc/platforms.js'
 import { AUDIENCE, issuerConfig } from '../helpers/oidc/server.js'
@@ -131,12 +136,47 @@ describe('certbound agent with an OIDC token source', () => {
       writeFileSync(file, await k8s.mint(kubernetesClaims())) // the kubelet's next token
       await agent.waitFor((l) => l.msg === 'enrolled')
       await agent.waitFor((l) => l.msg === 'obtained an access token')
+      // The files are written after the round's CRLs, when the generation is switched to.
+      await agent.waitFor((l) => l.msg === 'switched to a new generation')
     } finally {
       agent.kill()
     }
     expect(await agent.exited).toBe(0)
     expect(readOut(join(w.dir, 'out2')).cert.subjectAltName).toBe(`URI:${w.spiffeId}`)
   })
+
+  it.each(['SIGTERM', 'SIGKILL'] as const)(
+    'stopped (%s) after enrolment and token, during the CRLs: the certificate the spent token paid for is kept and published',
+    async (signal) => {
+      const w = await workload('k8s', { '/kubernetes.io/namespace': 'ci' })
+      const file = join(w.dir, 'token')
+      writeFileSync(file, await k8s.mint(kubernetesClaims()))
+      const agent = new AgentProcess([...w.args, '--oidc-token-file', file])
+      let enrolled: LogLine
+      try {
+        enrolled = await agent.waitFor((l) => l.msg === 'enrolled')
+        // The round goes on with the CRLs of the chain, then writes the files.
+        await agent.waitFor((l) => l.msg === 'obtained an access token')
+      } finally {
+        agent.kill(signal)
+      }
+      expect(await agent.exited).toBe(signal === 'SIGTERM' ? 0 : null)
+      if (signal === 'SIGTERM') {
+        // A clean stop publishes what the round obtained before it exits.
+        const out = readOut(w.out)
+        expect(out.serial).toBe(enrolled.serial)
+        expect(out.token['x5t#S256']).toBe(out.thumbprint)
+      }
+      // The file still holds the spent token (enrolling again would be refused as a replay):
+      // the next run goes on with the certificate kept in ..state.
+      const back = await runAgent([...w.args, '--once', '--oidc-token-file', file])
+      expect(back.code, back.stderr).toBe(0)
+      expect(back.lines.some((l) => /enrolling with/.test(l.msg))).toBe(false)
+      const out = readOut(w.out)
+      expect(out.serial).toBe(enrolled.serial)
+      expect(out.token['x5t#S256']).toBe(out.thumbprint)
+    },
+  )
 
   it('--oidc-token-env (GitLab id_tokens): enrols; after the CA refused its certificate, the agent enrols again by itself', async () => {
     const w = await workload('gitlab', { project_path: 'acme/api', ref_protected: 'true' })
@@ -164,6 +204,74 @@ describe('certbound agent with an OIDC token source', () => {
     const after = readOut(w.out)
     expect(after.serial).not.toBe(before)
     expect((await verifyAccessToken(s, after.token.access_token!)).sub).toBe(w.spiffeId)
+  })
+
+  it('a renewal kept in ..state but refused, replaced by an OIDC enrolment, does not come back after a restart', async () => {
+    const w = await workload('gitlab', { project_path: 'acme/api' })
+    const flags = ['--once', '--oidc-token-env', 'TOKEN']
+    const enrolled = await runAgent([...w.args, ...flags], {
+      TOKEN: await gitlab.mint(gitlabClaims()),
+    })
+    expect(enrolled.code, enrolled.stderr).toBe(0)
+    const published = readOut(w.out)
+    // The agent renewed and was stopped before publishing: the renewal is kept in ..state.
+    const csr = makeCsr({ san: `URI:${w.spiffeId}` })
+    const renewed = await s.call('POST', '/v1/renew', {
+      as: { certPem: published.chainPem, keyPem: published.keyPem },
+      json: { csr: csr.csrPem },
+    })
+    expect(renewed.status, renewed.text).toBe(201)
+    const stateFile = join(w.out, '..state', 'agent.json')
+    const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+    state.pending = {
+      cert_pem: renewed.body.certificate,
+      chain_pem: renewed.body.chain,
+      key_pem: csr.keyPem,
+      received_at: new Date().toISOString(),
+    }
+    writeFileSync(stateFile, JSON.stringify(state))
+    // Revoked while the agent was stopped: its first use is refused, the agent enrols by OIDC.
+    const revoked = await s.call('POST', `/v1/certificates/${renewed.body.serial}/revoke`, {
+      as: s.admin,
+      json: {},
+    })
+    expect(revoked.status, revoked.text).toBe(200)
+    const env = { TOKEN: await gitlab.mint(gitlabClaims()) }
+    const back = await runAgent([...w.args, ...flags], env)
+    expect(back.code, back.stderr).toBe(0)
+    expect(back.lines.some((l) => /going on with the certificate obtained/.test(l.msg))).toBe(true)
+    const now = readOut(w.out)
+    expect([published.serial, renewed.body.serial]).not.toContain(now.serial)
+    // The next run (its token spent by now) goes on with the enrolled certificate.
+    const again = await runAgent([...w.args, ...flags], env)
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.lines.some((l) => /going on with|enrolling with/.test(l.msg))).toBe(false)
+    expect(readOut(w.out).serial).toBe(now.serial)
+  })
+
+  it('a clone alarm is not a request to enrol again: with an OIDC source the agent stops (exit 3)', async () => {
+    const w = await workload('gitlab', { project_path: 'acme/api' })
+    const flags = ['--once', '--oidc-token-env', 'TOKEN']
+    const fresh = async () => ({ TOKEN: await gitlab.mint(gitlabClaims()) })
+    const enrolled = await runAgent([...w.args, ...flags], await fresh())
+    expect(enrolled.code, enrolled.stderr).toBe(0)
+    const copy = join(w.dir, 'copy')
+    execFileSync('cp', ['-a', w.out, copy]) // the same files on a second host
+    const original = readOut(w.out)
+    renewalDueNow(w.out)
+    renewalDueNow(copy)
+    const first = await runAgent([...w.args, ...flags], await fresh())
+    expect(first.code, first.stderr).toBe(0)
+    expect(readOut(w.out).serial).not.toBe(original.serial)
+    // The second host, on the copied files, renews the retired generation: a clone. It holds a
+    // valid OIDC token, but an operator decides which host is the real workload.
+    const second = await runAgent([...agentArgs(s, w.spiffeId, copy), ...flags], await fresh())
+    expect(second.code, second.stderr).toBe(3)
+    expect(second.stderr.trim().split('\n').at(-1)).toMatch(
+      /^certbound agent: lineage revoked: suspected clone \(renew: 403 /,
+    )
+    expect(second.lines.some((l) => /enrolling with|^enrolled$/.test(l.msg))).toBe(false)
+    expect((await lineageOf(s, original.serial)).status).toBe('revoked')
   })
 
   it('flags: one OIDC source at most, never with a join token', async () => {

@@ -112,6 +112,16 @@ export function agentArgs(s: TestServer, spiffeId: string, out: string, server =
   return ['--server', server, '--ca-bundle', bundle, '--spiffe-id', spiffeId, '--out', out]
 }
 
+/**
+ * Makes the next run renew at once: a state that does not say when the certificate was received
+ * renews it now (src/agent/existing.ts), as after a lost state file.
+ */
+export function renewalDueNow(out: string): void {
+  const file = join(out, '..state', 'agent.json')
+  const { certificate: _receipt, ...rest } = JSON.parse(readFileSync(file, 'utf8'))
+  writeFileSync(file, JSON.stringify(rest))
+}
+
 /** A TCP port with nothing listening on it. */
 export async function closedPort(): Promise<number> {
   const server = createServer()
