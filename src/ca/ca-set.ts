@@ -54,7 +54,10 @@ export class CaSet implements CaMaterial {
   /** Records the CA of data_dir in the database (first start, upgrade) and loads the set. */
   static async open(deps: CaSetDeps): Promise<CaSet> {
     let rows = await deps.store.issuingCas.list()
-    if (rows.length === 0) {
+    // No current issuer: a first start, or a partial record an earlier version left (it wrote
+    // the rows one by one). Another process may be recording the same CA right now; whichever
+    // commits first records all of it and the others find it (recordInitial is one step).
+    if (!rows.some(wasActivated)) {
       await recordFileCas(deps, loadCaMaterial(deps.dataDir, deps.passphrase))
       rows = await deps.store.issuingCas.list()
     }
@@ -108,13 +111,12 @@ export class CaSet implements CaMaterial {
   }
 }
 
-/** The root and first issuing CA of data_dir as database rows (of racing replicas, one adds). */
+/** The root and first issuing CA of data_dir as database rows, in one transaction. */
 async function recordFileCas(deps: CaSetDeps, files: CaMaterial): Promise<void> {
   const now = deps.clock.now().getTime()
-  for (const ca of files.cas) {
-    const activatedAt = ca.kind === 'intermediate' ? now : null
-    await deps.store.issuingCas.add(
-      {
+  await deps.store.issuingCas.recordInitial(
+    files.cas.map((ca) => ({
+      ca: {
         keyId: ca.keyId,
         kind: ca.kind,
         serial: ca.view.serialHex,
@@ -124,15 +126,19 @@ async function recordFileCas(deps: CaSetDeps, files: CaMaterial): Promise<void> 
         keySealed: null,
         notBefore: ca.view.notBefore.getTime(),
         notAfter: ca.view.notAfter.getTime(),
-        activatedAt,
+        activatedAt: ca.kind === 'intermediate' ? now : null,
         revokedAt: null,
         revocationReason: null,
         createdAt: now,
       },
-      null,
-      { actor: 'system', action: `ca.record_${ca.kind}`, subject: ca.view.serialHex },
-    )
-  }
+      event: { actor: 'system', action: `ca.record_${ca.kind}`, subject: ca.view.serialHex },
+    })),
+  )
+}
+
+/** An issuing CA that was made current once (the newest such is the current issuer). */
+function wasActivated(r: { kind: string; activatedAt: number | null }): boolean {
+  return r.kind === 'intermediate' && r.activatedAt !== null
 }
 
 function signatureOf(rows: readonly IssuingCaRecord[]): string {
@@ -162,7 +168,7 @@ function entryOf(deps: CaSetDeps, r: IssuingCaRecord): CaEntry {
 function materialOf(deps: CaSetDeps, rows: readonly IssuingCaRecord[]): CaMaterial {
   const entries = rows.map((r) => entryOf(deps, r))
   const current = entries
-    .filter((e) => e.kind === 'intermediate' && e.activatedAt !== null)
+    .filter(wasActivated)
     .sort((a, b) => b.activatedAt! - a.activatedAt! || (a.keyId < b.keyId ? 1 : -1))[0]
   if (!current) throw new Error('the database names no current issuing CA')
   return caMaterialOf(entries, current, readBundle(deps.dataDir), deps.clock.now().getTime())

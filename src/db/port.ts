@@ -258,6 +258,13 @@ export interface IssuingCaStore {
    * it takes the place of a pending key of the same id.
    */
   add(ca: IssuingCaRecord, expectedCurrent: string | null, event: AuditInput): Promise<boolean>
+  /**
+   * Records the CA of data_dir (its root and first issuing CA, each with its event) in one
+   * transaction, unless a current issuer is recorded already: false then, and when every row
+   * was known. Of processes racing on one database, one records it and the others see all of
+   * it; rows of a partial record (written one by one before) stay, the missing ones are added.
+   */
+  recordInitial(cas: readonly { ca: IssuingCaRecord; event: AuditInput }[]): Promise<boolean>
   /** Certificates stored before v6 (no issuer) are attributed to `keyId`; returns how many. */
   attributeUnassigned(keyId: string): Promise<number>
   savePending(p: PendingIssuer, event: AuditInput): Promise<void>

@@ -55,7 +55,16 @@ describe('revocation status with independent tools', () => {
         ocspRequest(leaves['ec-p256']!.certPem, s.intermediatePem, { nonce: false }),
       )
     ).der
-    const [signer] = await query<{ der: Uint8Array }>(s, 'SELECT der FROM ocsp_signers')
+    // One delegated responder per CA that holds its key (RFC 6960 §4.2.2.2): the root's signs
+    // answers about issuing CAs, the intermediate's about leaves. pyca checks the latter against
+    // the intermediate, so pick it by issuer; the rows' order is no order (key ids are random).
+    const interId = keyIdOf(s.intermediatePem)
+    const signers = await query<{ der: Uint8Array; issuer_key_id: string }>(
+      s,
+      'SELECT der, issuer_key_id FROM ocsp_signers',
+    )
+    expect(signers.map((r) => r.issuer_key_id).sort()).toEqual([rootId, interId].sort())
+    const signer = signers.find((r) => r.issuer_key_id === interId)
     f = tempFiles({
       'root.pem': s.bundlePem,
       'inter.pem': s.intermediatePem,

@@ -221,8 +221,21 @@ describe('several processes starting on one empty data_dir at the same moment', 
     try {
       const roots = new Set(servers.map((s) => s.running.ca.root.serialHex))
       expect(roots.size).toBe(1)
+      // ... and one issuing CA, the same current one in every process.
+      const issuers = new Set(servers.map((s) => s.running.ca.current.keyId))
+      expect(issuers.size).toBe(1)
       const rows = await servers[0]!.store.certificates.caCertificates()
       expect(rows.map((r) => r.kind).sort()).toEqual(['intermediate', 'root'])
+      const cas = await servers[0]!.query<{ key_id: string; kind: string }>(
+        'SELECT key_id, kind FROM issuing_cas ORDER BY kind',
+      )
+      expect(cas.map((r) => r.kind)).toEqual(['intermediate', 'root'])
+      expect(cas[0]!.key_id).toBe([...issuers][0])
+      // Recorded once: one event per row, by whichever process committed first.
+      const events = await servers[0]!.query<{ action: string }>(
+        `SELECT action FROM audit_events WHERE action LIKE 'ca.record_%' ORDER BY action`,
+      )
+      expect(events.map((e) => e.action)).toEqual(['ca.record_intermediate', 'ca.record_root'])
       // Every process serves enrolment with that CA.
       for (const s of servers)
         expect(

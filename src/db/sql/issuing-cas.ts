@@ -1,4 +1,4 @@
-import type { SqlDriver } from '../driver.js'
+import type { SqlDriver, SqlExecutor } from '../driver.js'
 import type { IssuingCaStore } from '../port.js'
 import type { AuditInput, IssuingCaRecord, PendingIssuer } from '../types.js'
 import { writeAudit } from './audit.js'
@@ -40,6 +40,34 @@ function toRecord(r: Row): IssuingCaRecord {
 const CURRENT = `SELECT key_id FROM issuing_cas WHERE kind = 'intermediate' AND activated_at IS NOT NULL
   ORDER BY activated_at DESC, key_id DESC LIMIT 1`
 
+/** Inserts a CA row once by key id, with its audit event; false when the key id is known. */
+async function insertCa(tx: SqlExecutor, ca: IssuingCaRecord, event: AuditInput): Promise<boolean> {
+  const added = await tx.run(
+    `INSERT INTO issuing_cas (key_id, kind, serial, der, parent_key_id, key_file, key_sealed,
+       not_before, not_after, activated_at, revoked_at, revocation_reason, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
+    [
+      ca.keyId,
+      ca.kind,
+      ca.serial,
+      ca.der,
+      ca.parentKeyId,
+      ca.keyFile,
+      ca.keySealed,
+      ca.notBefore,
+      ca.notAfter,
+      ca.activatedAt,
+      ca.revokedAt,
+      ca.revocationReason,
+      ca.createdAt,
+    ],
+  )
+  if (added !== 1) return false
+  await tx.run('DELETE FROM pending_issuers WHERE key_id = ?', [ca.keyId])
+  await writeAudit(tx, ca.createdAt, event)
+  return true
+}
+
 /** The CA certificates of this CA, shared by every process and replica. */
 export class SqlIssuingCaStore implements IssuingCaStore {
   constructor(private readonly db: SqlDriver) {}
@@ -56,30 +84,18 @@ export class SqlIssuingCaStore implements IssuingCaStore {
         const current = await tx.get<{ key_id: string }>(CURRENT)
         if ((current?.key_id ?? null) !== expectedCurrent) return false
       }
-      const added = await tx.run(
-        `INSERT INTO issuing_cas (key_id, kind, serial, der, parent_key_id, key_file, key_sealed,
-           not_before, not_after, activated_at, revoked_at, revocation_reason, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`,
-        [
-          ca.keyId,
-          ca.kind,
-          ca.serial,
-          ca.der,
-          ca.parentKeyId,
-          ca.keyFile,
-          ca.keySealed,
-          ca.notBefore,
-          ca.notAfter,
-          ca.activatedAt,
-          ca.revokedAt,
-          ca.revocationReason,
-          ca.createdAt,
-        ],
-      )
-      if (added !== 1) return false
-      await tx.run('DELETE FROM pending_issuers WHERE key_id = ?', [ca.keyId])
-      await writeAudit(tx, ca.createdAt, event)
-      return true
+      return insertCa(tx, ca, event)
+    })
+  }
+
+  recordInitial(cas: readonly { ca: IssuingCaRecord; event: AuditInput }[]): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      // Under the same lock as `add`: of racing processes the first records, the rest see it.
+      await tx.get(`SELECT name FROM locks WHERE name = 'issuing_cas'${this.db.forUpdate}`)
+      if (await tx.get(CURRENT)) return false
+      let added = false
+      for (const { ca, event } of cas) added = (await insertCa(tx, ca, event)) || added
+      return added
     })
   }
 

@@ -76,6 +76,67 @@ describeEachBackend('storage contract ($name): CAs, rotation and OCSP', (backend
     expect(await a.audit.list({ action: 'ca.rotate' })).toHaveLength(audits)
   })
 
+  it('the CA of data_dir: recorded in one transaction by one of N racing processes, a partial record completed, nothing without its events', async () => {
+    const initial = (suffix: string) => [
+      {
+        ca: ca(`root-${suffix}`, { kind: 'root', parentKeyId: null, keySealed: null }),
+        event: event('ca.record_root'),
+      },
+      {
+        ca: ca(`inter-${suffix}`, { parentKeyId: `root-${suffix}`, activatedAt: NOW }),
+        event: event('ca.record_intermediate'),
+      },
+    ]
+    const recorded = async (s: typeof db.a) => ({
+      rows: (await s.issuingCas.list()).map((r) => r.keyId).sort(),
+      events: [
+        ...(await s.audit.list({ action: 'ca.record_root' })),
+        ...(await s.audit.list({ action: 'ca.record_intermediate' })),
+      ].length,
+    })
+    const race = await backend.open()
+    try {
+      // Every process reads an empty table, then records; each reader afterwards sees both rows.
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 ? race.a : race.b).issuingCas
+            .recordInitial(initial('x'))
+            .then(async (added) => ({ added, seen: await race.a.issuingCas.list() })),
+        ),
+      )
+      expect(results.filter((r) => r.added)).toHaveLength(1)
+      for (const r of results)
+        expect(r.seen.map((c) => c.keyId).sort()).toEqual(['inter-x', 'root-x'])
+      expect(await recorded(race.b)).toEqual({ rows: ['inter-x', 'root-x'], events: 2 })
+      // A current issuer is recorded: another data_dir's CA is not added.
+      expect(await race.a.issuingCas.recordInitial(initial('y'))).toBe(false)
+      expect(await recorded(race.a)).toEqual({ rows: ['inter-x', 'root-x'], events: 2 })
+    } finally {
+      await race.close()
+    }
+    const partial = await backend.open()
+    try {
+      // An earlier version stopped between its two writes: the missing row is added, once.
+      await partial.a.issuingCas.add(initial('p')[0]!.ca, null, event('ca.record_root'))
+      expect(await partial.b.issuingCas.recordInitial(initial('p'))).toBe(true)
+      expect(await recorded(partial.a)).toEqual({ rows: ['inter-p', 'root-p'], events: 2 })
+    } finally {
+      await partial.close()
+    }
+    const broken = await backend.open()
+    try {
+      // The audit write fails: neither row is recorded.
+      const restore = await broken.breakAudit()
+      await expect(broken.a.issuingCas.recordInitial(initial('b'))).rejects.toThrow()
+      await restore()
+      expect(await recorded(broken.b)).toEqual({ rows: [], events: 0 })
+      expect(await broken.b.issuingCas.recordInitial(initial('b'))).toBe(true)
+      expect(await recorded(broken.a)).toEqual({ rows: ['inter-b', 'root-b'], events: 2 })
+    } finally {
+      await broken.close()
+    }
+  })
+
   it('pending issuer keys: saved with an event, found by id, removed when their CA is added', async () => {
     const { a, b } = db
     await a.issuingCas.savePending(
