@@ -30,8 +30,9 @@ const BAD_CA_NAMES = [
   '%2e%2e%2f%2e%2e%2fadmin%2fadmin-key.pem',
 ]
 
-// A bare '..' would be resolved by the client's URL parser (WHATWG URL): sent escaped.
-const BAD_KEY_IDS = ['zz', '0', '00', 'a'.repeat(129), '%00', '%2e%2e', 'intermediate', '%C3%A9']
+// '..' (or '%2e%2e') is a dot segment: the client's URL parser (WHATWG URL) resolves it to
+// /v1/crl before sending, so it never reaches this route.
+const BAD_KEY_IDS = ['zz', '0', '00', 'a'.repeat(129), '%00', '..%2f', 'intermediate', '%C3%A9']
 
 /** Tile paths that are none (tlog-tiles: tile/<L>/<N>[.p/<W>], N in x-prefixed groups of 3). */
 const BAD_TILES = [

@@ -13,6 +13,7 @@ import {
   expectClearRefusal,
   RefusalBudget,
   send,
+  settleCrls,
   type Auth,
   type CaseContext,
   type HostileCase,
@@ -60,6 +61,7 @@ async function runCase(row: RouteCorpus, c: HostileCase): Promise<void> {
   } finally {
     // An accepted enrolment spent the join token: the next case gets a fresh one.
     if (r.status < 300 && row.auth === 'join-token') ctx.joinToken = await s.joinToken(ctx.entryId)
+    if (r.status < 300) await settleCrls(s)
     await expectServing(s)
   }
 }

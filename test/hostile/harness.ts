@@ -203,6 +203,20 @@ function unchunk(text: string): string {
   return out
 }
 
+/**
+ * After an accepted request, before the next case: every CA's stored CRL made current (a read
+ * builds it). A revocation (a revoked certificate or lineage, a superseded next generation)
+ * leaves the stored CRLs stale for the next reader, or the maintenance leader within 10 s:
+ * that rebuild must not land inside a later case's snapshots, as if the case had made it.
+ */
+export async function settleCrls(s: TestServer): Promise<void> {
+  for (const ca of s.running.ca.cas) {
+    if (!ca.issuer) continue
+    const r = await s.call('GET', `/v1/ca/${ca.keyId}/crl`)
+    expect(r.status, `CRL of ${ca.keyId}`).toBe(200)
+  }
+}
+
 /** A clear refusal: 4xx, and a body saying why (problem+json, or RFC 6749 JSON on /oauth/). */
 export function expectClearRefusal(r: ApiResponse & { fromParser?: boolean }, what: string) {
   expect(r.status, `${what}: ${r.status} ${r.text.slice(0, 300)}`).toBeGreaterThanOrEqual(400)
