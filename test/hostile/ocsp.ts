@@ -35,7 +35,7 @@ function certIdParts(request: Buffer): CertIdParts {
   return { alg: alg!, nameHash: nameHash!, keyHash: keyHash!, serial: serial! }
 }
 
-/** A positive serial of `n` bytes we never issued (ours are 16 random bytes, RFC 5280 §4.1.2.2). */
+/** A positive serial of `n` random bytes: none we issued (RFC 5280 §4.1.2.2 allows 20 at most). */
 const newSerial = (n = 19) => tlv(0x02, Buffer.concat([Buffer.from([0x7e]), randomBytes(n - 1)]))
 
 function certId(p: CertIdParts, change: Partial<CertIdParts> = {}): Buffer {
