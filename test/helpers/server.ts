@@ -59,7 +59,7 @@ export class ApiClient {
     }
   }
 
-  /** JSON request; `body` objects are sent as JSON, strings as they are. */
+  /** JSON request; `json` is sent as JSON, `body` (text or bytes) as it is. */
   async call<T = any>(
     method: string,
     path: string,
@@ -68,13 +68,13 @@ export class ApiClient {
       as?: { certPem: string; keyPem: string }
       json?: unknown
       form?: Record<string, string>
-      body?: string
+      body?: string | Buffer
       headers?: Record<string, string>
     } = {},
   ): Promise<ApiResponse<T>> {
     const dispatcher = opts.agent ?? this.agent(opts.as)
     const headers: Record<string, string> = { ...opts.headers }
-    let body: string | undefined = opts.body
+    let body: string | Buffer | undefined = opts.body
     if (opts.json !== undefined) {
       headers['content-type'] = 'application/json'
       body = JSON.stringify(opts.json)

@@ -18,6 +18,29 @@ import type { CaseContext, HostileCase, HostileRequest } from './harness.js'
  * hostile JSON bodies, hostile forms and hostile bytes on the wire.
  */
 
+export const q = (path: string): HostileRequest => ({ method: 'GET', path })
+export const nothing: HostileCase = {
+  name: 'a plain request',
+  request: () => ({}),
+  mayAccept: true,
+}
+/** The Authorization line of a raw request on a join-token route; on others, none. */
+export const bearer = (c: CaseContext) => `authorization: Bearer ${c.joinToken}\r\n`
+export const noAuth = () => ''
+export const binary = (body: Buffer | string, type: string): HostileRequest => ({
+  headers: { 'content-type': type },
+  body,
+})
+
+/** A JSON route's body cases and its wire cases. */
+export const jsonAndWire = (
+  method: string,
+  path: (c: CaseContext) => string,
+  auth: (c: CaseContext) => string,
+  valid: (c: CaseContext) => Record<string, unknown>,
+  rules: JsonRules,
+) => [...jsonCases(valid, rules), ...wireCases(method, path, auth)]
+
 const MB = 1024 * 1024
 const json = (value: unknown): HostileRequest => ({
   headers: { 'content-type': 'application/json' },

@@ -1,21 +1,16 @@
-import { csrCases, jsonCases, wireCases, type JsonRules } from './cases.js'
+import { bearer, csrCases, jsonAndWire, noAuth, nothing, q, wireCases } from './cases.js'
+import { EST_ROWS } from './corpus-est.js'
+import { STATUS_ROWS } from './corpus-status.js'
 import { csrDer, newKey, pem, validCsr } from './der.js'
 import type { CaseContext, HostileCase, HostileRequest, RouteCorpus } from './harness.js'
 
 /*
- * The corpus, one row per route. A route added to the app without a row here fails
- * test/security/routes.test.ts; a row whose route does not exist yet is skipped while it 404s.
+ * The corpus, one row per route (the public status routes and EST in files of their own). A
+ * route added to the app without a row here fails test/security/routes.test.ts, and so does a
+ * row for a route the app does not serve.
  */
 
 const form = (body: string, type = 'application/x-www-form-urlencoded'): HostileRequest => ({
-  headers: { 'content-type': type },
-  body,
-})
-const q = (path: string): HostileRequest => ({ method: 'GET', path })
-const nothing: HostileCase = { name: 'a plain request', request: () => ({}), mayAccept: true }
-const bearer = (c: CaseContext) => `authorization: Bearer ${c.joinToken}\r\n`
-const noAuth = () => ''
-const binary = (body: Buffer | string, type: string): HostileRequest => ({
   headers: { 'content-type': type },
   body,
 })
@@ -72,17 +67,10 @@ function formCases(valid: (c: CaseContext) => string, opts: { secret: string }):
 const tokenForm = () => 'grant_type=client_credentials'
 const tokenParam = (c: CaseContext) => `token=${c.accessToken}`
 
-const jsonAndWire = (
-  method: string,
-  path: (c: CaseContext) => string,
-  auth: (c: CaseContext) => string,
-  valid: (c: CaseContext) => Record<string, unknown>,
-  rules: JsonRules,
-) => [...jsonCases(valid, rules), ...wireCases(method, path, auth)]
-
 const entryPath = (c: CaseContext) => `/v1/entries/${c.entryId}`
 const serialPath = (c: CaseContext) => `/v1/certificates/${c.revocable}`
 const csrBody = (csr: unknown) => ({ csr })
+const lineageRevoke = (c: CaseContext) => `/v1/lineages/${c.revocableLineage}/revoke`
 const WORKLOAD = 'spiffe://example.org/hostile/workload'
 let entries = 0
 
@@ -457,65 +445,52 @@ export const CORPUS: readonly RouteCorpus[] = [
       },
     ],
   },
-  // Routes of other issues: rows ready, skipped while the route answers 404.
   {
-    route: 'POST /v1/ocsp',
-    auth: 'none',
+    route: 'GET /v1/lineages/:id',
+    auth: 'admin',
+    path: (c) => `/v1/lineages/${c.lineageId}`,
     cases: [
-      ...[
-        Buffer.alloc(0),
-        Buffer.from([0x30]),
-        Buffer.from([0x30, 0x84, 0x7f, 0xff, 0xff, 0xff]),
-        Buffer.from([0x30, 0x03, 0x30, 0x01, 0x00]),
-        Buffer.alloc(60_000, 0x30),
-      ].map((b, i): HostileCase => ({
-        name: `OCSP request DER garbage ${i}`,
-        request: () => binary(b, 'application/ocsp-request'),
-      })),
-      { name: 'OCSP: wrong content type', request: () => binary('{}', 'application/json') },
-      {
-        name: 'OCSP: 10 MB',
-        request: () => binary(Buffer.alloc(10 * 1024 * 1024, 0x30), 'application/ocsp-request'),
-      },
-    ],
-  },
-  {
-    route: 'GET /v1/ocsp/:request',
-    auth: 'none',
-    path: () => '/v1/ocsp/MAA',
-    cases: ['%%%', 'MAA', 'MIQ_____', 'A'.repeat(8000)].map((p): HostileCase => ({
-      name: `OCSP GET ${p.slice(0, 20)}`,
-      request: () => q(`/v1/ocsp/${p}`),
+      'a'.repeat(65),
+      'a'.repeat(5000),
+      '%00',
+      '..%2fentries',
+      'a.b',
+      '%C3%A9',
+      '00000000-0000-4000-8000-000000000000',
+    ].map((id): HostileCase => ({
+      name: `id ${id.slice(0, 30)}`,
+      request: () => q(`/v1/lineages/${id}`),
     })),
   },
-  { route: 'GET /.well-known/est/cacerts', auth: 'none', cases: [nothing] },
-  { route: 'GET /.well-known/est/csrattrs', auth: 'none', cases: [nothing] },
   {
-    route: 'POST /.well-known/est/simpleenroll',
-    auth: 'join-token',
+    route: 'POST /v1/lineages/:id/revoke',
+    auth: 'admin',
+    path: lineageRevoke,
     cases: [
-      ...[
-        '',
-        '%%%',
-        Buffer.from([0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).toString('base64'),
-        'A'.repeat(60_000),
-      ].map((b, i): HostileCase => ({
-        name: `EST: base64 PKCS#10 garbage ${i}`,
-        request: () => binary(b, 'application/pkcs10'),
+      ...jsonAndWire('POST', lineageRevoke, noAuth, () => ({ reason: 'superseded' }), {
+        strict: true,
+        emptyObject: true,
+        emptyBody: true,
+      }),
+      ...['removeFromCRL', 'KEYCOMPROMISE', 42, null, ['keyCompromise']].map(
+        (reason): HostileCase => ({
+          name: `reason ${JSON.stringify(reason)}`,
+          request: () => ({
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ reason }),
+          }),
+        }),
+      ),
+      ...['nope', '%00', 'a'.repeat(65), '..%2f..%2fv1%2fentries'].map((id): HostileCase => ({
+        name: `lineage ${id.slice(0, 30)}`,
+        request: () => ({
+          path: `/v1/lineages/${id}/revoke`,
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        }),
       })),
-      {
-        name: 'EST: raw DER instead of base64',
-        request: (c) => binary(c.csrDer, 'application/pkcs10'),
-      },
-      {
-        name: 'EST: a JSON body',
-        request: (c) => binary(JSON.stringify({ csr: c.csrPem }), 'application/json'),
-      },
     ],
   },
-  {
-    route: 'POST /.well-known/est/simplereenroll',
-    auth: 'workload',
-    cases: [{ name: 'EST: base64 garbage', request: () => binary('%%%', 'application/pkcs10') }],
-  },
+  ...STATUS_ROWS,
+  ...EST_ROWS,
 ]

@@ -111,3 +111,27 @@ export function pem(der: Buffer, label = 'CERTIFICATE REQUEST'): string {
 export function validCsr(spiffeId: string, key: CsrKey = newKey()): Buffer {
   return csrDer(key, { extensions: [extension(OID.subjectAltName, sanValue([spiffeId]), true)] })
 }
+
+/** The TLVs inside a constructed DER TLV (definite lengths only: for reading openssl's output). */
+export function children(der: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  const body = der.subarray(headerLength(der), der.length)
+  for (let at = 0; at < body.length;) {
+    const rest = body.subarray(at)
+    const size = headerLength(rest) + contentLength(rest)
+    out.push(rest.subarray(0, size))
+    at += size
+  }
+  return out
+}
+
+function headerLength(tlv: Buffer): number {
+  return tlv[1]! < 0x80 ? 2 : 2 + (tlv[1]! & 0x7f)
+}
+
+function contentLength(tlv: Buffer): number {
+  if (tlv[1]! < 0x80) return tlv[1]!
+  let n = 0
+  for (let i = 0; i < (tlv[1]! & 0x7f); i++) n = n * 256 + tlv[2 + i]!
+  return n
+}

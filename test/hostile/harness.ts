@@ -1,16 +1,16 @@
 import { connect } from 'node:tls'
 import { request, type Dispatcher } from 'undici'
 import { expect } from 'vitest'
-import { EVENTS_PER_WINDOW } from '../../src/http/event-limit.js'
-import type { DbInspector } from '../helpers/db-inspect.js'
 import type { ApiResponse, Credential, TestServer } from '../helpers/server.js'
+import { ocspRequest } from '../helpers/ocsp.js'
 import { newKey, pem, validCsr } from './der.js'
+import type { OcspOutcome } from './ocsp.js'
 
 /*
  * The hostile-input harness (issue 14): every route has a corpus of bad requests, one table row
- * per route; each request must be answered with a clear 4xx and change nothing in the database
- * beyond rate-limit counters and the bounded failed-authentication events. A route that does not
- * exist yet (OCSP, EST) keeps its row: the row is skipped while its route answers 404.
+ * per route; each request must be answered with a clear 4xx (on OCSP routes: the protocol's own
+ * error response) and change nothing in the database beyond rate-limit counters and the bounded
+ * failed-authentication events (contract, "Operations").
  */
 
 export type Auth = 'none' | 'join-token' | 'workload' | 'admin'
@@ -29,6 +29,8 @@ export interface HostileCase {
   readonly request: (ctx: CaseContext) => HostileRequest
   /** Not necessarily a refusal (an odd but valid request): then < 500 and no change suffices. */
   readonly mayAccept?: boolean
+  /** An OCSP request: the answer is an OCSPResponse of this status (RFC 6960 §2.3), no change. */
+  readonly ocsp?: OcspOutcome
 }
 
 /** A table row: a route, how its callers authenticate, and its corpus. */
@@ -52,6 +54,13 @@ export interface CaseContext {
   readonly accessToken: string
   /** Serial of a certificate the revocation row may revoke. */
   readonly revocable: string
+  /** A lineage the lineage revocation row may revoke; `lineageId` is the workload's. */
+  readonly revocableLineage: string
+  readonly lineageId: string
+  /** The issuing CA's key id (hex of its subject key identifier). */
+  readonly caKeyId: string
+  /** An OCSP request (DER, no nonce) openssl made for the workload's certificate. */
+  readonly ocspRequest: Buffer
   /** A CSR for `spiffeId` that would be accepted. */
   readonly csrDer: Buffer
   readonly csrPem: string
@@ -68,8 +77,18 @@ export async function caseContext(s: TestServer): Promise<CaseContext> {
   expect(t.status, t.text).toBe(200)
   const csrDer = validCsr(spiffeId, newKey())
   const revocable = (await s.enroll('spiffe://example.org/hostile/revocable')).serial
+  const lineageOf = async (serial: string) => {
+    const r = await s.call('GET', `/v1/certificates/${serial}`, { as: s.admin })
+    expect(r.body.lineage_id, r.text).toMatch(/^[A-Za-z0-9-]+$/)
+    return r.body.lineage_id as string
+  }
+  const lineageSerial = (await s.enroll('spiffe://example.org/hostile/lineage')).serial
   return {
     revocable,
+    revocableLineage: await lineageOf(lineageSerial),
+    lineageId: await lineageOf(workload.serial),
+    caKeyId: s.running.ca.current.keyId,
+    ocspRequest: ocspRequest(workload.certPem, s.intermediatePem, { nonce: false }),
     spiffeId,
     entryId,
     joinToken: await s.joinToken(entryId),
@@ -98,7 +117,7 @@ export async function send(
   req: HostileRequest,
   ctx: CaseContext,
   agents: Map<Auth, Dispatcher>,
-): Promise<ApiResponse & { fromParser: boolean }> {
+): Promise<ApiResponse & { fromParser: boolean; bytes?: Buffer }> {
   const cred = credentialFor(s, row.auth, ctx)
   if (req.raw) return { ...(await sendRaw(s, req.raw, cred)), fromParser: true }
   let agent = agents.get(row.auth)
@@ -113,14 +132,15 @@ export async function send(
     headers,
     body: req.body,
   })
-  const text = await res.body.text()
+  const bytes = Buffer.from(await res.body.arrayBuffer())
+  const text = bytes.toString('utf8')
   let body: any = text
   try {
     body = JSON.parse(text)
   } catch {
     // not JSON
   }
-  return { status: res.statusCode, headers: res.headers, body, text, fromParser: false }
+  return { status: res.statusCode, headers: res.headers, body, text, bytes, fromParser: false }
 }
 
 /**
@@ -183,14 +203,18 @@ function unchunk(text: string): string {
   return out
 }
 
-/** Whether the server has this route at all (OCSP and EST rows wait for theirs). */
-export async function routeExists(s: TestServer, row: RouteCorpus, ctx: CaseContext) {
-  const r = await request(`${s.url}${row.path?.(ctx) ?? routePath(row.route)}`, {
-    method: routeMethod(row.route) as 'POST',
-    dispatcher: s.agent(),
-  })
-  const text = await r.body.text()
-  return !(r.statusCode === 404 && text.includes('no route for'))
+/**
+ * After an accepted request, before the next case: every CA's stored CRL made current (a read
+ * builds it). A revocation (a revoked certificate or lineage, a superseded next generation)
+ * leaves the stored CRLs stale for the next reader, or the maintenance leader within 10 s:
+ * that rebuild must not land inside a later case's snapshots, as if the case had made it.
+ */
+export async function settleCrls(s: TestServer): Promise<void> {
+  for (const ca of s.running.ca.cas) {
+    if (!ca.issuer) continue
+    const r = await s.call('GET', `/v1/ca/${ca.keyId}/crl`)
+    expect(r.status, `CRL of ${ca.keyId}`).toBe(200)
+  }
 }
 
 /** A clear refusal: 4xx, and a body saying why (problem+json, or RFC 6749 JSON on /oauth/). */
@@ -211,74 +235,4 @@ export function expectClearRefusal(r: ApiResponse & { fromParser?: boolean }, wh
   expect(r.text, what).not.toMatch(/internal error|\bat .+\.ts:\d+/)
 }
 
-/** Audit events a refused request may cause (counted, bounded), and tables it may touch. */
-export const REFUSAL_EVENTS = ['token.refused', 'token.refresh_refused', 'auth.failed']
-const MAY_CHANGE = /^(leases|.*rate_limit.*|.*failed_auth.*)$/
-
-/** Every row of every table a refusal must leave alone, read in one snapshot. */
-export async function databaseState(db: DbInspector): Promise<Map<string, unknown[]>> {
-  return db.consistent(async (q) => {
-    const tables = await q<{ name: string }>(
-      db.backend === 'sqlite'
-        ? `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
-        : `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'`,
-    )
-    const state = new Map<string, unknown[]>()
-    for (const { name } of tables.sort((a, b) => a.name.localeCompare(b.name))) {
-      if (MAY_CHANGE.test(name)) continue
-      const rows = await q(`SELECT * FROM "${name}" ORDER BY 1`)
-      const text = (r: unknown) =>
-        JSON.stringify(r, (_k, v) => (Buffer.isBuffer(v) || v?.type === 'Buffer' ? hex(v) : v))
-      state.set(name, rows.map(text))
-    }
-    return state
-  })
-}
-
-const hex = (v: Buffer | { data: number[] }) =>
-  Buffer.isBuffer(v) ? v.toString('hex') : Buffer.from(v.data).toString('hex')
-
-/**
- * Compares two states: only new audit rows of REFUSAL_EVENTS may differ. Returns those rows'
- * actions so the caller can hold them to their bound.
- */
-export function changesBetween(
-  before: Map<string, unknown[]>,
-  after: Map<string, unknown[]>,
-  what: string,
-): string[] {
-  const refusals: string[] = []
-  for (const [table, rows] of after) {
-    const old = before.get(table) ?? []
-    if (table !== 'audit_events') {
-      expect(rows, `${what}: table ${table} changed`).toEqual(old)
-      continue
-    }
-    expect(rows.slice(0, old.length), `${what}: audit events changed`).toEqual(old)
-    for (const row of rows.slice(old.length)) {
-      const action = JSON.parse(row as string).action as string
-      expect(REFUSAL_EVENTS, `${what}: wrote audit event ${action}`).toContain(action)
-      refusals.push(action)
-    }
-  }
-  expect([...after.keys()], `${what}: tables`).toEqual([...before.keys()])
-  return refusals
-}
-
-/**
- * The bound on failed-authentication events one peer can cause (contract, "Operations"): at most
- * EVENTS_PER_WINDOW of each kind per minute, from the first one recorded.
- */
-export class RefusalBudget {
-  readonly #counts = new Map<string, number>()
-  readonly #started = Date.now()
-
-  add(actions: readonly string[]): void {
-    for (const a of actions) this.#counts.set(a, (this.#counts.get(a) ?? 0) + 1)
-    const windows = Math.floor((Date.now() - this.#started) / 60_000) + 1
-    for (const [a, n] of this.#counts)
-      expect(n, `${a} events from one peer in ${windows} minute(s)`).toBeLessThanOrEqual(
-        EVENTS_PER_WINDOW * windows,
-      )
-  }
-}
+export { changesBetween, databaseState, RefusalBudget, REFUSAL_EVENTS } from './db-changes.js'

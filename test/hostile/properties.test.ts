@@ -14,7 +14,8 @@ import { csrProperty, formProperty, jsonProperty, RUNS, type PropertyEnv } from 
 let env: PropertyEnv
 let patchEntryId: string
 beforeAll(async () => {
-  const s = await TestServer.start()
+  // As in corpus.test.ts: the audit checkpointer runs once, at start, not between two snapshots.
+  const s = await TestServer.start({ audit: { checkpoint_interval: '1h' } })
   env = {
     s,
     db: inspectDatabase({ dataDir: s.dataDir, url: s.databaseUrl }),

@@ -9,6 +9,7 @@ import {
   databaseState,
   expectClearRefusal,
   send,
+  settleCrls,
   type Auth,
   type CaseContext,
   type HostileRequest,
@@ -101,6 +102,7 @@ export async function check(
     budget.add(changesBetween(before, await databaseState(db), what))
   } finally {
     if (r.status < 300 && auth === 'join-token') ctx.joinToken = await s.joinToken(ctx.entryId)
+    if (r.status < 300) await settleCrls(s)
     await expectServing(s)
   }
 }

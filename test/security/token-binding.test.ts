@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createVerifier, VerifyError, type Verifier } from '@certbound/verifier'
 import { testApp } from '../helpers/app.js'
 import { dbSnapshot } from '../helpers/ca.js'
+import { makeCsr } from '../helpers/openssl.js'
 import { TestServer, type Credential } from '../helpers/server.js'
 import { expectOAuthError, grant, introspect, refresh, revoke } from '../helpers/tokens.js'
-import { ROUTES, routeKey } from './route-table.js'
+import { ROUTES, routeContext, routeKey } from './route-table.js'
 
 /*
  * Issue 14 (LIFECYCLE invariant 9): a token bound to certificate A is worth nothing with
@@ -17,6 +18,7 @@ let b: Credential & { entryId: string }
 let tokens: { access_token: string; refresh_token: string }
 let verifier: Verifier
 let served: Set<string>
+const B = 'spiffe://example.org/binding/b'
 
 beforeAll(async () => {
   const t = await testApp()
@@ -26,7 +28,7 @@ beforeAll(async () => {
   await t.close()
   s = await TestServer.start()
   a = await s.enroll('spiffe://example.org/binding/a')
-  b = await s.enroll('spiffe://example.org/binding/b')
+  b = await s.enroll(B)
   tokens = await grant(s, a)
   verifier = createVerifier({
     issuer: s.config.tokens.issuer,
@@ -36,6 +38,14 @@ beforeAll(async () => {
     jwksUri: `${s.url}/.well-known/jwks.json`,
   })
 })
+/** What an enrolment changes: certificates, join tokens, entries, OIDC token uses, audit. */
+async function enrolState() {
+  return {
+    db: await dbSnapshot(s),
+    oidcUses: await s.query('SELECT count(*) AS n FROM oidc_token_uses'),
+  }
+}
+
 afterAll(async () => {
   await verifier.close()
   await s.close()
@@ -43,14 +53,7 @@ afterAll(async () => {
 
 describe('a token bound to certificate A, presented with certificate B', () => {
   it('on every route: the bearer token changes nothing about B’s answer', async () => {
-    const ctx = {
-      workload: b,
-      joinToken: () => s.joinToken(b.entryId),
-      revocable: async () =>
-        (await s.enroll(`spiffe://example.org/binding/r${Math.random()}`)).serial,
-      refreshToken: tokens.refresh_token,
-      accessToken: tokens.access_token,
-    }
+    const ctx = await routeContext(s, b, tokens, 'spiffe://example.org/binding')
     for (const [key, row] of Object.entries(ROUTES)) {
       if (!served.has(key) || row.access === 'join-token') continue
       const [method] = key.split(' ')
@@ -72,15 +75,29 @@ describe('a token bound to certificate A, presented with certificate B', () => {
     }
   })
 
-  it('as a join token: 401, nothing issued', async () => {
-    const before = await dbSnapshot(s)
+  // Since OIDC enrolment a JWT-shaped bearer on /v1/enroll is read as an OIDC identity token:
+  // the access token is refused as one (its issuer is no federation.oidc_issuers entry).
+  it('as a join token, with a whole request for an existing entry: 401, nothing issued', async () => {
+    const before = await enrolState()
     const r = await s.call('POST', '/v1/enroll', {
       as: b,
       headers: { authorization: `Bearer ${tokens.access_token}` },
-      json: { csr: 'x' },
+      json: { spiffe_id: B, csr: makeCsr({ san: `URI:${B}` }).csrPem },
     })
-    expect(r.status).toBe(401)
-    expect(await dbSnapshot(s)).toEqual(before)
+    expect([r.status, r.body.code], r.text).toEqual([401, 'ERR_OIDC_TOKEN_INVALID'])
+    expect(await enrolState()).toEqual(before)
+  })
+
+  it('as a join token, without a spiffe_id: a clear 400, nothing issued', async () => {
+    const before = await enrolState()
+    const r = await s.call('POST', '/v1/enroll', {
+      as: b,
+      headers: { authorization: `Bearer ${tokens.access_token}` },
+      json: { csr: makeCsr({ san: `URI:${B}` }).csrPem },
+    })
+    expect([r.status, r.body.code], r.text).toEqual([400, 'ERR_BAD_REQUEST'])
+    expect(r.body.detail).toMatch(/spiffe_id/)
+    expect(await enrolState()).toEqual(before)
   })
 
   it('refresh with B: invalid_grant, and A’s family lives on (A still refreshes)', async () => {
