@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSqlStore } from '../../src/db/sql/store.js'
+import { SqliteDriver } from '../../src/db/sqlite/driver.js'
 import { openSqlite } from '../../src/db/sqlite/open.js'
 import { WalSync } from '../../src/db/sqlite/wal-sync.js'
 import { isCAError } from '../../src/errors.js'
@@ -242,5 +243,53 @@ describe('SQLite driver: several processes on one file', () => {
     } finally {
       await s.close()
     }
+  })
+})
+
+describe('SQLite driver: WAL checkpoints on their own thread', () => {
+  const write = (driver: SqliteDriver, n: number) =>
+    Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        driver.transaction((tx) =>
+          tx.run('INSERT INTO t (k, v) VALUES (?, ?)', [
+            `${Math.random()}-${i}`,
+            Buffer.alloc(900),
+          ]),
+        ),
+      ),
+    )
+
+  it('no checkpoint inside a COMMIT: the thread checkpoints the log into the file, every row there', async () => {
+    const file = tempFile()
+    const driver = new SqliteDriver(file)
+    driver.connection.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)')
+    expect(driver.connection.pragma('wal_autocheckpoint', { simple: true })).toBe(0)
+    // Far past SQLite's own 1000-page threshold, in group commits of 16.
+    for (let b = 0; b < 120; b++) await write(driver, 16)
+    await new Promise((r) => setTimeout(r, 150))
+    await write(driver, 16)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(driver.checkpoints).toBeGreaterThan(0)
+    // What the thread backfilled is in the database file itself: a copy of the file alone,
+    // without its log, holds the rows written before its last checkpoint.
+    const copy = `${file}.copy`
+    copyFileSync(file, copy)
+    const inFile = new Database(copy, { readonly: true })
+    const { n } = inFile.prepare('SELECT count(*) AS n FROM t').get() as { n: number }
+    inFile.close()
+    expect(n).toBeGreaterThan(0)
+    const check = new Database(file, { readonly: true })
+    expect(check.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 121 * 16 })
+    check.close()
+    await driver.close()
+  })
+
+  it('without the thread (checkpointThread: false), SQLite checkpoints as usual', async () => {
+    const driver = new SqliteDriver(tempFile(), { checkpointThread: false })
+    expect(driver.connection.pragma('wal_autocheckpoint', { simple: true })).toBe(1000)
+    driver.connection.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)')
+    await write(driver, 16)
+    expect(driver.checkpoints).toBe(0)
+    await driver.close()
   })
 })

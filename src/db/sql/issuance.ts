@@ -14,16 +14,22 @@ import type { CertificateRow } from './rows.js'
 
 type Locks = Pick<SqlDriver, 'forUpdate' | 'forShare'>
 
+/**
+ * Inserts a certificate and claims its key's identity; resolves whether the claim is new (a
+ * key_identities row inserted by this transaction), so the caller need not read it back.
+ * `lastPeer` is recorded with the row itself rather than by a second statement.
+ */
 export async function insertCertificate(
   tx: SqlExecutor,
   c: NewCertificate,
   state: GenerationState | null = null,
-): Promise<void> {
+  lastPeer: string | null = null,
+): Promise<boolean> {
   await tx.run(
     `INSERT INTO certificates (serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256,
        not_before, not_after, renewed_from, der, issued_at, issuer_key_id, lineage_id, generation,
-       lineage_state)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       lineage_state, last_peer)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     [
       c.serial,
       c.kind,
@@ -40,15 +46,16 @@ export async function insertCertificate(
       c.lineageId ?? null,
       c.generation ?? null,
       c.lineageId ? state : null,
+      lastPeer,
     ],
   )
-  if (c.spiffeId !== null) {
-    await tx.run(
-      `INSERT INTO key_identities (spki_sha256, spiffe_id) VALUES (?, ?)
-       ON CONFLICT (spki_sha256) DO NOTHING`,
-      [c.spkiSha256, c.spiffeId],
-    )
-  }
+  if (c.spiffeId === null) return false
+  const claimed = await tx.run(
+    `INSERT INTO key_identities (spki_sha256, spiffe_id) VALUES (?, ?)
+     ON CONFLICT (spki_sha256) DO NOTHING`,
+    [c.spkiSha256, c.spiffeId],
+  )
+  return claimed === 1
 }
 
 export async function keyCompromised(
@@ -72,34 +79,57 @@ export async function keyIdentity(
   return row?.spiffe_id
 }
 
-/** The key checks of every issuance: not compromised, not certified for another SPIFFE ID. */
+/**
+ * The key checks of every issuance: not compromised, not certified for another SPIFFE ID. One
+ * statement for both (this runs in every enrolment and renewal transaction).
+ */
 async function keyRefusal(
   tx: SqlExecutor,
   c: NewCertificate,
 ): Promise<CommitRefusalReason | undefined> {
-  if (await keyCompromised(tx, c.spkiSha256)) return 'key_compromised'
-  const holder = await keyIdentity(tx, c.spkiSha256)
+  const row = await tx.get<{ compromised: number | null; holder: string | null }>(
+    `SELECT (SELECT 1 FROM compromised_keys WHERE spki_sha256 = ?) AS compromised,
+       (SELECT spiffe_id FROM key_identities WHERE spki_sha256 = ?) AS holder`,
+    [c.spkiSha256, c.spkiSha256],
+  )
+  if (row?.compromised != null) return 'key_compromised'
+  const holder = row?.holder ?? undefined
   if (holder !== undefined && holder !== c.spiffeId) return 'key_other_identity'
   return undefined
 }
 
 /**
- * After the insert: the key's identity is this certificate's. Only a concurrent issuance for
- * another SPIFFE ID on another replica (committed between our check and our insert) makes
- * this fail; the whole transaction then rolls back (LIFECYCLE invariant 12).
+ * After the insert: the key's identity is this certificate's. When this transaction's insert
+ * claimed it, it is (nothing to read). Otherwise a row was there already: ours (checked by
+ * keyRefusal), or one that a concurrent issuance for another SPIFFE ID on another replica
+ * committed between our check and our insert; that one makes the whole transaction roll back
+ * (LIFECYCLE invariant 12).
  */
-async function confirmKeyIdentity(tx: SqlExecutor, c: NewCertificate): Promise<void> {
+async function confirmKeyIdentity(
+  tx: SqlExecutor,
+  c: NewCertificate,
+  claimed: boolean,
+): Promise<void> {
+  if (claimed) return
   if ((await keyIdentity(tx, c.spkiSha256)) !== c.spiffeId)
     throw new CAError('ERR_POLICY_DENIED', 'this public key is certified for another SPIFFE ID')
 }
 
-async function entryEnabled(tx: SqlExecutor, db: Locks, entryId: string | null) {
-  if (entryId === null) return true
-  const row = await tx.get<{ enabled: number }>(
-    `SELECT enabled FROM entries WHERE id = ?${db.forShare}`,
+/** The entry's state under a share lock: undefined unless it exists and is enabled. */
+async function enabledEntry(
+  tx: SqlExecutor,
+  db: Locks,
+  entryId: string,
+): Promise<{ scopes: string | null } | undefined> {
+  const row = await tx.get<{ enabled: number; scopes: string | null }>(
+    `SELECT enabled, scopes FROM entries WHERE id = ?${db.forShare}`,
     [entryId],
   )
-  return row?.enabled === 1
+  return row?.enabled === 1 ? row : undefined
+}
+
+async function entryEnabled(tx: SqlExecutor, db: Locks, entryId: string | null) {
+  return entryId === null || (await enabledEntry(tx, db, entryId)) !== undefined
 }
 
 /**
@@ -110,14 +140,12 @@ async function entryEnabled(tx: SqlExecutor, db: Locks, entryId: string | null) 
 async function endFamiliesOutsideScopes(
   tx: SqlExecutor,
   c: NewCertificate,
+  scopes: string | null,
   now: number,
   actor: string,
 ): Promise<void> {
-  const entry = await tx.get<{ scopes: string | null }>('SELECT scopes FROM entries WHERE id = ?', [
-    c.entryId,
-  ])
-  if (!entry || entry.scopes === null) return
-  const allowed = new Set(JSON.parse(entry.scopes) as string[])
+  if (scopes === null) return
+  const allowed = new Set(JSON.parse(scopes) as string[])
   const families = await tx.all<{ id: string; scope: string | null }>(
     `SELECT id, scope FROM token_families WHERE status = 'active'
        AND cert_serial IN (SELECT serial FROM certificates WHERE lineage_id = ?)`,
@@ -200,9 +228,7 @@ export async function commitEnrollmentTx(
       [c.lineageId, c.spiffeId, c.entryId, c.serial, c.issuedAt],
     )
   }
-  await insertCertificate(tx, c, 'current')
-  await confirmKeyIdentity(tx, c)
-  if (peer) await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, c.serial])
+  await confirmKeyIdentity(tx, c, await insertCertificate(tx, c, 'current', peer))
   await writeAudit(tx, c.issuedAt, event)
   return undefined
 }
@@ -244,7 +270,9 @@ export async function commitRenewalTx(
   }
   const graceMs = context.afterExpiry?.graceMs ?? 0
   if (parent.status !== 'valid' || now >= parent.not_after + graceMs) return 'parent_not_valid'
-  if (!(await entryEnabled(tx, db, c.entryId))) return 'entry_disabled'
+  // The entry's scopes come with the check: the one read of the entry in this transaction.
+  const entry = c.entryId === null ? { scopes: null } : await enabledEntry(tx, db, c.entryId)
+  if (!entry) return 'entry_disabled'
   const refusal = await keyRefusal(tx, c)
   if (refusal) return refusal
   const proof = context.afterExpiry
@@ -263,11 +291,11 @@ export async function commitRenewalTx(
   } else if (lineage.next_serial !== null) {
     await supersedeNext(tx, lineage.next_serial, now, event.actor)
   }
-  await insertCertificate(tx, c, 'next')
-  await confirmKeyIdentity(tx, c)
-  await endFamiliesOutsideScopes(tx, c, now, event.actor)
+  await confirmKeyIdentity(tx, c, await insertCertificate(tx, c, 'next'))
+  await endFamiliesOutsideScopes(tx, c, entry.scopes, now, event.actor)
   await tx.run('UPDATE lineages SET next_serial = ? WHERE id = ?', [c.serial, lineage.id])
-  if (peer)
+  // A write only when the parent's last recorded peer changes (as a token request records it).
+  if (peer && peer !== parent.last_peer)
     await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, parent.serial])
   await writeAudit(tx, c.issuedAt, event)
   return undefined

@@ -92,20 +92,23 @@ export class SqlTokenStore implements TokenStore {
     now: number,
     peer: string | null | undefined,
   ): Promise<boolean> {
-    const cert = await tx.get<{ entry_id: string | null; last_peer: string | null }>(
-      `SELECT entry_id, last_peer FROM certificates WHERE serial = ? AND status = 'valid'
-         AND not_before <= ? AND not_after > ?
-         AND (lineage_state IS NULL OR lineage_state <> 'retired')${this.db.forShare}`,
+    // The certificate and its entry in one statement (every OAuth client has an entry); a
+    // certificate without one, never a client today, takes the two-statement path.
+    const window = `c.serial = ? AND c.status = 'valid' AND c.not_before <= ? AND c.not_after > ?
+         AND (c.lineage_state IS NULL OR c.lineage_state <> 'retired')`
+    let cert = await tx.get<{ entry_id: string | null; last_peer: string | null; enabled: number }>(
+      `SELECT c.entry_id, c.last_peer, e.enabled FROM certificates c
+         JOIN entries e ON e.id = c.entry_id WHERE ${window}${this.db.forShare}`,
       [serial, now, now],
     )
-    if (!cert) return false
-    if (cert.entry_id !== null) {
-      const entry = await tx.get<{ enabled: number }>(
-        `SELECT enabled FROM entries WHERE id = ?${this.db.forShare}`,
-        [cert.entry_id],
+    if (cert === undefined) {
+      cert = await tx.get(
+        `SELECT c.entry_id, c.last_peer, 1 AS enabled FROM certificates c
+           WHERE ${window} AND c.entry_id IS NULL${this.db.forShare}`,
+        [serial, now, now],
       )
-      if (entry?.enabled !== 1) return false
     }
+    if (cert?.enabled !== 1) return false
     if (peer && peer !== cert.last_peer)
       await tx.run('UPDATE certificates SET last_peer = ? WHERE serial = ?', [peer, serial])
     return true
@@ -169,8 +172,8 @@ export class SqlTokenStore implements TokenStore {
   commitRefresh(p: RefreshCommitInput): Promise<RefreshCommit> {
     const now = p.access.issuedAt
     return this.db.transaction(async (tx): Promise<RefreshCommit> => {
-      const family = await tx.get<{ status: string }>(
-        `SELECT status FROM token_families WHERE id = ?${this.db.forUpdate}`,
+      const family = await tx.get<{ status: string; cert_serial: string }>(
+        `SELECT status, cert_serial FROM token_families WHERE id = ?${this.db.forUpdate}`,
         [p.familyId],
       )
       if (
@@ -188,10 +191,12 @@ export class SqlTokenStore implements TokenStore {
         await writeAudit(tx, now, p.reuseEvent)
         return 'reused'
       }
-      await tx.run('UPDATE token_families SET cert_serial = ? WHERE id = ?', [
-        p.certSerial,
-        p.familyId,
-      ])
+      // Re-bound only when refreshed with another certificate of its lineage (a renewal).
+      if (family.cert_serial !== p.certSerial)
+        await tx.run('UPDATE token_families SET cert_serial = ? WHERE id = ?', [
+          p.certSerial,
+          p.familyId,
+        ])
       await insertRefresh(tx, p.familyId, p.refresh)
       await insertAccess(tx, p.familyId, p.access)
       await writeAudit(tx, now, p.event)

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { CAError } from '../../errors.js'
 import type { DriverStats, SqlDriver, SqlExecutor, SqlValue } from '../driver.js'
+import { WalCheckpointer } from './wal-checkpoint.js'
 import { WalSync } from './wal-sync.js'
 
 export interface SqliteDriverOptions {
@@ -11,6 +12,8 @@ export interface SqliteDriverOptions {
   readonly busyTimeoutMs?: number
   /** The WAL flush of FULL (default: WalSync's fdatasync); tests hold it to watch the order. */
   readonly walSync?: (file: string) => Pick<WalSync, 'sync' | 'close'>
+  /** WAL checkpoints on a worker thread (default) rather than inside a COMMIT on this one. */
+  readonly checkpointThread?: boolean
 }
 
 interface Pending {
@@ -106,6 +109,8 @@ export class SqliteDriver implements SqlDriver {
   readonly #busyTimeoutMs: number
   /** FULL: the WAL flush after each group commit; NORMAL: none (SQLite's own meaning). */
   readonly #wal: Pick<WalSync, 'sync' | 'close'> | undefined
+  /** Checkpoints off the event loop (wal-checkpoint.ts); undefined: SQLite's automatic ones. */
+  #checkpoints: WalCheckpointer | undefined
   #queue: Pending[] = []
   #flushing = false
   /** The WAL flush in flight: commits before it are visible but not yet durable. */
@@ -116,7 +121,15 @@ export class SqliteDriver implements SqlDriver {
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000
     // timeout 0: a locked database answers SQLITE_BUSY at once and we retry without blocking.
     this.#writer = new Database(file, { timeout: 0 })
-    this.#writer.pragma('journal_mode = WAL')
+    const wal = this.#writer.pragma('journal_mode = WAL', { simple: true }) === 'wal'
+    if (wal && options.checkpointThread !== false) {
+      this.#writer.pragma('wal_autocheckpoint = 0')
+      this.#checkpoints = new WalCheckpointer(file, () => {
+        // The thread is gone: SQLite's own checkpoints again, so the log stays bounded.
+        this.#checkpoints = undefined
+        if (this.#writer.open) this.#writer.pragma('wal_autocheckpoint = 1000')
+      })
+    }
     // NORMAL in WAL mode: COMMIT writes the frames without an fsync, checkpoints are synced.
     // FULL's per-commit fsync is done by #flush, off the event loop (WalSync).
     this.#writer.pragma('synchronous = NORMAL')
@@ -127,6 +140,11 @@ export class SqliteDriver implements SqlDriver {
     this.#reader.pragma('query_only = ON')
     this.#write = executor(statementCache(this.#writer))
     this.#read = executor(statementCache(this.#reader))
+  }
+
+  /** WAL checkpoints run by the checkpoint thread (tests). */
+  get checkpoints(): number {
+    return this.#checkpoints?.count ?? 0
   }
 
   /** The raw write connection, for migrations and the online backup only. */
@@ -182,6 +200,10 @@ export class SqliteDriver implements SqlDriver {
   async #flush(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
+        // No write while a checkpoint runs: it catches up with the log, which the next write
+        // then restarts from its beginning (meanwhile the event loop serves everything else).
+        const checkpoint = this.#checkpoints?.running
+        if (checkpoint) await checkpoint
         if (!(await this.#begin())) continue
         // Taken once the lock is ours: what arrived while another process held it joins too.
         const batch = this.#queue.splice(0, MAX_BATCH)
@@ -208,6 +230,7 @@ export class SqliteDriver implements SqlDriver {
           if (o.ok) p.resolve(o.value)
           else p.reject(o.error)
         })
+        this.#checkpoints?.committed()
       }
     } finally {
       this.#flushing = false
@@ -278,6 +301,7 @@ export class SqliteDriver implements SqlDriver {
   async close(): Promise<void> {
     this.#closed = true
     while (this.#flushing) await sleep(1)
+    await this.#checkpoints?.close()
     await this.#wal?.close()
     if (this.#reader.open) this.#reader.close()
     if (this.#writer.open) this.#writer.close()

@@ -248,6 +248,36 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
     ).toBe('key_other_identity')
   })
 
+  it('the peer of an enrolment is stored with the certificate; a renewal records a new peer on its parent', async () => {
+    const { a, b } = db
+    const { entry: e, tokenId } = await entryWithToken(a)
+    const c = cert(e, { lineageId: randomUUID(), generation: 1 })
+    expect(
+      await a.certificates.commitEnrollment(
+        { joinTokenId: tokenId },
+        c,
+        event('enroll'),
+        NOW,
+        '198.51.100.7',
+      ),
+    ).toBeUndefined()
+    expect((await b.certificates.get(c.serial))!.lastPeer).toBe('198.51.100.7')
+    // The same key again for the same identity: its key_identities row already exists.
+    const again = renewal(e, c, { spkiSha256: c.spkiSha256 })
+    expect(
+      await a.certificates.commitRenewal(again, event('renew'), NOW, { peer: '198.51.100.7' }),
+    ).toBeUndefined()
+    expect(await b.certificates.keyIdentity(c.spkiSha256)).toBe(e.spiffeId)
+    expect((await b.certificates.get(c.serial))!.lastPeer).toBe('198.51.100.7')
+    expect((await b.certificates.get(again.serial))!.lastPeer).toBeNull()
+    const third = renewal(e, c)
+    expect(
+      await b.certificates.commitRenewal(third, event('renew'), NOW, { peer: '198.51.100.8' }),
+    ).toBeUndefined()
+    expect((await a.certificates.get(c.serial))!.lastPeer).toBe('198.51.100.8')
+    expect(await a.certificates.keyIdentity(third.spkiSha256)).toBe(e.spiffeId)
+  })
+
   it('renewal after expiry: within the grace once per proof jti, never outside it', async () => {
     const { a, b } = db
     const { entry, cert: c } = await storedCert(a, { notAfter: NOW - 10_000 })
