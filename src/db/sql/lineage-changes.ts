@@ -1,7 +1,7 @@
 import type { SqlDriver, SqlExecutor } from '../driver.js'
 import type { CloneSignal, LineageRevocation } from '../types.js'
 import { writeAudit } from './audit.js'
-import { bumpCrlRevision, endBoundTokens } from './revocation.js'
+import { bumpCrlRevision, endBoundTokens, revokeEach } from './revocation.js'
 import type { CertificateRow } from './rows.js'
 
 /*
@@ -143,24 +143,16 @@ export async function revokeLineageRows(
      WHERE serial IN (SELECT serial FROM down) AND status = 'valid' AND not_after > ? ORDER BY id`,
     byKey ? [lineage.id, lineage.id, now] : [lineage.id, now],
   )
-  let familiesRevoked = 0
-  let accessTokensRevoked = 0
-  for (const { serial } of targets) {
-    await tx.run(
-      `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-       WHERE serial = ? AND status = 'valid'`,
-      [now, reason, serial],
-    )
-    const ended = await endBoundTokens(tx, serial, now)
-    familiesRevoked += ended.families
-    accessTokensRevoked += ended.accessTokens
-    await writeAudit(tx, now, {
-      actor,
-      action: 'certificate.revoke',
-      subject: serial,
-      details: { reason, lineage_id: lineage.id },
-    })
-  }
+  const ended = await revokeEach(
+    tx,
+    targets.map((t) => t.serial),
+    reason,
+    now,
+    actor,
+    () => ({ lineage_id: lineage.id }),
+  )
+  let familiesRevoked = ended.families
+  let accessTokensRevoked = ended.accessTokens
   // A family follows its lineage: it is bound to one of the lineage's certificates, whichever.
   const ofLineage = 'SELECT serial FROM certificates WHERE lineage_id = ?'
   familiesRevoked += await tx.run(

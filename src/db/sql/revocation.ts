@@ -41,6 +41,38 @@ export async function endBoundTokens(
 }
 
 /**
+ * Revokes each still-valid certificate of `serials` with what is bound to it, one audit event
+ * each (`details` names why); returns the tokens it ended. The caller bumps the CRL revision.
+ */
+export async function revokeEach(
+  tx: SqlExecutor,
+  serials: readonly string[],
+  reason: string,
+  now: number,
+  actor: string,
+  details: (serial: string) => Record<string, unknown>,
+): Promise<{ families: number; accessTokens: number }> {
+  const total = { families: 0, accessTokens: 0 }
+  for (const serial of serials) {
+    await tx.run(
+      `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+       WHERE serial = ? AND status = 'valid'`,
+      [now, reason, serial],
+    )
+    const ended = await endBoundTokens(tx, serial, now)
+    total.families += ended.families
+    total.accessTokens += ended.accessTokens
+    await writeAudit(tx, now, {
+      actor,
+      action: 'certificate.revoke',
+      subject: serial,
+      details: { reason, ...details(serial) },
+    })
+  }
+  return total
+}
+
+/**
  * The revocation cascade, inside the caller's transaction: the certificate, with keyCompromise
  * its key's whole lineage (and the key refused from then on), every token bound to any of
  * them; one audit event per certificate; the CRL revision bumped so no process serves a CRL
@@ -76,24 +108,11 @@ export async function revokeCertificates(
         details: { spki_sha256: row.spki_sha256 },
       })
   }
-  let familiesRevoked = 0
-  let accessTokensRevoked = 0
-  for (const s of targets) {
-    await tx.run(
-      `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-       WHERE serial = ? AND status = 'valid'`,
-      [now, reason, s],
-    )
-    const ended = await endBoundTokens(tx, s, now)
-    familiesRevoked += ended.families
-    accessTokensRevoked += ended.accessTokens
-    await writeAudit(tx, now, {
-      actor,
-      action: 'certificate.revoke',
-      subject: s,
-      details: { reason, ...(s !== row.serial ? { cascaded_from: row.serial } : {}) },
-    })
-  }
+  const ended = await revokeEach(tx, targets, reason, now, actor, (s) =>
+    s !== row.serial ? { cascaded_from: row.serial } : {},
+  )
+  const familiesRevoked = ended.families
+  const accessTokensRevoked = ended.accessTokens
   if (familiesRevoked || accessTokensRevoked) {
     await writeAudit(tx, now, {
       actor,
