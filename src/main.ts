@@ -41,6 +41,8 @@ export interface RunningServer {
   readonly server: Server
   /** `http://…/metrics` when this process serves metrics.listen itself. */
   readonly metricsUrl: string | undefined
+  /** Resolves once the work a revocation started in the background (OCSP re-signing) is done. */
+  idle(): Promise<void>
   close(): Promise<void>
 }
 
@@ -176,18 +178,29 @@ async function serve(
         { worker: cluster.isWorker },
       )
     : undefined
+  // Work a revocation starts after its response: awaited by close(), so nothing writes to a
+  // closed store, and by idle().
+  const background = new Set<Promise<void>>()
+  const track = (work: Promise<void>) => {
+    background.add(work)
+    void work.finally(() => background.delete(work))
+  }
   const onRevoked = (serials: readonly string[]) => {
     // Stored OCSP answers of these serials are stale already (their status no longer matches);
     // signing the next ones now saves the first asker the work.
-    void ocsp
-      .refresh(serials)
-      .catch((e) => logger.warn({ err: (e as Error).message }, 'OCSP re-signing failed'))
+    track(
+      ocsp
+        .refresh(serials)
+        .catch((e) => logger.warn({ err: (e as Error).message }, 'OCSP re-signing failed')),
+    )
     metrics?.revoked(serials.length)
     if (serials.includes(tls.serial))
-      void credentials
-        .fresh(true)
-        .then(adopt)
-        .catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed'))
+      track(
+        credentials
+          .fresh(true)
+          .then(adopt)
+          .catch((e) => logger.error({ err: (e as Error).message }, 'server TLS renewal failed')),
+      )
   }
   const federation = new OidcFederation(config, logger)
   const app = createApp({
@@ -275,10 +288,14 @@ async function serve(
     ca,
     server,
     metricsUrl: metricsListener?.url,
+    async idle() {
+      while (background.size > 0) await Promise.all(background)
+    },
     async close() {
       await maintenance.stop()
       await checkpointer.stop()
       await closeGracefully(server)
+      while (background.size > 0) await Promise.all(background)
       await federation.close()
       await metricsListener?.close()
       metrics?.close()

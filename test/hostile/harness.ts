@@ -204,12 +204,14 @@ function unchunk(text: string): string {
 }
 
 /**
- * After an accepted request, before the next case: every CA's stored CRL made current (a read
- * builds it). A revocation (a revoked certificate or lineage, a superseded next generation)
- * leaves the stored CRLs stale for the next reader, or the maintenance leader within 10 s:
- * that rebuild must not land inside a later case's snapshots, as if the case had made it.
+ * After an accepted request, before the next case: the OCSP answers a revocation re-signs in
+ * the background are stored, and every CA's stored CRL made current (a read builds it). A
+ * revocation (a revoked certificate or lineage, a superseded next generation) leaves the stored
+ * CRLs stale for the next reader, or the maintenance leader within 10 s: neither may land
+ * inside a later case's snapshots, as if the case had made it.
  */
 export async function settleCrls(s: TestServer): Promise<void> {
+  await s.running.idle()
   for (const ca of s.running.ca.cas) {
     if (!ca.issuer) continue
     const r = await s.call('GET', `/v1/ca/${ca.keyId}/crl`)
