@@ -1,6 +1,7 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSqlStore } from '../../src/db/sql/store.js'
@@ -282,6 +283,33 @@ describe('SQLite driver: WAL checkpoints on their own thread', () => {
     expect(check.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 121 * 16 })
     check.close()
     await driver.close()
+  })
+
+  it('a process whose only work is writes waiting for a checkpoint in flight goes on, not exits early (a real process)', () => {
+    const file = tempFile()
+    // Nothing but the driver keeps this process's event loop alive: an idle (unref'd) thread
+    // must not hold it open, a checkpoint or close awaited on it must.
+    const script = `
+      import { SqliteDriver } from ${JSON.stringify(join(process.cwd(), 'src/db/sqlite/driver.ts'))}
+      const driver = new SqliteDriver(${JSON.stringify(file)})
+      driver.connection.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)')
+      const batch = () => Promise.all(Array.from({ length: 16 }, () =>
+        driver.transaction((tx) => tx.run('INSERT INTO t (v) VALUES (?)', [Buffer.alloc(900)]))))
+      for (let b = 0; b < 40; b++) await batch()
+      await new Promise((r) => setTimeout(r, 150))
+      await batch() // a checkpoint is due: it starts
+      await batch() // these writes wait for it
+      await driver.close()
+      console.log('closed', driver.checkpoints)
+    `
+    const scriptFile = join(dirname(file), 'writer.mts')
+    writeFileSync(scriptFile, script)
+    const r = spawnSync(process.execPath, ['--import', 'tsx', scriptFile], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^closed [1-9]\d*$/m)
   })
 
   it('without the thread (checkpointThread: false), SQLite checkpoints as usual', async () => {

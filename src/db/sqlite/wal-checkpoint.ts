@@ -71,6 +71,8 @@ export class WalCheckpointer {
       eval: true,
       workerData: { module, file: this.#file },
     })
+    // Kept alive only while a checkpoint or the close is awaited (#start, close): an idle
+    // checkpointer never holds a process open, a pending one must, or its promise never settles.
     worker.unref()
     const fail = (e: Error) => {
       if (this.#failed) return
@@ -105,11 +107,14 @@ export class WalCheckpointer {
   #start(): void {
     this.#batches = 0
     this.#running = new Promise((resolve) => (this.#resolve = resolve))
-    ;(this.#worker ??= this.#spawn()).postMessage('checkpoint')
+    const worker = (this.#worker ??= this.#spawn())
+    worker.ref()
+    worker.postMessage('checkpoint')
   }
 
   #done(): void {
     this.#last = Date.now()
+    this.#worker?.unref()
     const resolve = this.#resolve
     this.#running = undefined
     this.#resolve = undefined
@@ -122,6 +127,7 @@ export class WalCheckpointer {
     if (this.#failed || worker === undefined) return void (this.#failed = true)
     this.#failed = true
     const exited = new Promise((resolve) => worker.once('exit', resolve))
+    worker.ref()
     worker.postMessage('close')
     await exited
   }
