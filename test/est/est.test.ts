@@ -174,6 +174,56 @@ describe('POST /.well-known/est/simplereenroll', () => {
   })
 })
 
+describe('POST /.well-known/est/simplereenroll and lineages', () => {
+  it('a retired generation asking to renew over EST is the clone alarm, as on /v1/renew', async () => {
+    const w = await fresh()
+    const first = estCsr(dir, `cl${n}a`, { san: `URI:${w.spiffeId}` })
+    const enrolled = await curl(
+      dir,
+      bundle,
+      `${s.url}${EST}/simpleenroll`,
+      post(first.csrFile, '-H', `authorization: Bearer ${w.token}`),
+    )
+    const cert1 = writeTemp(dir, `cl${n}-1.pem`, issuedCertificate(enrolled, w.spiffeId))
+    const second = estCsr(dir, `cl${n}b`, { san: `URI:${w.spiffeId}` })
+    const renewed = await curl(
+      dir,
+      bundle,
+      `${s.url}${EST}/simplereenroll`,
+      post(second.csrFile, '--cert', cert1, '--key', first.keyFile),
+    )
+    const cert2 = writeTemp(dir, `cl${n}-2.pem`, issuedCertificate(renewed, w.spiffeId))
+    // The first use of generation 2 retires generation 1.
+    const token = await curl(dir, bundle, `${s.url}/oauth/token`, [
+      '--cert',
+      cert2,
+      '--key',
+      second.keyFile,
+      '-d',
+      'grant_type=client_credentials',
+    ])
+    expect(token.status, token.body).toBe(200)
+    // The copy of generation 1 renews: refused, and the whole lineage revoked.
+    const third = estCsr(dir, `cl${n}c`, { san: `URI:${w.spiffeId}` })
+    const clone = await curl(
+      dir,
+      bundle,
+      `${s.url}${EST}/simplereenroll`,
+      post(third.csrFile, '--cert', cert1, '--key', first.keyFile),
+    )
+    expect(clone.status, clone.body).toBe(403)
+    expect(JSON.parse(clone.body).code).toBe('clone_suspected')
+    const rows = await s.query<{ status: string; revocation_reason: string }>(
+      'SELECT status, revocation_reason FROM certificates WHERE spiffe_id = ? ORDER BY id',
+      w.spiffeId,
+    )
+    expect(rows).toEqual([
+      { status: 'revoked', revocation_reason: 'keyCompromise' },
+      { status: 'revoked', revocation_reason: 'keyCompromise' },
+    ])
+  })
+})
+
 describe('GET /.well-known/est/csrattrs', () => {
   it('names the allowed key types and the subjectAltName (openssl asn1parse)', async () => {
     const r = await curl(dir, bundle, `${s.url}${EST}/csrattrs`, [])

@@ -82,7 +82,9 @@ function once<T>(read: () => Promise<T>): () => Promise<T> {
 /** The EST routes under /.well-known/est. */
 export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
-  const mtls = requireClientCert(deps)
+  // simplereenroll is a renewal: a retired generation asking for one is a clone signal, as on
+  // /v1/renew (src/ca/generations.ts).
+  const renewer = requireClientCert(deps, { use: 'renew' })
   const authenticators = [
     joinTokenBasic(deps.authority),
     joinTokenBearer(deps.authority),
@@ -133,7 +135,7 @@ export function estRoutes(deps: EstRouteDeps): Hono<AppEnv> {
   })
 
   // RFC 7030 §4.2.2: over mTLS with the certificate being renewed, as /v1/renew.
-  app.post(`${EST}/simplereenroll`, mtls, async (c) => {
+  app.post(`${EST}/simplereenroll`, renewer, async (c) => {
     const issued = await deps.authority.renew(c.var.client, await estRequest(c), {
       peer: peerAddress(c),
     })
