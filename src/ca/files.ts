@@ -1,11 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import {
-  closeSync,
-  fsyncSync,
   linkSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -18,6 +15,7 @@ import {
   newKeyEncryptionKeyBytes,
   type KeyEncryptionKey,
 } from '../crypto/sealing.js'
+import { fsyncPath } from '../durable-fs.js'
 
 /** Where everything lives under data_dir (CONTRACT "Files under data_dir"). */
 export const PATHS = {
@@ -71,15 +69,6 @@ export function commitDirectory(staging: string, target: string): boolean {
   }
   fsyncPath(dirname(target))
   return true
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
 }
 
 export function writePrivateKey(dataDir: string, rel: string, pem: string): void {

@@ -1,16 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import {
-  chmodSync,
-  closeSync,
-  copyFileSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  renameSync,
-  rmSync,
-} from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, renameSync, rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
+import { fsyncPath } from '../durable-fs.js'
 import { CAError } from '../errors.js'
 
 /** The table a backup file carries its manifest in (dropped again by a restore). */
@@ -60,9 +52,9 @@ export async function backupSqlite(
       const check = copy.pragma('quick_check', { simple: true })
       if (check !== 'ok') throw new Error(`the copy does not pass quick_check: ${String(check)}`)
       chmodSync(partial, 0o600)
-      fsyncFile(partial)
+      fsyncPath(partial)
       renameSync(partial, target)
-      fsyncFile(dirname(target))
+      fsyncPath(dirname(target))
       return written
     } finally {
       if (copy.open) copy.close()
@@ -149,7 +141,7 @@ export function restoreSqlite(backup: string, target: string, now: Date): string
     } finally {
       db.close()
     }
-    fsyncFile(staged)
+    fsyncPath(staged)
     let kept: string | undefined
     if (existsSync(target)) {
       kept = `${target}.before-restore-${now.toISOString().replace(/[:.]/g, '-')}`
@@ -158,18 +150,9 @@ export function restoreSqlite(backup: string, target: string, now: Date): string
       rmSync(`${target}-shm`, { force: true })
     }
     renameSync(staged, target)
-    fsyncFile(dirname(target))
+    fsyncPath(dirname(target))
     return kept
   } finally {
     rmSync(staged, { force: true })
-  }
-}
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
   }
 }

@@ -10,6 +10,7 @@ import type {
   StoredCheckpoint,
 } from '../types.js'
 import { writeAudit } from './audit.js'
+import type { AuditRow } from './rows.js'
 
 interface KeyRow {
   origin: string
@@ -33,13 +34,7 @@ interface CheckpointRow {
   note: string
 }
 
-interface EventRow {
-  id: number
-  at: number
-  actor: string
-  action: string
-  subject: string | null
-  details: string | null
+interface EventRow extends AuditRow {
   leaf_index: number | null
 }
 
