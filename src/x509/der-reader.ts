@@ -73,13 +73,17 @@ function compare(buf: Uint8Array, a: Tlv, b: Tlv): number {
 function checkTree(buf: Uint8Array, t: Tlv, depth: number): void {
   if (depth > MAX_DEPTH) throw new UnhandledError('nesting too deep')
   if (t.tag & 0x20) {
-    const kids = childrenOf(buf, t)
-    for (const k of kids) checkTree(buf, k, depth + 1)
-    // X.690 §11.6: SET OF components in ascending order of their encodings.
-    if (t.tag === 0x31) {
-      for (let i = 1; i < kids.length; i++) {
-        if (compare(buf, kids[i - 1]!, kids[i]!) > 0) throw new UnhandledError('unsorted SET OF')
+    // Walked in place (no child array): this runs over every TBS the CA lints.
+    let prev: Tlv | undefined
+    for (let pos = t.start; pos < t.end;) {
+      const k = readTlv(buf, pos, t.end)
+      checkTree(buf, k, depth + 1)
+      // X.690 §11.6: SET OF components in ascending order of their encodings.
+      if (t.tag === 0x31 && prev !== undefined && compare(buf, prev, k) > 0) {
+        throw new UnhandledError('unsorted SET OF')
       }
+      prev = k
+      pos = k.end
     }
     return
   }
@@ -120,9 +124,24 @@ function checkTree(buf: Uint8Array, t: Tlv, depth: number): void {
   }
 }
 
+// OIDs repeat in every structure read: their text is remembered by their content bytes.
+const oidCache = new Map<string, string>()
+
 /** Dotted text of an OID TLV (already checked by `readDer`). */
 export function oidText(buf: Uint8Array, t: Tlv): string {
   if (t.tag !== 0x06) throw new UnhandledError('expected an OBJECT IDENTIFIER')
+  let key = ''
+  for (let i = t.start; i < t.end; i++) key += String.fromCharCode(buf[i]!)
+  let text = oidCache.get(key)
+  if (text === undefined) {
+    text = decodeOid(buf, t)
+    // Bounded: a hostile peer must not grow it without limit.
+    if (oidCache.size < 1024) oidCache.set(key, text)
+  }
+  return text
+}
+
+function decodeOid(buf: Uint8Array, t: Tlv): string {
   const arcs: bigint[] = []
   let v = 0n
   for (let i = t.start; i < t.end; i++) {
