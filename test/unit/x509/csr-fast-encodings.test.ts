@@ -180,6 +180,52 @@ describe('fast CSR reader: hand-built encodings', () => {
     expect(verdict(() => parseCsrDerWithPkijs(der))).toEqual(expected)
   })
 
+  it('P-384 (imported from DER, not JWK): a point off the curve or a coordinate ≥ p is refused both ways', () => {
+    const p384 = FIXTURE_KEYS['ec-p384'][0]!
+    const good = p384.publicKey.export({ type: 'spki', format: 'der' })
+    const ECDSA_SHA384 = Buffer.from('300a06082a8648ce3d040303', 'hex')
+    const csrWith = (keyDer: Buffer): Uint8Array => {
+      const info = tlv(0x30, Buffer.from([2, 1, 0]), tlv(0x30), keyDer, tlv(0xa0))
+      const sig = sign('sha384', info, p384.privateKey)
+      return Uint8Array.from(tlv(0x30, info, ECDSA_SHA384, tlv(0x03, Buffer.from([0]), sig)))
+    }
+    // The canonical key reads (and verifies) on the fast path.
+    expect(readCsrFast(csrWith(good))!.keyType).toBe('ec-p384')
+    const offCurve = Buffer.from(good)
+    offCurve[offCurve.length - 1]! ^= 1 // y changed: no longer on the curve
+    // A point with small x, then the same x plus the field prime (still 48 octets).
+    const p = (1n << 384n) - (1n << 128n) - (1n << 96n) + (1n << 32n) - 1n
+    const b = BigInt(
+      '0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef',
+    )
+    const pow = (a: bigint, e: bigint): bigint => {
+      let r = 1n
+      for (a %= p; e; e >>= 1n, a = (a * a) % p) if (e & 1n) r = (r * a) % p
+      return r
+    }
+    const hex = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(96, '0'), 'hex')
+    let x = 1n
+    let y = 0n
+    for (; ; x++) {
+      const rhs = (((x ** 3n - 3n * x + b) % p) + p) % p
+      y = pow(rhs, (p + 1n) / 4n)
+      if ((y * y) % p === rhs) break
+    }
+    const point = good.length - 96 // the 48-octet x, then y, end the SPKI
+    const small = Buffer.from(good)
+    hex(x).copy(small, point)
+    hex(y).copy(small, point + 48)
+    expect(() => createPublicKey({ key: small, format: 'der', type: 'spki' })).not.toThrow()
+    const twin = Buffer.from(small)
+    hex(x + p).copy(twin, point)
+    const expected = { code: 'ERR_CSR_INVALID', message: 'CSR public key is malformed' }
+    for (const bad of [offCurve, twin]) {
+      const der = csrWith(bad)
+      expect(verdict(() => readCsrFast(der))).toEqual(expected)
+      expect(verdict(() => parseCsrDerWithPkijs(der))).toEqual(expected)
+    }
+  })
+
   it('another key signing: no proof of possession, both ways', () => {
     const der = signed(
       cri(tlv(0xa0, extensionRequest(sanExt()))),
