@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -53,6 +54,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       out: { type: 'string' },
       keep: { type: 'boolean', default: false },
       dist: { type: 'boolean', default: false },
+      src: { type: 'boolean', default: false },
       set: { type: 'string', multiple: true, default: [] },
     },
   })
@@ -60,7 +62,11 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const unknown = only?.filter((s) => !(SECTIONS as readonly string[]).includes(s))
   if (unknown?.length)
     throw new TypeError(`--only: no section ${unknown.join(', ')} (${SECTIONS.join(', ')})`)
-  if (values.dist) process.env.BENCH_SERVER = 'dist'
+  if (values.dist && values.src) throw new TypeError('--dist and --src exclude each other')
+  // The compiled server (what the package's `certbound` binary runs) unless --src or
+  // BENCH_SERVER=src: through tsx, as `npm start` runs it, it costs ~50 MB more RSS.
+  if (values.src) process.env.BENCH_SERVER = 'src'
+  else if (values.dist || process.env.BENCH_SERVER === undefined) process.env.BENCH_SERVER = 'dist'
   const seconds = Number(values.seconds ?? (values.quick ? 1 : 3))
   if (!(seconds > 0)) throw new TypeError('--seconds must be a positive number')
   return {
@@ -74,6 +80,15 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   }
 }
 
+/** `npm run build`, so that the compiled server is never older than the sources. */
+function buildServer(): void {
+  process.stderr.write('bench: npm run build ...')
+  const t0 = performance.now()
+  const r = spawnSync('npm', ['run', 'build', '--silent'], { encoding: 'utf8', stdio: 'pipe' })
+  if (r.status !== 0) throw new Error(`npm run build failed:\n${r.stdout}${r.stderr}`)
+  process.stderr.write(` ${((performance.now() - t0) / 1000).toFixed(1)} s\n`)
+}
+
 export async function runBench(argv: readonly string[]): Promise<Report> {
   const opts = parseOptions(argv)
   const report = new Report()
@@ -85,10 +100,14 @@ export async function runBench(argv: readonly string[]): Promise<Report> {
   const load: ScenarioOptions = {
     seconds: opts.seconds,
     warmup: Math.max(50, opts.clients * 8),
+    // A server's first thousands of requests run cold code (the JIT has not optimised it yet):
+    // every server, certbound and peers alike, is measured after this much load of the same kind.
+    warmupSeconds: Math.min(1, opts.seconds),
     minRequests: 200,
     maxRequests: 20_000,
   }
   const want = (s: string) => opts.only === undefined || opts.only.includes(s)
+  if (process.env.BENCH_SERVER === 'dist') buildServer()
   const section = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
     const t0 = performance.now()
     process.stderr.write(`bench: ${name} ...`)

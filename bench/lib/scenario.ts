@@ -2,8 +2,10 @@ import { closedLoop, sizeFor, type LoadResult } from './measure.js'
 import { processTree, treeCpuMicros } from './proc.js'
 
 /**
- * One load scenario against one server process (tree): a warm-up to learn the rate, then a run
- * sized to fill `seconds`, with the server's CPU time read from /proc before and after.
+ * One load scenario against one server process (tree): a short warm-up to learn the rate, a
+ * warm-up of `warmupSeconds` of the same requests (the server's code for them is then compiled
+ * and optimised, as in a server that has been up for a while), then a run sized to fill
+ * `seconds`, with the server's CPU time read from /proc before and after.
  */
 
 export type Sender = (i: number, worker: number) => Promise<void>
@@ -23,6 +25,8 @@ export interface ScenarioResult extends LoadResult {
 export interface ScenarioOptions {
   readonly seconds: number
   readonly warmup: number
+  /** Load of the same kind before the measured run; 0: the short warm-up only. */
+  readonly warmupSeconds?: number
   readonly minRequests: number
   readonly maxRequests: number
 }
@@ -33,7 +37,12 @@ export async function runScenario(
   opts: ScenarioOptions,
 ): Promise<ScenarioResult> {
   const warmSender = await sc.prepare(opts.warmup)
-  const warm = await closedLoop(opts.warmup, sc.workers, warmSender)
+  let warm = await closedLoop(opts.warmup, sc.workers, warmSender)
+  const warmSeconds = opts.warmupSeconds ?? 0
+  if (warmSeconds > 0) {
+    const w = sizeFor(warm.perSecond, warmSeconds, opts.warmup, opts.maxRequests)
+    warm = await closedLoop(w, sc.workers, await sc.prepare(w))
+  }
   const n = sizeFor(warm.perSecond, opts.seconds, opts.minRequests, opts.maxRequests)
   const sender = await sc.prepare(n)
   const pids = processTree(serverPid)
