@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js'
 import type { Store } from '../db/port.js'
 import type {
   CertificateRecord,
+  CertificateState,
   EntryRecord,
   LineageWithGenerations,
   NewCertificate,
@@ -157,7 +158,7 @@ export class Authority {
    * new key (renewal.require_new_key) certified for no other identity, the lineage's age.
    */
   async renew(
-    presented: CertificateRecord,
+    presented: CertificateState,
     request: CertificateRequest,
     origin: RequestOrigin & { proof?: ExpiredRenewalProof } = {},
   ): Promise<IssuedCertificate> {
@@ -260,7 +261,7 @@ export class Authority {
     request: CertificateRequest,
     grant: Grant,
     entry: EntryRecord,
-    parent: CertificateRecord | null,
+    parent: CertificateState | null,
     now: Date,
   ): Promise<NewCertificate> {
     const { config, store, ca } = this.deps

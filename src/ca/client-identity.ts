@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto'
 import { x5tS256 } from '../crypto/thumbprint.js'
-import type { CertificateRecord } from '../db/types.js'
+import type { CertificateState } from '../db/types.js'
 import { CAError } from '../errors.js'
 import {
   checkGeneration,
@@ -35,7 +35,7 @@ export async function authenticateClientCertificate(
   peer: { authorized: boolean; certificate: X509Certificate | undefined },
   deps: GenerationDeps,
   presentation: Presentation = ANY_USE,
-): Promise<CertificateRecord> {
+): Promise<CertificateState> {
   const cert = peer.certificate
   if (!cert)
     throw new CAError(
@@ -49,7 +49,7 @@ export async function authenticateClientCertificate(
     )
   }
   const id = identityOf(cert)
-  const record = await deps.store.certificates.get(id.serial)
+  const record = await deps.store.certificates.getState(id.serial)
   // The thumbprint check ties the row to these exact bytes, not just to a serial.
   if (!record || record.thumbprint !== id.thumbprint) {
     throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is not known to this CA')

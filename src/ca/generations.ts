@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import type { Store } from '../db/port.js'
-import type { CertificateRecord, CloneSignal, LineageRevocation } from '../db/types.js'
+import type { CertificateState, CloneSignal, LineageRevocation } from '../db/types.js'
 import { CAError } from '../errors.js'
 
 /**
@@ -25,13 +25,13 @@ export interface GenerationDeps {
 }
 
 /** A next generation replaced by a later renewal: revoked `superseded`, retired from then on. */
-export function isSupersededNext(c: CertificateRecord): boolean {
+export function isSupersededNext(c: CertificateState): boolean {
   return (
     c.lineageState === 'retired' && c.status === 'revoked' && c.revocationReason === 'superseded'
   )
 }
 
-export function cloneSuspected(c: Pick<CertificateRecord, 'serial' | 'lineageId'>): CAError {
+export function cloneSuspected(c: Pick<CertificateState, 'serial' | 'lineageId'>): CAError {
   return new CAError(
     'ERR_CLONE_SUSPECTED',
     `lineage revoked: suspected clone (certificate ${c.serial} of lineage ${c.lineageId} was used ` +
@@ -53,10 +53,10 @@ export async function containClone(signal: CloneSignal, deps: GenerationDeps): P
  * refused — and contained when it asks to renew, or for a token after `renewal.clone_grace`.
  */
 export async function checkGeneration(
-  record: CertificateRecord,
+  record: CertificateState,
   presentation: Presentation,
   deps: GenerationDeps,
-): Promise<CertificateRecord> {
+): Promise<CertificateState> {
   if (record.lineageId === null || record.lineageState === 'current') return record
   if (record.lineageState === 'next') {
     const now = deps.clock.now().getTime()
@@ -65,14 +65,14 @@ export async function checkGeneration(
     if (promoted === 'revoked')
       throw new CAError('ERR_CLIENT_CERT_REQUIRED', 'the client certificate is revoked')
     // A renewal replaced it while this request was on its way: it is a superseded next now.
-    const fresh = await deps.store.certificates.get(record.serial)
+    const fresh = await deps.store.certificates.getState(record.serial)
     return refuseRetired(fresh ?? record, presentation, deps)
   }
   return refuseRetired(record, presentation, deps)
 }
 
 async function refuseRetired(
-  record: CertificateRecord,
+  record: CertificateState,
   presentation: Presentation,
   deps: GenerationDeps,
 ): Promise<never> {

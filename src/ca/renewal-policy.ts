@@ -1,6 +1,6 @@
 import type { Config } from '../config/load.js'
 import { formatDuration } from '../config/duration.js'
-import type { CertificateRecord, LineageRecord } from '../db/types.js'
+import type { CertificateState, LineageRecord } from '../db/types.js'
 import { CAError } from '../errors.js'
 
 /**
@@ -37,7 +37,7 @@ export function checkKeyForIdentity(
   spkiSha256: string,
   spiffeId: string,
   holder: string | undefined,
-  renewal: { parent: CertificateRecord | null; requireNewKey: boolean },
+  renewal: { parent: CertificateState | null; requireNewKey: boolean },
 ): void {
   if (holder !== undefined && holder !== spiffeId) {
     throw new CAError(

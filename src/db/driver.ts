@@ -57,6 +57,13 @@ export interface SqlDriver extends SqlExecutor {
    * COMMIT, off the event loop); a response built from reads alone waits for this.
    */
   settled(): Promise<void>
+  /**
+   * A value that changes whenever another connection or process committed since it was last
+   * read (SQLite's `data_version`), for caches of rarely changed rows: equal values mean
+   * nothing but this driver's own transactions wrote in between. Undefined where the backend
+   * cannot tell cheaply (PostgreSQL): callers then read.
+   */
+  externalChanges?(): number
   close(): Promise<void>
 }
 

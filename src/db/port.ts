@@ -12,6 +12,7 @@ import type {
   CaCertificateRecord,
   CertificateQuery,
   CertificateRecord,
+  CertificateState,
   CloneSignal,
   CommitRefusalReason,
   CrlSnapshot,
@@ -84,6 +85,8 @@ export interface EntryStore {
 
 export interface CertificateStore {
   get(serial: string): Promise<CertificateRecord | undefined>
+  /** The row without the certificate's bytes (the per-request check of a client certificate). */
+  getState(serial: string): Promise<CertificateState | undefined>
   list(q: CertificateQuery): Promise<Page<CertificateRecord>>
   isKeyCompromised(spkiSha256: string): Promise<boolean>
   /** Records a certificate the CA issued for itself (admin credential). */

@@ -63,6 +63,9 @@ export interface NewCertificate {
  */
 export type GenerationState = 'current' | 'next' | 'retired'
 
+/** A certificate's row without its bytes: what a per-request status check needs. */
+export type CertificateState = Omit<CertificateRecord, 'der'>
+
 export interface CertificateRecord extends NewCertificate {
   readonly id: number
   readonly status: StoredStatus

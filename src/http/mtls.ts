@@ -16,7 +16,7 @@ import type { Logger } from 'pino'
 import { authenticateClientCertificate } from '../ca/client-identity.js'
 import type { CertificateUse, GenerationDeps } from '../ca/generations.js'
 import type { CaMaterial } from '../ca/material.js'
-import type { CertificateRecord } from '../db/types.js'
+import type { CertificateState } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { limitFailedAuth, type AuthLimiter } from './auth-limit.js'
 import type { EventLimiter } from './event-limit.js'
@@ -24,7 +24,7 @@ import type { EventLimiter } from './event-limit.js'
 export type AppEnv = {
   Bindings: HttpBindings
   Variables: {
-    client: CertificateRecord
+    client: CertificateState
     requestId: string
     forwarded: boolean
     /** /oauth/token: the grant type, once it is one this server takes (for metrics). */

@@ -4,7 +4,7 @@ import { uuidV7 } from '../crypto/ordered-id.js'
 import { newSecretToken, secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import { cloneSuspected, containClone } from '../ca/generations.js'
 import type { Store } from '../db/port.js'
-import type { CertificateRecord, LineageRevocation, RefreshTokenState } from '../db/types.js'
+import type { CertificateState, LineageRevocation, RefreshTokenState } from '../db/types.js'
 import type { TokenResponse } from '../contract.js'
 import { CAError } from '../errors.js'
 import { parseScopeString } from '../identity/scope.js'
@@ -31,7 +31,7 @@ export interface GrantOrigin {
 
 /** A grant handler: the authenticated client's certificate and the form; returns tokens. */
 export type GrantHandler = (
-  client: CertificateRecord,
+  client: CertificateState,
   form: Map<string, string>,
   deps: GrantDeps,
   origin?: GrantOrigin,
@@ -50,7 +50,7 @@ function parseScope(form: Map<string, string>): string | null {
 
 /** An entry that pins its scopes (entry `scopes`) grants only those. */
 async function checkEntryScopes(
-  client: CertificateRecord,
+  client: CertificateState,
   scope: string | null,
   deps: GrantDeps,
 ): Promise<void> {
@@ -73,7 +73,7 @@ async function checkEntryScopes(
  */
 function issuedRows(
   deps: GrantDeps,
-  client: CertificateRecord,
+  client: CertificateState,
   access: { jti: string; kid: string; exp: number },
   refresh: { id: string; hash: string },
   now: number,
@@ -219,7 +219,7 @@ const refreshToken: GrantHandler = async (client, form, deps, origin = {}) => {
  * two holders of one lineage — and contains the lineage before the refusal.
  */
 async function lineageOf(
-  client: CertificateRecord,
+  client: CertificateState,
   state: RefreshTokenState,
   deps: GrantDeps,
   origin: GrantOrigin,
@@ -244,7 +244,7 @@ async function lineageOf(
   throw cloneSuspected(client)
 }
 
-function reuseEvent(client: CertificateRecord, familyId: string) {
+function reuseEvent(client: CertificateState, familyId: string) {
   return {
     actor: client.spiffeId!,
     action: 'token.family.reuse_detected',

@@ -4,7 +4,7 @@ import type { Config } from '../config/load.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import type { Store } from '../db/port.js'
 import type { RefreshTokenState } from '../db/types.js'
-import type { CertificateRecord } from '../db/types.js'
+import type { CertificateState } from '../db/types.js'
 import { CAError } from '../errors.js'
 import { verifyJwt, type JwsAlg } from './jws.js'
 import type { SigningKeys } from './keys.js'
@@ -24,7 +24,7 @@ type Found =
   | {
       kind: 'refresh'
       state: RefreshTokenState
-      cert: CertificateRecord | undefined
+      cert: CertificateState | undefined
       active: boolean
     }
 
@@ -60,7 +60,7 @@ async function findToken(token: string, deps: TokenStateDeps): Promise<Found | u
   const id = secretTokenId(token)
   const state = id === undefined ? undefined : await deps.store.tokens.findRefreshToken(id)
   if (!state || !secretMatches(token, state.hash)) return undefined
-  const cert = await deps.store.certificates.get(state.family.certSerial)
+  const cert = await deps.store.certificates.getState(state.family.certSerial)
   const active =
     state.usedAt === null &&
     state.expiresAt > now &&
@@ -72,7 +72,7 @@ async function findToken(token: string, deps: TokenStateDeps): Promise<Found | u
 
 /** RFC 7662 introspection: active only if signed, unexpired, unrevoked and its certificate still valid. */
 export async function introspect(
-  caller: CertificateRecord,
+  caller: CertificateState,
   form: Map<string, string>,
   deps: TokenStateDeps,
 ): Promise<Record<string, unknown>> {
@@ -122,7 +122,7 @@ export async function introspect(
  * so); another client's token is refused and left alone.
  */
 export async function revokeToken(
-  client: CertificateRecord,
+  client: CertificateState,
   form: Map<string, string>,
   deps: TokenStateDeps,
 ): Promise<void> {

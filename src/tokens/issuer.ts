@@ -2,7 +2,7 @@ import { epochSeconds } from '../clock.js'
 import { uuidV7 } from '../crypto/ordered-id.js'
 import type { Config } from '../config/load.js'
 import { CAError } from '../errors.js'
-import type { CertificateRecord } from '../db/types.js'
+import type { CertificateState } from '../db/types.js'
 import { signJwt } from './jws.js'
 import type { SigningKeys } from './keys.js'
 
@@ -21,7 +21,7 @@ export interface SignedAccessToken {
  */
 export async function signAccessToken(
   deps: { config: Config; keys: SigningKeys },
-  p: { cert: CertificateRecord; scope: string | null; now: Date },
+  p: { cert: CertificateState; scope: string | null; now: Date },
 ): Promise<SignedAccessToken> {
   const { config, keys } = deps
   const key = await keys.active()

@@ -5,6 +5,7 @@ import type {
   CaCertificateRecord,
   CertificateQuery,
   CertificateRecord,
+  CertificateState,
   CommitRefusalReason,
   EnrollmentCredential,
   NewCertificate,
@@ -21,7 +22,14 @@ import {
   keyIdentity,
 } from './issuance.js'
 import { revokeCertificates } from './revocation.js'
-import { decodeCursor, encodeCursor, toCertificate, type CertificateRow } from './rows.js'
+import {
+  CERTIFICATE_STATE_COLUMNS,
+  decodeCursor,
+  encodeCursor,
+  toCertificate,
+  toCertificateState,
+  type CertificateRow,
+} from './rows.js'
 
 export class SqlCertificateStore implements CertificateStore {
   constructor(private readonly db: SqlDriver) {}
@@ -31,6 +39,14 @@ export class SqlCertificateStore implements CertificateStore {
       serial.toLowerCase(),
     ])
     return row ? toCertificate(row) : undefined
+  }
+
+  async getState(serial: string): Promise<CertificateState | undefined> {
+    const row = await this.db.get<Omit<CertificateRow, 'der'>>(
+      `SELECT ${CERTIFICATE_STATE_COLUMNS} FROM certificates WHERE serial = ?`,
+      [serial.toLowerCase()],
+    )
+    return row ? toCertificateState(row) : undefined
   }
 
   async list(q: CertificateQuery): Promise<Page<CertificateRecord>> {

@@ -1,5 +1,11 @@
 import { CAError } from '../../errors.js'
-import type { AuditRecord, CertificateRecord, EntryRecord, OidcRule } from '../types.js'
+import type {
+  AuditRecord,
+  CertificateRecord,
+  CertificateState,
+  EntryRecord,
+  OidcRule,
+} from '../types.js'
 
 /** Row ↔ record mapping, shared by the repositories. */
 
@@ -60,6 +66,37 @@ export interface CertificateRow {
   lineage_state: CertificateRecord['lineageState']
   retired_at: number | null
   last_peer: string | null
+}
+
+/** Every column of `certificates` but `der`, in table order (the per-request status read). */
+export const CERTIFICATE_STATE_COLUMNS =
+  'id, serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256, not_before, not_after, ' +
+  'status, revoked_at, revocation_reason, renewed_from, issued_at, issuer_key_id, lineage_id, ' +
+  'generation, lineage_state, retired_at, last_peer'
+
+export function toCertificateState(r: Omit<CertificateRow, 'der'>): CertificateState {
+  return {
+    id: r.id,
+    serial: r.serial,
+    kind: r.kind,
+    spiffeId: r.spiffe_id,
+    entryId: r.entry_id,
+    thumbprint: r.thumbprint,
+    spkiSha256: r.spki_sha256,
+    notBefore: r.not_before,
+    notAfter: r.not_after,
+    status: r.status,
+    revokedAt: r.revoked_at,
+    revocationReason: r.revocation_reason,
+    renewedFrom: r.renewed_from,
+    issuedAt: r.issued_at,
+    issuerKeyId: r.issuer_key_id,
+    lineageId: r.lineage_id,
+    generation: r.generation,
+    lineageState: r.lineage_state,
+    retiredAt: r.retired_at,
+    lastPeer: r.last_peer,
+  }
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {

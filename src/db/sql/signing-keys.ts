@@ -59,9 +59,39 @@ export class SqlSigningKeyStore implements SigningKeyStore {
    */
   readonly #fixed = new Map<string, SigningKeyRecord>()
 
+  /**
+   * The last list read, while no other process committed (SQLite): every token grant and
+   * introspection asks for the keys, and they change only with a rotation. Writes through
+   * this store drop it; `#generation` keeps a read that raced such a write from storing.
+   */
+  #cached: { version: number; keys: SigningKeyRecord[] } | undefined
+  #generation = 0
+
   constructor(private readonly db: SqlDriver) {}
 
   async list(): Promise<SigningKeyRecord[]> {
+    const version = this.db.externalChanges?.()
+    const cached = this.#cached
+    if (cached !== undefined && version !== undefined && cached.version === version)
+      return [...cached.keys]
+    const generation = this.#generation
+    const keys = await this.#read()
+    if (version !== undefined && generation === this.#generation)
+      this.#cached = { version, keys: [...keys] }
+    return keys
+  }
+
+  /** Drops the cached list: before a write (a read racing it must not store) and after it. */
+  #changed<T>(write: Promise<T>): Promise<T> {
+    this.#generation++
+    this.#cached = undefined
+    return write.finally(() => {
+      this.#generation++
+      this.#cached = undefined
+    })
+  }
+
+  async #read(): Promise<SigningKeyRecord[]> {
     const rows = await this.db.all<Schedule>(
       `SELECT kid, created_at, publish_at, activate_at, retire_at, withdraw_at,
          CASE WHEN private_key_sealed IS NULL THEN 0 ELSE 1 END AS sealed
@@ -95,34 +125,38 @@ export class SqlSigningKeyStore implements SigningKeyStore {
     now: number,
     event: AuditInput,
   ): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      // Decided inside the transaction: N processes that all found rotation due add one key.
-      // The lock row serialises the deciders on PostgreSQL (SQLite's write lock already does).
-      await tx.get(`SELECT name FROM locks WHERE name = 'signing_keys'${this.db.forUpdate}`)
-      const newest = await tx.get<{ kid: string }>(
-        'SELECT kid FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1',
-      )
-      if ((newest?.kid ?? null) !== expectedNewest) return false
-      await tx.run(INSERT, insertParams(key))
-      for (const r of retire) {
-        // A retirement only ever moves earlier.
-        await tx.run(
-          `UPDATE signing_keys SET
+    return this.#changed(
+      this.db.transaction(async (tx) => {
+        // Decided inside the transaction: N processes that all found rotation due add one key.
+        // The lock row serialises the deciders on PostgreSQL (SQLite's write lock already does).
+        await tx.get(`SELECT name FROM locks WHERE name = 'signing_keys'${this.db.forUpdate}`)
+        const newest = await tx.get<{ kid: string }>(
+          'SELECT kid FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1',
+        )
+        if ((newest?.kid ?? null) !== expectedNewest) return false
+        await tx.run(INSERT, insertParams(key))
+        for (const r of retire) {
+          // A retirement only ever moves earlier.
+          await tx.run(
+            `UPDATE signing_keys SET
              retire_at = CASE WHEN retire_at IS NULL OR retire_at > ? THEN ? ELSE retire_at END,
              withdraw_at = CASE WHEN withdraw_at IS NULL OR withdraw_at > ? THEN ? ELSE withdraw_at END
            WHERE kid = ?`,
-          [r.retireAt, r.retireAt, r.withdrawAt, r.withdrawAt, r.kid],
-        )
-      }
-      await writeAudit(tx, now, event)
-      return true
-    })
+            [r.retireAt, r.retireAt, r.withdrawAt, r.withdrawAt, r.kid],
+          )
+        }
+        await writeAudit(tx, now, event)
+        return true
+      }),
+    )
   }
 
   async sealLegacyKey(kid: string, sealed: Uint8Array): Promise<void> {
-    await this.db.run(
-      'UPDATE signing_keys SET private_key_sealed = ?, legacy_key_file = NULL WHERE kid = ?',
-      [sealed, kid],
+    await this.#changed(
+      this.db.run(
+        'UPDATE signing_keys SET private_key_sealed = ?, legacy_key_file = NULL WHERE kid = ?',
+        [sealed, kid],
+      ),
     )
   }
 
@@ -132,7 +166,7 @@ export class SqlSigningKeyStore implements SigningKeyStore {
     now: number,
     event: AuditInput,
   ): Promise<void> {
-    await this.db.transaction(async (tx) => {
+    const write = this.db.transaction(async (tx) => {
       await tx.run(INSERT, insertParams(key))
       for (const kid of withdraw) {
         await tx.run('UPDATE signing_keys SET retire_at = ?, withdraw_at = ? WHERE kid = ?', [
@@ -147,5 +181,6 @@ export class SqlSigningKeyStore implements SigningKeyStore {
       }
       await writeAudit(tx, now, event)
     })
+    await this.#changed(write)
   }
 }

@@ -171,6 +171,12 @@ export class SqliteDriver implements SqlDriver {
     return this.#writer.inTransaction ? this.#read : this.#write
   }
 
+  externalChanges(): number {
+    // Per connection: it moves only with commits of other connections (our reader never
+    // writes), and cannot move while our own write transaction holds the lock.
+    return this.#writer.pragma('data_version', { simple: true }) as number
+  }
+
   run(sql: string, params?: readonly SqlValue[]): Promise<number> {
     return this.transaction((tx) => tx.run(sql, params))
   }

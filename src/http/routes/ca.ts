@@ -9,7 +9,7 @@ import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
 import type { CertificateResponse } from '../../contract.js'
 import type { Store } from '../../db/port.js'
-import type { CertificateRecord } from '../../db/types.js'
+import type { CertificateRecord, CertificateState } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { isJwtShaped } from '../../federation/verify.js'
 import { derToPem } from '../../x509/pem.js'
@@ -271,6 +271,6 @@ function checkSerial(serial: string): string {
   return serial.toLowerCase()
 }
 
-export function actorOf(client: CertificateRecord): string {
+export function actorOf(client: CertificateState): string {
   return client.spiffeId ?? `serial:${client.serial}`
 }

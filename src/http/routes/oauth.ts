@@ -2,7 +2,7 @@ import { Hono } from 'hono'
 import type { Clock } from '../../clock.js'
 import type { Config } from '../../config/load.js'
 import type { Store } from '../../db/port.js'
-import type { CertificateRecord, LineageRevocation } from '../../db/types.js'
+import type { CertificateState, LineageRevocation } from '../../db/types.js'
 import { CAError } from '../../errors.js'
 import { GRANTS } from '../../tokens/grants.js'
 import { introspect, revokeToken } from '../../tokens/introspection.js'
@@ -30,7 +30,7 @@ const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
  * optional client_id must match it; a disabled entry gets nothing.
  */
 async function authenticateOAuthClient(
-  client: CertificateRecord,
+  client: CertificateState,
   form: Map<string, string>,
   deps: OAuthRouteDeps,
 ): Promise<void> {

@@ -87,6 +87,17 @@ describeEachBackend('storage contract ($name): certificates', (backend) => {
     )
   })
 
+  it('getState: the row without its bytes, by serial in either case; revocation shows at once', async () => {
+    const { a, b } = db
+    const { cert: c } = await storedCert(a)
+    const { der, ...rest } = (await a.certificates.get(c.serial))!
+    expect(der.length).toBeGreaterThan(0)
+    expect(await b.certificates.getState(c.serial.toUpperCase())).toEqual(rest)
+    expect(await b.certificates.getState('00ff')).toBeUndefined()
+    await a.certificates.revoke(c.serial, 'superseded', NOW, 'test')
+    expect((await b.certificates.getState(c.serial))!.status).toBe('revoked')
+  })
+
   it('revocation: idempotent (first reason and time stay), cascades to bound tokens, bumps the CRL revision', async () => {
     const { a, b } = db
     const { cert: c } = await storedCert(a)

@@ -55,6 +55,35 @@ describeEachBackend('storage contract ($name): state shared by every process', (
     expect((await a.signingKeys.list())[0]).toMatchObject({ retireAt: NOW + 2000 })
   })
 
+  it('signing keys: a list read (and cached) by one process shows a rotation by another at once', async () => {
+    const { a, b } = db
+    const before = await b.signingKeys.list()
+    expect(await b.signingKeys.list()).toEqual(before)
+    const newest = before.at(-1)?.kid ?? null
+    expect(
+      await a.signingKeys.rotate(
+        key('k-seen', NOW + 6000),
+        [],
+        newest,
+        NOW + 6000,
+        event('signing_key.rotate'),
+      ),
+    ).toBe(true)
+    expect((await b.signingKeys.list()).map((k) => k.kid)).toEqual([
+      ...before.map((k) => k.kid),
+      'k-seen',
+    ])
+    // And its own writes, without another process committing in between.
+    await b.signingKeys.rotate(
+      key('k-own', NOW + 7000),
+      [],
+      'k-seen',
+      NOW + 7000,
+      event('signing_key.rotate'),
+    )
+    expect((await b.signingKeys.list()).at(-1)!.kid).toBe('k-own')
+  })
+
   it('signing keys: an emergency rotation withdraws the old keys and kills their tokens', async () => {
     const { a } = db
     const { cert: c } = await storedCert(a)
