@@ -1,12 +1,31 @@
 // A minimal DER writer (X.690 §8, §10-11) for the template encoder: definite minimal lengths,
 // primitive strings, no indefinite forms. Every function returns one complete TLV.
 
-/** DER length octets: short form below 128, else the minimal long form (X.690 §10.1). */
-function lengthOctets(n: number): Uint8Array {
-  if (n < 0x80) return Uint8Array.of(n)
-  const bytes: number[] = []
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff)
-  return Uint8Array.from([0x80 | bytes.length, ...bytes])
+/** Octets of a whole TLV with `n` content octets (definite minimal length, X.690 §10.1). */
+export const tlvSize = (n: number): number =>
+  n + (n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x1_0000 ? 4 : n < 0x100_0000 ? 5 : 6)
+
+/**
+ * Writes the identifier and length octets of a TLV with `n` content octets into `out` at `at`
+ * and returns where the content goes: lets an encoder size a structure first and then write
+ * it into one buffer, with no intermediate arrays.
+ */
+export function putHeader(out: Uint8Array, at: number, tag: number, n: number): number {
+  out[at++] = tag
+  if (n < 0x80) {
+    out[at++] = n
+    return at
+  }
+  const k = n < 0x100 ? 1 : n < 0x1_0000 ? 2 : n < 0x100_0000 ? 3 : 4
+  out[at++] = 0x80 | k
+  for (let i = k - 1; i >= 0; i--) out[at++] = (n >>> (8 * i)) & 0xff
+  return at
+}
+
+/** Copies `bytes` into `out` at `at`; returns the offset after them. */
+export function putBytes(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at)
+  return at + bytes.length
 }
 
 /** A TLV whose content is the concatenation of `parts`. */
@@ -18,22 +37,28 @@ export function tlv(tag: number, ...parts: readonly Uint8Array[]): Uint8Array {
 export function tlvOf(tag: number, parts: readonly Uint8Array[]): Uint8Array {
   let size = 0
   for (const p of parts) size += p.length
-  const len = lengthOctets(size)
-  const out = new Uint8Array(1 + len.length + size)
-  out[0] = tag
-  out.set(len, 1)
-  let at = 1 + len.length
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
+  const out = new Uint8Array(tlvSize(size))
+  let at = putHeader(out, 0, tag, size)
+  for (const p of parts) at = putBytes(out, at, p)
   return out
 }
 
 export const sequence = (...parts: readonly Uint8Array[]): Uint8Array => tlv(0x30, ...parts)
 
+// The OIDs encoded are a fixed few (templates, CRLs, OCSP): each is encoded once.
+const oidCache = new Map<string, Uint8Array>()
+
 /** OBJECT IDENTIFIER from dotted text (X.690 §8.19): base-128 arcs, first two combined. */
 export function oid(dotted: string): Uint8Array {
+  let der = oidCache.get(dotted)
+  if (der === undefined) {
+    der = encodeOid(dotted)
+    if (oidCache.size < 1024) oidCache.set(dotted, der)
+  }
+  return der.slice() // callers own what they get
+}
+
+function encodeOid(dotted: string): Uint8Array {
   const arcs = dotted.split('.').map((a) => BigInt(a))
   if (arcs.length < 2 || arcs[0]! > 2n) throw new TypeError(`bad OID ${dotted}`)
   const out: number[] = []
@@ -72,24 +97,42 @@ export const utf8String = (value: string): Uint8Array => tlv(0x0c, Buffer.from(v
 export const ascii = (tag: number, value: string): Uint8Array =>
   tlv(tag, Buffer.from(value, 'latin1'))
 
-const two = (n: number): string => String(n).padStart(2, '0')
+/** Writes `n` (0..99) as two ASCII digits. */
+function putTwo(out: Uint8Array, at: number, n: number): void {
+  out[at] = 0x30 + Math.floor(n / 10)
+  out[at + 1] = 0x30 + (n % 10)
+}
 
 /**
  * An X.509 Time (RFC 5280 §4.1.2.5): UTCTime YYMMDDHHMMSSZ for 1950-2049, else GeneralizedTime
- * YYYYMMDDHHMMSSZ; whole seconds (the caller has rounded).
+ * YYYYMMDDHHMMSSZ; whole seconds (the caller has rounded). Digits written as bytes: two of these
+ * go into every certificate.
  */
 export function x509TimeDer(date: Date): Uint8Array {
   const y = date.getUTCFullYear()
-  const rest =
-    two(date.getUTCMonth() + 1) +
-    two(date.getUTCDate()) +
-    two(date.getUTCHours()) +
-    two(date.getUTCMinutes()) +
-    two(date.getUTCSeconds()) +
-    'Z'
-  if (y >= 1950 && y < 2050) return ascii(0x17, two(y % 100) + rest)
-  if (y < 0 || y > 9999) throw new TypeError('year outside 0..9999')
-  return ascii(0x18, String(y).padStart(4, '0') + rest)
+  const utc = y >= 1950 && y < 2050
+  if (!utc && (y < 0 || y > 9999)) throw new TypeError('year outside 0..9999')
+  const out = new Uint8Array(utc ? 15 : 17)
+  out[0] = utc ? 0x17 : 0x18
+  out[1] = utc ? 13 : 15
+  let at = 2
+  if (!utc) {
+    putTwo(out, at, Math.floor(y / 100))
+    at += 2
+  }
+  for (const n of [
+    y % 100,
+    date.getUTCMonth() + 1,
+    date.getUTCDate(),
+    date.getUTCHours(),
+    date.getUTCMinutes(),
+    date.getUTCSeconds(),
+  ]) {
+    putTwo(out, at, n)
+    at += 2
+  }
+  out[at] = 0x5a // 'Z'
+  return out
 }
 
 /** Unsigned byte-wise order, shorter first on a common prefix (X.690 §11.6). */

@@ -6,7 +6,7 @@ import type { KeyType } from '../crypto/keys.js'
 import { issuerView } from './certificate.js'
 import type { CertificateParams, CertificateView } from './certificate.js'
 import { wholeSeconds } from './der.js'
-import { childrenOf, readDer } from './der-reader.js'
+import { readTlv } from './der-reader.js'
 import * as w from './der-writer.js'
 import { ia5, ipToBytes, keyIdentifier, keyUsageBits } from './extensions.js'
 import { ACCESS_METHOD, ATTR, EXT, SIG } from './oids.js'
@@ -122,40 +122,66 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return Buffer.concat(parts)
 }
 
-/** Name with one attribute per RDN, O then CN, UTF8String (as name.ts buildName). */
-function subjectName(s: CertificateParams['subject']): Uint8Array {
-  const rdns: Uint8Array[] = []
-  for (const [type, value] of [
-    [ATTR.organizationName, s.organization],
-    [ATTR.commonName, s.commonName],
-  ] as const) {
-    if (value === undefined) continue
-    if (typeof value !== 'string' || value.length === 0) {
-      throw new TypeError(`subject attribute ${type} must be a non-empty string`)
-    }
-    rdns.push(w.tlv(0x31, w.sequence(w.oid(type), w.utf8String(value))))
+// Pieces every leaf carries, encoded once.
+const SAN_OID = w.oid(EXT.subjectAltName)
+// SEQUENCE { subjectKeyIdentifier, OCTET STRING { OCTET STRING (20) } }: the key id follows.
+const SKI_HEAD = extension(EXT.subjectKeyIdentifier, false, w.octetString(new Uint8Array(20)))
+  .subarray(0, -20)
+const SKI_SIZE = SKI_HEAD.length + 20
+
+/** RelativeDistinguishedName ::= SET { SEQUENCE { type, UTF8String value } } */
+function rdn(type: string, value: string | undefined): Uint8Array | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new TypeError(`subject attribute ${type} must be a non-empty string`)
   }
-  return w.sequence(...rdns)
+  return w.tlv(0x31, w.sequence(w.oid(type), w.utf8String(value)))
+}
+
+// The organization is the same in every leaf of a CA: its RDN is encoded once per value.
+const organizations = new Map<string, Uint8Array>()
+function organizationRdn(value: string | undefined): Uint8Array | undefined {
+  const hit = typeof value === 'string' ? organizations.get(value) : undefined
+  if (hit) return hit
+  const der = rdn(ATTR.organizationName, value)
+  if (der && organizations.size < 64) organizations.set(value!, der)
+  return der
+}
+
+/** One GeneralName: its [n] IMPLICIT tag and content octets. */
+interface GeneralName {
+  readonly tag: number
+  readonly value: string | Uint8Array // IA5 text (checked printable ASCII) or octets
 }
 
 /** GeneralNames in the pkijs encoder's order: URIs, DNS names, IP addresses. */
-function sanValue(names: {
+function generalNames(names: {
   uris: readonly string[]
   dnsNames: readonly string[]
   ipAddresses: readonly string[]
-}): Uint8Array {
-  return w.sequence(
-    ...names.uris.map((v) => w.ascii(0x86, ia5(v, 'URI SAN'))),
-    ...names.dnsNames.map((v) => w.ascii(0x82, ia5(v, 'DNS SAN'))),
-    ...names.ipAddresses.map((v) => w.tlv(0x87, ipToBytes(v))),
-  )
+}): GeneralName[] {
+  const out: GeneralName[] = []
+  for (const v of names.uris) out.push({ tag: 0x86, value: ia5(v, 'URI SAN') })
+  for (const v of names.dnsNames) out.push({ tag: 0x82, value: ia5(v, 'DNS SAN') })
+  for (const v of names.ipAddresses) out.push({ tag: 0x87, value: ipToBytes(v) })
+  return out
+}
+
+/** Writes a GeneralName; IA5 text is ASCII, one octet per character. */
+function putGeneralName(out: Uint8Array, at: number, g: GeneralName): number {
+  at = w.putHeader(out, at, g.tag, g.value.length)
+  if (typeof g.value !== 'string') return w.putBytes(out, at, g.value)
+  for (let i = 0; i < g.value.length; i++) out[at++] = g.value.charCodeAt(i)
+  return at
 }
 
 /** RFC 7093 §2 method 1 over the subjectPublicKey BIT STRING value (as keyIdentifier). */
 function subjectKeyId(spki: Uint8Array): Uint8Array {
-  const bits = childrenOf(spki, readDer(spki))[1]!
-  const key = spki.subarray(bits.start + 1, bits.end)
-  return new Uint8Array(createHash('sha256').update(key).digest().subarray(0, 20))
+  // spkiOfKey's bytes are node's canonical encoding: no need to re-check them as DER.
+  const top = readTlv(spki, 0, spki.length)
+  const alg = readTlv(spki, top.start, top.end)
+  const bits = readTlv(spki, alg.end, top.end)
+  return createHash('sha256').update(spki.subarray(bits.start + 1, bits.end)).digest()
 }
 
 /**
@@ -177,8 +203,11 @@ export function buildCertificateFast(
   if (notAfter.getTime() <= notBefore.getTime()) {
     throw new TypeError('notAfter must be after notBefore')
   }
-  const subject = subjectName(p.subject)
-  const emptySubject = subject.length === 2
+  // Name with one attribute per RDN, O then CN, UTF8String (as name.ts buildName).
+  const org = organizationRdn(p.subject.organization)
+  const cn = rdn(ATTR.commonName, p.subject.commonName)
+  const subjectSize = (org?.length ?? 0) + (cn?.length ?? 0)
+  const emptySubject = subjectSize === 0
   const names = { uris: p.uris ?? [], dnsNames: p.dnsNames ?? [], ipAddresses: p.ipAddresses ?? [] }
   checkProfileNames(profile, names, emptySubject, notAfter.getTime() - notBefore.getTime())
   const spki = spkiOfKey(p.publicKey)
@@ -186,30 +215,63 @@ export function buildCertificateFast(
   const issuer = piecesOf(issuerView(p.issuer), p.issuer.privateKey)
   let pieces = profilePieces.get(profile)
   if (!pieces) profilePieces.set(profile, (pieces = encodeProfile(profile)))
-  const hasNames = names.uris.length + names.dnsNames.length + names.ipAddresses.length > 0
-  const extensions = w.tlv(
-    0xa3,
-    w.sequence(
-      subjectType.startsWith('rsa-') ? pieces.headRsa : pieces.head,
-      // §4.2.1.6: with an empty subject the SAN carries the identity and is critical.
-      hasNames ? extension(EXT.subjectAltName, emptySubject, sanValue(names)) : new Uint8Array(),
-      extension(EXT.subjectKeyIdentifier, false, w.octetString(subjectKeyId(spki))),
-      issuer.aki,
-      pieces.tail,
-    ),
-  )
-  const tbs = w.sequence(
-    VERSION_3,
-    w.integerOf(p.serial),
-    issuer.algorithm,
-    issuer.name,
-    w.sequence(w.x509TimeDer(notBefore), w.x509TimeDer(notAfter)),
-    subject,
-    spki,
-    extensions,
-  )
+  const head = subjectType.startsWith('rsa-') ? pieces.headRsa : pieces.head
+  const general = generalNames(names)
+  // §4.2.1.6: with an empty subject the SAN carries the identity and is critical.
+  let namesSize = 0
+  for (const g of general) namesSize += w.tlvSize(g.value.length)
+  const sanSize = general.length
+    ? SAN_OID.length + (emptySubject ? w.TRUE.length : 0) + w.tlvSize(w.tlvSize(namesSize))
+    : 0
+  const extsSize =
+    head.length + (sanSize && w.tlvSize(sanSize)) + SKI_SIZE + issuer.aki.length + pieces.tail.length
+  const from = w.x509TimeDer(notBefore)
+  const to = w.x509TimeDer(notAfter)
+  const tbsSize =
+    VERSION_3.length +
+    w.tlvSize(p.serial.length) +
+    issuer.algorithm.length +
+    issuer.name.length +
+    w.tlvSize(from.length + to.length) +
+    w.tlvSize(subjectSize) +
+    spki.length +
+    w.tlvSize(w.tlvSize(extsSize))
+  // One buffer, written in order (RFC 5280 §4.1 field order).
+  const tbs = new Uint8Array(w.tlvSize(tbsSize))
+  let at = w.putHeader(tbs, 0, 0x30, tbsSize)
+  at = w.putBytes(tbs, at, VERSION_3)
+  at = w.putBytes(tbs, w.putHeader(tbs, at, 0x02, p.serial.length), p.serial)
+  at = w.putBytes(tbs, at, issuer.algorithm)
+  at = w.putBytes(tbs, at, issuer.name)
+  at = w.putHeader(tbs, at, 0x30, from.length + to.length)
+  at = w.putBytes(tbs, w.putBytes(tbs, at, from), to)
+  at = w.putHeader(tbs, at, 0x30, subjectSize)
+  if (org) at = w.putBytes(tbs, at, org)
+  if (cn) at = w.putBytes(tbs, at, cn)
+  at = w.putBytes(tbs, at, spki)
+  at = w.putHeader(tbs, w.putHeader(tbs, at, 0xa3, w.tlvSize(extsSize)), 0x30, extsSize)
+  at = w.putBytes(tbs, at, head)
+  if (sanSize) {
+    at = w.putBytes(tbs, w.putHeader(tbs, at, 0x30, sanSize), SAN_OID)
+    if (emptySubject) at = w.putBytes(tbs, at, w.TRUE)
+    at = w.putHeader(tbs, w.putHeader(tbs, at, 0x04, w.tlvSize(namesSize)), 0x30, namesSize)
+    for (const g of general) at = putGeneralName(tbs, at, g)
+  }
+  at = w.putBytes(tbs, at, SKI_HEAD)
+  at = w.putBytes(tbs, at, subjectKeyId(spki).subarray(0, 20))
+  at = w.putBytes(tbs, at, issuer.aki)
+  at = w.putBytes(tbs, at, pieces.tail)
+  if (at !== tbs.length) throw new Error(`template encoder: wrote ${at} of ${tbs.length} octets`)
   // Pre-issuance lint (lint.ts): exactly these bytes are signed, or nothing is.
   lint?.(tbs)
   const signature = sign(issuer.hash, tbs, issuer.key)
-  return w.sequence(tbs, issuer.algorithm, w.bitString(signature))
+  // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
+  const certSize = tbs.length + issuer.algorithm.length + w.tlvSize(1 + signature.length)
+  const cert = new Uint8Array(w.tlvSize(certSize))
+  at = w.putBytes(cert, w.putHeader(cert, 0, 0x30, certSize), tbs)
+  at = w.putBytes(cert, at, issuer.algorithm)
+  at = w.putHeader(cert, at, 0x03, 1 + signature.length)
+  cert[at++] = 0 // no unused bits
+  w.putBytes(cert, at, signature)
+  return cert
 }
