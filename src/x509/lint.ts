@@ -1,4 +1,4 @@
-import { childrenOf, contentOf, oidText as oidTextOf, readDer, type Tlv } from './der-reader.js'
+import { childrenOf, contentOf, oidText, readDer, type Tlv } from './der-reader.js'
 import { keyUsageBits } from './extensions.js'
 import { ACCESS_METHOD, EXT, KEY_ALG, SIG } from './oids.js'
 import { keyUsagesFor, type CertificateProfile } from './profiles.js'
@@ -22,19 +22,6 @@ export interface CertificateLintRules {
   readonly spiffeIdProblem?: (uri: string) => string | undefined
 }
 
-// OIDs repeat in every TBS: their text is remembered by their bytes.
-const oids = new Map<string, string>()
-function oidText(buf: Uint8Array, t: Tlv): string {
-  let k = ''
-  for (let i = t.start; i < t.end; i++) k += String.fromCharCode(buf[i]!)
-  let text = oids.get(k)
-  if (text === undefined) {
-    text = oidTextOf(buf, t)
-    if (oids.size < 1024) oids.set(k, text)
-  }
-  return text
-}
-
 const SIGNATURES = new Set<string>([
   SIG.ecdsaWithSha256,
   SIG.ecdsaWithSha384,
@@ -42,13 +29,30 @@ const SIGNATURES = new Set<string>([
   SIG.ed25519,
 ])
 
+/** Two ASCII digits at `i`, or NaN. */
+function digits2(buf: Uint8Array, i: number): number {
+  const a = buf[i]! - 0x30
+  const b = buf[i + 1]! - 0x30
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : NaN
+}
+
+/** UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 §4.1.2.5), else NaN. */
 function timeOf(buf: Uint8Array, t: Tlv): number {
-  const s = Buffer.from(contentOf(buf, t)).toString('latin1')
-  const m = /^(\d{2}|\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s)
-  if (!m || (t.tag === 0x17) !== (m[1]!.length === 2)) return NaN
-  let y = Number(m[1])
-  if (t.tag === 0x17) y += y < 50 ? 2000 : 1900
-  return Date.UTC(y, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]))
+  const n = t.end - t.start
+  const utc = t.tag === 0x17
+  if (n !== (utc ? 13 : 15) || (!utc && t.tag !== 0x18) || buf[t.end - 1] !== 0x5a) return NaN
+  let i = t.start
+  let y = digits2(buf, i)
+  i += 2
+  if (utc) y += y < 50 ? 2000 : 1900
+  else {
+    y = y * 100 + digits2(buf, i)
+    i += 2
+  }
+  // NaN anywhere (a non-digit) makes the result NaN, as a pattern match would refuse it.
+  const month = digits2(buf, i)
+  const day = digits2(buf, i + 2)
+  return Date.UTC(y, month - 1, day, digits2(buf, i + 4), digits2(buf, i + 6), digits2(buf, i + 8))
 }
 
 /** Every RDN of a Name holds exactly one attribute (no multi-valued RDNs). */
@@ -89,6 +93,31 @@ function extensionsOf(buf: Uint8Array, exts: Tlv | undefined, v: string[]): Map<
   return out
 }
 
+interface Expectations {
+  readonly keyUsage: { readonly der: Uint8Array; readonly names: string }
+  readonly keyUsageRsa: { readonly der: Uint8Array; readonly names: string }
+  readonly purposes: string // sorted, comma-joined
+}
+
+// What a profile's keyUsage and EKU must be, worked out once per (frozen) profile value.
+const expectations = new WeakMap<CertificateProfile, Expectations>()
+function expectationsOf(p: CertificateProfile): Expectations {
+  let e = expectations.get(p)
+  if (e) return e
+  const usage = (type: 'rsa-2048' | 'ec-p256') => {
+    const { bytes, unusedBits } = keyUsageBits(keyUsagesFor(p, type))
+    const der = Buffer.concat([Buffer.of(0x03, bytes.length + 1, unusedBits), bytes])
+    return { der, names: keyUsagesFor(p, type).join(', ') }
+  }
+  e = {
+    keyUsage: usage('ec-p256'),
+    keyUsageRsa: usage('rsa-2048'),
+    purposes: [...(p.extKeyUsage?.purposes ?? [])].sort().join(','),
+  }
+  expectations.set(p, e)
+  return e
+}
+
 /** The profile's extensions: present or absent as it says, with its criticality and values. */
 function checkProfileExtensions(
   exts: Map<string, Extension>,
@@ -116,21 +145,18 @@ function checkProfileExtensions(
       v.push(`basicConstraints pathLenConstraint must be ${expected ?? 'absent'}`)
   }
   const ku = need(EXT.keyUsage, 'keyUsage', p.keyUsage.critical)
+  const want = expectationsOf(p)
   if (ku) {
-    const { bytes, unusedBits } = keyUsageBits(keyUsagesFor(p, isRsa ? 'rsa-2048' : 'ec-p256'))
-    const want = Buffer.concat([Buffer.of(0x03, bytes.length + 1, unusedBits), bytes])
-    if (!want.equals(Buffer.from(ku.value)))
-      v.push(
-        `keyUsage must be exactly ${keyUsagesFor(p, isRsa ? 'rsa-2048' : 'ec-p256').join(', ')}`,
-      )
+    const k = isRsa ? want.keyUsageRsa : want.keyUsage
+    if (Buffer.compare(k.der, ku.value) !== 0) v.push(`keyUsage must be exactly ${k.names}`)
   }
   const eku = exts.get(EXT.extKeyUsage)
   if (p.extKeyUsage) {
     if (!eku) v.push('missing extendedKeyUsage')
     else {
       const purposes = childrenOf(eku.value, readDer(eku.value)).map((t) => oidText(eku.value, t))
-      const want = [...p.extKeyUsage.purposes].sort().join(',')
-      if ([...purposes].sort().join(',') !== want) v.push(`extendedKeyUsage must be ${want}`)
+      if (purposes.sort().join(',') !== want.purposes)
+        v.push(`extendedKeyUsage must be ${want.purposes}`)
     }
   } else if (eku) v.push(`a ${p.name} certificate carries no extendedKeyUsage`)
   need(EXT.subjectKeyIdentifier, 'subjectKeyIdentifier', false)
@@ -156,6 +182,12 @@ function checkAia(aia: Extension, p: CertificateProfile, v: string[]): void {
     v.push('AIA lacks the caIssuers URL')
 }
 
+function latin1(buf: Uint8Array, t: Tlv): string {
+  let s = ''
+  for (let i = t.start; i < t.end; i++) s += String.fromCharCode(buf[i]!)
+  return s
+}
+
 /** SAN rules: forms the profile allows, no duplicates, a leaf's one SPIFFE ID. */
 function checkSan(
   exts: Map<string, Extension>,
@@ -174,14 +206,15 @@ function checkSan(
   const seen = new Set<string>()
   const uris: string[] = []
   for (const n of names) {
-    const value = Buffer.from(contentOf(san.value, n))
-    const key = `${n.tag}:${n.tag === 0x82 ? value.toString('latin1').toLowerCase() : value.toString('hex')}`
+    // latin1 maps octets to characters one to one: equal keys are equal octets.
+    const text = latin1(san.value, n)
+    const key = `${n.tag}:${n.tag === 0x82 ? text.toLowerCase() : text}`
     if (seen.has(key)) v.push('duplicate subjectAltName entry')
     seen.add(key)
     const kind = n.tag === 0x86 ? 'uri' : n.tag === 0x82 ? 'dns' : n.tag === 0x87 ? 'ip' : 'other'
     if (kind === 'other' || !p.names.sanKinds.includes(kind))
       v.push(`a ${p.name} certificate carries no ${kind} SAN`)
-    if (kind === 'uri') uris.push(value.toString('latin1'))
+    if (kind === 'uri') uris.push(text)
   }
   if (r.spiffeIdProblem) {
     if (uris.length !== 1)

@@ -130,6 +130,29 @@ describe('pre-issuance lint', () => {
     expect(v).toContain('a leaf certificate carries exactly one URI SAN, not 2')
   })
 
+  it('validity: UTCTime and GeneralizedTime read; a non-digit or a wrong Time form is refused', () => {
+    const long = { ...rules, maxLifetimeMs: 100 * 365 * 24 * HOUR }
+    let tbs: Uint8Array | undefined
+    // notAfter in 2051: a GeneralizedTime (RFC 5280 §4.1.2.5), notBefore a UTCTime.
+    buildCertificateFast(params({ notAfter: new Date(Date.UTC(2051, 0, 2, 3, 4, 5)) }), (t) => {
+      tbs = t
+    })
+    expect(violations(() => lintCertificateTbs(tbs!, long))).toEqual([])
+    expect(violations(() => lintCertificateTbs(tbs!, rules)).join()).toMatch(/lifetime over/)
+    const validity = childrenOf(tbs!, readDer(tbs!))[4]!
+    const [, na] = childrenOf(tbs!, validity)
+    expect(na!.tag).toBe(0x18)
+    const broken = (change: (t: Uint8Array) => void): readonly string[] => {
+      const copy = Uint8Array.from(tbs!)
+      change(copy)
+      return violations(() => lintCertificateTbs(copy, long))
+    }
+    const bad = ['notBefore must be before notAfter']
+    expect(broken((t) => (t[na!.start + 5] = 0x41))).toEqual(bad) // a letter in the month
+    expect(broken((t) => (t[na!.end - 1] = 0x30))).toEqual(bad) // no Z
+    expect(broken((t) => (t[na!.offset] = 0x17))).toEqual(bad) // 4-digit year as a UTCTime
+  })
+
   it('CRLs: a good one passes; a window over the maximum is refused', () => {
     const now = new Date()
     const p = {
