@@ -76,6 +76,19 @@ export async function scaleSection(
       })
     ).access_token
     empty = await certboundLoad(server, creds, entryIds, load, ['token', 'enroll'])
+    for (const [name, label] of [
+      ['token', 'token grants'],
+      ['enroll', 'enrolments'],
+    ] as const) {
+      const r = empty[name]
+      report.add({
+        section: S,
+        name: `${label} on the empty database`,
+        value: r?.perSecond ?? null,
+        unit: '/s',
+        ...(r ? { p50Ms: r.p50, p99Ms: r.p99, cpuUs: r.cpuUs } : {}),
+      })
+    }
     const emptyRevoke = await revokeMs(server, plain.before.serial)
     report.add({
       section: S,
@@ -175,7 +188,7 @@ export async function scaleSection(
       throw new Error(
         `the cascade left ${left} families active (introspection: ${JSON.stringify(introspected)})`,
       )
-    const cascadeRow = report.add({
+    report.add({
       section: S,
       name: `revoke, cascade to ${counts.cascade.toLocaleString('en-US')} token families + CRL`,
       value: cascadeRevoke,
@@ -207,14 +220,57 @@ export async function scaleSection(
       unit: 'ms',
       row: crlRow,
     })
-    report.target({
-      name: `cascade of ${counts.cascade.toLocaleString('en-US')} tokens (minus the CRL-only revoke)`,
-      value: cascadeRevoke - crlRevoke,
-      op: '<',
-      bound: 100,
-      unit: 'ms',
-      row: cascadeRow,
-    })
+  } finally {
+    await server.stop()
+  }
+  // On the big database the cascade is a small part of a revoke that rebuilds a 3 MB CRL, and
+  // the difference of two such revokes is mostly that rebuild's noise: measured apart, on a
+  // database whose CRL is a few entries, the cascade is what the two revokes differ by.
+  const alone = await cascadeAlone(join(dir, 'scale-cascade'), counts.cascade, overrides)
+  const aloneRow = report.add({
+    section: S,
+    name: `revoke, cascade to ${counts.cascade.toLocaleString('en-US')} token families (small CRL)`,
+    value: alone.victimMs,
+    unit: 'ms',
+    note: `the same revoke without families: ${alone.plainMs.toFixed(1)} ms`,
+  })
+  report.target({
+    name: `cascade of ${counts.cascade.toLocaleString('en-US')} tokens (revoke with them minus without)`,
+    value: alone.victimMs - alone.plainMs,
+    op: '<',
+    bound: 100,
+    unit: 'ms',
+    row: aloneRow,
+  })
+}
+
+/**
+ * Two certificates on an otherwise empty database, one with `families` bound token families
+ * (bulk-inserted); the revocation latency of each, in that order of CRL size (the second CRL
+ * has one entry more).
+ */
+async function cascadeAlone(
+  home: string,
+  families: number,
+  overrides: Obj,
+): Promise<{ victimMs: number; plainMs: number }> {
+  let server = await CertboundServer.start(home, overrides, 'certbound-cascade')
+  let victim: Credential
+  let plain: Credential
+  try {
+    ;[victim, plain] = (await server.workloads(2, 'cascade')).creds as [Credential, Credential]
+  } finally {
+    await server.stop()
+  }
+  const file = join(server.dataDir, 'certbound.db')
+  bulkInsert(file, { certificates: 0, revoked: 0, families: 0, cascade: families }, victim.serial)
+  server = await CertboundServer.start(home, overrides, 'certbound-cascade-2')
+  try {
+    const plainMs = await revokeMs(server, plain.serial)
+    const victimMs = await revokeMs(server, victim.serial)
+    const left = activeFamilies(file, victim.serial)
+    if (left !== 0) throw new Error(`the cascade left ${left} families active`)
+    return { victimMs, plainMs }
   } finally {
     await server.stop()
   }
