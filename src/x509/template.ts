@@ -1,4 +1,4 @@
-import { createHash, sign } from 'node:crypto'
+import { hash, sign } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 
 import { hashFor, requireKeyType } from '../crypto/keys.js'
@@ -124,9 +124,13 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 
 // Pieces every leaf carries, encoded once.
 const SAN_OID = w.oid(EXT.subjectAltName)
+const CN_OID = w.oid(ATTR.commonName)
 // SEQUENCE { subjectKeyIdentifier, OCTET STRING { OCTET STRING (20) } }: the key id follows.
-const SKI_HEAD = extension(EXT.subjectKeyIdentifier, false, w.octetString(new Uint8Array(20)))
-  .subarray(0, -20)
+const SKI_HEAD = extension(
+  EXT.subjectKeyIdentifier,
+  false,
+  w.octetString(new Uint8Array(20)),
+).subarray(0, -20)
 const SKI_SIZE = SKI_HEAD.length + 20
 
 /** RelativeDistinguishedName ::= SET { SEQUENCE { type, UTF8String value } } */
@@ -135,7 +139,14 @@ function rdn(type: string, value: string | undefined): Uint8Array | undefined {
   if (typeof value !== 'string' || value.length === 0) {
     throw new TypeError(`subject attribute ${type} must be a non-empty string`)
   }
-  return w.tlv(0x31, w.sequence(w.oid(type), w.utf8String(value)))
+  const id = type === ATTR.commonName ? CN_OID : w.oid(type)
+  const text = Buffer.from(value, 'utf8')
+  const atv = id.length + w.tlvSize(text.length)
+  const out = new Uint8Array(w.tlvSize(w.tlvSize(atv)))
+  let at = w.putHeader(out, 0, 0x31, w.tlvSize(atv))
+  at = w.putBytes(out, w.putHeader(out, at, 0x30, atv), id)
+  w.putBytes(out, w.putHeader(out, at, 0x0c, text.length), text) // UTF8String
+  return out
 }
 
 // The organization is the same in every leaf of a CA: its RDN is encoded once per value.
@@ -181,7 +192,7 @@ function subjectKeyId(spki: Uint8Array): Uint8Array {
   const top = readTlv(spki, 0, spki.length)
   const alg = readTlv(spki, top.start, top.end)
   const bits = readTlv(spki, alg.end, top.end)
-  return createHash('sha256').update(spki.subarray(bits.start + 1, bits.end)).digest()
+  return hash('sha256', spki.subarray(bits.start + 1, bits.end), 'buffer')
 }
 
 /**
@@ -224,7 +235,11 @@ export function buildCertificateFast(
     ? SAN_OID.length + (emptySubject ? w.TRUE.length : 0) + w.tlvSize(w.tlvSize(namesSize))
     : 0
   const extsSize =
-    head.length + (sanSize && w.tlvSize(sanSize)) + SKI_SIZE + issuer.aki.length + pieces.tail.length
+    head.length +
+    (sanSize && w.tlvSize(sanSize)) +
+    SKI_SIZE +
+    issuer.aki.length +
+    pieces.tail.length
   const from = w.x509TimeDer(notBefore)
   const to = w.x509TimeDer(notAfter)
   const tbsSize =
