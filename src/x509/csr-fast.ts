@@ -170,13 +170,16 @@ function canonicalJwk(
 
 /** The Extensions of the single extensionRequest attribute (RFC 2985 §5.4.2), by id. */
 function requestedExtensions(der: Uint8Array, attributes: readonly Tlv[]): Map<string, Tlv> {
-  const found = attributes
-    .map((a) => childrenOf(der, a) as [Tlv, Tlv])
-    .filter(([type]) => oidText(der, type) === EXTENSION_REQUEST)
   const out = new Map<string, Tlv>()
-  if (found.length === 0) return out
-  const values = childrenOf(der, found[0]![1])
-  if (found.length > 1 || values.length !== 1) {
+  let found: Tlv | undefined // the values SET of the extensionRequest attribute
+  let count = 0
+  for (const a of attributes) {
+    const [type, values] = childrenOf(der, a) as [Tlv, Tlv]
+    if (oidText(der, type) === EXTENSION_REQUEST && count++ === 0) found = values
+  }
+  if (found === undefined) return out
+  const values = childrenOf(der, found)
+  if (count > 1 || values.length !== 1) {
     throw invalid('CSR extensionRequest must appear once, with one value')
   }
   for (const e of childrenOf(der, expectTag(values[0], 0x30, 'Extensions'))) {
@@ -193,13 +196,19 @@ function requestedExtensions(der: Uint8Array, attributes: readonly Tlv[]): Map<s
   return out
 }
 
+/** A TLV's content octets as latin1 text (one character per octet, as pkijs reads IA5). */
+function latin1(buf: Uint8Array, t: Tlv): string {
+  let s = ''
+  for (let i = t.start; i < t.end; i++) s += String.fromCharCode(buf[i]!)
+  return s
+}
+
 /** URI, DNS, rfc822 and IP names (RFC 5280 §4.2.1.6); any other form: the pkijs reader. */
 function readSan(value: Uint8Array, names: CsrNames): void {
-  const latin1 = (t: Tlv): string => Buffer.from(contentOf(value, t)).toString('latin1')
   for (const g of childrenOf(value, expectTag(readDer(value), 0x30, 'GeneralNames'))) {
-    if (g.tag === 0x86) names.uris.push(latin1(g))
-    else if (g.tag === 0x82) names.dnsNames.push(latin1(g))
-    else if (g.tag === 0x81) names.emails.push(latin1(g))
+    if (g.tag === 0x86) names.uris.push(latin1(value, g))
+    else if (g.tag === 0x82) names.dnsNames.push(latin1(value, g))
+    else if (g.tag === 0x81) names.emails.push(latin1(value, g))
     else if (g.tag === 0x87 && (g.end - g.start === 4 || g.end - g.start === 16)) {
       names.ipAddresses.push(bytesToIp(contentOf(value, g)))
     } else throw new UnhandledError('GeneralName form')
@@ -231,6 +240,7 @@ export function readCsrFast(der: Uint8Array): ParsedCsr | undefined {
       key.publicKey,
       der.subarray(parts.cri.offset, parts.cri.end),
       parts.signature,
+      keyType,
     )
     if (failure !== undefined) throw invalid(`CSR ${failure}`)
     const names = emptyNames()

@@ -94,6 +94,7 @@ export function checkSignature(
   key: KeyObject,
   data: Uint8Array,
   signature: Uint8Array,
+  keyType: KeyType | undefined = keyTypeOf(key), // callers that know it save a native call
 ): string | undefined {
   const rule = VERIFY_RULES[algorithmId]
   if (!rule) {
@@ -102,7 +103,7 @@ export function checkSignature(
       ? `${known} signatures are not supported`
       : `unsupported signature algorithm ${algorithmId}`
   }
-  if (key.asymmetricKeyType !== rule.keyKind || keyTypeOf(key) === undefined) {
+  if (key.asymmetricKeyType !== rule.keyKind || keyType === undefined) {
     return `signature algorithm ${algorithmId} does not match the ${key.asymmetricKeyType} key`
   }
   try {
