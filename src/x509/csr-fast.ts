@@ -1,5 +1,5 @@
-import { createPublicKey, KeyObject, subtle } from 'node:crypto'
-import type { JsonWebKey } from 'node:crypto'
+import { createPublicKey } from 'node:crypto'
+import type { JsonWebKey, KeyObject } from 'node:crypto'
 
 import { spkiDer as exportSpki } from '../crypto/keys.js'
 import {
@@ -103,33 +103,6 @@ function split(der: Uint8Array): Parts {
   }
 }
 
-interface Key {
-  readonly publicKey: KeyObject
-  readonly spkiDer: Uint8Array
-}
-
-/** The key of a SubjectPublicKeyInfo: its bytes, and the JWK when they are canonical. */
-interface KeyPlan {
-  readonly algorithmId: string
-  readonly bytes: Uint8Array // a copy of the SPKI
-  readonly bits: Uint8Array // the subjectPublicKey octets (an EC point: 04 || x || y)
-  readonly jwk: JsonWebKey | undefined
-}
-
-function keyPlan(der: Uint8Array, spki: Tlv): KeyPlan {
-  const [algTlv, keyTlv] = childrenOf(der, spki) as [Tlv, Tlv]
-  const alg = algorithmOf(der, algTlv)
-  const bits = der.subarray(keyTlv.start + 1, keyTlv.end)
-  const jwk = der[keyTlv.start] === 0 ? canonicalJwk(der, alg, bits) : undefined
-  return { algorithmId: alg.id, bytes: der.slice(spki.offset, spki.end), bits, jwk }
-}
-
-/** A canonical key: its bytes are node's SPKI, so they are remembered rather than exported. */
-function canonical(publicKey: KeyObject, bytes: Uint8Array): Key {
-  rememberSpki(publicKey, bytes.slice())
-  return { publicKey, spkiDer: bytes }
-}
-
 /**
  * The public key. Canonical encodings of the supported key types are already node's SPKI; they
  * are imported through JWK (OpenSSL's DER decoder costs 2-15x more), except P-384, whose JWK
@@ -137,39 +110,27 @@ function canonical(publicKey: KeyObject, bytes: Uint8Array): Key {
  * the DER import does not need: both reject a point off the curve. Anything else takes the
  * general import, exactly as the pkijs reader does.
  */
-function importKey(plan: KeyPlan): Key {
-  const { jwk, bytes } = plan
+function importKey(der: Uint8Array, spki: Tlv): { publicKey: KeyObject; spkiDer: Uint8Array } {
+  const [algTlv, keyTlv] = childrenOf(der, spki) as [Tlv, Tlv]
+  const alg = algorithmOf(der, algTlv)
+  const bits = der.subarray(keyTlv.start + 1, keyTlv.end)
+  const bytes = der.slice(spki.offset, spki.end)
+  const jwk = der[keyTlv.start] === 0 ? canonicalJwk(der, alg, bits) : undefined
   if (jwk === undefined) {
-    const publicKey = importSpki(bytes, plan.algorithmId)
+    const publicKey = importSpki(bytes, alg.id)
     return { publicKey, spkiDer: exportSpki(publicKey) }
   }
-  if (jwk.crv === 'P-384') return canonical(importSpki(bytes, plan.algorithmId), bytes)
-  try {
-    return canonical(createPublicKey({ key: jwk, format: 'jwk' }), bytes)
-  } catch (e) {
-    throw invalid('CSR public key is malformed', e) // e.g. an EC point off the curve
-  }
-}
-
-/**
- * As importKey, but a canonical EC point goes through WebCrypto's raw import, which checks the
- * point is on the curve (coordinates < p included) without the JWK import's scalar
- * multiplication: with the verification, ~10% less CPU for P-256 and ~25% for P-384 than the
- * synchronous imports. It is asynchronous only because WebCrypto is.
- */
-async function importKeyAsync(plan: KeyPlan): Promise<Key> {
-  const { jwk, bytes } = plan
-  if (jwk?.kty !== 'EC') return importKey(plan)
   let publicKey: KeyObject
-  try {
-    const algorithm = { name: 'ECDSA', namedCurve: jwk.crv! }
-    publicKey = KeyObject.from(
-      await subtle.importKey('raw', plan.bits, algorithm, true, ['verify']),
-    )
-  } catch (e) {
-    throw invalid('CSR public key is malformed', e) // DataError: not a point of the curve
+  if (jwk.crv === 'P-384') publicKey = importSpki(bytes, alg.id)
+  else {
+    try {
+      publicKey = createPublicKey({ key: jwk, format: 'jwk' })
+    } catch (e) {
+      throw invalid('CSR public key is malformed', e) // e.g. an EC point off the curve
+    }
   }
-  return canonical(publicKey, bytes)
+  rememberSpki(publicKey, bytes.slice())
+  return { publicKey, spkiDer: bytes }
 }
 
 const b64u = (b: Uint8Array): string => Buffer.from(b).toString('base64url')
@@ -263,33 +224,6 @@ function readCa(value: Uint8Array): boolean {
   return ca !== undefined
 }
 
-/** Everything after the key import: proof of possession, then the requested extensions. */
-function finish(der: Uint8Array, parts: Parts, key: Key): ParsedCsr {
-  const keyType = supportedKeyType(key.publicKey)
-  const failure = checkSignature(
-    parts.signatureAlgorithm,
-    key.publicKey,
-    der.subarray(parts.cri.offset, parts.cri.end),
-    parts.signature,
-    keyType,
-  )
-  if (failure !== undefined) throw invalid(`CSR ${failure}`)
-  const names = emptyNames()
-  let requestsCA = false
-  for (const [id, value] of requestedExtensions(der, parts.attributes)) {
-    if (id === EXT.subjectAltName) readSan(contentOf(der, value), names)
-    else if (id === EXT.basicConstraints) requestsCA = readCa(contentOf(der, value))
-  }
-  return parsedCsr(der, { ...key, keyType }, names, requestsCA)
-}
-
-/** UnhandledError: undefined (the pkijs reader decides); NotDerError: a refusal. */
-function settle(e: unknown): undefined {
-  if (e instanceof UnhandledError) return undefined
-  if (e instanceof NotDerError) throw invalid(`CSR is not minimal DER: ${e.message}`, e)
-  throw e
-}
-
 /**
  * Reads and verifies a DER CSR without pkijs. Returns undefined for valid DER of a shape it
  * does not model (then the pkijs reader decides); throws CAError like the pkijs reader, and
@@ -299,18 +233,26 @@ function settle(e: unknown): undefined {
 export function readCsrFast(der: Uint8Array): ParsedCsr | undefined {
   try {
     const parts = split(der)
-    return finish(der, parts, importKey(keyPlan(der, parts.spki)))
+    const key = importKey(der, parts.spki)
+    const keyType = supportedKeyType(key.publicKey)
+    const failure = checkSignature(
+      parts.signatureAlgorithm,
+      key.publicKey,
+      der.subarray(parts.cri.offset, parts.cri.end),
+      parts.signature,
+      keyType,
+    )
+    if (failure !== undefined) throw invalid(`CSR ${failure}`)
+    const names = emptyNames()
+    let requestsCA = false
+    for (const [id, value] of requestedExtensions(der, parts.attributes)) {
+      if (id === EXT.subjectAltName) readSan(contentOf(der, value), names)
+      else if (id === EXT.basicConstraints) requestsCA = readCa(contentOf(der, value))
+    }
+    return parsedCsr(der, { ...key, keyType }, names, requestsCA)
   } catch (e) {
-    return settle(e)
-  }
-}
-
-/** As readCsrFast, with canonical EC keys imported through WebCrypto (importKeyAsync). */
-export async function readCsrFastAsync(der: Uint8Array): Promise<ParsedCsr | undefined> {
-  try {
-    const parts = split(der)
-    return finish(der, parts, await importKeyAsync(keyPlan(der, parts.spki)))
-  } catch (e) {
-    return settle(e)
+    if (e instanceof UnhandledError) return undefined
+    if (e instanceof NotDerError) throw invalid(`CSR is not minimal DER: ${e.message}`, e)
+    throw e
   }
 }

@@ -13,7 +13,7 @@ import {
   supportedKeyType,
   type ParsedCsr,
 } from './csr-common.js'
-import { readCsrFast, readCsrFastAsync } from './csr-fast.js'
+import { readCsrFast } from './csr-fast.js'
 import { decodeDer, encode, toBytes } from './der.js'
 import { readBasicConstraints, readSubjectAltName } from './extensions.js'
 import { EXT, EXTENSION_REQUEST } from './oids.js'
@@ -70,13 +70,6 @@ function parseWithPkijs(der: Uint8Array): ParsedCsr {
   return parsedCsr(der, { publicKey, spkiDer: spkiOf(publicKey), keyType }, names, requestsCA)
 }
 
-/** Bad input never escapes as anything but a CAError. */
-function refusal(e: unknown): never {
-  if (e instanceof CAError) throw e
-  const reason = e instanceof Error ? e.message : String(e)
-  throw invalid(`CSR is malformed: ${reason}`, e)
-}
-
 function guarded(
   der: Uint8Array,
   read: (der: Uint8Array) => ParsedCsr | undefined,
@@ -84,7 +77,9 @@ function guarded(
   try {
     return read(toBytes(der))
   } catch (e) {
-    return refusal(e)
+    if (e instanceof CAError) throw e
+    const reason = e instanceof Error ? e.message : String(e)
+    throw invalid(`CSR is malformed: ${reason}`, e)
   }
 }
 
@@ -97,22 +92,6 @@ function guarded(
 export function parseCsrDer(der: Uint8Array): ParsedCsr {
   if (!(der instanceof Uint8Array)) throw new TypeError('parseCsrDer needs a Uint8Array')
   return guarded(der, readCsrFast) ?? guarded(der, parseWithPkijs)!
-}
-
-/**
- * As parseCsrDer, with the same results and errors, for async callers: the fast reader imports
- * canonical EC keys through WebCrypto's raw import, which costs less CPU than the synchronous
- * imports (csr-fast.ts importKeyAsync).
- */
-export async function parseCsrDerAsync(der: Uint8Array): Promise<ParsedCsr> {
-  if (!(der instanceof Uint8Array)) throw new TypeError('parseCsrDerAsync needs a Uint8Array')
-  let fast: ParsedCsr | undefined
-  try {
-    fast = await readCsrFastAsync(toBytes(der))
-  } catch (e) {
-    refusal(e)
-  }
-  return fast ?? guarded(der, parseWithPkijs)!
 }
 
 /** The pkijs reader alone (tests compare the fast reader with it). Same errors as parseCsrDer. */

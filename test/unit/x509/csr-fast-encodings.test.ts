@@ -7,11 +7,11 @@ import * as asn1js from 'asn1js'
 import { describe, expect, it } from 'vitest'
 
 import { hashFor, requireKeyType } from '../../../src/crypto/keys.js'
-import { readCsrFast, readCsrFastAsync } from '../../../src/x509/csr-fast.js'
+import { readCsrFast } from '../../../src/x509/csr-fast.js'
 import { parseCsrDer, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
 import { pemToDer } from '../../../src/x509/pem.js'
 import { makeCsr } from '../../helpers/openssl.js'
-import { isRefusal, STRICTER, verdict, verdictAsync, view } from './csr-verdict.js'
+import { isRefusal, STRICTER, verdict, view } from './csr-verdict.js'
 import { FIXTURE_KEYS } from './fixture-keys.js'
 
 const key = FIXTURE_KEYS['ec-p256'][0]!
@@ -144,7 +144,7 @@ describe('fast CSR reader: hand-built encodings', () => {
     expect(readCsrFast(latin1)!.uris).toEqual(['s\u00e9A'])
   })
 
-  it('an EC point with a coordinate ≥ p (a second encoding of a key) is refused both ways', async () => {
+  it('an EC point with a coordinate ≥ p (a second encoding of a key) is refused both ways', () => {
     // A P-256 point with small x, and the same x plus the field prime.
     const p = (1n << 256n) - (1n << 224n) + (1n << 192n) + (1n << 96n) - 1n
     const b = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
@@ -177,11 +177,10 @@ describe('fast CSR reader: hand-built encodings', () => {
     )
     const expected = { code: 'ERR_CSR_INVALID', message: 'CSR public key is malformed' }
     expect(verdict(() => readCsrFast(der))).toEqual(expected)
-    expect(await verdictAsync(() => readCsrFastAsync(der))).toEqual(expected)
     expect(verdict(() => parseCsrDerWithPkijs(der))).toEqual(expected)
   })
 
-  it('P-384 (imported from DER, not JWK): a point off the curve or a coordinate ≥ p is refused both ways', async () => {
+  it('P-384 (imported from DER, not JWK): a point off the curve or a coordinate ≥ p is refused both ways', () => {
     const p384 = FIXTURE_KEYS['ec-p384'][0]!
     const good = p384.publicKey.export({ type: 'spki', format: 'der' })
     const ECDSA_SHA384 = Buffer.from('300a06082a8648ce3d040303', 'hex')
@@ -192,7 +191,6 @@ describe('fast CSR reader: hand-built encodings', () => {
     }
     // The canonical key reads (and verifies) on the fast path.
     expect(readCsrFast(csrWith(good))!.keyType).toBe('ec-p384')
-    expect((await readCsrFastAsync(csrWith(good)))!.keyType).toBe('ec-p384')
     const offCurve = Buffer.from(good)
     offCurve[offCurve.length - 1]! ^= 1 // y changed: no longer on the curve
     // A point with small x, then the same x plus the field prime (still 48 octets).
@@ -224,7 +222,6 @@ describe('fast CSR reader: hand-built encodings', () => {
     for (const bad of [offCurve, twin]) {
       const der = csrWith(bad)
       expect(verdict(() => readCsrFast(der))).toEqual(expected)
-      expect(await verdictAsync(() => readCsrFastAsync(der))).toEqual(expected)
       expect(verdict(() => parseCsrDerWithPkijs(der))).toEqual(expected)
     }
   })

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { privateKeyToPem } from '../../../src/crypto/keys.js'
 import type { KeyType } from '../../../src/crypto/keys.js'
 import { buildCsr } from '../../../src/x509/csr-builder.js'
-import { readCsrFast, readCsrFastAsync } from '../../../src/x509/csr-fast.js'
-import { parseCsrDer, parseCsrDerAsync, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
+import { readCsrFast } from '../../../src/x509/csr-fast.js'
+import { parseCsrDer, parseCsrDerWithPkijs } from '../../../src/x509/csr.js'
 import { pemToDer } from '../../../src/x509/pem.js'
-import { isRefusal, STRICTER, verdict, verdictAsync, view } from './csr-verdict.js'
+import { isRefusal, STRICTER, verdict, view } from './csr-verdict.js'
 import { FIXTURE_KEYS } from './fixture-keys.js'
 import { openssl, tempDir } from '../../helpers/x509.js'
 
@@ -186,52 +186,5 @@ describe('fast CSR reader: mutated CSRs', () => {
     // the encodings only the strict reader refuses are built by hand below.
     if (process.env.CERTBOUND_SHOW_STATS) console.log(seen)
     expect(seen.sameCode).toBeGreaterThan(300)
-  })
-})
-
-// The async reader imports canonical EC keys through WebCrypto instead of JWK/DER: it must
-// read, refuse and fall back exactly as the synchronous one.
-describe('fast CSR reader, async (WebCrypto key import): the same verdicts as the sync one', () => {
-  let bases: Uint8Array[] = []
-  beforeAll(() => {
-    bases = ['ec-p256', 'ec-p384', 'ed25519', 'rsa-2048'].flatMap((key) => [
-      opensslCsr(key),
-      opensslCsr(key, '-addext', SAN),
-    ])
-  })
-
-  it('valid CSRs of every key type, and unsupported keys', async () => {
-    for (const der of [
-      ...bases,
-      ...['secp256k1', 'ed448', 'rsa-1024'].map((k) => opensslCsr(k, '-addext', SAN)),
-    ]) {
-      const sync = verdict(() => readCsrFast(der))
-      expect(await verdictAsync(() => readCsrFastAsync(der))).toEqual(sync)
-      expect(await verdictAsync(() => parseCsrDerAsync(der))).toEqual(
-        verdict(() => parseCsrDer(der)),
-      )
-    }
-    const p256 = (await readCsrFastAsync(bases[0]!))!
-    expect(p256.keyType).toBe('ec-p256')
-    expect(p256.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1')
-  })
-
-  it('mutated CSRs', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.nat(), mutation, async (which, m) => {
-        const der = mutate(bases[which % bases.length]!, m)
-        expect(await verdictAsync(() => readCsrFastAsync(der))).toEqual(
-          verdict(() => readCsrFast(der)),
-        )
-        expect(await verdictAsync(() => parseCsrDerAsync(der))).toEqual(
-          verdict(() => parseCsrDer(der)),
-        )
-      }),
-      { numRuns: 300 },
-    )
-  })
-
-  it('not a Uint8Array: TypeError, as parseCsrDer', async () => {
-    await expect(parseCsrDerAsync('x' as unknown as Uint8Array)).rejects.toThrow(TypeError)
   })
 })

@@ -31,14 +31,3 @@ export const STRICTER = /^CSR is not minimal DER: /
 
 export const isRefusal = (v: Verdict): v is { code: string; message: string } =>
   typeof v === 'object' && 'code' in v
-
-/** As verdict, for the async readers. */
-export async function verdictAsync(read: () => Promise<ParsedCsr | undefined>): Promise<Verdict> {
-  try {
-    const r = await read()
-    return r === undefined ? 'fallback' : { ok: view(r) }
-  } catch (e) {
-    if (!(e instanceof CAError)) throw new Error(`non-CAError: ${String(e)}`)
-    return { code: e.code, message: e.message }
-  }
-}
