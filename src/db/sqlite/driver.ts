@@ -120,6 +120,7 @@ export class SqliteDriver implements SqlDriver {
   /** The WAL flush in flight: commits before it are visible but not yet durable. */
   #syncing: Promise<void> | undefined
   #closed = false
+  #dataVersion: Statement | undefined
 
   constructor(file: string, options: SqliteDriverOptions = {}) {
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000
@@ -182,8 +183,10 @@ export class SqliteDriver implements SqlDriver {
 
   externalChanges(): number {
     // Per connection: it moves only with commits of other connections (our reader never
-    // writes), and cannot move while our own write transaction holds the lock.
-    return this.#writer.pragma('data_version', { simple: true }) as number
+    // writes), and cannot move while our own write transaction holds the lock. Prepared once:
+    // `pragma()` compiles its statement on every call.
+    this.#dataVersion ??= this.#writer.prepare('PRAGMA data_version').pluck()
+    return this.#dataVersion.get() as number
   }
 
   run(sql: string, params?: readonly SqlValue[]): Promise<number> {
