@@ -32,15 +32,16 @@ async function endEntryFamilies(
   now: number,
   actor: string,
 ): Promise<void> {
+  // Access tokens first, while their families are active (see endBoundTokens).
+  const tokens = await tx.run(
+    `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
+       AND family_id IN (SELECT id FROM token_families WHERE entry_id = ? AND status = 'active')`,
+    [now, now, entry.id],
+  )
   const families = await tx.run(
     `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = 'entry_disabled'
      WHERE entry_id = ? AND status = 'active'`,
     [now, entry.id],
-  )
-  const tokens = await tx.run(
-    `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
-       AND family_id IN (SELECT id FROM token_families WHERE entry_id = ?)`,
-    [now, now, entry.id],
   )
   if (families > 0 || tokens > 0) {
     await writeAudit(tx, now, {

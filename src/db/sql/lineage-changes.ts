@@ -155,16 +155,18 @@ export async function revokeLineageRows(
   let accessTokensRevoked = ended.accessTokens
   // A family follows its lineage: it is bound to one of the lineage's certificates, whichever.
   const ofLineage = 'SELECT serial FROM certificates WHERE lineage_id = ?'
+  // Access tokens first, while their families are active (see endBoundTokens).
+  accessTokensRevoked += await tx.run(
+    `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
+       AND (cert_serial IN (${ofLineage})
+         OR family_id IN (SELECT id FROM token_families
+           WHERE status = 'active' AND cert_serial IN (${ofLineage})))`,
+    [now, now, lineage.id, lineage.id],
+  )
   familiesRevoked += await tx.run(
     `UPDATE token_families SET status = 'revoked', revoked_at = ?, revoked_reason = 'lineage_revoked'
      WHERE status = 'active' AND cert_serial IN (${ofLineage})`,
     [now, lineage.id],
-  )
-  accessTokensRevoked += await tx.run(
-    `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
-       AND (cert_serial IN (${ofLineage})
-         OR family_id IN (SELECT id FROM token_families WHERE cert_serial IN (${ofLineage})))`,
-    [now, now, lineage.id, lineage.id],
   )
   await tx.run(
     `UPDATE lineages SET status = 'revoked', revoked_at = ?, revoked_reason = ? WHERE id = ?`,

@@ -21,7 +21,12 @@ async function compromisedLineage(tx: SqlExecutor, spki: string): Promise<string
   return rows.map((r) => r.serial)
 }
 
-/** Ends what is bound to one revoked certificate: its token families and access tokens. */
+/**
+ * Ends what is bound to one revoked certificate: its token families and access tokens. The
+ * access tokens first, while the families are still active: the subquery then takes the
+ * partial index on active families (a family revoked before had its tokens revoked with it),
+ * where without `status = 'active'` it scanned every family in the database.
+ */
 export async function endBoundTokens(
   tx: SqlExecutor,
   serial: string,
@@ -29,7 +34,8 @@ export async function endBoundTokens(
 ): Promise<{ families: number; accessTokens: number }> {
   const accessTokens = await tx.run(
     `UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND expires_at > ?
-       AND (cert_serial = ? OR family_id IN (SELECT id FROM token_families WHERE cert_serial = ?))`,
+       AND (cert_serial = ? OR family_id IN
+         (SELECT id FROM token_families WHERE cert_serial = ? AND status = 'active'))`,
     [now, now, serial, serial],
   )
   const families = await tx.run(
