@@ -126,10 +126,14 @@ function checkTree(buf: Uint8Array, t: Tlv, depth: number): void {
 
 // OIDs repeat in every structure read: their text is remembered by their content bytes.
 const oidCache = new Map<string, string>()
+const MAX_CACHED_OID_BYTES = 32
 
 /** Dotted text of an OID TLV (already checked by `readDer`). */
 export function oidText(buf: Uint8Array, t: Tlv): string {
   if (t.tag !== 0x06) throw new UnhandledError('expected an OBJECT IDENTIFIER')
+  // Only short ones (every OID certbound knows is): a hostile peer's long OIDs would otherwise
+  // make the 1,024 entries hold megabytes.
+  if (t.end - t.start > MAX_CACHED_OID_BYTES) return decodeOid(buf, t)
   let key = ''
   for (let i = t.start; i < t.end; i++) key += String.fromCharCode(buf[i]!)
   let text = oidCache.get(key)
