@@ -141,11 +141,12 @@ describe('init (a real process)', () => {
     const cfg = join(newer, 'ca-config.yaml')
     mkdirSync(newer)
     writeFileSync(cfg, 'data_dir: ./data\nserver:\n  listen: 127.0.0.1:0\n')
-    const db = openSqlite(join(newer, 'data/certbound.db')).connection
-    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)').run(
-      '9999_future.sql',
-    )
-    db.close()
+    const driver = openSqlite(join(newer, 'data/certbound.db'))
+    driver.connection
+      .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, ?, 0)')
+      .run('9999_future.sql')
+    // All of its connections: one left open would checkpoint the log whenever it is collected.
+    await driver.close()
     const before = treeHash(join(newer, 'data'))
     const r = await cli(['serve'], cfg)
     expect(r.code).not.toBe(0)
