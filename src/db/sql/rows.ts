@@ -100,29 +100,7 @@ export function toCertificateState(r: Omit<CertificateRow, 'der'>): CertificateS
 }
 
 export function toCertificate(r: CertificateRow): CertificateRecord {
-  return {
-    id: r.id,
-    serial: r.serial,
-    kind: r.kind,
-    spiffeId: r.spiffe_id,
-    entryId: r.entry_id,
-    thumbprint: r.thumbprint,
-    spkiSha256: r.spki_sha256,
-    notBefore: r.not_before,
-    notAfter: r.not_after,
-    status: r.status,
-    revokedAt: r.revoked_at,
-    revocationReason: r.revocation_reason,
-    renewedFrom: r.renewed_from,
-    der: new Uint8Array(r.der),
-    issuedAt: r.issued_at,
-    issuerKeyId: r.issuer_key_id,
-    lineageId: r.lineage_id,
-    generation: r.generation,
-    lineageState: r.lineage_state,
-    retiredAt: r.retired_at,
-    lastPeer: r.last_peer,
-  }
+  return { ...toCertificateState(r), der: new Uint8Array(r.der) }
 }
 
 export interface AuditRow {

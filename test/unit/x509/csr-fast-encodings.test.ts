@@ -148,19 +148,7 @@ describe('fast CSR reader: hand-built encodings', () => {
     // A P-256 point with small x, and the same x plus the field prime.
     const p = (1n << 256n) - (1n << 224n) + (1n << 192n) + (1n << 96n) - 1n
     const b = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
-    const pow = (a: bigint, e: bigint): bigint => {
-      let r = 1n
-      for (a %= p; e; e >>= 1n, a = (a * a) % p) if (e & 1n) r = (r * a) % p
-      return r
-    }
-    const hex = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(64, '0'), 'hex')
-    let x = 1n
-    let y = 0n
-    for (; ; x++) {
-      const rhs = (((x ** 3n - 3n * x + b) % p) + p) % p
-      y = pow(rhs, (p + 1n) / 4n)
-      if ((y * y) % p === rhs) break
-    }
+    const { x, y, hex } = smallPoint(p, b, 32)
     const good = Buffer.from(spki)
     hex(x).copy(good, 27)
     hex(y).copy(good, 59)
@@ -198,19 +186,7 @@ describe('fast CSR reader: hand-built encodings', () => {
     const b = BigInt(
       '0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef',
     )
-    const pow = (a: bigint, e: bigint): bigint => {
-      let r = 1n
-      for (a %= p; e; e >>= 1n, a = (a * a) % p) if (e & 1n) r = (r * a) % p
-      return r
-    }
-    const hex = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(96, '0'), 'hex')
-    let x = 1n
-    let y = 0n
-    for (; ; x++) {
-      const rhs = (((x ** 3n - 3n * x + b) % p) + p) % p
-      y = pow(rhs, (p + 1n) / 4n)
-      if ((y * y) % p === rhs) break
-    }
+    const { x, y, hex } = smallPoint(p, b, 48)
     const point = good.length - 96 // the 48-octet x, then y, end the SPKI
     const small = Buffer.from(good)
     hex(x).copy(small, point)
@@ -239,3 +215,21 @@ describe('fast CSR reader: hand-built encodings', () => {
     expect(fast).toEqual(verdict(() => parseCsrDerWithPkijs(der)))
   })
 })
+
+/**
+ * The curve point (y² = x³ - 3x + b over the prime p ≡ 3 mod 4) with the smallest x, and
+ * coordinates as `bytes` octets big-endian: a key whose x plus p still fits those octets.
+ */
+function smallPoint(p: bigint, b: bigint, bytes: number) {
+  const pow = (a: bigint, e: bigint): bigint => {
+    let r = 1n
+    for (a %= p; e; e >>= 1n, a = (a * a) % p) if (e & 1n) r = (r * a) % p
+    return r
+  }
+  const hex = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(bytes * 2, '0'), 'hex')
+  for (let x = 1n; ; x++) {
+    const rhs = (((x ** 3n - 3n * x + b) % p) + p) % p
+    const y = pow(rhs, (p + 1n) / 4n)
+    if ((y * y) % p === rhs) return { x, y, hex }
+  }
+}
