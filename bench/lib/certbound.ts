@@ -115,6 +115,8 @@ export class CertboundServer {
       process.execPath,
       [
         ...(prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(prof)] : []),
+        // e.g. BENCH_NODE_FLAGS='--prof --logfile=/tmp/v8-%p.log --no-logfile-per-isolate'
+        ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter((f) => f !== '') ?? []),
         // BENCH_SERVER=dist: the compiled CLI an installed package runs (npm run build first);
         // by default the sources through tsx, as `npm start` runs them (~40 MB more RSS).
         ...(process.env.BENCH_SERVER === 'dist'

@@ -14,6 +14,15 @@ import { importJwks, type JwsAlg, type VerificationKey } from './jws.js'
 // Allowance for clock skew between the CA and resource servers when retiring keys.
 const SKEW_MS = 60_000
 
+/** The keys a verifier may use at `now`: published, not withdrawn. */
+function publishedAt(all: readonly SigningKeyRecord[], now: number): SigningKeyRecord[] {
+  return all.filter((k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now))
+}
+
+function publicJwkOf(k: SigningKeyRecord): JWK {
+  return { ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' } as JWK
+}
+
 export interface ActiveSigningKey {
   readonly kid: string
   readonly alg: JwsAlg
@@ -69,11 +78,8 @@ export class SigningKeys {
   async jwks(): Promise<{ keys: JWK[]; withdrawn_kids: string[] }> {
     const now = this.deps.clock.now().getTime()
     const all = await this.#all()
-    const published = all.filter(
-      (k) => k.publishAt <= now && (k.withdrawAt === null || k.withdrawAt > now),
-    )
     return {
-      keys: published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }) as JWK),
+      keys: publishedAt(all, now).map(publicJwkOf),
       withdrawn_kids: all
         .filter((k) => k.withdrawAt !== null && k.withdrawAt <= now)
         .map((k) => k.kid),
@@ -85,9 +91,12 @@ export class SigningKeys {
    * changes: importing them on every introspection would dominate its cost.
    */
   async verificationKeys(): Promise<readonly VerificationKey[]> {
-    const jwks = await this.jwks()
-    const id = jwks.keys.map((k) => `${k.kid} ${k.alg}`).join(' ')
-    if (this.#verification?.id !== id) this.#verification = { id, keys: importJwks(jwks) }
+    const published = publishedAt(await this.#all(), this.deps.clock.now().getTime())
+    // Decided on every call (a withdrawal must take effect at once), but the JWK Set is built
+    // and imported again only when the published kids change.
+    const id = published.map((k) => `${k.kid} ${k.alg}`).join(' ')
+    if (this.#verification?.id !== id)
+      this.#verification = { id, keys: importJwks({ keys: published.map(publicJwkOf) }) }
     return this.#verification.keys
   }
 

@@ -224,6 +224,16 @@ describe('SQLite driver: several processes on one file', () => {
     }
   })
 
+  it("a group commit's savepoint journals stay in memory, not in temporary files", async () => {
+    const driver = new SqliteDriver(tempFile())
+    try {
+      // 2 = MEMORY: the original of every page a savepoint changes is copied, not written out.
+      expect(driver.connection.pragma('temp_store', { simple: true })).toBe(2)
+    } finally {
+      await driver.close()
+    }
+  })
+
   it('over HTTP: a database busy past its timeout is a 503 with Retry-After, never a 500', async () => {
     const s = await TestServer.start({ database: { busy_timeout: '1s' } })
     try {
