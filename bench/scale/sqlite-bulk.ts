@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { existsSync, statSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, openSync, statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 
 /**
@@ -199,6 +199,16 @@ export function bulkInsert(file: string, counts: BulkCounts, victim: string): Bu
     }
   } finally {
     db.close()
+    // Written with synchronous=OFF: gigabytes of dirty pages the kernel would otherwise write
+    // back while the big database is measured, stalling every WAL flush of the server behind
+    // them (ext4 orders data before its journal commits). A database that grew over months has
+    // no such backlog: flush it first, then measure.
+    const fd = openSync(file, 'r+')
+    try {
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
   }
 }
 

@@ -196,7 +196,14 @@ export interface TokenStore {
   findAccessToken(jti: string): Promise<AccessTokenState | undefined>
   revokeAccessToken(jti: string, now: number, event: AuditInput): Promise<boolean>
   getFamily(id: string): Promise<FamilyRecord | undefined>
-  purgeExpired(now: number): Promise<{ accessTokens: number; refreshTokens: number }>
+  /**
+   * Forgets expired tokens and the families left without any, `chunk` rows of each kind per
+   * transaction (default 1,000), so that a backlog never holds the writer for long.
+   */
+  purgeExpired(
+    now: number,
+    options?: { chunk?: number },
+  ): Promise<{ accessTokens: number; refreshTokens: number }>
 }
 
 export interface SigningKeyStore {

@@ -148,6 +148,7 @@ export class SqliteDriver implements SqlDriver {
     // Each transaction of a group commit runs in a savepoint, whose journal (the original of
     // every page it changes) is a temporary file by default: a write() per page, ~9% of a token
     // grant's main-thread time. In memory it is a copy; it lives only until the savepoint ends.
+    // (Temporary b-trees of sorts live there too: the server's queries read in index order.)
     this.#writer.pragma('temp_store = MEMORY')
     this.#reader = new Database(file, { timeout: this.#busyTimeoutMs })
     this.#reader.pragma('query_only = ON')

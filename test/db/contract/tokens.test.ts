@@ -99,6 +99,26 @@ describeEachBackend('storage contract ($name): token families', (backend) => {
     expect(await a.tokens.findRefreshToken('r-unknown')).toBeUndefined()
   })
 
+  it('purgeExpired works in chunks and keeps a family while any of its tokens is unexpired', async () => {
+    const { a, b } = db
+    const { cert: c } = await storedCert(a)
+    const families = [await family(a, c), await family(a, c), await family(a, c)]
+    // Their access tokens expire at NOW + 5 min, their refresh tokens at NOW + 1 h.
+    const first = await b.tokens.purgeExpired(NOW + 600_000, { chunk: 1 })
+    expect(first.accessTokens).toBeGreaterThanOrEqual(3)
+    for (const f of families) {
+      expect(await a.tokens.findAccessToken(f.access.jti)).toBeUndefined()
+      expect(await a.tokens.findRefreshToken(f.refresh.id)).toBeDefined()
+      expect(await a.tokens.getFamily(f.id)).toBeDefined()
+    }
+    const second = await b.tokens.purgeExpired(NOW + 2 * 3_600_000, { chunk: 2 })
+    expect(second.refreshTokens).toBeGreaterThanOrEqual(3)
+    for (const f of families) {
+      expect(await a.tokens.findRefreshToken(f.refresh.id)).toBeUndefined()
+      expect(await a.tokens.getFamily(f.id)).toBeUndefined()
+    }
+  })
+
   it('purgeExpired forgets expired access and refresh tokens and empty families', async () => {
     const { a } = db
     const { cert: c } = await storedCert(a)
