@@ -45,6 +45,7 @@ const FILLS: Record<string, readonly string[]> = {
     'revocation_reason',
     'der',
     'issued_at',
+    'issuer_key_id',
   ],
   token_families: ['id', 'spiffe_id', 'entry_id', 'cert_serial', 'status', 'created_at'],
   refresh_tokens: ['id', 'token_hash', 'family_id', 'issued_at', 'expires_at'],
@@ -101,8 +102,10 @@ export function bulkInsert(file: string, counts: BulkCounts, victim: string): Bu
     checkSchema(db)
     const now = Date.now()
     const template = db
-      .prepare(`SELECT der, kid FROM certificates, signing_keys WHERE kind = 'workload' LIMIT 1`)
-      .get() as { der: Buffer; kid: string } | undefined
+      .prepare(
+        `SELECT der, kid, issuer_key_id FROM certificates, signing_keys WHERE kind = 'workload' LIMIT 1`,
+      )
+      .get() as { der: Buffer; kid: string; issuer_key_id: string } | undefined
     if (!template) throw new Error('the database has no workload certificate to copy')
     const victimRow = db
       .prepare('SELECT spiffe_id, entry_id FROM certificates WHERE serial = ?')
@@ -120,8 +123,8 @@ export function bulkInsert(file: string, counts: BulkCounts, victim: string): Bu
     )
     const insCert = db.prepare(
       `INSERT INTO certificates (serial, kind, spiffe_id, entry_id, thumbprint, spki_sha256,
-         not_before, not_after, status, revoked_at, revocation_reason, der, issued_at)
-       VALUES (?, 'workload', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         not_before, not_after, status, revoked_at, revocation_reason, der, issued_at, issuer_key_id)
+       VALUES (?, 'workload', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     const valid: { serial: string; e: (typeof entries)[number] }[] = []
     const t0 = performance.now()
@@ -144,6 +147,9 @@ export function bulkInsert(file: string, counts: BulkCounts, victim: string): Bu
           revoked ? 'unspecified' : null,
           template.der,
           issued,
+          // As the server writes it: rows without one are a pre-v6 database's, which every
+          // start attributes to init's CA (a million-row UPDATE before the first measurement).
+          template.issuer_key_id,
         )
         if (!revoked && valid.length < counts.families) valid.push({ serial: s, e })
       }
