@@ -19,11 +19,13 @@ import { certboundLoad, type ScenarioName } from './sections/https.js'
 const names = (process.argv[2] ?? 'token').split(',') as ScenarioName[]
 const seconds = Number(process.argv[3] ?? 5)
 const phaseFile = process.env.BENCH_PHASE_FILE ?? join('bench', '.phase')
-const dir = mkdtempSync(join(tmpdir(), 'certbound-profile-'))
-const server = await CertboundServer.start(join(dir, 'certbound'), {})
+// BENCH_PROFILE_HOME: an existing server directory (say one `--scale --keep` left), kept.
+const home = process.env.BENCH_PROFILE_HOME
+const dir = home ?? mkdtempSync(join(tmpdir(), 'certbound-profile-'))
+const server = await CertboundServer.start(home ?? join(dir, 'certbound'), {})
 const mark = (what: string) => writeFileSync(phaseFile, `${server.pid} ${what}\n`)
 try {
-  const { creds, entryIds } = await server.workloads(16, 'client')
+  const { creds, entryIds } = await server.workloads(16, home ? `profile${Date.now()}` : 'client')
   const load = { seconds, warmup: 128, warmupSeconds: 1, minRequests: 200, maxRequests: 1e6 }
   if (names.length === 1 && names[0] === 'introspect') {
     // Tokens first (not profiled), then introspection alone.
@@ -54,5 +56,5 @@ try {
 } finally {
   await server.stop()
   rmSync(phaseFile, { force: true })
-  rmSync(dir, { recursive: true, force: true })
+  if (home === undefined) rmSync(dir, { recursive: true, force: true })
 }

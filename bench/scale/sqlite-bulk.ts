@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { closeSync, existsSync, fsyncSync, openSync, statSync } from 'node:fs'
 import Database from 'better-sqlite3'
+import { orderedTokenId, uuidV7 } from '../../src/crypto/ordered-id.js'
 
 /**
  * The one place the bench writes SQL: synthetic rows bulk-inserted into a stopped server's
@@ -174,11 +175,16 @@ export function bulkInsert(file: string, counts: BulkCounts, victim: string): Bu
       `INSERT INTO access_tokens (jti, family_id, cert_serial, spiffe_id, kid, issued_at, expires_at)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     )
+    // Ids as the server makes them (time-ordered, issued over the hour before `now`), so that
+    // the indexes on them have the shape a server's own rows give them.
+    let issuedCount = 0
+    const total = counts.families + counts.cascade
     const family = (certSerial: string, spiffe: string, entryId: string) => {
-      const id = randomUUID()
-      insFamily.run(id, spiffe, entryId, certSerial, now)
-      insRefresh.run(randomBytes(12).toString('base64url'), hex(32), id, now, now + 86_400_000)
-      insAccess.run(randomUUID(), id, certSerial, spiffe, template.kid, now, now + 300_000)
+      const at = now - 3_600_000 + Math.floor((issuedCount++ * 3_600_000) / Math.max(1, total))
+      const id = uuidV7(at)
+      insFamily.run(id, spiffe, entryId, certSerial, at)
+      insRefresh.run(orderedTokenId(at), hex(32), id, at, at + 86_400_000)
+      insAccess.run(uuidV7(at), id, certSerial, spiffe, template.kid, at, now + 300_000)
     }
     const t1 = performance.now()
     const familyBatch = db.transaction((from: number, to: number) => {

@@ -58,6 +58,10 @@ CREATE TEMP TABLE lineage_backfill ON COMMIT DROP AS
     FROM certificates c JOIN chain ON c.renewed_from = chain.serial
   )
   SELECT serial, root, depth FROM chain;
+-- Looked up once per certificate below: without an index that is quadratic (an hour for
+-- 100,000 certificates).
+CREATE INDEX lineage_backfill_by_serial ON lineage_backfill (serial);
+ANALYZE lineage_backfill;
 
 INSERT INTO lineages (id, spiffe_id, entry_id, created_at)
   SELECT serial, spiffe_id, entry_id, issued_at FROM certificates

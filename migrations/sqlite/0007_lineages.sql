@@ -58,6 +58,9 @@ CREATE TEMP TABLE lineage_backfill AS
     FROM certificates c JOIN chain ON c.renewed_from = chain.serial
   )
   SELECT serial, root, depth FROM chain;
+-- Looked up once per certificate below: without an index that is quadratic (an hour for
+-- 100,000 certificates).
+CREATE INDEX temp.lineage_backfill_by_serial ON lineage_backfill (serial);
 
 INSERT INTO lineages (id, spiffe_id, entry_id, created_at)
   SELECT serial, spiffe_id, entry_id, issued_at FROM certificates

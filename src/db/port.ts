@@ -198,12 +198,14 @@ export interface TokenStore {
   getFamily(id: string): Promise<FamilyRecord | undefined>
   /**
    * Forgets expired tokens and the families left without any, `chunk` rows of each kind per
-   * transaction (default 1,000), so that a backlog never holds the writer for long.
+   * transaction (default 1,000) with pauses between them, so that a backlog never holds the
+   * writer for long; after `budgetMs` (default: none) it stops with `complete: false`, the
+   * rest left for the next call.
    */
   purgeExpired(
     now: number,
-    options?: { chunk?: number },
-  ): Promise<{ accessTokens: number; refreshTokens: number }>
+    options?: { chunk?: number; budgetMs?: number },
+  ): Promise<{ accessTokens: number; refreshTokens: number; complete: boolean }>
 }
 
 export interface SigningKeyStore {

@@ -38,9 +38,14 @@ describe('purging expired token rows', () => {
       expect(await s.store.tokens.purgeExpired(Date.now())).toEqual({
         accessTokens: 0,
         refreshTokens: 0,
+        complete: true,
       })
       expect((await introspect(s, a, t.access_token)).body.active).toBe(true)
-      expect(await s.store.tokens.purgeExpired(far)).toEqual({ accessTokens: 1, refreshTokens: 1 })
+      expect(await s.store.tokens.purgeExpired(far)).toEqual({
+        accessTokens: 1,
+        refreshTokens: 1,
+        complete: true,
+      })
       expect((await introspect(s, a, t.refresh_token)).body.active).toBe(false)
     } finally {
       await s.close()

@@ -174,9 +174,12 @@ export class SqlSigningKeyStore implements SigningKeyStore {
           now,
           kid,
         ])
+        // Only the unexpired ones (by the expiry index): the others can no longer be used, and
+        // reading every access token kept until the purge held the writer for a long time.
         await tx.run(
-          'UPDATE access_tokens SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL',
-          [now, kid],
+          `UPDATE access_tokens SET revoked_at = ?
+           WHERE kid = ? AND revoked_at IS NULL AND expires_at > ?`,
+          [now, kid, now],
         )
       }
       await writeAudit(tx, now, event)
