@@ -7,6 +7,7 @@ import { caKeyPassphrase, caKeyToPem } from './key-protection.js'
 import { intermediateProfile } from './profiles.js'
 import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
+import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { newKeyEncryptionKeyBytes } from '../crypto/sealing.js'
 import { buildCertificate } from '../x509/certificate.js'
@@ -132,10 +133,52 @@ export async function recordCaCertificates(
  * Issues an admin client certificate for the first admin.spiffe_ids entry, locally from the
  * CA key on disk, so a lost or expired admin credential never locks operators out.
  */
-export async function issueAdminCredential(
+export function issueAdminCredential(
   deps: InitDeps,
   ca: CaMaterial,
   spiffeId = deps.config.admin.spiffeIds[0]!,
+): Promise<{ serial: string; notAfter: Date }> {
+  return underAdminLease(deps, () => issueAdminUnlocked(deps, ca, spiffeId))
+}
+
+const ADMIN_LEASE = 'admin-credential'
+const ADMIN_LEASE_TTL_MS = 30_000
+
+/**
+ * The admin credential is a pair of files every process on a data_dir writes to: replicas
+ * started together (one initialising, one finding the CA half made and completing the init)
+ * interleaved their writes, leaving one's key beside the other's certificate. One holder at a
+ * time, across processes and replicas; a crashed holder's lease runs out.
+ */
+async function underAdminLease<T>(deps: InitDeps, fn: () => Promise<T>): Promise<T> {
+  const holder = `${process.pid}-${randomUUID()}`
+  const giveUp = Date.now() + 2 * ADMIN_LEASE_TTL_MS
+  while (
+    !(await deps.store.leases.acquire(
+      ADMIN_LEASE,
+      holder,
+      deps.clock.now().getTime(),
+      ADMIN_LEASE_TTL_MS,
+    ))
+  ) {
+    if (Date.now() > giveUp)
+      throw new CAError(
+        'ERR_STORAGE_UNAVAILABLE',
+        'another process has been issuing the admin credential for a minute',
+      )
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  try {
+    return await fn()
+  } finally {
+    await deps.store.leases.release(ADMIN_LEASE, holder).catch(() => undefined)
+  }
+}
+
+async function issueAdminUnlocked(
+  deps: InitDeps,
+  ca: CaMaterial,
+  spiffeId: string,
 ): Promise<{ serial: string; notAfter: Date }> {
   const { config, store, clock } = deps
   const keys = await generateKeyPair('ec-p256')
@@ -171,14 +214,15 @@ export async function issueAdminCredential(
  * step, the first admin credential, is issued if the database has never recorded one. (An
  * operator who moved the admin credential off this host keeps it moved: it is recorded.)
  */
-export async function completeInit(deps: InitDeps, ca: CaMaterial): Promise<boolean> {
+export function completeInit(deps: InitDeps, ca: CaMaterial): Promise<boolean> {
   const { config, store, clock } = deps
-  const admins = await store.certificates.list({
-    spiffeId: config.admin.spiffeIds[0]!,
-    limit: 1,
-    now: clock.now().getTime(),
+  // Checked under the lease: an init still running elsewhere has recorded its credential
+  // by the time this process gets it.
+  return underAdminLease(deps, async () => {
+    const spiffeId = config.admin.spiffeIds[0]!
+    const admins = await store.certificates.list({ spiffeId, limit: 1, now: clock.now().getTime() })
+    if (admins.items.length > 0) return false
+    await issueAdminUnlocked(deps, ca, spiffeId)
+    return true
   })
-  if (admins.items.length > 0) return false
-  await issueAdminCredential(deps, ca)
-  return true
 }
