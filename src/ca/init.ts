@@ -9,6 +9,7 @@ import type { Store } from '../db/port.js'
 import { CAError } from '../errors.js'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { newKeyEncryptionKeyBytes } from '../crypto/sealing.js'
 import { buildCertificate } from '../x509/certificate.js'
 import { derToPem } from '../x509/pem.js'
@@ -166,7 +167,7 @@ async function underAdminLease<T>(deps: InitDeps, fn: () => Promise<T>): Promise
         'ERR_STORAGE_UNAVAILABLE',
         'another process has been issuing the admin credential for a minute',
       )
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(50)
   }
   try {
     return await fn()

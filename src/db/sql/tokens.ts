@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { SqlDriver, SqlExecutor } from '../driver.js'
 import type { TokenStore } from '../port.js'
 import type {
@@ -323,7 +324,7 @@ export class SqlTokenStore implements TokenStore {
       if (performance.now() >= deadline) return { ...total, complete: false }
       // A backlog gets at most a quarter of the writer: each chunk holds it (the event loop
       // too, on SQLite) while its rows are deleted; requests go first in the pause after it.
-      await new Promise((resolve) => setTimeout(resolve, (performance.now() - started) * 3))
+      await sleep((performance.now() - started) * 3)
     }
   }
 }
