@@ -242,6 +242,8 @@ export interface NewAccessToken {
   readonly kid: string
   readonly issuedAt: number
   readonly expiresAt: number
+  /** SHA-256 of the signed token, for introspection without re-verifying the signature. */
+  readonly sha256: Uint8Array
 }
 
 export interface RefreshTokenState {
@@ -259,8 +261,11 @@ export interface AccessTokenState {
   readonly familyId: string | null
   readonly certSerial: string
   readonly spiffeId: string
+  readonly kid: string
   readonly expiresAt: number
   readonly revokedAt: number | null
+  /** SHA-256 of the token as issued; null for tokens issued before it was recorded. */
+  readonly sha256: Uint8Array | null
   readonly familyStatus: 'active' | 'revoked' | null
   readonly certStatus: 'valid' | 'revoked'
   readonly certNotAfter: number

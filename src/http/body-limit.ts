@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { CAError } from '../errors.js'
 import type { AppEnv } from './mtls.js'
 
@@ -30,8 +30,28 @@ export function bodyLimit(maxBytes: number): MiddlewareHandler<AppEnv> {
       : await readWebStream(c.req.raw.body, maxBytes)
     if (body === undefined) throw tooLarge()
     c.req.raw = new Request(c.req.url, { method, headers: c.req.raw.headers, body })
+    c.set('requestBody', Buffer.from(body))
     return next()
   }
+}
+
+/**
+ * The whole request body, as {@link bodyLimit} admitted it. Served by node, it is read from the
+ * IncomingMessage itself: hono's `c.req.text()` made @hono/node-server build a full web Request
+ * (undici Headers, a ReadableStream over the message, an AbortSignal) to read a few hundred
+ * bytes, which cost more than the rest of an introspection's HTTP handling.
+ */
+export async function requestBody(c: Context<AppEnv>): Promise<Buffer> {
+  const read = c.get('requestBody')
+  if (read !== undefined) return read
+  const incoming = c.env?.incoming
+  const body =
+    incoming !== undefined && !incoming.readableEnded && incoming.readableFlowing === null
+      ? await readIncoming(incoming, Infinity)
+      : Buffer.from(await c.req.arrayBuffer())
+  // Content-Length was judged by bodyLimit, and node never delivers more than it says.
+  c.set('requestBody', body!)
+  return body!
 }
 
 /**

@@ -1,5 +1,15 @@
 import type { Context } from 'hono'
 import { CAError } from '../errors.js'
+import { requestBody } from './body-limit.js'
+import type { AppEnv } from './mtls.js'
+
+/** UTF-8 as `Request.text()` decodes it: a leading BOM dropped, bad bytes replaced. */
+const UTF8 = new TextDecoder()
+
+/** The request body as text (UTF-8). */
+export async function requestText(c: Context<AppEnv>): Promise<string> {
+  return UTF8.decode(await requestBody(c))
+}
 
 /**
  * `application/json` or a `+json` type (RFC 6839), in UTF-8 (RFC 8259 §8.1). Anything else is
@@ -23,10 +33,10 @@ function checkJsonType(header: string | undefined): void {
 
 /** A JSON object body; anything else is a 4xx with a message saying what was wrong. */
 export async function readJsonObject(
-  c: Context,
+  c: Context<AppEnv>,
   { optional = false } = {},
 ): Promise<Record<string, unknown>> {
-  const text = await c.req.text()
+  const text = await requestText(c)
   if (text.trim() === '' && optional) return {}
   if (text !== '') checkJsonType(c.req.header('content-type'))
   let value: unknown
@@ -56,7 +66,7 @@ const KNOWN_PARAMETERS = new Set([
  * An application/x-www-form-urlencoded body (RFC 6749 §3.2: parameters sent without a
  * value are treated as omitted; a parameter must not be sent more than once).
  */
-export async function readOAuthForm(c: Context): Promise<Map<string, string>> {
+export async function readOAuthForm(c: Context<AppEnv>): Promise<Map<string, string>> {
   const type = c.req.header('content-type') ?? ''
   if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
     throw new CAError(
@@ -64,7 +74,7 @@ export async function readOAuthForm(c: Context): Promise<Map<string, string>> {
       'the body must be application/x-www-form-urlencoded',
     )
   }
-  const params = new URLSearchParams(await c.req.text())
+  const params = new URLSearchParams(await requestText(c))
   const form = new Map<string, string>()
   for (const [key, value] of params) {
     // Named only if it is a parameter we know: a body that is a bare secret parses as a key.

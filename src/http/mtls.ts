@@ -29,6 +29,8 @@ export type AppEnv = {
     forwarded: boolean
     /** /oauth/token: the grant type, once it is one this server takes (for metrics). */
     grantType: string
+    /** The request body once read (src/http/body-limit.ts `requestBody`). */
+    requestBody: Buffer
   }
 }
 

@@ -74,7 +74,7 @@ async function checkEntryScopes(
 function issuedRows(
   deps: GrantDeps,
   client: CertificateState,
-  access: { jti: string; kid: string; exp: number },
+  access: { jti: string; kid: string; exp: number; sha256: Uint8Array },
   refresh: { id: string; hash: string },
   now: number,
 ) {
@@ -92,6 +92,7 @@ function issuedRows(
       kid: access.kid,
       issuedAt: now,
       expiresAt: access.exp * 1000,
+      sha256: access.sha256,
     },
   }
 }

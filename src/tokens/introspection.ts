@@ -1,12 +1,14 @@
+import { timingSafeEqual } from 'node:crypto'
 import type { JWTPayload } from 'jose'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config/load.js'
 import { secretMatches, secretTokenId } from '../crypto/secret-token.js'
 import type { Store } from '../db/port.js'
-import type { RefreshTokenState } from '../db/types.js'
+import type { AccessTokenState, RefreshTokenState } from '../db/types.js'
 import type { CertificateState } from '../db/types.js'
 import { CAError } from '../errors.js'
-import { verifyJwt, type JwsAlg } from './jws.js'
+import { checkJwtClaimsOfAuthenticatedToken, verifyJwt, type JwsAlg } from './jws.js'
+import { accessTokenDigest } from './issuer.js'
 import type { SigningKeys } from './keys.js'
 
 export interface TokenStateDeps {
@@ -28,27 +30,65 @@ type Found =
       active: boolean
     }
 
-async function verifyOurJwt(token: string, deps: TokenStateDeps): Promise<JWTPayload | undefined> {
-  if (token.split('.').length !== 3) return undefined
-  const result = verifyJwt(token, await deps.keys.verificationKeys(), {
+function jwtOptions(deps: TokenStateDeps) {
+  return {
     issuer: deps.config.tokens.issuer,
     typ: 'at+jwt',
     algorithms: ALGORITHMS,
     currentDate: deps.clock.now(),
-  })
-  return result.ok ? (result.payload as JWTPayload) : undefined
+  }
+}
+
+/** The `jti` a JWT claims, before anything about it is trusted: only to find its row. */
+function claimedJti(token: string): string | undefined {
+  const payload = token.split('.')[1]
+  if (payload === undefined) return undefined
+  try {
+    const jti: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))?.jti
+    return typeof jti === 'string' ? jti : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * An access token of ours and its row. The row recorded the SHA-256 of the token as signed: a
+ * presented token with that digest is those very bytes, and under a key still published its
+ * signature need not be checked again (the ES256 verification was the larger part of an
+ * introspection). Otherwise (rows from before migration 0014, other bytes) the signature
+ * decides, as for any JWT. Either way the claims are checked the same.
+ */
+async function findAccessToken(
+  token: string,
+  deps: TokenStateDeps,
+): Promise<{ claims: JWTPayload; state: AccessTokenState } | undefined> {
+  if (token.split('.').length !== 3) return undefined
+  const jti = claimedJti(token)
+  const state = jti === undefined ? undefined : await deps.store.tokens.findAccessToken(jti)
+  if (!state) return undefined
+  const keys = await deps.keys.verificationKeys()
+  const result =
+    state.sha256 !== null &&
+    keys.some((k) => k.kid === state.kid) &&
+    digestMatches(token, state.sha256)
+      ? checkJwtClaimsOfAuthenticatedToken(token, jwtOptions(deps))
+      : verifyJwt(token, keys, jwtOptions(deps))
+  // The same bytes name the same jti; the check keeps a forged payload from borrowing a row.
+  if (!result.ok || result.payload.jti !== state.jti) return undefined
+  return { claims: result.payload as JWTPayload, state }
+}
+
+function digestMatches(token: string, recorded: Uint8Array): boolean {
+  const digest = accessTokenDigest(token)
+  return recorded.length === digest.length && timingSafeEqual(digest, recorded)
 }
 
 /** Finds a token of ours (access JWT or refresh token) and decides whether it is active now. */
 async function findToken(token: string, deps: TokenStateDeps): Promise<Found | undefined> {
   const now = deps.clock.now().getTime()
-  const claims = await verifyOurJwt(token, deps)
-  if (claims) {
-    const state =
-      typeof claims.jti === 'string'
-        ? await deps.store.tokens.findAccessToken(claims.jti)
-        : undefined
-    if (!state) return undefined
+  const access = await findAccessToken(token, deps)
+  if (access) {
+    const { claims, state } = access
     const active =
       state.revokedAt === null &&
       state.familyStatus !== 'revoked' &&

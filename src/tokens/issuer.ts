@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { epochSeconds } from '../clock.js'
 import { uuidV7 } from '../crypto/ordered-id.js'
 import type { Config } from '../config/load.js'
@@ -12,6 +13,13 @@ export interface SignedAccessToken {
   readonly kid: string
   readonly iat: number
   readonly exp: number
+  /** {@link accessTokenDigest} of `token`, stored with its row. */
+  readonly sha256: Uint8Array
+}
+
+/** What an access token's row records of its bytes: introspection compares it to the presented token's. */
+export function accessTokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token).digest()
 }
 
 /**
@@ -48,5 +56,5 @@ export async function signAccessToken(
   claims.exp = exp
   claims.jti = jti
   const token = signJwt({ alg: key.alg, typ: 'at+jwt', kid: key.kid }, claims, key.privateKey)
-  return { token, jti, kid: key.kid, iat, exp }
+  return { token, jti, kid: key.kid, iat, exp, sha256: accessTokenDigest(token) }
 }

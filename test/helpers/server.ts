@@ -247,6 +247,24 @@ export class TestServer extends ApiClient {
     return this.#postgres.driver.all<T>(sql, params)
   }
 
+  /**
+   * One write (portable SQL, `?` placeholders) on a connection of the test's own, committed at
+   * once: a row as an older version left it, or as damage would.
+   */
+  async execute(sql: string, ...params: SqlValue[]): Promise<number> {
+    const url = this.databaseUrl
+    if (url === undefined) {
+      const db = new Database(join(this.dataDir, 'certbound.db'), { fileMustExist: true, timeout: 5_000 })
+      try {
+        return db.prepare(sql).run(...params).changes
+      } finally {
+        db.close()
+      }
+    }
+    this.#postgres.driver ??= await openPostgresDriver({ url, migrate: false })
+    return this.#postgres.driver.transaction((tx) => tx.run(sql, params))
+  }
+
   /** Every value stored in every table, as text (BLOBs both as latin1 and as UTF-8). */
   async storedValues(): Promise<string[]> {
     const tables = await this.query<{ name: string }>(

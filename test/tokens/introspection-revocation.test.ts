@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Credential } from '../helpers/server.js'
 import { TestServer } from '../helpers/server.js'
@@ -85,6 +86,27 @@ describe('introspection (RFC 7662) and revocation (RFC 7009)', () => {
         expect(r.status).toBe(200)
         expect(r.body).toEqual({ active: false })
       }
+    })
+
+    it('authenticates an access token by the SHA-256 its row recorded, else by its signature', async () => {
+      const sha256 = (t: string) => createHash('sha256').update(t).digest()
+      const t = await grant(s, await enroll())
+      const [h, p] = t.access_token.split('.') as [string, string, string]
+      const { jti } = JSON.parse(Buffer.from(p, 'base64url').toString())
+      const row = async () =>
+        (await s.query('SELECT token_sha256 FROM access_tokens WHERE jti = ?', jti))[0]
+      expect(Buffer.from((await row()).token_sha256).equals(sha256(t.access_token))).toBe(true)
+      // A row from before migration 0014, or one recording other bytes: the signature decides.
+      await s.execute('UPDATE access_tokens SET token_sha256 = NULL WHERE jti = ?', jti)
+      expect(await active(t.access_token)).toBe(true)
+      await s.execute('UPDATE access_tokens SET token_sha256 = ? WHERE jti = ?', randomBytes(32), jti)
+      expect(await active(t.access_token)).toBe(true)
+      const badSignature = `${h}.${p}.${Buffer.alloc(64, 7).toString('base64url')}`
+      expect(await active(badSignature)).toBe(false)
+      // When the row says these are the bytes issued, the digest decides, not a second check.
+      await s.execute('UPDATE access_tokens SET token_sha256 = ? WHERE jti = ?', sha256(badSignature), jti)
+      expect(await active(badSignature)).toBe(true)
+      expect(await active(t.access_token)).toBe(true)
     })
 
     it('requires a token parameter and a client certificate of this CA', async () => {

@@ -2,7 +2,12 @@ import { generateKeyPairSync } from 'node:crypto'
 import fc from 'fast-check'
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JWK } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { importJwks, signJwt, verifyJwt } from '@certbound/verifier/jws'
+import {
+  checkJwtClaimsOfAuthenticatedToken,
+  importJwks,
+  signJwt,
+  verifyJwt,
+} from '@certbound/verifier/jws'
 
 /**
  * The verifier's node:crypto JWT check against jose.jwtVerify, the independent implementation,
@@ -108,7 +113,7 @@ describe('verifyJwt with the verifier options agrees with jose.jwtVerify', () =>
           )
           const header = { alg: 'ES256' as const, kid, ...(t ? { typ: t } : {}) }
           const token = signJwt(header, payload, pair.privateKey)
-          const mine = verifyJwt(token, ours, {
+          const options = {
             algorithms: ['ES256'],
             issuer: ISSUER,
             audience: AUDIENCE,
@@ -116,8 +121,11 @@ describe('verifyJwt with the verifier options agrees with jose.jwtVerify', () =>
             currentDate: new Date(now * 1000),
             clockToleranceSec: leeway,
             requiredClaims: REQUIRED,
-          })
+          }
+          const mine = verifyJwt(token, ours, options)
           expect(mine.ok).toBe(await joseAccepts(token, now, leeway))
+          // Introspection's path for bytes it knows it signed: the same verdict on the claims.
+          expect(checkJwtClaimsOfAuthenticatedToken(token, options)).toEqual(mine)
         },
       ),
       { numRuns: 1000 },

@@ -169,25 +169,66 @@ export function verifyJwt(
   keys: readonly VerificationKey[],
   options: VerifyJwtOptions,
 ): JwtVerification {
-  const parts = token.split('.')
-  if (parts.length !== 3) return fail('not a compact JWS')
-  const [h, p, s] = parts as [string, string, string]
-  if (!isB64url(h) || !isB64url(p) || !isB64url(s)) return fail('not base64url')
-  const header = parseObject(h)
-  if (!header) return fail('the protected header is not a JSON object')
-  // We never set `crit`: a token that asks for extensions we do not implement is refused.
-  if (header.crit !== undefined) return fail('unsupported "crit" header')
-  const alg = header.alg
-  const spec = specFor(alg)
-  if (!spec || !options.algorithms.includes(alg as string)) return fail('"alg" not allowed')
+  const d = decode(token, options)
+  if (!d.ok) return d
+  const { h, p, s, header, spec } = d
   const signature = Buffer.from(s, 'base64url')
   if (spec.sigBytes !== 0 && signature.length !== spec.sigBytes) return fail('bad signature')
   const kid = header.kid
-  const candidates = keys.filter((k) => k.alg === alg && (kid === undefined || k.kid === kid))
+  const candidates = keys.filter((k) => k.alg === header.alg && (kid === undefined || k.kid === kid))
   if (candidates.length === 0) return fail('no matching key')
   const input = Buffer.from(`${h}.${p}`)
   if (!candidates.some((k) => verify(spec.hash, input, cryptoKey(spec, k.key), signature)))
     return fail('bad signature')
+  return claimsOf(header, p, options)
+}
+
+/**
+ * Every check of {@link verifyJwt} but the signature's, for an issuer that has already
+ * authenticated the token's bytes another way: certbound's introspection, which finds the
+ * SHA-256 it recorded when it signed the token equal to the presented token's. Never for a token
+ * that nothing but its own signature vouches for.
+ */
+export function checkJwtClaimsOfAuthenticatedToken(
+  token: string,
+  options: VerifyJwtOptions,
+): JwtVerification {
+  const d = decode(token, options)
+  return d.ok ? claimsOf(d.header, d.p, options) : d
+}
+
+type Decoded =
+  | {
+      readonly ok: true
+      readonly h: string
+      readonly p: string
+      readonly s: string
+      readonly header: Record<string, unknown>
+      readonly spec: AlgSpec
+    }
+  | { readonly ok: false; readonly reason: string }
+
+/** The compact serialization and the protected header, before any key is used. */
+function decode(token: string, options: VerifyJwtOptions): Decoded {
+  const parts = token.split('.')
+  if (parts.length !== 3) return { ok: false, reason: 'not a compact JWS' }
+  const [h, p, s] = parts as [string, string, string]
+  if (!isB64url(h) || !isB64url(p) || !isB64url(s)) return { ok: false, reason: 'not base64url' }
+  const header = parseObject(h)
+  if (!header) return { ok: false, reason: 'the protected header is not a JSON object' }
+  // We never set `crit`: a token that asks for extensions we do not implement is refused.
+  if (header.crit !== undefined) return { ok: false, reason: 'unsupported "crit" header' }
+  const spec = specFor(header.alg)
+  if (!spec || !options.algorithms.includes(header.alg as string))
+    return { ok: false, reason: '"alg" not allowed' }
+  return { ok: true, h, p, s, header, spec }
+}
+
+function claimsOf(
+  header: Record<string, unknown>,
+  p: string,
+  options: VerifyJwtOptions,
+): JwtVerification {
   const payload = parseObject(p)
   if (!payload) return fail('the claims set is not a JSON object')
   return checkClaims(header, payload, options)

@@ -56,9 +56,9 @@ function insertRefresh(tx: SqlExecutor, familyId: string, r: NewRefreshToken): P
 
 function insertAccess(tx: SqlExecutor, familyId: string | null, a: NewAccessToken) {
   return tx.run(
-    `INSERT INTO access_tokens (jti, family_id, cert_serial, spiffe_id, kid, issued_at, expires_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    [a.jti, familyId, a.certSerial, a.spiffeId, a.kid, a.issuedAt, a.expiresAt],
+    `INSERT INTO access_tokens (jti, family_id, cert_serial, spiffe_id, kid, issued_at, expires_at, token_sha256)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    [a.jti, familyId, a.certSerial, a.spiffeId, a.kid, a.issuedAt, a.expiresAt, a.sha256],
   )
 }
 
@@ -225,14 +225,16 @@ export class SqlTokenStore implements TokenStore {
       family_id: string | null
       cert_serial: string
       spiffe_id: string
+      kid: string
       expires_at: number
       revoked_at: number | null
+      token_sha256: Uint8Array | null
       family_status: 'active' | 'revoked' | null
       cert_status: 'valid' | 'revoked'
       cert_not_after: number
     }>(
-      `SELECT a.jti, a.family_id, a.cert_serial, a.spiffe_id, a.expires_at, a.revoked_at,
-              f.status AS family_status, c.status AS cert_status, c.not_after AS cert_not_after
+      `SELECT a.jti, a.family_id, a.cert_serial, a.spiffe_id, a.kid, a.expires_at, a.revoked_at,
+              a.token_sha256, f.status AS family_status, c.status AS cert_status, c.not_after AS cert_not_after
        FROM access_tokens a JOIN certificates c ON c.serial = a.cert_serial
        LEFT JOIN token_families f ON f.id = a.family_id WHERE a.jti = ?`,
       [jti],
@@ -243,8 +245,10 @@ export class SqlTokenStore implements TokenStore {
       familyId: row.family_id,
       certSerial: row.cert_serial,
       spiffeId: row.spiffe_id,
+      kid: row.kid,
       expiresAt: row.expires_at,
       revokedAt: row.revoked_at,
+      sha256: row.token_sha256 === null ? null : new Uint8Array(row.token_sha256),
       familyStatus: row.family_status,
       certStatus: row.cert_status,
       certNotAfter: row.cert_not_after,

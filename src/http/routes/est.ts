@@ -10,6 +10,7 @@ import { CAError } from '../../errors.js'
 import { csrAttributes } from '../../x509/csrattrs.js'
 import { certsOnlyPkcs7 } from '../../x509/pkcs7.js'
 import { limitFailedAuth, type AuthLimiter } from '../auth-limit.js'
+import { requestText } from '../body.js'
 import {
   authenticateEnrolment,
   challenges,
@@ -64,7 +65,7 @@ async function estRequest(c: Context): Promise<CertificateRequest> {
       `send the CSR as application/pkcs10 (base64 DER, RFC 7030 §4.2.1), not ${got}`,
     )
   }
-  const b64 = (await c.req.text()).replace(/[\r\n\t ]/g, '')
+  const b64 = (await requestText(c)).replace(/[\r\n\t ]/g, '')
   if (b64 === '') throw new CAError('ERR_BAD_REQUEST', 'the body is empty: send a base64 DER CSR')
   if (b64.length % 4 !== 0 || !BASE64.test(b64)) {
     const hint = b64.startsWith('-----BEGIN') ? ' (base64 DER without PEM armour)' : ''

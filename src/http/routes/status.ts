@@ -3,6 +3,7 @@ import type { CrlPublisher } from '../../ca/crl.js'
 import type { OcspAnswer, OcspResponder } from '../../ca/ocsp.js'
 import type { CaMaterial } from '../../ca/material.js'
 import { CAError } from '../../errors.js'
+import { requestBody } from '../body-limit.js'
 import type { AppEnv } from '../mtls.js'
 
 export interface StatusRouteDeps {
@@ -65,7 +66,7 @@ export function statusRoutes(deps: StatusRouteDeps): Hono<AppEnv> {
     return c.body(Buffer.from(der), 200, CRL_HEADERS)
   })
   app.post('/v1/ocsp', async (c) => {
-    const der = new Uint8Array(await c.req.arrayBuffer())
+    const der = new Uint8Array(await requestBody(c))
     return ocspResponse(await deps.ocsp.respond(der))
   })
   app.get('/v1/ocsp/*', async (c) => {

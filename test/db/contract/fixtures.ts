@@ -105,6 +105,7 @@ export function accessRow(c: NewCertificate, extra: Partial<NewAccessToken> = {}
     kid: 'kid-1',
     issuedAt: NOW,
     expiresAt: NOW + 300_000,
+    sha256: randomBytes(32),
     ...extra,
   }
 }

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Store } from '../../../src/db/port.js'
 import type { EntryRecord, NewCertificate } from '../../../src/db/types.js'
@@ -324,6 +324,7 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
         kid: 'k',
         issuedAt: NOW,
         expiresAt: NOW + 60_000,
+        sha256: randomBytes(32),
       },
       event('token.issue'),
     )
@@ -357,6 +358,7 @@ describeEachBackend('storage contract ($name): lineages', (backend) => {
           kid: 'k',
           issuedAt: NOW,
           expiresAt: NOW + 60_000,
+          sha256: randomBytes(32),
         },
         event('token.issue'),
       )

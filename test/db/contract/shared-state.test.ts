@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { SigningKeyRecord } from '../../../src/db/types.js'
 import { describeEachBackend, type OpenBackend } from './backends.js'
@@ -106,6 +107,7 @@ describeEachBackend('storage contract ($name): state shared by every process', (
         kid: old.at(-1)!,
         issuedAt: NOW,
         expiresAt: NOW + 60_000,
+        sha256: randomBytes(32),
       },
       event('token.issue'),
     )

@@ -20,6 +20,19 @@ describeEachBackend('storage contract ($name): token families', (backend) => {
     reuseEvent: event('token.family.reuse_detected'),
   })
 
+  it("an access token's row keeps its signing kid and the SHA-256 of its bytes, for either process", async () => {
+    const { a, b } = db
+    const { cert: c } = await storedCert(a)
+    const f = await family(a, c)
+    const fromB = (await b.tokens.findAccessToken(f.access.jti))!
+    expect(fromB.kid).toBe(f.access.kid)
+    expect(Buffer.from(fromB.sha256!).equals(Buffer.from(f.access.sha256))).toBe(true)
+    const next = refreshInput(f.id, f.refresh.id, c)
+    expect(await b.tokens.commitRefresh(next)).toBe('ok')
+    const refreshed = (await a.tokens.findAccessToken(next.access.jti))!
+    expect(Buffer.from(refreshed.sha256!).equals(Buffer.from(next.access.sha256))).toBe(true)
+  })
+
   it('createFamily commits only for a certificate still valid and an entry still enabled', async () => {
     const { a, b } = db
     const { entry, cert: c } = await storedCert(a)
