@@ -45,13 +45,15 @@ export async function requestBody(c: Context<AppEnv>): Promise<Buffer> {
   const read = c.get('requestBody')
   if (read !== undefined) return read
   const incoming = c.env?.incoming
-  const body =
+  // Unread (no one else listens): bodyLimit judged its Content-Length already, and node never
+  // delivers more than that, so no limit here (readIncoming answers undefined only past one).
+  const unread =
     incoming !== undefined && !incoming.readableEnded && incoming.readableFlowing === null
-      ? await readIncoming(incoming, Infinity)
-      : Buffer.from(await c.req.arrayBuffer())
-  // Content-Length was judged by bodyLimit, and node never delivers more than it says.
-  c.set('requestBody', body!)
-  return body!
+  const body = unread
+    ? ((await readIncoming(incoming, Infinity)) ?? Buffer.alloc(0))
+    : Buffer.from(await c.req.arrayBuffer())
+  c.set('requestBody', body)
+  return body
 }
 
 /**

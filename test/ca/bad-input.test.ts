@@ -286,6 +286,33 @@ describe('every bad input: 4xx problem+json, nothing changed, still serving', ()
       expect(JSON.parse(granted).scope).toBe(scope)
     })
 
+    it('a body with a content-length in many pieces is read whole, and a leading BOM is dropped', async () => {
+      const { spiffeId, token } = await fresh()
+      const { csrPem } = makeCsr({ san: `URI:${spiffeId}` })
+      // A BOM, then the JSON, in 1 KB writes under one content-length: read from node's
+      // request across several reads, decoded as Request.text() decoded it.
+      const body = Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.from(JSON.stringify({ csr: csrPem, padding: 'x'.repeat(20 * 1024) })),
+      ])
+      const res = await request(`${s.url}/v1/enroll`, {
+        method: 'POST',
+        dispatcher: s.agent(),
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': String(body.length),
+        },
+        body: Readable.from(
+          Array.from({ length: Math.ceil(body.length / 1000) }, (_, i) =>
+            body.subarray(i * 1000, (i + 1) * 1000),
+          ),
+        ),
+      })
+      const text = await res.body.text()
+      expect(res.statusCode, text).toBe(201)
+    })
+
     it('a body over 64 KiB on an admin route → 413 or 400', async () => {
       await refused(
         () =>
