@@ -63,17 +63,13 @@ export async function certboundLoad(
   // up to 1.8x its later self: a WAL file still growing, whose every fdatasync also journals its
   // new size; a cold JIT). Grants first, unmeasured, so whichever scenario comes first is not
   // charged for that.
-  await closedLoop(150 * W, W, async (_i, w) => {
-    await sendOk(mtls[w]!, `${url}/oauth/token`, form(w, { grant_type: 'client_credentials' }))
-  })
+  const grant = (w: number) =>
+    sendOk(mtls[w]!, `${url}/oauth/token`, form(w, { grant_type: 'client_credentials' }))
+  await closedLoop(150 * W, W, async (_i, w) => void (await grant(w)))
   await run('token', {
     workers: W,
     prepare: async () => async (_i, w) => {
-      const r = await sendOk(
-        mtls[w]!,
-        `${url}/oauth/token`,
-        form(w, { grant_type: 'client_credentials' }),
-      )
+      const r = await grant(w)
       if (issued.length < 20_000) issued.push({ token: r.access_token, cred: creds[w]! })
       refreshTokens[w] = r.refresh_token
     },

@@ -39,10 +39,11 @@ function jwtOptions(deps: TokenStateDeps) {
   }
 }
 
-/** The `jti` a JWT claims, before anything about it is trusted: only to find its row. */
+/** The `jti` a compact JWT claims, before anything about it is trusted: only to find its row. */
 function claimedJti(token: string): string | undefined {
-  const payload = token.split('.')[1]
-  if (payload === undefined) return undefined
+  const parts = token.split('.')
+  if (parts.length !== 3) return undefined
+  const payload = parts[1]!
   try {
     const jti: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))?.jti
     return typeof jti === 'string' ? jti : undefined
@@ -62,7 +63,6 @@ async function findAccessToken(
   token: string,
   deps: TokenStateDeps,
 ): Promise<{ claims: JWTPayload; state: AccessTokenState } | undefined> {
-  if (token.split('.').length !== 3) return undefined
   const jti = claimedJti(token)
   const state = jti === undefined ? undefined : await deps.store.tokens.findAccessToken(jti)
   if (!state) return undefined
